@@ -1,1 +1,21 @@
+//! physlab generators: synthetic corpora whose every fact is known.
+//!
+//! The foundation dataset is bioS (Allen-Zhu & Li, Part 3.1/3.3): people with unique full names and six
+//! attributes, rendered into biographies from templates, tokenized by a closed word-level tokenizer and written
+//! as token shards next to the ground-truth knowledge table and a manifest with the dataset's exact bits.
 
+pub mod bios;
+pub mod bits;
+pub mod dataset;
+pub mod error;
+pub mod people;
+pub mod pools;
+pub mod rng;
+pub mod templates;
+pub mod tokenizer;
+
+pub use bios::{BioS, BioSConfig, RenderedBio};
+pub use error::GenError;
+pub use people::{Attribute, Gender, Person};
+pub use pools::{PoolFiles, Pools};
+pub use tokenizer::Tokenizer;

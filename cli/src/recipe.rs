@@ -1,0 +1,461 @@
+//! Recipes: workspace.toml holds `[defaults]` and named `[experiment.<name>]` tables, each optionally with a
+//! `sweep` (a cartesian `grid` of dotted keys and a `seeds` axis).
+//!
+//! Precedence (torchtitan's config manager): `--set key=value` > sweep point > experiment > `[defaults]` > code
+//! defaults. Unknown keys are errors naming the key path and the nearest valid key; validation collects every
+//! problem before failing.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use physlab_generators::BioSConfig;
+use physlab_trainer::{ModelConfig, TrainConfig};
+use serde::{Deserialize, Serialize};
+use toml::{Table, Value};
+
+/// Evaluation settings.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// People per forward pass.
+    pub batch: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig { batch: 64 }
+    }
+}
+
+/// One fully resolved run: what `config.resolved.toml` holds.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    pub description: String,
+    /// The recipe seed: every random stream (people, templates, data order, initialisation) derives from it.
+    pub seed: u64,
+    pub data: BioSConfig,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+    pub eval: EvalConfig,
+}
+
+impl RunConfig {
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = self.data.problems();
+        p.extend(self.model.problems());
+        p.extend(self.train.problems());
+        if self.eval.batch == 0 {
+            p.push("eval.batch must be ≥ 1".into());
+        }
+        p
+    }
+}
+
+/// A sweep point: its index, its folder name and the dotted overrides it applies.
+#[derive(Clone, Debug)]
+pub struct Point {
+    pub index: usize,
+    pub name: String,
+    pub seed: u64,
+    pub config: RunConfig,
+}
+
+pub struct Workspace {
+    pub path: String,
+    defaults: Table,
+    pub experiments: BTreeMap<String, Table>,
+}
+
+fn nearest<'a>(key: &str, candidates: impl Iterator<Item = &'a String>) -> Option<String> {
+    candidates
+        .map(|c| (strsim::levenshtein(key, c), c))
+        .filter(|(d, c)| *d <= 3.max(c.len() / 2))
+        .min()
+        .map(|(_, c)| c.clone())
+}
+
+/// Every key of `user` that `reference` lacks, as messages naming the path and the nearest valid key.
+fn unknown_keys(user: &Table, reference: &Table, path: &str, out: &mut Vec<String>) {
+    for (k, v) in user {
+        let p = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
+        match reference.get(k) {
+            None => {
+                let hint = match nearest(k, reference.keys()) {
+                    Some(n) => format!(
+                        "; did you mean `{}`?",
+                        if path.is_empty() {
+                            n
+                        } else {
+                            format!("{path}.{n}")
+                        }
+                    ),
+                    None => format!(
+                        "; valid keys here: {}",
+                        reference.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                };
+                out.push(format!("unknown key `{p}`{hint}"));
+            }
+            Some(Value::Table(rt)) => match v {
+                Value::Table(ut) => unknown_keys(ut, rt, &p, out),
+                _ => out.push(format!("`{p}` must be a table")),
+            },
+            Some(_) => {}
+        }
+    }
+}
+
+/// Deep merge: tables merge key by key, anything else replaces.
+fn merge(base: &mut Table, over: &Table) {
+    for (k, v) in over {
+        match (base.get_mut(k), v) {
+            (Some(Value::Table(b)), Value::Table(o)) => merge(b, o),
+            _ => {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// Sets a dotted key (`model.preset`) in `table`.
+fn set_dotted(table: &mut Table, key: &str, value: Value) {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().expect("non-empty key");
+    let mut t = table;
+    for p in parts {
+        let entry = t
+            .entry(p.to_string())
+            .or_insert_with(|| Value::Table(Table::new()));
+        if !entry.is_table() {
+            *entry = Value::Table(Table::new());
+        }
+        t = entry.as_table_mut().expect("table");
+    }
+    t.insert(last.to_string(), value);
+}
+
+/// Parses `key=value`; the value is read as TOML (`3`, `true`, `"x"`, `[1, 2]`) and else taken as a string.
+pub fn parse_set(s: &str) -> Result<(String, Value)> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| anyhow!("--set {s:?}: expected key=value"))?;
+    let k = k.trim().to_string();
+    if k.is_empty() {
+        bail!("--set {s:?}: empty key");
+    }
+    let v = v.trim();
+    let value = toml::from_str::<Table>(&format!("v = {v}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| Value::String(v.to_string()));
+    Ok((k, value))
+}
+
+fn point_label(v: &Value) -> String {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl Workspace {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    pub fn parse(text: &str, origin: &str) -> Result<Self> {
+        let mut root: Table = toml::from_str(text).map_err(|e| anyhow!("{origin}: {e}"))?;
+        let mut problems = Vec::new();
+        for k in root.keys() {
+            if k != "defaults" && k != "experiment" {
+                problems.push(format!(
+                    "unknown top-level key `{k}`; expected `defaults` or `experiment`"
+                ));
+            }
+        }
+        let defaults = match root.remove("defaults") {
+            None => Table::new(),
+            Some(Value::Table(t)) => t,
+            Some(_) => bail!("{origin}: `defaults` must be a table"),
+        };
+        let mut experiments = BTreeMap::new();
+        match root.remove("experiment") {
+            None => {}
+            Some(Value::Table(t)) => {
+                for (name, v) in t {
+                    match v {
+                        Value::Table(e) => {
+                            experiments.insert(name, e);
+                        }
+                        _ => problems.push(format!("`experiment.{name}` must be a table")),
+                    }
+                }
+            }
+            Some(_) => problems.push("`experiment` must be a table of experiments".into()),
+        }
+        if !problems.is_empty() {
+            bail!("{origin}:\n  - {}", problems.join("\n  - "));
+        }
+        Ok(Workspace {
+            path: origin.into(),
+            defaults,
+            experiments,
+        })
+    }
+
+    /// Resolves every point of `name`, with `sets` applied last. Errors list every problem found.
+    pub fn points(&self, name: &str, sets: &[(String, Value)]) -> Result<Vec<Point>> {
+        let Some(exp) = self.experiments.get(name) else {
+            let hint = nearest(name, self.experiments.keys())
+                .map(|n| format!(" (did you mean `{n}`?)"))
+                .unwrap_or_default();
+            bail!(
+                "{}: no experiment `{name}`{hint}; experiments: {}",
+                self.path,
+                self.experiments
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        };
+        let reference = match Value::try_from(RunConfig::default()).expect("serialises") {
+            Value::Table(t) => t,
+            _ => unreachable!("a struct serialises to a table"),
+        };
+        let ctx = format!("{} [experiment.{name}]", self.path);
+        let mut problems = Vec::new();
+        unknown_keys(&self.defaults, &reference, "", &mut problems);
+        let mut body = exp.clone();
+        let sweep = body.remove("sweep");
+        unknown_keys(&body, &reference, "", &mut problems);
+
+        // The sweep: grid axes (cartesian, in key order) and seeds.
+        let mut axes: Vec<(String, Vec<Value>)> = Vec::new();
+        let mut seeds: Option<Vec<u64>> = None;
+        match sweep {
+            None => {}
+            Some(Value::Table(s)) => {
+                for (k, v) in s {
+                    match (k.as_str(), v) {
+                        ("grid", Value::Table(g)) => {
+                            for (key, vals) in g {
+                                match vals {
+                                    Value::Array(a) if !a.is_empty() => axes.push((key, a)),
+                                    _ => problems.push(format!("sweep.grid.\"{key}\" must be a non-empty array")),
+                                }
+                            }
+                        }
+                        ("seeds", Value::Array(a)) => {
+                            let s: Option<Vec<u64>> = a.iter().map(|v| v.as_integer().and_then(|i| u64::try_from(i).ok())).collect();
+                            match s {
+                                Some(s) if !s.is_empty() => seeds = Some(s),
+                                _ => problems.push("sweep.seeds must be a non-empty array of non-negative integers".into()),
+                            }
+                        }
+                        (k, _) => problems.push(format!("unknown key `sweep.{k}`; expected `grid` (a table of arrays) or `seeds`")),
+                    }
+                }
+            }
+            Some(_) => problems.push("`sweep` must be a table".into()),
+        }
+        for k in axes
+            .iter()
+            .map(|(k, _)| k)
+            .chain(sets.iter().map(|(k, _)| k))
+        {
+            let mut probe = Table::new();
+            set_dotted(&mut probe, k, Value::Boolean(true));
+            unknown_keys(&probe, &reference, "", &mut problems);
+        }
+        problems.sort();
+        problems.dedup();
+        if !problems.is_empty() {
+            bail!("{ctx}:\n  - {}", problems.join("\n  - "));
+        }
+
+        let mut combos: Vec<Vec<(String, Value)>> = vec![Vec::new()];
+        for (k, vals) in &axes {
+            combos = combos
+                .into_iter()
+                .flat_map(|c| {
+                    vals.iter().map(move |v| {
+                        let mut c = c.clone();
+                        c.push((k.clone(), v.clone()));
+                        c
+                    })
+                })
+                .collect();
+        }
+        let mut points = Vec::new();
+        let mut all_problems = Vec::new();
+        for combo in combos {
+            let name = if combo.is_empty() {
+                "base".to_string()
+            } else {
+                combo
+                    .iter()
+                    .map(|(k, v)| {
+                        format!("{}={}", k.rsplit('.').next().unwrap_or(k), point_label(v))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let mut t = reference.clone();
+            merge(&mut t, &self.defaults);
+            merge(&mut t, &body);
+            for (k, v) in &combo {
+                set_dotted(&mut t, k, v.clone());
+            }
+            for (k, v) in sets {
+                set_dotted(&mut t, k, v.clone());
+            }
+            let seed_list = seeds.clone().unwrap_or_else(|| {
+                vec![t.get("seed").and_then(Value::as_integer).unwrap_or(0) as u64]
+            });
+            for seed in seed_list {
+                let mut t = t.clone();
+                t.insert("seed".into(), Value::Integer(seed as i64));
+                let cfg: RunConfig = match Value::Table(t).try_into() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        all_problems.push(format!("point {name}: {e}"));
+                        continue;
+                    }
+                };
+                for p in cfg.problems() {
+                    all_problems.push(format!("point {name}: {p}"));
+                }
+                points.push(Point {
+                    index: points.len(),
+                    name: name.clone(),
+                    seed,
+                    config: cfg,
+                });
+            }
+        }
+        if !all_problems.is_empty() {
+            all_problems.dedup();
+            bail!("{ctx}:\n  - {}", all_problems.join("\n  - "));
+        }
+        Ok(points)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHIPPED: &str = include_str!("../../workspace.toml");
+
+    /// Every experiment shipped in workspace.toml parses and validates (litgpt test_config_hub).
+    #[test]
+    fn every_shipped_experiment_validates() {
+        let ws = Workspace::parse(SHIPPED, "workspace.toml").expect("parses");
+        assert!(ws.experiments.contains_key("quickstart"));
+        assert!(ws.experiments.contains_key("capacity-cpu"));
+        for name in ws.experiments.keys() {
+            let points = ws
+                .points(name, &[])
+                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            assert!(!points.is_empty(), "{name} has no points");
+            for p in &points {
+                p.config
+                    .model
+                    .shape(3000, p.config.train.context)
+                    .unwrap_or_else(|e| panic!("{name}/{}: {e}", p.name));
+            }
+        }
+        assert_eq!(
+            ws.points("capacity-cpu", &[]).unwrap().len(),
+            3,
+            "capacity-cpu sweeps 3 model sizes"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_all_reported_with_the_nearest_valid_key() {
+        let ws = Workspace::parse(
+            "[experiment.x]\ndata.peple = 3\n[experiment.x.train]\nexposure = 5\nlr = 0.1\n",
+            "w.toml",
+        )
+        .unwrap();
+        let err = format!("{:#}", ws.points("x", &[]).unwrap_err());
+        assert!(
+            err.contains("unknown key `data.peple`; did you mean `data.people`?"),
+            "{err}"
+        );
+        assert!(
+            err.contains("unknown key `train.exposure`; did you mean `train.exposures`?"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn precedence_set_over_experiment_over_defaults() {
+        let ws = Workspace::parse(
+            "[defaults]\nseed = 7\n[defaults.train]\nlr = 0.5\nbatch_size = 3\n[experiment.x]\ntrain.lr = 0.25\n",
+            "w.toml",
+        )
+        .unwrap();
+        let p = &ws.points("x", &[]).unwrap()[0];
+        assert_eq!(
+            (p.seed, p.config.train.lr, p.config.train.batch_size),
+            (7, 0.25, 3)
+        );
+        let p = &ws
+            .points("x", &[parse_set("train.lr=0.125").unwrap()])
+            .unwrap()[0];
+        assert_eq!(p.config.train.lr, 0.125);
+        assert!(ws
+            .points("x", &[parse_set("train.lrr=1").unwrap()])
+            .is_err());
+    }
+
+    #[test]
+    fn semantic_problems_are_collected_together() {
+        let ws = Workspace::parse(
+            "[experiment.x]\ndata.people = 0\ntrain.batch_size = 0\nmodel.preset = \"gpt3\"\n",
+            "w",
+        )
+        .unwrap();
+        let err = format!("{:#}", ws.points("x", &[]).unwrap_err());
+        assert!(
+            err.contains("data.people") && err.contains("train.batch_size") && err.contains("gpt3"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn grid_and_seeds_make_the_cartesian_product() {
+        let ws = Workspace::parse(
+            "[experiment.x.sweep]\ngrid = { \"model.preset\" = [\"gpt2-1-1\", \"gpt2-2-2\"], \"train.exposures\" = [10, 20] }\nseeds = [1, 2]\n",
+            "w",
+        )
+        .unwrap();
+        let pts = ws.points("x", &[]).unwrap();
+        assert_eq!(pts.len(), 8);
+        assert_eq!(pts[0].name, "preset=gpt2-1-1,exposures=10");
+        assert_eq!(
+            pts.iter().map(|p| p.index).collect::<Vec<_>>(),
+            (0..8).collect::<Vec<_>>()
+        );
+    }
+}

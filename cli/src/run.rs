@@ -1,0 +1,268 @@
+//! Running a point: a self-describing run folder `runs/<experiment>/<point>/s<seed>/` with
+//! `config.resolved.toml`, `manifest.json`, `data/`, `metrics.jsonl`, `checkpoints/final/`, `eval.json`,
+//! `table.txt` and, last, `DONE`. A finished run is never overwritten; an unfinished one is moved aside.
+
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use physlab_eval::{evaluate_bios, render_table, BioSEval};
+use physlab_generators::bios::BioS;
+use physlab_generators::dataset::{write_bios, TokenDataset};
+use physlab_trainer::train::train;
+use physlab_trainer::{Cpu, CpuTrain};
+use tracing::info;
+
+use crate::recipe::{Point, RunConfig};
+
+/// Budget arithmetic for a point, from a sample of its biographies (no files written).
+pub struct Plan {
+    pub tokens_per_biography: f64,
+    pub vocab_size: usize,
+    pub steps: usize,
+    pub tokens: f64,
+    pub perfect_bits: f64,
+    pub params_total: usize,
+}
+
+pub fn plan(cfg: &RunConfig) -> Result<Plan> {
+    let mut sample = cfg.data.clone();
+    sample.people = sample.people.min(2000);
+    let bios = BioS::build(&sample, cfg.seed)?;
+    let n = bios.people.len();
+    let tokens: usize = (0..n).map(|p| bios.render(p, 0).tokens.len() + 1).sum();
+    let tpb = tokens as f64 / n as f64;
+    // log2 N0 and log2 S0 depend on the pools only, not on N.
+    let perfect = physlab_generators::bits::bios_perfect_bits(
+        cfg.data.people,
+        bios.log2_n0(),
+        bios.log2_s0(),
+    );
+    let shape = cfg
+        .model
+        .shape(bios.tokenizer.vocab_size(), cfg.train.context)
+        .map_err(anyhow::Error::msg)?;
+    let steps = cfg.train.total_steps(cfg.data.people, tpb);
+    Ok(Plan {
+        tokens_per_biography: tpb,
+        vocab_size: bios.tokenizer.vocab_size(),
+        steps,
+        tokens: (steps * cfg.train.tokens_per_step()) as f64,
+        perfect_bits: perfect,
+        params_total: shape.num_params(bios.tokenizer.vocab_size()).total,
+    })
+}
+
+pub fn plan_line(p: &Point) -> Result<String> {
+    let c = &p.config;
+    let pl = plan(c)?;
+    Ok(format!(
+        "[{}] {}/s{}: N={} × ~{:.1} tokens/bio × {} exposures = {:.2}M tokens = {} steps of {}×{}; {} ({} params, vocab {}); perfect bits {:.0}, R^max ≥ {:.3}",
+        p.index,
+        p.name,
+        p.seed,
+        c.data.people,
+        pl.tokens_per_biography,
+        c.train.exposures,
+        pl.tokens / 1e6,
+        pl.steps,
+        c.train.batch_size,
+        c.train.context,
+        c.model.preset,
+        pl.params_total,
+        pl.vocab_size,
+        pl.perfect_bits,
+        pl.perfect_bits / pl.params_total as f64,
+    ))
+}
+
+pub fn run_experiment(
+    experiment: &str,
+    points: &[Point],
+    only: Option<usize>,
+    runs: &Path,
+    dry_run: bool,
+) -> Result<()> {
+    let selected: Vec<&Point> = match only {
+        Some(i) => vec![points
+            .get(i)
+            .with_context(|| format!("--point {i}: {experiment} has {} point(s)", points.len()))?],
+        None => points.iter().collect(),
+    };
+    for p in &selected {
+        info!("{}", plan_line(p)?);
+    }
+    if dry_run {
+        return Ok(());
+    }
+    for p in selected {
+        let dir = runs
+            .join(experiment)
+            .join(&p.name)
+            .join(format!("s{}", p.seed));
+        run_point(experiment, p, &dir)?;
+    }
+    Ok(())
+}
+
+fn git_sha() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn write(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+pub fn run_point(experiment: &str, p: &Point, dir: &Path) -> Result<()> {
+    let title = format!("{experiment} / {} / seed {}", p.name, p.seed);
+    if dir.join("DONE").exists() {
+        let table = std::fs::read_to_string(dir.join("table.txt")).unwrap_or_default();
+        println!("{table}");
+        info!("{} is finished already (DONE exists): not overwritten; delete the folder to run it again", dir.display());
+        return Ok(());
+    }
+    if dir.exists() {
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let aside = PathBuf::from(format!("{}.incomplete-{stamp}", dir.display()));
+        std::fs::rename(dir, &aside)
+            .with_context(|| format!("moving the unfinished {} aside", dir.display()))?;
+        info!(
+            "an unfinished run was in {}: moved to {}",
+            dir.display(),
+            aside.display()
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let cfg = &p.config;
+    write(
+        &dir.join("config.resolved.toml"),
+        toml::to_string_pretty(cfg)?,
+    )?;
+    let started = Instant::now();
+
+    // 1. Data.
+    let t0 = Instant::now();
+    let bios = BioS::build(&cfg.data, cfg.seed)?;
+    let data_dir = dir.join("data");
+    let total = bios.n_biographies();
+    let manifest = write_bios(&bios, &data_dir, |done| {
+        info!("generated {done}/{total} biographies")
+    })?;
+    let dataset = TokenDataset::open(&data_dir)?;
+    info!(
+        "data: {} people, {} biographies, {} tokens ({:.2} per biography, measured), vocab {} ({} used), perfect-recall bits {:.0} ({:.2}/person) in {:.1}s",
+        manifest.people,
+        manifest.biographies,
+        manifest.tokens,
+        manifest.tokens_per_biography,
+        manifest.vocab_size,
+        manifest.used_vocab,
+        manifest.perfect_recall_bits,
+        manifest.perfect_bits_per_person,
+        t0.elapsed().as_secs_f64()
+    );
+    let longest = (0..bios.people.len())
+        .map(|i| bios.render_eval(i).tokens.len() + 1)
+        .max()
+        .unwrap_or(0);
+    if longest > cfg.train.context {
+        bail!("an evaluation biography has {longest} tokens (with <eot>), longer than train.context = {}", cfg.train.context);
+    }
+
+    // 2. Model and training.
+    let shape = cfg
+        .model
+        .shape(manifest.vocab_size, cfg.train.context)
+        .map_err(anyhow::Error::msg)?;
+    let params = shape.num_params(manifest.used_vocab);
+    let steps = cfg
+        .train
+        .total_steps(manifest.people, manifest.tokens_per_biography);
+    info!(
+        "model {}: {} layers, {} heads, d={}, {} params ({} non-embedding, {} counted for capacity); {:.1} MFLOP/token",
+        cfg.model.preset,
+        shape.n_layer,
+        shape.n_head,
+        shape.d_model,
+        params.total,
+        params.non_embedding,
+        params.capacity,
+        shape.flops_per_token() / 1e6
+    );
+    info!(
+        "budget: N={} × {:.2} tokens/bio × {} exposures → {} steps of {}×{} tokens",
+        manifest.people,
+        manifest.tokens_per_biography,
+        cfg.train.exposures,
+        steps,
+        cfg.train.batch_size,
+        cfg.train.context
+    );
+    let run_manifest = serde_json::json!({
+        "experiment": experiment,
+        "point": p.name,
+        "point_index": p.index,
+        "seed": p.seed,
+        "git_sha": git_sha(),
+        "physlab_version": env!("CARGO_PKG_VERSION"),
+        "burn_version": "0.21.0",
+        "backend": "flex (CPU)",
+        "dataset_hash": manifest.dataset_hash,
+        "model_shape": shape,
+        "params": params,
+        "steps": steps,
+    });
+    write(
+        &dir.join("manifest.json"),
+        serde_json::to_vec_pretty(&run_manifest)?,
+    )?;
+    let device = Default::default();
+    let (model, outcome) = train::<CpuTrain>(&cfg.train, shape, &dataset, cfg.seed, dir, &device)?;
+    info!(
+        "trained {} steps ({:.1} exposures) in {:.1}s: loss {:.3} → {:.3}, {:.0} tokens/s",
+        outcome.steps,
+        outcome.exposures,
+        outcome.wall_s,
+        outcome.first_loss,
+        outcome.final_loss,
+        outcome.tokens_per_s
+    );
+
+    // 3. Evaluation.
+    let t2 = Instant::now();
+    let eval: BioSEval = evaluate_bios::<Cpu>(&model, &bios, params, cfg.eval.batch, &device);
+    info!(
+        "evaluated {} people in {:.1}s",
+        eval.people,
+        t2.elapsed().as_secs_f64()
+    );
+    let report = serde_json::json!({
+        "experiment": experiment,
+        "point": p.name,
+        "seed": p.seed,
+        "exposures": outcome.exposures,
+        "train": outcome,
+        "bios": eval,
+        "wall_s": started.elapsed().as_secs_f64(),
+    });
+    write(&dir.join("eval.json"), serde_json::to_vec_pretty(&report)?)?;
+    let table = render_table(&title, &eval, outcome.exposures);
+    write(&dir.join("table.txt"), &table)?;
+    write(&dir.join("DONE"), b"")?;
+    println!("{table}");
+    info!(
+        "run folder: {} ({:.1}s in all)",
+        dir.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

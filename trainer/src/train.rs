@@ -1,0 +1,379 @@
+//! The training loop, written by hand (burn's custom-training-loop example): it counts steps, tokens and
+//! exposures, takes the learning rate as a pure function of the step, appends metrics.jsonl and saves a
+//! final checkpoint (safetensors weights + config), complete only once its DONE marker is written.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Int, Tensor, TensorData};
+use burn_store::{ModuleSnapshot, SafetensorsStore};
+use physlab_generators::dataset::TokenDataset;
+use serde::{Deserialize, Serialize};
+
+use crate::data::WindowLoader;
+use crate::model::{token_nll, Gpt, GptShape};
+use crate::schedule::lr_at;
+
+/// The training part of a recipe. The budget is `exposures` (converted to steps from the dataset's measured
+/// tokens per biography) unless `steps` is set.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// How many times each person's knowledge is seen: steps = N·E·(tokens per biography) / (batch·context).
+    pub exposures: f64,
+    /// A budget in steps instead of exposures (0: use exposures).
+    pub steps: usize,
+    pub batch_size: usize,
+    pub context: usize,
+    pub lr: f64,
+    /// Cosine decay ends at `min_lr_ratio`·lr.
+    pub min_lr_ratio: f64,
+    pub warmup_steps: usize,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub epsilon: f64,
+    /// Steps between metrics lines and progress lines.
+    pub log_every: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        // Part 3.3: AdamW, β = (0.9, 0.98), ε = 1e-6, wd 0.01, lr 1e-3, cosine decay to 0.1×.
+        TrainConfig {
+            exposures: 100.0,
+            steps: 0,
+            batch_size: 16,
+            context: 128,
+            lr: 1e-3,
+            min_lr_ratio: 0.1,
+            warmup_steps: 100,
+            weight_decay: 0.01,
+            beta1: 0.9,
+            beta2: 0.98,
+            epsilon: 1e-6,
+            log_every: 25,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.steps == 0 && (self.exposures.is_nan() || self.exposures <= 0.0) {
+            p.push(format!(
+                "train.exposures = {} must be > 0 (or set train.steps)",
+                self.exposures
+            ));
+        }
+        if self.batch_size == 0 {
+            p.push("train.batch_size must be ≥ 1".into());
+        }
+        if self.context < 2 {
+            p.push("train.context must be ≥ 2".into());
+        }
+        if !(self.lr > 0.0) {
+            p.push(format!("train.lr = {} must be > 0", self.lr));
+        }
+        if !(0.0..=1.0).contains(&self.min_lr_ratio) {
+            p.push(format!(
+                "train.min_lr_ratio = {} must lie in [0, 1]",
+                self.min_lr_ratio
+            ));
+        }
+        for (k, v) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&v) {
+                p.push(format!("train.{k} = {v} must lie in [0, 1)"));
+            }
+        }
+        if self.weight_decay < 0.0 || self.epsilon <= 0.0 {
+            p.push("train.weight_decay must be ≥ 0 and train.epsilon > 0".into());
+        }
+        if self.log_every == 0 {
+            p.push("train.log_every must be ≥ 1".into());
+        }
+        p
+    }
+
+    /// Tokens a step consumes (every window position is a target).
+    pub fn tokens_per_step(&self) -> usize {
+        self.batch_size * self.context
+    }
+
+    /// Steps for the budget: N·E·(tokens per biography) / (batch·context), rounded up.
+    pub fn total_steps(&self, people: usize, tokens_per_biography: f64) -> usize {
+        if self.steps > 0 {
+            return self.steps;
+        }
+        let tokens = people as f64 * self.exposures * tokens_per_biography;
+        ((tokens / self.tokens_per_step() as f64).ceil() as usize).max(1)
+    }
+
+    /// Exposures that `steps` steps give.
+    pub fn exposures_of(&self, steps: usize, people: usize, tokens_per_biography: f64) -> f64 {
+        (steps * self.tokens_per_step()) as f64 / (people as f64 * tokens_per_biography)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the loss became {loss} at step {step}; the run is stopped (lower train.lr?)")]
+    NonFinite { step: usize, loss: f32 },
+    #[error("saving the checkpoint to {path}: {msg}")]
+    Checkpoint { path: PathBuf, msg: String },
+    #[error("config: {0}")]
+    Config(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One metrics.jsonl line.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MetricsLine {
+    pub step: usize,
+    pub tokens: u64,
+    pub exposures: f64,
+    pub loss: f64,
+    pub lr: f64,
+    pub tokens_per_s: f64,
+    pub elapsed_s: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainOutcome {
+    pub steps: usize,
+    pub tokens: u64,
+    pub exposures: f64,
+    /// Mean training loss (nats/token) over the first and the last logging interval.
+    pub first_loss: f64,
+    pub final_loss: f64,
+    pub wall_s: f64,
+    pub tokens_per_s: f64,
+    pub checkpoint: PathBuf,
+}
+
+fn fmt_duration(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+/// Trains a fresh model of `shape` on `data` and saves it under `run_dir/checkpoints/final`.
+pub fn train<B: AutodiffBackend>(
+    cfg: &TrainConfig,
+    shape: GptShape,
+    data: &TokenDataset,
+    seed: u64,
+    run_dir: &Path,
+    device: &B::Device,
+) -> Result<(Gpt<B::InnerBackend>, TrainOutcome), TrainError> {
+    let problems = cfg.problems();
+    if !problems.is_empty() {
+        return Err(TrainError::Config(problems.join("; ")));
+    }
+    let people = data.manifest.people;
+    let tpb = data.manifest.tokens_per_biography;
+    let total = cfg.total_steps(people, tpb);
+    // burn-flex's seed is process-global: one training per process.
+    B::seed(device, seed);
+    let mut model: Gpt<B> = shape.init(device);
+    let mut optim = AdamWConfig::new()
+        .with_beta_1(cfg.beta1 as f32)
+        .with_beta_2(cfg.beta2 as f32)
+        .with_epsilon(cfg.epsilon as f32)
+        .with_weight_decay(cfg.weight_decay as f32)
+        .init::<B, Gpt<B>>();
+    let mut loader = WindowLoader::new(data, seed);
+
+    let metrics_path = run_dir.join("metrics.jsonl");
+    let mut metrics = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_path)
+        .map_err(io(&metrics_path))?;
+    let bar = if std::io::stderr().is_terminal() {
+        let pb = indicatif::ProgressBar::new(total as u64);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} eta {eta}")
+                .expect("template"),
+        );
+        Some(pb)
+    } else {
+        None
+    };
+
+    let start = Instant::now();
+    let (b, t) = (cfg.batch_size, cfg.context);
+    let mut interval_loss = 0.0f64;
+    let mut interval_n = 0usize;
+    let (mut first_loss, mut last_loss) = (f64::NAN, f64::NAN);
+    for step in 0..total {
+        let lr = lr_at(
+            step,
+            total,
+            cfg.lr,
+            cfg.warmup_steps.min(total / 10 + 1),
+            cfg.min_lr_ratio,
+        );
+        let (x, y) = loader.next_batch(b, t);
+        let x = Tensor::<B, 2, Int>::from_data(TensorData::new(x, [b, t]), device);
+        let y = Tensor::<B, 2, Int>::from_data(TensorData::new(y, [b, t]), device);
+        let loss = token_nll(model.forward(x), y).mean();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let loss_value: f32 = burn::tensor::ElementConversion::elem(loss.into_scalar());
+        if !loss_value.is_finite() {
+            return Err(TrainError::NonFinite {
+                step,
+                loss: loss_value,
+            });
+        }
+        model = optim.step(lr, model, grads);
+        interval_loss += loss_value as f64;
+        interval_n += 1;
+
+        let done = step + 1;
+        if done % cfg.log_every == 0 || done == total {
+            let mean = interval_loss / interval_n as f64;
+            if first_loss.is_nan() {
+                first_loss = mean;
+            }
+            last_loss = mean;
+            interval_loss = 0.0;
+            interval_n = 0;
+            let elapsed = start.elapsed().as_secs_f64();
+            let tokens = (done * b * t) as u64;
+            let tok_s = tokens as f64 / elapsed;
+            let line = MetricsLine {
+                step: done,
+                tokens,
+                exposures: cfg.exposures_of(done, people, tpb),
+                loss: mean,
+                lr,
+                tokens_per_s: tok_s,
+                elapsed_s: elapsed,
+            };
+            let mut s = serde_json::to_string(&line).expect("json");
+            s.push('\n');
+            metrics.write_all(s.as_bytes()).map_err(io(&metrics_path))?;
+            let eta = elapsed / done as f64 * (total - done) as f64;
+            let msg = format!(
+                "step {done}/{total} ({:.0}%) loss {mean:.3} lr {lr:.2e} tok/s {:.1}k eta {}",
+                100.0 * done as f64 / total as f64,
+                tok_s / 1000.0,
+                fmt_duration(eta)
+            );
+            match &bar {
+                Some(pb) => {
+                    pb.set_position(done as u64);
+                    pb.set_message(format!("loss {mean:.3} tok/s {:.1}k", tok_s / 1000.0));
+                    pb.println(msg);
+                }
+                None => tracing::info!("{msg}"),
+            }
+        }
+    }
+    if let Some(pb) = bar {
+        pb.finish_and_clear();
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let model = model.valid();
+    let checkpoint = save_checkpoint(&model, &shape, run_dir, total, (total * b * t) as u64)?;
+    let tokens = (total * b * t) as u64;
+    Ok((
+        model,
+        TrainOutcome {
+            steps: total,
+            tokens,
+            exposures: cfg.exposures_of(total, people, tpb),
+            first_loss,
+            final_loss: last_loss,
+            wall_s: wall,
+            tokens_per_s: tokens as f64 / wall,
+            checkpoint,
+        },
+    ))
+}
+
+/// Writes `checkpoints/final/{model.safetensors, config.json, state.json}` into a temporary folder, then the
+/// DONE marker, then renames the folder into place: a checkpoint without DONE is never read.
+pub fn save_checkpoint<B: burn::tensor::backend::Backend>(
+    model: &Gpt<B>,
+    shape: &GptShape,
+    run_dir: &Path,
+    step: usize,
+    tokens: u64,
+) -> Result<PathBuf, TrainError> {
+    let dir = run_dir.join("checkpoints");
+    let tmp = dir.join("final.tmp");
+    let dst = dir.join("final");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let weights = tmp.join("model.safetensors");
+    let mut store = SafetensorsStore::from_file(&weights).metadata("physlab.model", "gpt2-rotary");
+    model
+        .save_into(&mut store)
+        .map_err(|e| TrainError::Checkpoint {
+            path: weights.clone(),
+            msg: e.to_string(),
+        })?;
+    let cfg = tmp.join("config.json");
+    std::fs::write(&cfg, serde_json::to_vec_pretty(shape).expect("json")).map_err(io(&cfg))?;
+    let state = tmp.join("state.json");
+    let st = serde_json::json!({ "step": step, "tokens": tokens });
+    std::fs::write(&state, serde_json::to_vec_pretty(&st).expect("json")).map_err(io(&state))?;
+    let marker = tmp.join("DONE");
+    std::fs::write(&marker, b"").map_err(io(&marker))?;
+    if dst.exists() {
+        std::fs::remove_dir_all(&dst).map_err(io(&dst))?;
+    }
+    std::fs::rename(&tmp, &dst).map_err(io(&dst))?;
+    Ok(dst)
+}
+
+/// Loads a checkpoint written by [`save_checkpoint`]; refuses one without its DONE marker.
+pub fn load_checkpoint<B: burn::tensor::backend::Backend>(
+    dir: &Path,
+    device: &B::Device,
+) -> Result<(Gpt<B>, GptShape), TrainError> {
+    if !dir.join("DONE").exists() {
+        return Err(TrainError::Checkpoint {
+            path: dir.to_path_buf(),
+            msg: "incomplete checkpoint (no DONE marker)".into(),
+        });
+    }
+    let cfg = dir.join("config.json");
+    let text = std::fs::read(&cfg).map_err(io(&cfg))?;
+    let shape: GptShape = serde_json::from_slice(&text).map_err(|e| TrainError::Checkpoint {
+        path: cfg.clone(),
+        msg: e.to_string(),
+    })?;
+    let mut model = shape.init::<B>(device);
+    let weights = dir.join("model.safetensors");
+    let mut store = SafetensorsStore::from_file(&weights);
+    model
+        .load_from(&mut store)
+        .map_err(|e| TrainError::Checkpoint {
+            path: weights.clone(),
+            msg: e.to_string(),
+        })?;
+    Ok((model, shape))
+}
