@@ -121,7 +121,17 @@ fn write(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
 
 pub fn run_point(experiment: &str, p: &Point, dir: &Path) -> Result<()> {
     let title = format!("{experiment} / {} / seed {}", p.name, p.seed);
+    let resolved = toml::to_string_pretty(&p.config)?;
     if dir.join("DONE").exists() {
+        let previous =
+            std::fs::read_to_string(dir.join("config.resolved.toml")).unwrap_or_default();
+        if previous != resolved {
+            bail!(
+                "{} holds a finished run of a different config (compare its config.resolved.toml): it is not \
+                 overwritten; choose another --runs folder or delete that one",
+                dir.display()
+            );
+        }
         let table = std::fs::read_to_string(dir.join("table.txt")).unwrap_or_default();
         println!("{table}");
         info!("{} is finished already (DONE exists): not overwritten; delete the folder to run it again", dir.display());
