@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::GenError;
 use crate::pools::{Pools, DAYS, FIRST_YEAR, MONTHS, YEARS};
@@ -13,7 +13,7 @@ use crate::templates::{Piece, Templates};
 pub const EOT: u32 = 0;
 pub const EOT_STR: &str = "<eot>";
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct Tokenizer {
     /// Token id → word.
     pub words: Vec<String>,
@@ -105,16 +105,5 @@ impl Tokenizer {
             })
             .collect::<Vec<_>>()
             .join(" ")
-    }
-
-    /// Rebuilds the lookup index after deserialisation.
-    pub fn reindex(mut self) -> Self {
-        self.index = self
-            .words
-            .iter()
-            .enumerate()
-            .map(|(i, w)| (w.clone(), i as u32))
-            .collect();
-        self
     }
 }

@@ -32,6 +32,7 @@ pub struct TrainConfig {
     pub lr: f64,
     /// Cosine decay ends at `min_lr_ratio`·lr.
     pub min_lr_ratio: f64,
+    /// Linear warm-up steps, capped at a tenth of the run (+1) so that short runs still decay.
     pub warmup_steps: usize,
     pub weight_decay: f64,
     pub beta1: f64,
@@ -201,6 +202,7 @@ pub fn train<B: AutodiffBackend>(
         .with_weight_decay(cfg.weight_decay as f32)
         .init::<B, Gpt<B>>();
     let mut loader = WindowLoader::new(data, seed);
+    let warmup = cfg.warmup_steps.min(total / 10 + 1);
 
     let metrics_path = run_dir.join("metrics.jsonl");
     let mut metrics = std::fs::OpenOptions::new()
@@ -225,13 +227,7 @@ pub fn train<B: AutodiffBackend>(
     let mut interval_n = 0usize;
     let (mut first_loss, mut last_loss) = (f64::NAN, f64::NAN);
     for step in 0..total {
-        let lr = lr_at(
-            step,
-            total,
-            cfg.lr,
-            cfg.warmup_steps.min(total / 10 + 1),
-            cfg.min_lr_ratio,
-        );
+        let lr = lr_at(step, total, cfg.lr, warmup, cfg.min_lr_ratio);
         let (x, y) = loader.next_batch(b, t);
         let x = Tensor::<B, 2, Int>::from_data(TensorData::new(x, [b, t]), device);
         let y = Tensor::<B, 2, Int>::from_data(TensorData::new(y, [b, t]), device);
