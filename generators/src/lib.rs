@@ -6,6 +6,7 @@
 
 pub mod bios;
 pub mod bits;
+pub mod corpus;
 pub mod dataset;
 pub mod error;
 pub mod people;

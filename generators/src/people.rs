@@ -1,13 +1,12 @@
 //! People: unique full names and six independently, uniformly drawn attributes (SPEC §1).
 
-use std::collections::HashSet;
-
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::GenError;
 use crate::pools::{Pools, DAYS, FIRST_YEAR, MONTHS, YEARS};
-use crate::rng::{stream, Purpose};
+use crate::rng::{stream, Permutation, Purpose};
+use rayon::prelude::*;
 
 /// The six attributes in canonical order (employer before its city).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -118,50 +117,81 @@ impl Person {
     }
 }
 
-/// Draws `n` people with unique full names from the `People` stream of `seed`.
-/// Names are drawn uniformly and redrawn on collision, so every set of unique names is equally likely.
-pub fn sample_people(n: usize, seed: u64, pools: &Pools) -> Result<Vec<Person>, GenError> {
-    let n0 = pools.n0();
-    if n as f64 > n0 / 2.0 {
-        return Err(GenError::Config(format!(
-            "people = {n} is more than half of the {n0} possible full names; use larger name pools"
-        )));
-    }
-    let mut rng = stream(seed, Purpose::People, 0);
-    let mut names: HashSet<(u32, u32, u32)> = HashSet::with_capacity(n);
-    let mut out = Vec::with_capacity(n);
-    let (nf, nm, nl) = (
-        pools.first_names.len() as u32,
-        pools.middle_names.len() as u32,
-        pools.last_names.len() as u32,
-    );
-    while out.len() < n {
-        let name = (
-            rng.random_range(0..nf),
-            rng.random_range(0..nm),
-            rng.random_range(0..nl),
+/// A population: person `i` is a pure function of the seed and `i`, so people are generated in parallel, out of
+/// order and without holding a table of them. Full names are unique: person `i` gets name number `π(i)` of the
+/// N0 possible (first, middle, last) triples, where π is a keyed permutation ([`Permutation`]). Attributes and
+/// the pronoun are drawn uniformly and independently from the person's own `People` stream.
+#[derive(Clone, Debug)]
+pub struct Population {
+    seed: u64,
+    names: Permutation,
+    sizes: [u32; 7],
+}
+
+impl Population {
+    pub fn new(seed: u64, pools: &Pools) -> Self {
+        let (nf, nm, nl) = (
+            pools.first_names.len() as u64,
+            pools.middle_names.len() as u64,
+            pools.last_names.len() as u64,
         );
-        if !names.insert(name) {
-            continue;
+        Population {
+            seed,
+            names: Permutation::new(seed, Purpose::Names, 0, nf * nm * nl),
+            sizes: [
+                nf as u32,
+                nm as u32,
+                nl as u32,
+                pools.cities.len() as u32,
+                pools.universities.len() as u32,
+                pools.majors.len() as u32,
+                pools.companies.len() as u32,
+            ],
         }
+    }
+
+    /// N0: how many distinct people (full names) there can be.
+    pub fn capacity(&self) -> u64 {
+        self.names.domain()
+    }
+
+    /// Person `i` (`i < capacity()`).
+    pub fn person(&self, i: u64) -> Person {
+        let [_, nm, nl, nc, nu, nmaj, ncomp] = self.sizes.map(|s| s as u64);
+        let name = self.names.apply(i);
+        let mut rng = stream(self.seed, Purpose::People, i);
         let gender = if rng.random_bool(0.5) {
             Gender::Male
         } else {
             Gender::Female
         };
-        out.push(Person {
-            first: name.0,
-            middle: name.1,
-            last: name.2,
+        Person {
+            first: (name / (nm * nl)) as u32,
+            middle: ((name / nl) % nm) as u32,
+            last: (name % nl) as u32,
             gender,
             birth_day: rng.random_range(1..=DAYS as u8),
             birth_month: rng.random_range(0..MONTHS.len() as u8),
             birth_year: rng.random_range(0..YEARS as u16),
-            birth_city: rng.random_range(0..pools.cities.len() as u32),
-            university: rng.random_range(0..pools.universities.len() as u32),
-            major: rng.random_range(0..pools.majors.len() as u32),
-            employer: rng.random_range(0..pools.companies.len() as u32),
-        });
+            birth_city: rng.random_range(0..nc as u32),
+            university: rng.random_range(0..nu as u32),
+            major: rng.random_range(0..nmaj as u32),
+            employer: rng.random_range(0..ncomp as u32),
+        }
     }
-    Ok(out)
+}
+
+/// The first `n` people of the population of `seed` (computed in parallel).
+pub fn sample_people(n: usize, seed: u64, pools: &Pools) -> Result<Vec<Person>, GenError> {
+    let pop = Population::new(seed, pools);
+    if n as u64 > pop.capacity() {
+        return Err(GenError::Config(format!(
+            "people = {n} is more than the {} possible full names; use larger name pools",
+            pop.capacity()
+        )));
+    }
+    Ok((0..n as u64)
+        .into_par_iter()
+        .map(|i| pop.person(i))
+        .collect())
 }

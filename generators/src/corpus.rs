@@ -1,0 +1,909 @@
+//! Every dataset of the lab is a [`Corpus`]: a closed vocabulary, one or more named *streams* of documents
+//! (biographies, questions, tasks, token sequences), exact facts about its content (bits of knowledge, entropy
+//! rate) and, where it has one, a ground-truth table. Document `i` of a stream is a pure function of the seed and
+//! `i`, so the writer renders blocks of documents in parallel and out of order, and the bytes on disk are the
+//! same whatever the thread count and whatever the shard size.
+//!
+//! Layout of a dataset folder (format 2):
+//! ```text
+//! manifest.json           kind, config, streams and shards, training mixture, exact facts, hashes
+//! vocab.json              token id → word
+//! <truth>.jsonl           the ground-truth table (people.jsonl for biographies), one row a line
+//! <stream>-00000.tok      u32 little-endian tokens of the documents, concatenated, no separators
+//! <stream>-00000.idx      u64 little-endian document offsets into the .tok file (documents + 1 values)
+//! <stream>-00000.prompt   u32 little-endian prompt length per document (question streams only): the tokens
+//!                         before the answer; the answer is the rest of the document
+//! ```
+//! Loaders put an `<eot>` token after every document, so `tokens_per_document` counts it.
+//!
+//! Integrity: documents are hashed in fixed blocks of [`BLOCK_DOCS`] (tokens, lengths and prompt lengths); a
+//! shard's sha256 is the hash of its blocks' hashes and the dataset hash covers every block of every stream, so
+//! it does not depend on the shard size. Reading a shard recomputes its blocks' hashes.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use rand::Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::GenError;
+use crate::rng::{stream, Permutation, Purpose};
+use crate::tokenizer::{Tokenizer, EOT};
+
+pub const MANIFEST: &str = "manifest.json";
+pub const FORMAT_VERSION: u32 = 2;
+/// Documents per hashed block; shard sizes are multiples of it.
+pub const BLOCK_DOCS: usize = 256;
+/// Blocks rendered in parallel before they are written (bounds memory whatever the dataset's size).
+const BLOCKS_PER_BATCH: usize = 128;
+
+/// A stream of documents as a corpus declares it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StreamSpec {
+    /// File prefix and the name mixtures refer to: `bio`, `qa_train`, `junk`…
+    pub name: String,
+    /// Number of documents (for a generated stream: the documents in one pass, its cycle).
+    pub documents: u64,
+    /// Question-like documents carry a prompt length (the answer follows the prompt).
+    pub prompts: bool,
+    /// Written to disk (false: rendered on the fly while training, e.g. a junk population of 100M people).
+    pub materialized: bool,
+    /// What the stream is, in one line (shown by `physlab inspect`).
+    pub about: String,
+}
+
+/// A share of training windows drawn from one stream (each window holds documents of one stream only).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MixEntry {
+    pub stream: String,
+    /// Share of training windows (the weights of a mixture sum to 1).
+    pub weight: f64,
+}
+
+/// Measured facts about a stream, handed to [`Corpus::facts`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StreamSummary {
+    pub name: String,
+    pub documents: u64,
+    /// Tokens of the documents, without separators.
+    pub tokens: u64,
+    /// `(tokens + documents) / documents`: the `<eot>` after each document counted. For a generated stream,
+    /// measured on a sample of documents (see `sampled`).
+    pub tokens_per_document: f64,
+    /// Documents the measurement saw (all of them for a materialized stream).
+    pub sampled: u64,
+}
+
+/// What one exposure of the corpus's knowledge is, in tokens of one stream: a budget of E exposures is
+/// `E · tokens / weight(stream)` training tokens.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Exposure {
+    pub stream: String,
+    pub tokens: f64,
+    /// What one exposure means, in words.
+    pub unit: String,
+}
+
+/// A dataset whose content is known exactly.
+pub trait Corpus: Sync {
+    /// `bioS`, `bioD`, `zipf`, `markov`, `uniform`.
+    fn kind(&self) -> &'static str;
+    fn seed(&self) -> u64;
+    /// The config it was built from, as written to the manifest.
+    fn config_json(&self) -> serde_json::Value;
+    fn tokenizer(&self) -> &Tokenizer;
+    fn streams(&self) -> Vec<StreamSpec>;
+    /// Appends document `doc` of stream `stream` (an index into [`Corpus::streams`]) to `out` and returns its
+    /// prompt length (0 for plain text). Must be a pure function of the seed, `stream` and `doc`.
+    fn render(&self, stream: usize, doc: u64, out: &mut Vec<u32>) -> u32;
+    /// The training mixture (default: all windows from the first stream).
+    fn mixture(&self) -> Vec<MixEntry> {
+        vec![MixEntry {
+            stream: self.streams()[0].name.clone(),
+            weight: 1.0,
+        }]
+    }
+    /// One exposure, from the measured streams.
+    fn exposure(&self, measured: &[StreamSummary]) -> Exposure;
+    /// Exact facts about the content (bits of knowledge, entropy rate…), from the measured streams.
+    fn facts(&self, measured: &[StreamSummary]) -> serde_json::Value;
+    /// The ground-truth table's file name and row count, if the corpus has one.
+    fn truth(&self) -> Option<(&'static str, u64)> {
+        None
+    }
+    /// Appends row `row` of the ground-truth table as one JSON line (with its newline) to `out`.
+    fn truth_row(&self, _row: u64, _out: &mut Vec<u8>) {}
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ShardInfo {
+    pub tokens_file: String,
+    pub index_file: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_file: Option<String>,
+    pub documents: u64,
+    pub tokens: u64,
+    /// sha256 over the sha256 of each block of [`BLOCK_DOCS`] documents in the shard.
+    pub sha256: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StreamInfo {
+    pub name: String,
+    pub about: String,
+    pub documents: u64,
+    pub tokens: u64,
+    pub tokens_per_document: f64,
+    pub prompts: bool,
+    pub materialized: bool,
+    /// Documents measured for `tokens_per_document` (all, when materialized).
+    pub sampled: u64,
+    pub shards: Vec<ShardInfo>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub kind: String,
+    pub seed: u64,
+    pub config: serde_json::Value,
+    pub vocab_size: usize,
+    /// Distinct token ids in the materialized streams of the training mixture, `<eot>` included: the embedding
+    /// rows counted for capacity.
+    pub used_vocab: usize,
+    pub streams: Vec<StreamInfo>,
+    pub mixture: Vec<MixEntry>,
+    pub exposure: Exposure,
+    /// Exact facts about the content (kind-specific).
+    pub facts: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truth_file: Option<String>,
+    pub truth_rows: u64,
+    pub truth_sha256: String,
+    pub vocab_sha256: String,
+    /// sha256 over the vocabulary, the truth table and every block of every stream: two datasets with the same
+    /// hash hold the same bytes, whatever their shard sizes.
+    pub dataset_hash: String,
+}
+
+impl Manifest {
+    pub fn stream(&self, name: &str) -> Option<&StreamInfo> {
+        self.streams.iter().find(|s| s.name == name)
+    }
+
+    /// Training tokens for a budget of `exposures` (the exposure stream's share of the mixture counted).
+    pub fn tokens_for_exposures(&self, exposures: f64) -> f64 {
+        let total: f64 = self.mixture.iter().map(|m| m.weight).sum();
+        let w = self
+            .mixture
+            .iter()
+            .find(|m| m.stream == self.exposure.stream)
+            .map(|m| m.weight / total)
+            .unwrap_or(1.0);
+        exposures * self.exposure.tokens / w
+    }
+
+    /// Exposures that `tokens` training tokens give.
+    pub fn exposures_of_tokens(&self, tokens: f64) -> f64 {
+        tokens / self.tokens_for_exposures(1.0)
+    }
+
+    /// A kind-specific fact as a number.
+    pub fn fact(&self, key: &str) -> Option<f64> {
+        self.facts.get(key).and_then(|v| v.as_f64())
+    }
+}
+
+pub(crate) fn hex(d: impl AsRef<[u8]>) -> String {
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hash of one block: its documents' tokens, lengths and prompt lengths.
+fn block_hash(tokens: &[u32], lens: &[u32], prompts: &[u32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    let mut buf = Vec::with_capacity(tokens.len() * 4);
+    tokens
+        .iter()
+        .for_each(|t| buf.extend_from_slice(&t.to_le_bytes()));
+    lens.iter()
+        .for_each(|t| buf.extend_from_slice(&t.to_le_bytes()));
+    prompts
+        .iter()
+        .for_each(|t| buf.extend_from_slice(&t.to_le_bytes()));
+    h.update(&buf);
+    h.finalize().into()
+}
+
+struct Block {
+    tokens: Vec<u32>,
+    lens: Vec<u32>,
+    prompts: Vec<u32>,
+    hash: [u8; 32],
+    used: Vec<u64>,
+}
+
+fn render_block(c: &dyn Corpus, s: usize, start: u64, end: u64, vocab: usize, prompts: bool) -> Block {
+    let mut tokens = Vec::with_capacity((end - start) as usize * 64);
+    let mut lens = Vec::with_capacity((end - start) as usize);
+    let mut pl = Vec::new();
+    for d in start..end {
+        let before = tokens.len();
+        let p = c.render(s, d, &mut tokens);
+        lens.push((tokens.len() - before) as u32);
+        if prompts {
+            pl.push(p);
+        }
+    }
+    let mut used = vec![0u64; vocab.div_ceil(64)];
+    for &t in &tokens {
+        used[t as usize / 64] |= 1 << (t % 64);
+    }
+    let hash = block_hash(&tokens, &lens, &pl);
+    Block {
+        tokens,
+        lens,
+        prompts: pl,
+        hash,
+        used,
+    }
+}
+
+/// Progress of a write, handed to the callback: documents done and to do, over all streams.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    pub done: u64,
+    pub total: u64,
+}
+
+/// Where the shards of the stream being written go.
+struct ShardWriter {
+    dir: PathBuf,
+    name: String,
+    index: usize,
+    prompts: bool,
+    tok: Option<BufWriter<std::fs::File>>,
+    offsets: Vec<u64>,
+    prompt_lens: Vec<u32>,
+    hasher: Sha256,
+    docs: u64,
+    shards: Vec<ShardInfo>,
+}
+
+impl ShardWriter {
+    fn file(&self, ext: &str) -> String {
+        format!("{}-{:05}.{ext}", self.name, self.index)
+    }
+
+    fn ensure_open(&mut self) -> Result<(), GenError> {
+        if self.tok.is_none() {
+            let p = self.dir.join(self.file("tok"));
+            let f = std::fs::File::create(&p).map_err(|e| GenError::io(&p, e))?;
+            self.tok = Some(BufWriter::with_capacity(1 << 20, f));
+            self.offsets = vec![0];
+            self.prompt_lens.clear();
+            self.hasher = Sha256::new();
+            self.docs = 0;
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, b: &Block, buf: &mut Vec<u8>) -> Result<(), GenError> {
+        self.ensure_open()?;
+        buf.clear();
+        b.tokens
+            .iter()
+            .for_each(|t| buf.extend_from_slice(&t.to_le_bytes()));
+        let p = self.dir.join(self.file("tok"));
+        self.tok
+            .as_mut()
+            .expect("open")
+            .write_all(buf)
+            .map_err(|e| GenError::io(&p, e))?;
+        let mut off = *self.offsets.last().expect("starts at 0");
+        for &l in &b.lens {
+            off += l as u64;
+            self.offsets.push(off);
+        }
+        self.prompt_lens.extend_from_slice(&b.prompts);
+        self.hasher.update(b.hash);
+        self.docs += b.lens.len() as u64;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), GenError> {
+        let Some(mut tok) = self.tok.take() else {
+            return Ok(());
+        };
+        let tokens_file = self.file("tok");
+        let tp = self.dir.join(&tokens_file);
+        tok.flush().map_err(|e| GenError::io(&tp, e))?;
+        let index_file = self.file("idx");
+        let ip = self.dir.join(&index_file);
+        let idx: Vec<u8> = self.offsets.iter().flat_map(|o| o.to_le_bytes()).collect();
+        std::fs::write(&ip, idx).map_err(|e| GenError::io(&ip, e))?;
+        let prompt_file = if self.prompts {
+            let f = self.file("prompt");
+            let pp = self.dir.join(&f);
+            let bytes: Vec<u8> = self
+                .prompt_lens
+                .iter()
+                .flat_map(|o| o.to_le_bytes())
+                .collect();
+            std::fs::write(&pp, bytes).map_err(|e| GenError::io(&pp, e))?;
+            Some(f)
+        } else {
+            None
+        };
+        let hasher = std::mem::replace(&mut self.hasher, Sha256::new());
+        self.shards.push(ShardInfo {
+            tokens_file,
+            index_file,
+            prompt_file,
+            documents: self.docs,
+            tokens: *self.offsets.last().expect("starts at 0"),
+            sha256: hex(hasher.finalize()),
+        });
+        self.index += 1;
+        Ok(())
+    }
+}
+
+/// Writes `corpus` into `dir` (created if needed): vocabulary, truth table, every materialized stream in shards of
+/// `shard_documents` documents (a multiple of [`BLOCK_DOCS`]), and the manifest last. Memory stays bounded by
+/// [`BLOCKS_PER_BATCH`] blocks whatever the size of the dataset. `progress` is called after each batch.
+pub fn write_corpus(
+    corpus: &dyn Corpus,
+    dir: &Path,
+    shard_documents: u64,
+    mut progress: impl FnMut(Progress),
+) -> Result<Manifest, GenError> {
+    if shard_documents == 0 || shard_documents % BLOCK_DOCS as u64 != 0 {
+        return Err(GenError::Config(format!(
+            "shard size {shard_documents} documents: must be a positive multiple of {BLOCK_DOCS}"
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| GenError::io(dir, e))?;
+    let tok = corpus.tokenizer();
+    let vocab = tok.vocab_size();
+    let vocab_json = serde_json::to_vec(&tok.words).expect("vocab serialises");
+    let vpath = dir.join("vocab.json");
+    std::fs::write(&vpath, &vocab_json).map_err(|e| GenError::io(&vpath, e))?;
+    let vocab_sha256 = hex(Sha256::digest(&vocab_json));
+    let mut dataset = Sha256::new();
+    dataset.update(corpus.kind());
+    dataset.update(&vocab_sha256);
+
+    // Ground truth, in parallel chunks written in order.
+    let (truth_file, truth_rows, truth_sha256) = match corpus.truth() {
+        Some((name, rows)) => {
+            let path = dir.join(name);
+            let f = std::fs::File::create(&path).map_err(|e| GenError::io(&path, e))?;
+            let mut w = BufWriter::with_capacity(1 << 20, f);
+            let mut h = Sha256::new();
+            let chunk = 16_384u64;
+            let chunks: Vec<u64> = (0..rows.div_ceil(chunk)).collect();
+            for batch in chunks.chunks(64) {
+                let texts: Vec<Vec<u8>> = batch
+                    .par_iter()
+                    .map(|&c| {
+                        let mut out = Vec::new();
+                        for r in c * chunk..((c + 1) * chunk).min(rows) {
+                            corpus.truth_row(r, &mut out);
+                        }
+                        out
+                    })
+                    .collect();
+                for t in &texts {
+                    h.update(t);
+                    w.write_all(t).map_err(|e| GenError::io(&path, e))?;
+                }
+            }
+            w.flush().map_err(|e| GenError::io(&path, e))?;
+            (Some(name.to_string()), rows, hex(h.finalize()))
+        }
+        None => (None, 0, hex(Sha256::digest(b""))),
+    };
+    dataset.update(&truth_sha256);
+
+    let specs = corpus.streams();
+    let mixture = corpus.mixture();
+    let total: u64 = specs
+        .iter()
+        .filter(|s| s.materialized)
+        .map(|s| s.documents)
+        .sum();
+    let mut done = 0u64;
+    let mut used = vec![0u64; vocab.div_ceil(64)];
+    used[EOT as usize / 64] |= 1 << (EOT % 64);
+    let mut infos = Vec::new();
+    let mut summaries = Vec::new();
+    let mut buf = Vec::new();
+    for (s, spec) in specs.iter().enumerate() {
+        validate_stream_name(&spec.name)?;
+        let in_mixture = mixture.iter().any(|m| m.stream == spec.name);
+        if !spec.materialized {
+            // Measure tokens per document on a sample of the first documents.
+            let sample = spec.documents.min(BLOCK_DOCS as u64 * 16);
+            let blocks: Vec<(u64, u64)> = (0..sample)
+                .step_by(BLOCK_DOCS)
+                .map(|a| (a, (a + BLOCK_DOCS as u64).min(sample)))
+                .collect();
+            let tokens: u64 = blocks
+                .par_iter()
+                .map(|&(a, b)| render_block(corpus, s, a, b, vocab, false).tokens.len() as u64)
+                .sum();
+            let tpd = (tokens + sample) as f64 / sample.max(1) as f64;
+            summaries.push(StreamSummary {
+                name: spec.name.clone(),
+                documents: spec.documents,
+                tokens: (tpd - 1.0).max(0.0) as u64 * spec.documents,
+                tokens_per_document: tpd,
+                sampled: sample,
+            });
+            dataset.update(spec.name.as_bytes());
+            dataset.update(spec.documents.to_le_bytes());
+            infos.push(StreamInfo {
+                name: spec.name.clone(),
+                about: spec.about.clone(),
+                documents: spec.documents,
+                tokens: 0,
+                tokens_per_document: tpd,
+                prompts: spec.prompts,
+                materialized: false,
+                sampled: sample,
+                shards: Vec::new(),
+            });
+            continue;
+        }
+        let mut w = ShardWriter {
+            dir: dir.to_path_buf(),
+            name: spec.name.clone(),
+            index: 0,
+            prompts: spec.prompts,
+            tok: None,
+            offsets: Vec::new(),
+            prompt_lens: Vec::new(),
+            hasher: Sha256::new(),
+            docs: 0,
+            shards: Vec::new(),
+        };
+        dataset.update(spec.name.as_bytes());
+        let mut tokens = 0u64;
+        let blocks: Vec<(u64, u64)> = (0..spec.documents)
+            .step_by(BLOCK_DOCS)
+            .map(|a| (a, (a + BLOCK_DOCS as u64).min(spec.documents)))
+            .collect();
+        for batch in blocks.chunks(BLOCKS_PER_BATCH) {
+            let rendered: Vec<Block> = batch
+                .par_iter()
+                .map(|&(a, b)| render_block(corpus, s, a, b, vocab, spec.prompts))
+                .collect();
+            for b in &rendered {
+                w.push(b, &mut buf)?;
+                dataset.update(b.hash);
+                tokens += b.tokens.len() as u64;
+                if in_mixture {
+                    for (u, x) in used.iter_mut().zip(&b.used) {
+                        *u |= x;
+                    }
+                }
+                if w.docs == shard_documents {
+                    w.finish()?;
+                }
+            }
+            done += batch.iter().map(|(a, b)| b - a).sum::<u64>();
+            progress(Progress { done, total });
+        }
+        w.finish()?;
+        let tpd = (tokens + spec.documents) as f64 / spec.documents.max(1) as f64;
+        summaries.push(StreamSummary {
+            name: spec.name.clone(),
+            documents: spec.documents,
+            tokens,
+            tokens_per_document: tpd,
+            sampled: spec.documents,
+        });
+        infos.push(StreamInfo {
+            name: spec.name.clone(),
+            about: spec.about.clone(),
+            documents: spec.documents,
+            tokens,
+            tokens_per_document: tpd,
+            prompts: spec.prompts,
+            materialized: true,
+            sampled: spec.documents,
+            shards: w.shards,
+        });
+    }
+    for m in &mixture {
+        if !specs.iter().any(|s| s.name == m.stream) {
+            return Err(GenError::Config(format!(
+                "the training mixture names stream {:?}, which the dataset does not have",
+                m.stream
+            )));
+        }
+    }
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        kind: corpus.kind().into(),
+        seed: corpus.seed(),
+        config: corpus.config_json(),
+        vocab_size: vocab,
+        used_vocab: used.iter().map(|u| u.count_ones() as usize).sum(),
+        streams: infos,
+        mixture,
+        exposure: corpus.exposure(&summaries),
+        facts: corpus.facts(&summaries),
+        truth_file,
+        truth_rows,
+        truth_sha256,
+        vocab_sha256,
+        dataset_hash: hex(dataset.finalize()),
+    };
+    let mpath = dir.join(MANIFEST);
+    let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+    // The manifest goes last, through a rename: a folder with a manifest is a complete dataset.
+    let tmp = dir.join("manifest.json.tmp");
+    std::fs::write(&tmp, json).map_err(|e| GenError::io(&tmp, e))?;
+    std::fs::rename(&tmp, &mpath).map_err(|e| GenError::io(&mpath, e))?;
+    Ok(manifest)
+}
+
+fn validate_stream_name(name: &str) -> Result<(), GenError> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(GenError::Config(format!(
+            "stream name {name:?}: use letters, digits, `_` and `-`"
+        )));
+    }
+    Ok(())
+}
+
+/// One stream read back from disk.
+#[derive(Clone, Debug, Default)]
+pub struct TokenStream {
+    pub name: String,
+    /// Every document's tokens, concatenated.
+    pub tokens: Vec<u32>,
+    /// Document offsets into `tokens` (documents + 1 values).
+    pub offsets: Vec<usize>,
+    /// Prompt length per document (question streams).
+    pub prompts: Option<Vec<u32>>,
+}
+
+impl TokenStream {
+    pub fn documents(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    pub fn document(&self, i: usize) -> &[u32] {
+        &self.tokens[self.offsets[i]..self.offsets[i + 1]]
+    }
+
+    /// (prompt, answer) of a question document.
+    pub fn question(&self, i: usize) -> Option<(&[u32], &[u32])> {
+        let p = self.prompts.as_ref()?[i] as usize;
+        Some(self.document(i).split_at(p))
+    }
+}
+
+/// A dataset folder: the manifest and the vocabulary; streams load on demand, checked against their hashes.
+pub struct Dataset {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub tokenizer: Tokenizer,
+}
+
+fn read_u32s(b: &[u8]) -> Vec<u32> {
+    b.chunks_exact(4)
+        .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .collect()
+}
+
+impl Dataset {
+    pub fn open(dir: &Path) -> Result<Self, GenError> {
+        let mpath = dir.join(MANIFEST);
+        let text = std::fs::read(&mpath).map_err(|e| GenError::io(&mpath, e))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&text).map_err(|e| GenError::Dataset {
+                path: mpath.clone(),
+                msg: format!("not JSON: {e}"),
+            })?;
+        let version = value.get("format_version").and_then(|v| v.as_u64());
+        if version != Some(FORMAT_VERSION as u64) {
+            return Err(GenError::Dataset {
+                path: mpath,
+                msg: format!(
+                    "format_version {version:?}; this build reads {FORMAT_VERSION}: generate the dataset again"
+                ),
+            });
+        }
+        let manifest: Manifest =
+            serde_json::from_value(value).map_err(|e| GenError::Dataset {
+                path: mpath.clone(),
+                msg: format!("bad manifest: {e}"),
+            })?;
+        let vpath = dir.join("vocab.json");
+        let vtext = std::fs::read(&vpath).map_err(|e| GenError::io(&vpath, e))?;
+        if hex(Sha256::digest(&vtext)) != manifest.vocab_sha256 {
+            return Err(GenError::Dataset {
+                path: vpath,
+                msg: "does not match the manifest's vocab_sha256".into(),
+            });
+        }
+        let words: Vec<String> = serde_json::from_slice(&vtext).map_err(|e| GenError::Dataset {
+            path: vpath.clone(),
+            msg: e.to_string(),
+        })?;
+        Ok(Dataset {
+            dir: dir.to_path_buf(),
+            manifest,
+            tokenizer: Tokenizer::from_words(words),
+        })
+    }
+
+    /// Loads a materialized stream, checking every block against the manifest.
+    pub fn load(&self, name: &str) -> Result<TokenStream, GenError> {
+        let err = |msg: String| GenError::Dataset {
+            path: self.dir.clone(),
+            msg,
+        };
+        let info = self.manifest.stream(name).ok_or_else(|| {
+            err(format!(
+                "no stream {name:?}; it has {}",
+                self.manifest
+                    .streams
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        if !info.materialized {
+            return Err(err(format!(
+                "stream {name:?} is generated on the fly, not stored"
+            )));
+        }
+        let mut out = TokenStream {
+            name: name.into(),
+            tokens: Vec::with_capacity(info.tokens as usize),
+            offsets: vec![0],
+            prompts: info.prompts.then(Vec::new),
+        };
+        for s in &info.shards {
+            let read = |f: &str| {
+                let p = self.dir.join(f);
+                std::fs::read(&p).map_err(|e| GenError::io(&p, e))
+            };
+            let tb = read(&s.tokens_file)?;
+            let ib = read(&s.index_file)?;
+            let pb = match &s.prompt_file {
+                Some(f) => read(f)?,
+                None => Vec::new(),
+            };
+            let n = s.documents as usize;
+            let bad = tb.len() % 4 != 0
+                || ib.len() != (n + 1) * 8
+                || (info.prompts && pb.len() != n * 4);
+            if bad {
+                return Err(err(format!("{} has a malformed size", s.tokens_file)));
+            }
+            let toks = read_u32s(&tb);
+            let offs: Vec<usize> = ib
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")) as usize)
+                .collect();
+            let prompts = read_u32s(&pb);
+            if offs[0] != 0
+                || *offs.last().expect("n+1") != toks.len()
+                || offs.windows(2).any(|w| w[0] > w[1])
+            {
+                return Err(err(format!(
+                    "{} / {} do not match the manifest's sha256 (offsets out of range)",
+                    s.tokens_file, s.index_file
+                )));
+            }
+            let hashes: Vec<[u8; 32]> = (0..n)
+                .step_by(BLOCK_DOCS)
+                .collect::<Vec<_>>()
+                .par_iter()
+                .map(|&a| {
+                    let b = (a + BLOCK_DOCS).min(n);
+                    let lens: Vec<u32> = (a..b).map(|i| (offs[i + 1] - offs[i]) as u32).collect();
+                    let p = if info.prompts { &prompts[a..b] } else { &[][..] };
+                    block_hash(&toks[offs[a]..offs[b]], &lens, p)
+                })
+                .collect();
+            let mut h = Sha256::new();
+            hashes.iter().for_each(|x| h.update(x));
+            if hex(h.finalize()) != s.sha256 {
+                return Err(err(format!(
+                    "{} / {} do not match the manifest's sha256",
+                    s.tokens_file, s.index_file
+                )));
+            }
+            let base = out.tokens.len();
+            out.tokens.extend_from_slice(&toks);
+            out.offsets.extend(offs[1..].iter().map(|o| base + o));
+            if let Some(p) = out.prompts.as_mut() {
+                p.extend_from_slice(&prompts);
+            }
+        }
+        if out.documents() as u64 != info.documents {
+            return Err(err(format!(
+                "stream {name:?}: {} documents on disk, {} in the manifest",
+                out.documents(),
+                info.documents
+            )));
+        }
+        Ok(out)
+    }
+}
+
+/// Where a window's documents come from.
+pub trait DocSource: Sync {
+    /// Documents in one pass (the shuffle cycle).
+    fn cycle(&self) -> u64;
+    /// Appends document `pass · cycle + i` (`i < cycle`) to `out`: a stored stream ignores `pass`, a generated
+    /// one renders a fresh emission.
+    fn doc(&self, pass: u64, i: u64, out: &mut Vec<u32>);
+}
+
+impl DocSource for TokenStream {
+    fn cycle(&self) -> u64 {
+        self.documents() as u64
+    }
+    fn doc(&self, _pass: u64, i: u64, out: &mut Vec<u32>) {
+        out.extend_from_slice(self.document(i as usize));
+    }
+}
+
+/// A stream of a corpus rendered on the fly (a junk population, fresh biographies): document `pass · cycle + i`.
+pub struct Generated<'a> {
+    pub corpus: &'a dyn Corpus,
+    pub stream: usize,
+    pub cycle: u64,
+}
+
+impl DocSource for Generated<'_> {
+    fn cycle(&self) -> u64 {
+        self.cycle
+    }
+    fn doc(&self, pass: u64, i: u64, out: &mut Vec<u32>) {
+        self.corpus.render(self.stream, pass * self.cycle + i, out);
+    }
+}
+
+/// Reads one source in a fresh shuffled order each pass (a keyed permutation, so no order table is held),
+/// documents followed by `<eot>`, cut into windows; consecutive windows of one source overlap by one token, so
+/// every token is a target exactly once per pass.
+pub struct SourceCursor<'a> {
+    source: &'a dyn DocSource,
+    seed: u64,
+    salt: u64,
+    pub pass: u64,
+    pub next: u64,
+    perm: Permutation,
+    buffer: Vec<u32>,
+}
+
+impl<'a> SourceCursor<'a> {
+    pub fn new(source: &'a dyn DocSource, seed: u64, salt: u64) -> Self {
+        let perm = Permutation::new(seed, Purpose::DataOrder, salt << 40, source.cycle().max(1));
+        SourceCursor {
+            source,
+            seed,
+            salt,
+            pass: 0,
+            next: 0,
+            perm,
+            buffer: Vec::new(),
+        }
+    }
+
+    pub fn next_window(&mut self, len: usize) -> Vec<u32> {
+        while self.buffer.len() < len {
+            if self.next == self.source.cycle() {
+                self.pass += 1;
+                self.next = 0;
+                self.perm = Permutation::new(
+                    self.seed,
+                    Purpose::DataOrder,
+                    (self.salt << 40) | self.pass,
+                    self.source.cycle(),
+                );
+            }
+            let d = self.perm.apply(self.next);
+            self.next += 1;
+            self.source.doc(self.pass, d, &mut self.buffer);
+            self.buffer.push(EOT);
+        }
+        let w = self.buffer[..len].to_vec();
+        self.buffer.drain(..len - 1);
+        w
+    }
+}
+
+/// Training windows from a mixture of sources: each window comes whole from one source, chosen at random with
+/// the mixture's weights (the `Mixture` stream), so a QA ratio or a junk share is a share of windows and of
+/// tokens.
+pub struct WindowMixer<'a> {
+    cursors: Vec<SourceCursor<'a>>,
+    cumulative: Vec<f64>,
+    rng: rand_chacha::ChaCha8Rng,
+    /// Windows handed out so far, and per source.
+    pub windows: u64,
+    pub per_source: Vec<u64>,
+}
+
+impl<'a> WindowMixer<'a> {
+    /// `sources` with their weights (need not sum to 1; each must be positive).
+    pub fn new(sources: Vec<(&'a dyn DocSource, f64)>, seed: u64) -> Result<Self, GenError> {
+        if sources.is_empty() {
+            return Err(GenError::Config("an empty training mixture".into()));
+        }
+        let total: f64 = sources.iter().map(|s| s.1).sum();
+        if sources.iter().any(|s| !(s.1 > 0.0) || s.0.cycle() == 0) || !total.is_finite() {
+            return Err(GenError::Config(
+                "mixture weights must be positive and finite, and every source non-empty".into(),
+            ));
+        }
+        let mut acc = 0.0;
+        let cumulative = sources
+            .iter()
+            .map(|s| {
+                acc += s.1 / total;
+                acc
+            })
+            .collect();
+        let n = sources.len();
+        Ok(WindowMixer {
+            cursors: sources
+                .into_iter()
+                .enumerate()
+                .map(|(i, (s, _))| SourceCursor::new(s, seed, i as u64))
+                .collect(),
+            cumulative,
+            rng: stream(seed, Purpose::Mixture, 0),
+            windows: 0,
+            per_source: vec![0; n],
+        })
+    }
+
+    pub fn next_window(&mut self, len: usize) -> Vec<u32> {
+        let k = if self.cursors.len() == 1 {
+            0
+        } else {
+            let u: f64 = self.rng.random();
+            self.cumulative
+                .iter()
+                .position(|&c| u < c)
+                .unwrap_or(self.cursors.len() - 1)
+        };
+        self.windows += 1;
+        self.per_source[k] += 1;
+        self.cursors[k].next_window(len)
+    }
+
+    /// A batch as (inputs, targets), each `batch × context`, row-major.
+    pub fn next_batch(&mut self, batch: usize, context: usize) -> (Vec<i32>, Vec<i32>) {
+        let mut x = Vec::with_capacity(batch * context);
+        let mut y = Vec::with_capacity(batch * context);
+        for _ in 0..batch {
+            let w = self.next_window(context + 1);
+            x.extend(w[..context].iter().map(|&t| t as i32));
+            y.extend(w[1..].iter().map(|&t| t as i32));
+        }
+        (x, y)
+    }
+
+    /// Passes completed by the first source (epochs of the main data).
+    pub fn epoch(&self) -> u64 {
+        self.cursors[0].pass
+    }
+}
