@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use physlab_eval::{evaluate_bios, render_table, BioSEval};
 use physlab_generators::bios::BioS;
-use physlab_generators::dataset::{write_bios, TokenDataset};
+use physlab_generators::corpus::{mixer, mixture_sources, Corpus, Dataset};
 use physlab_trainer::train::train;
 use physlab_trainer::{Cpu, CpuTrain};
 use tracing::info;
@@ -29,9 +29,11 @@ pub fn plan(cfg: &RunConfig) -> Result<Plan> {
     let mut sample = cfg.data.clone();
     sample.people = sample.people.min(2000);
     let bios = BioS::build(&sample, cfg.seed)?;
-    let n = bios.people.len();
+    let n = bios.n_people();
     let tokens: usize = (0..n).map(|p| bios.render(p, 0).tokens.len() + 1).sum();
     let tpb = tokens as f64 / n as f64;
+    let mix = bios.mixture();
+    let bio_share = mix[0].weight / mix.iter().map(|m| m.weight).sum::<f64>();
     // log2 N0 and log2 S0 depend on the pools only, not on N.
     let perfect = physlab_generators::bits::bios_perfect_bits(
         cfg.data.people,
@@ -42,7 +44,9 @@ pub fn plan(cfg: &RunConfig) -> Result<Plan> {
         .model
         .shape(bios.tokenizer.vocab_size(), cfg.train.context)
         .map_err(anyhow::Error::msg)?;
-    let steps = cfg.train.total_steps(cfg.data.people, tpb);
+    let steps = cfg
+        .train
+        .total_steps(cfg.data.people as f64 * tpb / bio_share);
     Ok(Plan {
         tokens_per_biography: tpb,
         vocab_size: bios.tokenizer.vocab_size(),
@@ -163,24 +167,27 @@ pub fn run_point(experiment: &str, p: &Point, dir: &Path) -> Result<()> {
     let t0 = Instant::now();
     let bios = BioS::build(&cfg.data, cfg.seed)?;
     let data_dir = dir.join("data");
-    let total = bios.n_biographies();
-    let manifest = write_bios(&bios, &data_dir, |done| {
-        info!("generated {done}/{total} biographies")
+    let manifest = bios.write(&data_dir, |p| {
+        info!("generated {}/{} documents", p.done, p.total)
     })?;
-    let dataset = TokenDataset::open(&data_dir)?;
+    let dataset = Dataset::open(&data_dir)?;
+    let bio = manifest.stream("bio").context("a bioS dataset has a bio stream")?;
     info!(
         "data: {} people, {} biographies, {} tokens ({:.2} per biography, measured), vocab {} ({} used), perfect-recall bits {:.0} ({:.2}/person) in {:.1}s",
-        manifest.people,
-        manifest.biographies,
-        manifest.tokens,
-        manifest.tokens_per_biography,
+        cfg.data.people,
+        bio.documents,
+        bio.tokens,
+        bio.tokens_per_document,
         manifest.vocab_size,
         manifest.used_vocab,
-        manifest.perfect_recall_bits,
-        manifest.perfect_bits_per_person,
+        manifest.fact("perfect_recall_bits").unwrap_or(f64::NAN),
+        manifest.fact("perfect_bits_per_person").unwrap_or(f64::NAN),
         t0.elapsed().as_secs_f64()
     );
-    let longest = (0..bios.people.len())
+    let sources = mixture_sources(&dataset, Some(&bios))?;
+    let mut windows = mixer(&sources, cfg.seed)?;
+    let tokens_per_exposure = manifest.tokens_for_exposures(1.0);
+    let longest = (0..bios.n_people())
         .map(|i| bios.render_eval(i).tokens.len() + 1)
         .max()
         .unwrap_or(0);
@@ -194,9 +201,7 @@ pub fn run_point(experiment: &str, p: &Point, dir: &Path) -> Result<()> {
         .shape(manifest.vocab_size, cfg.train.context)
         .map_err(anyhow::Error::msg)?;
     let params = shape.num_params(manifest.used_vocab);
-    let steps = cfg
-        .train
-        .total_steps(manifest.people, manifest.tokens_per_biography);
+    let steps = cfg.train.total_steps(tokens_per_exposure);
     info!(
         "model {}: {} layers, {} heads, d={}, {} params ({} non-embedding, {} counted for capacity); {:.1} MFLOP/token",
         cfg.model.preset,
@@ -209,9 +214,10 @@ pub fn run_point(experiment: &str, p: &Point, dir: &Path) -> Result<()> {
         shape.flops_per_token() / 1e6
     );
     info!(
-        "budget: N={} × {:.2} tokens/bio × {} exposures → {} steps of {}×{} tokens",
-        manifest.people,
-        manifest.tokens_per_biography,
+        "budget: N={} × {:.2} tokens/bio / {:.3} share of windows × {} exposures → {} steps of {}×{} tokens",
+        cfg.data.people,
+        bio.tokens_per_document,
+        manifest.exposure.tokens / tokens_per_exposure,
         cfg.train.exposures,
         steps,
         cfg.train.batch_size,
@@ -236,7 +242,15 @@ pub fn run_point(experiment: &str, p: &Point, dir: &Path) -> Result<()> {
         serde_json::to_vec_pretty(&run_manifest)?,
     )?;
     let device = Default::default();
-    let (model, outcome) = train::<CpuTrain>(&cfg.train, shape, &dataset, cfg.seed, dir, &device)?;
+    let (model, outcome) = train::<CpuTrain>(
+        &cfg.train,
+        shape,
+        &mut windows,
+        tokens_per_exposure,
+        cfg.seed,
+        dir,
+        &device,
+    )?;
     info!(
         "trained {} steps ({:.1} exposures) in {:.1}s: loss {:.3} → {:.3}, {:.0} tokens/s",
         outcome.steps,

@@ -85,7 +85,7 @@ pub fn evaluate_bios<B: Backend>(
     batch: usize,
     device: &B::Device,
 ) -> BioSEval {
-    let n = data.people.len();
+    let n = data.n_people();
     let mut name_loss = 0.0f64;
     // [attribute 0..6, pronoun = 6]: summed loss, first-token hits, whole-value hits, count
     let mut loss = [0.0f64; 7];

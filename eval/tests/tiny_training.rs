@@ -2,7 +2,7 @@
 
 use physlab_eval::evaluate_bios;
 use physlab_generators::bios::{BioS, BioSConfig};
-use physlab_generators::dataset::{write_bios, TokenDataset};
+use physlab_generators::corpus::{mixer, mixture_sources, Dataset};
 use physlab_trainer::train::{load_checkpoint, train, MetricsLine};
 use physlab_trainer::{Cpu, CpuTrain, ModelConfig, TrainConfig};
 
@@ -17,8 +17,10 @@ fn loss_falls_and_bits_are_positive_and_at_most_the_perfect_recall_bits() {
         4,
     )
     .unwrap();
-    let manifest = write_bios(&bios, &dir.path().join("data"), |_| {}).unwrap();
-    let data = TokenDataset::open(&dir.path().join("data")).unwrap();
+    let manifest = bios.write(&dir.path().join("data"), |_| {}).unwrap();
+    let data = Dataset::open(&dir.path().join("data")).unwrap();
+    let sources = mixture_sources(&data, Some(&bios)).unwrap();
+    let mut windows = mixer(&sources, 4).unwrap();
     let model_cfg = ModelConfig {
         preset: "gpt2-1-1".into(),
         d_model: 64,
@@ -38,7 +40,16 @@ fn loss_falls_and_bits_are_positive_and_at_most_the_perfect_recall_bits() {
         .unwrap();
     let device = Default::default();
     let (model, outcome) =
-        train::<CpuTrain>(&train_cfg, shape, &data, 4, dir.path(), &device).unwrap();
+        train::<CpuTrain>(
+            &train_cfg,
+            shape,
+            &mut windows,
+            manifest.tokens_for_exposures(1.0),
+            4,
+            dir.path(),
+            &device,
+        )
+        .unwrap();
 
     // metrics.jsonl has one line per interval and the loss falls well below its start (ln V ≈ 8 at init).
     let lines: Vec<MetricsLine> = std::fs::read_to_string(dir.path().join("metrics.jsonl"))
@@ -74,7 +85,7 @@ fn loss_falls_and_bits_are_positive_and_at_most_the_perfect_recall_bits() {
         eval.bits
     );
     assert!(
-        (eval.capacity_ratio_max * params.capacity as f64 - manifest.perfect_recall_bits).abs()
+        (eval.capacity_ratio_max * params.capacity as f64 - manifest.fact("perfect_recall_bits").unwrap()).abs()
             < 1e-6
     );
     assert_eq!(eval.attributes.len(), 7, "six attributes and the pronoun");

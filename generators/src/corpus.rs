@@ -907,3 +907,76 @@ impl<'a> WindowMixer<'a> {
         self.cursors[0].pass
     }
 }
+
+/// A source of training windows owned by the caller: a stream loaded from disk or one rendered on the fly.
+pub enum MixSource<'a> {
+    Stored(TokenStream),
+    Generated(Generated<'a>),
+}
+
+impl DocSource for MixSource<'_> {
+    fn cycle(&self) -> u64 {
+        match self {
+            MixSource::Stored(s) => s.cycle(),
+            MixSource::Generated(g) => g.cycle(),
+        }
+    }
+    fn doc(&self, pass: u64, i: u64, out: &mut Vec<u32>) {
+        match self {
+            MixSource::Stored(s) => s.doc(pass, i, out),
+            MixSource::Generated(g) => g.doc(pass, i, out),
+        }
+    }
+}
+
+/// The sources and weights of the dataset's training mixture: stored streams are loaded (and checked), streams
+/// generated on the fly are rendered by `corpus`, which must be the corpus the dataset was written from.
+pub fn mixture_sources<'a>(
+    ds: &Dataset,
+    corpus: Option<&'a dyn Corpus>,
+) -> Result<Vec<(MixSource<'a>, f64)>, GenError> {
+    let mut out = Vec::new();
+    for m in &ds.manifest.mixture {
+        let info = ds.manifest.stream(&m.stream).ok_or_else(|| GenError::Dataset {
+            path: ds.dir.clone(),
+            msg: format!("the mixture names a missing stream {:?}", m.stream),
+        })?;
+        let src = if info.materialized {
+            MixSource::Stored(ds.load(&m.stream)?)
+        } else {
+            let c = corpus.ok_or_else(|| GenError::Dataset {
+                path: ds.dir.clone(),
+                msg: format!(
+                    "stream {:?} is generated while training: the corpus is needed",
+                    m.stream
+                ),
+            })?;
+            let stream = c
+                .streams()
+                .iter()
+                .position(|s| s.name == m.stream)
+                .ok_or_else(|| GenError::Dataset {
+                    path: ds.dir.clone(),
+                    msg: format!("the corpus has no stream {:?}", m.stream),
+                })?;
+            MixSource::Generated(Generated {
+                corpus: c,
+                stream,
+                cycle: info.documents,
+            })
+        };
+        out.push((src, m.weight));
+    }
+    Ok(out)
+}
+
+/// A [`WindowMixer`] over `sources`.
+pub fn mixer<'a>(sources: &'a [(MixSource<'a>, f64)], seed: u64) -> Result<WindowMixer<'a>, GenError> {
+    WindowMixer::new(
+        sources
+            .iter()
+            .map(|(s, w)| (s as &dyn DocSource, *w))
+            .collect(),
+        seed,
+    )
+}

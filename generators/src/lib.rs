@@ -7,15 +7,16 @@
 pub mod bios;
 pub mod bits;
 pub mod corpus;
-pub mod dataset;
 pub mod error;
 pub mod people;
 pub mod pools;
 pub mod rng;
+pub mod tasks;
 pub mod templates;
 pub mod tokenizer;
 
 pub use bios::{BioS, BioSConfig, RenderedBio};
+pub use corpus::{write_corpus, Corpus, Dataset, Manifest, TokenStream, WindowMixer};
 pub use error::GenError;
 pub use people::{Attribute, Gender, Person};
 pub use pools::{PoolFiles, Pools};

@@ -37,8 +37,9 @@ impl Tokenizer {
         Tokenizer { words, index }
     }
 
-    /// The closed vocabulary of a bioS dataset: sorted, so it depends only on the pools and templates.
-    pub fn for_bios(pools: &Pools, templates: &Templates) -> Self {
+    /// The closed vocabulary of a bioS dataset: sorted, so it depends only on the pools, the templates and the
+    /// `extra` words (question words, a domain token), which are added only when the dataset uses them.
+    pub fn for_bios(pools: &Pools, templates: &Templates, extra: &[String]) -> Self {
         let mut set: BTreeSet<String> = BTreeSet::new();
         let mut add = |s: &str| {
             for w in s.split(' ') {
@@ -70,6 +71,8 @@ impl Tokenizer {
                 }
             }
         }
+        extra.iter().for_each(|w| add(w));
+        set.remove(EOT_STR);
         let mut words = vec![EOT_STR.to_string()];
         words.extend(set);
         Self::from_words(words)

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use physlab_generators::bios::{BioS, BioSConfig};
-use physlab_generators::dataset::{write_bios, TokenDataset};
+use physlab_generators::corpus::Dataset;
 use physlab_generators::people::Attribute;
 use physlab_generators::pools::{PoolFiles, Pools};
 use physlab_generators::templates::Templates;
@@ -29,7 +29,7 @@ fn config(people: usize) -> BioSConfig {
         people,
         multi: 2,
         permute: true,
-        shard_biographies: 700,
+        shard_biographies: 512,
         ..BioSConfig::default()
     }
 }
@@ -37,25 +37,10 @@ fn config(people: usize) -> BioSConfig {
 #[test]
 fn same_seed_same_bytes_different_seed_different_bytes() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let m0 = write_bios(
-        &BioS::build(&config(1500), 11).unwrap(),
-        dirs[0].path(),
-        |_| {},
-    )
-    .unwrap();
-    let m1 = write_bios(
-        &BioS::build(&config(1500), 11).unwrap(),
-        dirs[1].path(),
-        |_| {},
-    )
-    .unwrap();
-    let m2 = write_bios(
-        &BioS::build(&config(1500), 12).unwrap(),
-        dirs[2].path(),
-        |_| {},
-    )
-    .unwrap();
-    assert_eq!(m0.shards.len(), 5, "3000 biographies in shards of 700");
+    let m0 = BioS::build(&config(1500), 11).unwrap().write(dirs[0].path(), |_| {}).unwrap();
+    let m1 = BioS::build(&config(1500), 11).unwrap().write(dirs[1].path(), |_| {}).unwrap();
+    let m2 = BioS::build(&config(1500), 12).unwrap().write(dirs[2].path(), |_| {}).unwrap();
+    assert_eq!(m0.streams[0].shards.len(), 6, "3000 biographies in shards of 512");
     let (f0, f1, f2) = (
         files(dirs[0].path()),
         files(dirs[1].path()),
@@ -75,30 +60,34 @@ fn same_seed_same_bytes_different_seed_different_bytes() {
         "a different seed changes every file but the vocabulary"
     );
     // The shards read back to the rendered biographies.
-    let ds = TokenDataset::open(dirs[0].path()).unwrap();
+    let ds = Dataset::open(dirs[0].path()).unwrap();
+    let bio = ds.load("bio").unwrap();
     let bios = BioS::build(&config(1500), 11).unwrap();
-    assert_eq!(ds.documents(), 3000);
+    assert_eq!(bio.documents(), 3000);
     for b in [0, 1, 777, 2999] {
-        assert_eq!(ds.document(b), bios.render(b / 2, b % 2).tokens.as_slice());
+        assert_eq!(bio.document(b), bios.render(b / 2, b % 2).tokens.as_slice());
     }
-    let measured = (ds.tokens.len() + ds.documents()) as f64 / ds.documents() as f64;
-    assert!((ds.manifest.tokens_per_biography - measured).abs() < 1e-12);
+    let measured = (bio.tokens.len() + bio.documents()) as f64 / bio.documents() as f64;
+    assert!((ds.manifest.fact("tokens_per_biography").unwrap() - measured).abs() < 1e-12);
+    assert!((ds.manifest.exposure.tokens - 1500.0 * measured).abs() < 1e-6);
 }
 
 #[test]
 fn a_corrupted_shard_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    write_bios(&BioS::build(&config(50), 1).unwrap(), dir.path(), |_| {}).unwrap();
-    let shard = dir.path().join("train-00000.tok");
+    BioS::build(&config(50), 1).unwrap().write(dir.path(), |_| {}).unwrap();
+    let shard = dir.path().join("bio-00000.tok");
     let mut bytes = std::fs::read(&shard).unwrap();
     bytes[5] ^= 1;
     std::fs::write(&shard, bytes).unwrap();
-    let err = TokenDataset::open(dir.path())
+    let err = Dataset::open(dir.path())
+        .unwrap()
+        .load("bio")
         .err()
         .expect("refused")
         .to_string();
     assert!(
-        err.contains("train-00000.tok") && err.contains("sha256"),
+        err.contains("bio-00000.tok") && err.contains("sha256"),
         "{err}"
     );
 }
@@ -114,7 +103,7 @@ fn full_names_are_unique() {
     )
     .unwrap();
     let names: HashSet<_> = bios
-        .people
+        .people(100_000)
         .iter()
         .map(|p| (p.first, p.middle, p.last))
         .collect();
@@ -142,9 +131,10 @@ fn attributes_are_uniform_by_chi_square() {
     )
     .unwrap();
     let pools = &bios.pools;
-    let mut check = |name: &str, k: usize, f: &dyn Fn(&physlab_generators::Person) -> usize| {
+    let people = bios.people(40_000);
+    let check = |name: &str, k: usize, f: &dyn Fn(&physlab_generators::Person) -> usize| {
         let mut counts = vec![0usize; k];
-        bios.people.iter().for_each(|p| counts[f(p)] += 1);
+        people.iter().for_each(|p| counts[f(p)] += 1);
         let df = (k - 1) as f64;
         let chi = chi_square(&counts);
         assert!(
@@ -183,7 +173,7 @@ fn employer_city_is_always_the_employers_city() {
         .iter()
         .map(|c| (c.name.as_str(), bios.pools.cities[c.city].as_str()))
         .collect();
-    for (i, p) in bios.people.iter().enumerate() {
+    for (i, p) in bios.people(3000).iter().enumerate() {
         let employer = p.value(Attribute::Employer, &bios.pools);
         assert_eq!(
             hq[employer.as_str()],
@@ -242,7 +232,7 @@ fn spans_hold_the_values_and_the_name_opens_every_biography() {
         let bios = BioS::build(&cfg, 2).unwrap();
         let mut orders = HashSet::new();
         for i in 0..300 {
-            let p = &bios.people[i];
+            let p = &bios.person(i);
             for b in (0..4)
                 .map(|e| bios.render(i, e))
                 .chain([bios.render_eval(i)])
@@ -256,7 +246,7 @@ fn spans_hold_the_values_and_the_name_opens_every_biography() {
                 assert_eq!((b.name.start, b.name.len), (0, 3));
                 for a in Attribute::ALL {
                     let s = b.values[a.index()];
-                    assert_eq!(&b.tokens[s.start..s.start + s.len], bios.value_tokens(i, a));
+                    assert_eq!(&b.tokens[s.start..s.start + s.len], bios.value_tokens(i, a).as_slice());
                 }
                 assert_eq!(b.pronoun.is_some(), !fullname);
                 if let Some(k) = b.pronoun {

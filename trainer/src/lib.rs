@@ -1,7 +1,6 @@
 //! physlab trainer: GPT2-rotary on burn 0.21 (`burn-flex` on CPU), a hand-written training loop that counts steps,
 //! tokens and exposures, AdamW with warm-up and cosine decay, metrics.jsonl and safetensors checkpoints.
 
-pub mod data;
 pub mod model;
 pub mod schedule;
 pub mod train;

@@ -11,10 +11,9 @@ use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 use burn_store::{ModuleSnapshot, SafetensorsStore};
-use physlab_generators::dataset::TokenDataset;
+use physlab_generators::WindowMixer;
 use serde::{Deserialize, Serialize};
 
-use crate::data::WindowLoader;
 use crate::model::{token_nll, Gpt, GptShape};
 use crate::schedule::lr_at;
 
@@ -105,18 +104,20 @@ impl TrainConfig {
         self.batch_size * self.context
     }
 
-    /// Steps for the budget: N·E·(tokens per biography) / (batch·context), rounded up.
-    pub fn total_steps(&self, people: usize, tokens_per_biography: f64) -> usize {
+    /// Steps for the budget: E · (training tokens per exposure) / (batch·context), rounded up. For bioS one
+    /// exposure is N · (tokens per biography, measured) divided by the biographies' share of the mixture
+    /// ([`physlab_generators::Manifest::tokens_for_exposures`]).
+    pub fn total_steps(&self, tokens_per_exposure: f64) -> usize {
         if self.steps > 0 {
             return self.steps;
         }
-        let tokens = people as f64 * self.exposures * tokens_per_biography;
+        let tokens = self.exposures * tokens_per_exposure;
         ((tokens / self.tokens_per_step() as f64).ceil() as usize).max(1)
     }
 
     /// Exposures that `steps` steps give.
-    pub fn exposures_of(&self, steps: usize, people: usize, tokens_per_biography: f64) -> f64 {
-        (steps * self.tokens_per_step()) as f64 / (people as f64 * tokens_per_biography)
+    pub fn exposures_of(&self, steps: usize, tokens_per_exposure: f64) -> f64 {
+        (steps * self.tokens_per_step()) as f64 / tokens_per_exposure
     }
 }
 
@@ -180,7 +181,8 @@ fn fmt_duration(s: f64) -> String {
 pub fn train<B: AutodiffBackend>(
     cfg: &TrainConfig,
     shape: GptShape,
-    data: &TokenDataset,
+    data: &mut WindowMixer<'_>,
+    tokens_per_exposure: f64,
     seed: u64,
     run_dir: &Path,
     device: &B::Device,
@@ -189,9 +191,7 @@ pub fn train<B: AutodiffBackend>(
     if !problems.is_empty() {
         return Err(TrainError::Config(problems.join("; ")));
     }
-    let people = data.manifest.people;
-    let tpb = data.manifest.tokens_per_biography;
-    let total = cfg.total_steps(people, tpb);
+    let total = cfg.total_steps(tokens_per_exposure);
     // burn-flex's seed is process-global: one training per process.
     B::seed(device, seed);
     let mut model: Gpt<B> = shape.init(device);
@@ -201,7 +201,6 @@ pub fn train<B: AutodiffBackend>(
         .with_epsilon(cfg.epsilon as f32)
         .with_weight_decay(cfg.weight_decay as f32)
         .init::<B, Gpt<B>>();
-    let mut loader = WindowLoader::new(data, seed);
     let warmup = cfg.warmup_steps.min(total / 10 + 1);
 
     let metrics_path = run_dir.join("metrics.jsonl");
@@ -228,7 +227,7 @@ pub fn train<B: AutodiffBackend>(
     let (mut first_loss, mut last_loss) = (f64::NAN, f64::NAN);
     for step in 0..total {
         let lr = lr_at(step, total, cfg.lr, warmup, cfg.min_lr_ratio);
-        let (x, y) = loader.next_batch(b, t);
+        let (x, y) = data.next_batch(b, t);
         let x = Tensor::<B, 2, Int>::from_data(TensorData::new(x, [b, t]), device);
         let y = Tensor::<B, 2, Int>::from_data(TensorData::new(y, [b, t]), device);
         let loss = token_nll(model.forward(x), y).mean();
@@ -259,7 +258,7 @@ pub fn train<B: AutodiffBackend>(
             let line = MetricsLine {
                 step: done,
                 tokens,
-                exposures: cfg.exposures_of(done, people, tpb),
+                exposures: cfg.exposures_of(done, tokens_per_exposure),
                 loss: mean,
                 lr,
                 tokens_per_s: tok_s,
@@ -297,7 +296,7 @@ pub fn train<B: AutodiffBackend>(
         TrainOutcome {
             steps: total,
             tokens,
-            exposures: cfg.exposures_of(total, people, tpb),
+            exposures: cfg.exposures_of(total, tokens_per_exposure),
             first_loss,
             final_loss: last_loss,
             wall_s: wall,

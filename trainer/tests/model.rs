@@ -71,8 +71,8 @@ fn exposures_convert_to_steps_from_tokens_per_biography() {
         ..TrainConfig::default()
     };
     // 1000 people × 100 exposures × 64.5 tokens = 6.45M tokens over 2048 per step = 3149.4 → 3150 steps.
-    assert_eq!(t.total_steps(1000, 64.5), 3150);
-    assert!((t.exposures_of(3150, 1000, 64.5) - 100.0).abs() < 0.05);
+    assert_eq!(t.total_steps(1000.0 * 64.5), 3150);
+    assert!((t.exposures_of(3150, 1000.0 * 64.5) - 100.0).abs() < 0.05);
     let t = TrainConfig { steps: 7, ..t };
-    assert_eq!(t.total_steps(1000, 64.5), 7);
+    assert_eq!(t.total_steps(1000.0 * 64.5), 7);
 }
