@@ -1,6 +1,7 @@
 //! `physlab`: run named experiment recipes from workspace.toml end to end
 //! (generate → train → evaluate → table), or validate them without training.
 
+mod generate;
 mod recipe;
 mod run;
 
@@ -40,6 +41,34 @@ enum Command {
         /// Check the recipe and print the plan, without generating or training.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Write a dataset (`[dataset.<name>]`, or an experiment's data) with its manifest and ground truth.
+    Generate {
+        /// A `[dataset.<name>]` of the workspace, or an experiment (its data section and seed).
+        name: String,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// The dataset folder (default: data/<name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also write text.jsonl (every document as text).
+        #[arg(long)]
+        jsonl: bool,
+    },
+    /// Print a dataset's manifest (facts, streams, mixture) and sample documents.
+    Inspect {
+        /// A dataset folder.
+        dir: PathBuf,
+        /// Documents shown per stream.
+        #[arg(long, default_value_t = 3)]
+        samples: usize,
+    },
+    /// Write every document of a dataset as JSON lines (text, and prompt/answer for questions).
+    Export {
+        dir: PathBuf,
+        /// Output file (default: <dir>/text.jsonl).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Check a recipe (or all of them) without training: keys, values, points and the budget arithmetic.
     Validate {
@@ -81,6 +110,42 @@ fn real_main() -> Result<()> {
                 .collect::<Result<Vec<_>>>()?;
             let points = ws.points(&experiment, &sets)?;
             run::run_experiment(&experiment, &points, point, &runs, dry_run)
+        }
+        Command::Generate {
+            name,
+            sets,
+            out,
+            jsonl,
+        } => {
+            let ws = recipe::Workspace::load(&cli.workspace)?;
+            let sets = sets
+                .iter()
+                .map(|s| recipe::parse_set(s))
+                .collect::<Result<Vec<_>>>()?;
+            let recipe = if ws.datasets.contains_key(&name) || !ws.experiments.contains_key(&name) {
+                ws.dataset(&name, &sets)?
+            } else {
+                let p = ws.points(&name, &sets)?.remove(0);
+                recipe::DatasetRecipe {
+                    description: p.config.description.clone(),
+                    seed: p.seed,
+                    shard_documents: p.config.data.shard_biographies as u64,
+                    data: physlab_generators::DataConfig::BioS(p.config.data),
+                }
+            };
+            let out = out.unwrap_or_else(|| PathBuf::from("data").join(&name));
+            generate::generate(&name, &recipe, &out, jsonl)
+        }
+        Command::Inspect { dir, samples } => {
+            let ds = physlab_generators::Dataset::open(&dir)?;
+            generate::print_summary(&ds, samples)
+        }
+        Command::Export { dir, out } => {
+            let ds = physlab_generators::Dataset::open(&dir)?;
+            let out = out.unwrap_or_else(|| dir.join("text.jsonl"));
+            let n = generate::export_jsonl(&ds, &out)?;
+            println!("{n} documents → {}", out.display());
+            Ok(())
         }
         Command::Validate { experiment, sets } => {
             let ws = recipe::Workspace::load(&cli.workspace)?;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use physlab_generators::BioSConfig;
+use physlab_generators::{BioSConfig, DataConfig};
 use physlab_trainer::{ModelConfig, TrainConfig};
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
@@ -66,7 +66,21 @@ pub struct Workspace {
     pub path: String,
     defaults: Table,
     pub experiments: BTreeMap<String, Table>,
+    /// `[dataset.<name>]`: datasets for `physlab generate`.
+    pub datasets: BTreeMap<String, Table>,
 }
+
+/// A dataset recipe resolved: what `physlab generate` writes.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DatasetRecipe {
+    pub description: String,
+    pub seed: u64,
+    /// Documents per shard (a multiple of 256).
+    pub shard_documents: u64,
+    pub data: DataConfig,
+}
+
+const DATASET_KEYS: [&str; 3] = ["description", "seed", "shard_documents"];
 
 fn nearest<'a>(key: &str, candidates: impl Iterator<Item = &'a String>) -> Option<String> {
     candidates
@@ -184,9 +198,9 @@ impl Workspace {
         let mut root: Table = toml::from_str(text).map_err(|e| anyhow!("{origin}: {e}"))?;
         let mut problems = Vec::new();
         for k in root.keys() {
-            if k != "defaults" && k != "experiment" {
+            if k != "defaults" && k != "experiment" && k != "dataset" {
                 problems.push(format!(
-                    "unknown top-level key `{k}`; expected `defaults` or `experiment`"
+                    "unknown top-level key `{k}`; expected `defaults`, `experiment` or `dataset`"
                 ));
             }
         }
@@ -210,6 +224,21 @@ impl Workspace {
             }
             Some(_) => problems.push("`experiment` must be a table of experiments".into()),
         }
+        let mut datasets = BTreeMap::new();
+        match root.remove("dataset") {
+            None => {}
+            Some(Value::Table(t)) => {
+                for (name, v) in t {
+                    match v {
+                        Value::Table(e) => {
+                            datasets.insert(name, e);
+                        }
+                        _ => problems.push(format!("`dataset.{name}` must be a table")),
+                    }
+                }
+            }
+            Some(_) => problems.push("`dataset` must be a table of datasets".into()),
+        }
         if !problems.is_empty() {
             bail!("{origin}:\n  - {}", problems.join("\n  - "));
         }
@@ -217,7 +246,93 @@ impl Workspace {
             path: origin.into(),
             defaults,
             experiments,
+            datasets,
         })
+    }
+
+    /// Resolves dataset `name` (`[dataset.<name>]`), with `sets` applied last. Errors list every problem found.
+    pub fn dataset(&self, name: &str, sets: &[(String, Value)]) -> Result<DatasetRecipe> {
+        let Some(table) = self.datasets.get(name) else {
+            let hint = nearest(name, self.datasets.keys())
+                .map(|n| format!(" (did you mean `{n}`?)"))
+                .unwrap_or_default();
+            bail!(
+                "{}: no dataset `{name}`{hint}; datasets: {}",
+                self.path,
+                self.datasets.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        };
+        let ctx = format!("{} [dataset.{name}]", self.path);
+        let mut t = table.clone();
+        for (k, v) in sets {
+            set_dotted(&mut t, k, v.clone());
+        }
+        let kind = match t.get("kind") {
+            None => "bioS".to_string(),
+            Some(Value::String(k)) => k.clone(),
+            Some(_) => bail!("{ctx}: `kind` must be a string"),
+        };
+        let Some(default) = DataConfig::default_for(&kind) else {
+            bail!(
+                "{ctx}: unknown kind {kind:?}; kinds: {}",
+                physlab_generators::data::KINDS.join(", ")
+            );
+        };
+        let mut reference = match Value::try_from(&default).expect("serialises") {
+            Value::Table(t) => t,
+            _ => unreachable!("a struct serialises to a table"),
+        };
+        reference.insert("description".into(), Value::String(String::new()));
+        reference.insert("seed".into(), Value::Integer(0));
+        reference.insert("shard_documents".into(), Value::Integer(1 << 20));
+        let mut problems = Vec::new();
+        unknown_keys(&t, &reference, "", &mut problems);
+        if !problems.is_empty() {
+            bail!("{ctx}:\n  - {}", problems.join("\n  - "));
+        }
+        let mut data = reference.clone();
+        merge(&mut data, &t);
+        let mut top = Table::new();
+        for k in DATASET_KEYS {
+            if let Some(v) = data.remove(k) {
+                top.insert(k.into(), v);
+            }
+        }
+        data.insert("kind".into(), Value::String(kind));
+        let data: DataConfig = data
+            .try_into()
+            .map_err(|e| anyhow!("{ctx}: {e}"))?;
+        let recipe = DatasetRecipe {
+            description: top
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            seed: top
+                .get("seed")
+                .and_then(Value::as_integer)
+                .and_then(|i| u64::try_from(i).ok())
+                .ok_or_else(|| anyhow!("{ctx}: seed must be a non-negative integer"))?,
+            shard_documents: top
+                .get("shard_documents")
+                .and_then(Value::as_integer)
+                .and_then(|i| u64::try_from(i).ok())
+                .ok_or_else(|| anyhow!("{ctx}: shard_documents must be a positive integer"))?,
+            data,
+        };
+        let mut problems = recipe.data.problems();
+        if recipe.shard_documents == 0
+            || recipe.shard_documents % physlab_generators::corpus::BLOCK_DOCS as u64 != 0
+        {
+            problems.push(format!(
+                "shard_documents must be a positive multiple of {}",
+                physlab_generators::corpus::BLOCK_DOCS
+            ));
+        }
+        if !problems.is_empty() {
+            bail!("{ctx}:\n  - {}", problems.join("\n  - "));
+        }
+        Ok(recipe)
     }
 
     /// Resolves every point of `name`, with `sets` applied last. Errors list every problem found.

@@ -7,6 +7,7 @@
 pub mod bios;
 pub mod bits;
 pub mod corpus;
+pub mod data;
 pub mod error;
 pub mod people;
 pub mod pools;
@@ -17,6 +18,7 @@ pub mod tokenizer;
 
 pub use bios::{BioS, BioSConfig, RenderedBio};
 pub use corpus::{write_corpus, Corpus, Dataset, Manifest, TokenStream, WindowMixer};
+pub use data::DataConfig;
 pub use error::GenError;
 pub use people::{Attribute, Gender, Person};
 pub use pools::{PoolFiles, Pools};

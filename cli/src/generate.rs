@@ -1,0 +1,217 @@
+//! `physlab generate`, `physlab inspect` and `physlab export`: datasets on their own, outside a training run.
+
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use physlab_generators::corpus::{write_corpus, Dataset, Progress, MANIFEST};
+use tracing::info;
+
+use crate::recipe::DatasetRecipe;
+
+fn fmt_duration(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, (s % 3600) / 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+/// Writes the dataset of `recipe` into `out`. A folder that holds a complete dataset of the same recipe is left
+/// as it is; one of another recipe is refused; an incomplete one (no manifest: the writer died) is moved aside.
+pub fn generate(name: &str, recipe: &DatasetRecipe, out: &Path, jsonl: bool) -> Result<()> {
+    let recipe_text = toml::to_string_pretty(recipe)?;
+    let recipe_path = out.join("recipe.toml");
+    if out.join(MANIFEST).exists() {
+        let previous = std::fs::read_to_string(&recipe_path).unwrap_or_default();
+        if previous == recipe_text {
+            info!(
+                "{} already holds dataset `{name}` of this recipe: not regenerated",
+                out.display()
+            );
+            print_summary(&Dataset::open(out)?, 0)?;
+            return Ok(());
+        }
+        bail!(
+            "{} holds a dataset of another recipe (compare its recipe.toml): it is not overwritten; choose \
+             another --out or delete it",
+            out.display()
+        );
+    }
+    if out.exists() && std::fs::read_dir(out)?.next().is_some() {
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let aside = PathBuf::from(format!("{}.incomplete-{stamp}", out.display()));
+        std::fs::rename(out, &aside)
+            .with_context(|| format!("moving the incomplete {} aside", out.display()))?;
+        info!(
+            "{} held an incomplete dataset (no manifest): moved to {}",
+            out.display(),
+            aside.display()
+        );
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::write(&recipe_path, &recipe_text)
+        .with_context(|| format!("writing {}", recipe_path.display()))?;
+    let corpus = recipe.data.build(recipe.seed)?;
+    let start = Instant::now();
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let pb = indicatif::ProgressBar::new(0);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} documents {per_sec} eta {eta}",
+            )
+            .expect("template"),
+        );
+        pb
+    });
+    let mut last_log = Instant::now();
+    let manifest = write_corpus(
+        corpus.as_ref(),
+        out,
+        recipe.shard_documents,
+        |p: Progress| {
+            if let Some(b) = &bar {
+                b.set_length(p.total);
+                b.set_position(p.done);
+            } else if last_log.elapsed().as_secs_f64() > 2.0 || p.done == p.total {
+                last_log = Instant::now();
+                let el = start.elapsed().as_secs_f64();
+                let rate = p.done as f64 / el.max(1e-9);
+                info!(
+                    "{}/{} documents ({:.0}%) {:.0}/s eta {}",
+                    p.done,
+                    p.total,
+                    100.0 * p.done as f64 / p.total.max(1) as f64,
+                    rate,
+                    fmt_duration((p.total - p.done) as f64 / rate.max(1e-9))
+                );
+            }
+        },
+    )?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let el = start.elapsed().as_secs_f64();
+    let docs: u64 = manifest
+        .streams
+        .iter()
+        .filter(|s| s.materialized)
+        .map(|s| s.documents)
+        .sum();
+    let tokens: u64 = manifest.streams.iter().map(|s| s.tokens).sum();
+    info!(
+        "wrote {docs} documents, {tokens} tokens in {el:.2}s ({:.0} documents/s, {:.0} tokens/s) to {}",
+        docs as f64 / el,
+        tokens as f64 / el,
+        out.display()
+    );
+    let ds = Dataset::open(out)?;
+    print_summary(&ds, 2)?;
+    if jsonl {
+        let path = out.join("text.jsonl");
+        export_jsonl(&ds, &path)?;
+        info!("text export: {}", path.display());
+    }
+    Ok(())
+}
+
+/// Prints the manifest's essentials and `samples` documents of each stream.
+pub fn print_summary(ds: &Dataset, samples: usize) -> Result<()> {
+    let m = &ds.manifest;
+    println!("dataset {} (kind {}, seed {})", ds.dir.display(), m.kind, m.seed);
+    println!("  hash        {}", m.dataset_hash);
+    println!(
+        "  vocabulary  {} tokens ({} used in training)",
+        m.vocab_size, m.used_vocab
+    );
+    if let Some(t) = &m.truth_file {
+        println!("  truth       {t} ({} rows)", m.truth_rows);
+    }
+    println!(
+        "  exposure    {:.0} tokens of `{}` ({})",
+        m.exposure.tokens, m.exposure.stream, m.exposure.unit
+    );
+    println!(
+        "  mixture     {}",
+        m.mixture
+            .iter()
+            .map(|x| format!("{} {:.3}", x.stream, x.weight))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if let serde_json::Value::Object(f) = &m.facts {
+        for (k, v) in f {
+            let text = match v {
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                serde_json::Value::String(s) => s.clone(),
+                other => {
+                    let s = other.to_string();
+                    if s.len() > 100 {
+                        format!("{}…", &s[..s.floor_char_boundary(100)])
+                    } else {
+                        s
+                    }
+                }
+            };
+            println!("  {k:<32}{text}");
+        }
+    }
+    for s in &m.streams {
+        println!(
+            "  stream {:<14} {:>10} documents {:>12} tokens {:>7.2} tokens/doc{}  {}",
+            s.name,
+            s.documents,
+            s.tokens,
+            s.tokens_per_document,
+            if s.materialized { "" } else { " (on the fly)" },
+            s.about
+        );
+        if samples == 0 || !s.materialized {
+            continue;
+        }
+        let st = ds.load(&s.name)?;
+        for i in 0..samples.min(st.documents()) {
+            match st.question(i) {
+                Some((p, a)) => println!(
+                    "      [{i}] {} ‖ {}",
+                    ds.tokenizer.decode(p),
+                    ds.tokenizer.decode(a)
+                ),
+                None => println!("      [{i}] {}", ds.tokenizer.decode(st.document(i))),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every stored document as one JSON line: `{"stream", "doc", "text"}` plus `"prompt"` and `"answer"` for
+/// question documents. The ground-truth table is already JSONL (`people.jsonl`).
+pub fn export_jsonl(ds: &Dataset, path: &Path) -> Result<u64> {
+    let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut w = BufWriter::new(f);
+    let mut n = 0u64;
+    for s in ds.manifest.streams.iter().filter(|s| s.materialized) {
+        let st = ds.load(&s.name)?;
+        for i in 0..st.documents() {
+            let mut row = serde_json::Map::new();
+            row.insert("stream".into(), s.name.clone().into());
+            row.insert("doc".into(), i.into());
+            row.insert("text".into(), ds.tokenizer.decode(st.document(i)).into());
+            if let Some((p, a)) = st.question(i) {
+                row.insert("prompt".into(), ds.tokenizer.decode(p).into());
+                row.insert("answer".into(), ds.tokenizer.decode(a).into());
+            }
+            serde_json::to_writer(&mut w, &row)?;
+            w.write_all(b"\n")?;
+            n += 1;
+        }
+    }
+    w.flush()?;
+    Ok(n)
+}
