@@ -481,3 +481,61 @@ fn config_problems_are_all_reported_naming_keys() {
     let e = e.expect_err("unknown key refused").to_string();
     assert!(e.contains("chunk"), "{e}");
 }
+
+/// Replacement name pools: N > N0 is refused at build time naming `data.people` (2·2·2 = 8 names here), and a
+/// name that is also a bioD token (`v3`) is refused naming `data.pools`; a valid small pool gives N0 = 8 exactly
+/// (log2_n0 = 3) and 8 distinct names.
+#[test]
+fn replacement_name_pools_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let pools = physlab_generators::PoolFiles {
+        first_names: write("f.txt", "Ann\nBob\n"),
+        middle_names: write("m.txt", "Cy\nDee\n"),
+        last_names: write("l.txt", "Eck\nFox\n"),
+        ..Default::default()
+    };
+    let cfg = BioDConfig {
+        people: 9,
+        pools: pools.clone(),
+        ..BioDConfig::default()
+    };
+    assert!(cfg.problems().is_empty(), "N0 of files is checked at build");
+    let err = BioD::build(&cfg, 0).err().expect("refused").to_string();
+    println!("N > N0: {err}");
+    assert!(
+        err.contains("data.people = 9") && err.contains("N0 = 8"),
+        "{err}"
+    );
+
+    let b = BioD::build(
+        &BioDConfig {
+            people: 8,
+            ..cfg.clone()
+        },
+        0,
+    )
+    .unwrap();
+    assert_eq!(b.log2_n0(), 3.0);
+    let names: HashSet<String> = (0..8).map(|i| b.full_name(&b.person(i))).collect();
+    assert_eq!(names.len(), 8);
+
+    let clash = BioDConfig {
+        people: 4,
+        pools: physlab_generators::PoolFiles {
+            last_names: write("l2.txt", "Eck\nv3\n"),
+            ..pools
+        },
+        ..BioDConfig::default()
+    };
+    let err = BioD::build(&clash, 0).err().expect("refused").to_string();
+    println!("clash: {err}");
+    assert!(
+        err.contains("data.pools") && err.contains("\"v3\""),
+        "{err}"
+    );
+}
