@@ -4,6 +4,7 @@
 //! attributes, rendered into biographies from templates, tokenized by a closed word-level tokenizer and written
 //! as token shards next to the ground-truth knowledge table and a manifest with the dataset's exact bits.
 
+pub mod biod;
 pub mod bios;
 pub mod bits;
 pub mod corpus;
