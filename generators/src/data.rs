@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::biod::{BioD, BioDConfig};
 use crate::bios::{BioS, BioSConfig};
 use crate::corpus::Corpus;
 use crate::error::GenError;
@@ -11,6 +12,8 @@ use crate::error::GenError;
 pub enum DataConfig {
     #[serde(rename = "bioS")]
     BioS(BioSConfig),
+    #[serde(rename = "bioD")]
+    BioD(BioDConfig),
 }
 
 impl Default for DataConfig {
@@ -20,13 +23,14 @@ impl Default for DataConfig {
 }
 
 /// The kinds a dataset can be.
-pub const KINDS: &[&str] = &["bioS"];
+pub const KINDS: &[&str] = &["bioS", "bioD"];
 
 impl DataConfig {
     /// The default config of `kind`, or `None` for an unknown kind.
     pub fn default_for(kind: &str) -> Option<Self> {
         match kind {
             "bioS" => Some(DataConfig::BioS(BioSConfig::default())),
+            "bioD" => Some(DataConfig::BioD(BioDConfig::default())),
             _ => None,
         }
     }
@@ -34,6 +38,7 @@ impl DataConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             DataConfig::BioS(_) => "bioS",
+            DataConfig::BioD(_) => "bioD",
         }
     }
 
@@ -41,6 +46,7 @@ impl DataConfig {
     pub fn problems(&self) -> Vec<String> {
         match self {
             DataConfig::BioS(c) => c.problems(),
+            DataConfig::BioD(c) => c.problems(),
         }
     }
 
@@ -48,6 +54,7 @@ impl DataConfig {
     pub fn build(&self, seed: u64) -> Result<Box<dyn Corpus>, GenError> {
         Ok(match self {
             DataConfig::BioS(c) => Box::new(BioS::build(c, seed)?),
+            DataConfig::BioD(c) => Box::new(BioD::build(c, seed)?),
         })
     }
 }
