@@ -111,7 +111,7 @@ pub fn generate(name: &str, recipe: &DatasetRecipe, out: &Path, jsonl: bool) -> 
         out.display()
     );
     let ds = Dataset::open(out)?;
-    print_summary(&ds, 2)?;
+    print_summary(&ds, 1)?;
     if jsonl {
         let path = out.join("text.jsonl");
         export_jsonl(&ds, &path)?;
@@ -175,7 +175,7 @@ pub fn print_summary(ds: &Dataset, samples: usize) -> Result<()> {
         if samples == 0 || !s.materialized {
             continue;
         }
-        let st = ds.load(&s.name)?;
+        let st = ds.load_shards(&s.name, 1)?;
         for i in 0..samples.min(st.documents()) {
             match st.question(i) {
                 Some((p, a)) => println!(

@@ -848,31 +848,45 @@ impl Corpus for BioS {
     }
 
     fn truth_row(&self, row: u64, out: &mut Vec<u8>) {
+        #[derive(Serialize)]
+        struct Row<'a> {
+            id: u64,
+            population: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            split: Option<&'a str>,
+            name: String,
+            pronoun: &'a str,
+            birth_date: String,
+            birth_city: &'a str,
+            university: &'a str,
+            major: &'a str,
+            employer: &'a str,
+            employer_city: &'a str,
+        }
         let p = self.person(row as usize);
         let n = self.config.people as u64;
-        let mut m = serde_json::Map::new();
-        m.insert("id".into(), row.into());
-        m.insert(
-            "population".into(),
-            if row < n { "main" } else { "celebrity" }.into(),
-        );
-        if row < n {
-            m.insert(
-                "split".into(),
+        let pools = &self.pools;
+        let company = &pools.companies[p.employer as usize];
+        let r = Row {
+            id: row,
+            population: if row < n { "main" } else { "celebrity" },
+            split: (row < n).then(|| {
                 if (row as usize) < self.tasks.n_train {
                     "p_train"
                 } else {
                     "p_test"
                 }
-                .into(),
-            );
-        }
-        m.insert("name".into(), p.full_name(&self.pools).into());
-        m.insert("pronoun".into(), p.gender.pronoun().into());
-        for a in Attribute::ALL {
-            m.insert(a.name().into(), p.value(a, &self.pools).into());
-        }
-        serde_json::to_writer(&mut *out, &m).expect("json");
+            }),
+            name: p.full_name(pools),
+            pronoun: p.gender.pronoun(),
+            birth_date: p.value(Attribute::BirthDate, pools),
+            birth_city: &pools.cities[p.birth_city as usize],
+            university: &pools.universities[p.university as usize],
+            major: &pools.majors[p.major as usize],
+            employer: &company.name,
+            employer_city: &pools.cities[company.city],
+        };
+        serde_json::to_writer(&mut *out, &r).expect("json");
         out.push(b'\n');
     }
 }

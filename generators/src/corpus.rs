@@ -200,24 +200,22 @@ pub(crate) fn hex(d: impl AsRef<[u8]>) -> String {
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Hash of one block: its documents' tokens, lengths and prompt lengths.
-fn block_hash(tokens: &[u32], lens: &[u32], prompts: &[u32]) -> [u8; 32] {
+/// Hash of one block: its documents' tokens (as little-endian bytes), lengths and prompt lengths.
+fn block_hash(token_bytes: &[u8], lens: &[u32], prompts: &[u32]) -> [u8; 32] {
     let mut h = Sha256::new();
-    let mut buf = Vec::with_capacity(tokens.len() * 4);
-    tokens
-        .iter()
-        .for_each(|t| buf.extend_from_slice(&t.to_le_bytes()));
+    h.update(token_bytes);
+    let mut buf = Vec::with_capacity((lens.len() + prompts.len()) * 4);
     lens.iter()
-        .for_each(|t| buf.extend_from_slice(&t.to_le_bytes()));
-    prompts
-        .iter()
+        .chain(prompts)
         .for_each(|t| buf.extend_from_slice(&t.to_le_bytes()));
     h.update(&buf);
     h.finalize().into()
 }
 
 struct Block {
-    tokens: Vec<u32>,
+    /// The tokens as little-endian u32 bytes, as written.
+    bytes: Vec<u8>,
+    tokens: u64,
     lens: Vec<u32>,
     prompts: Vec<u32>,
     hash: [u8; 32],
@@ -237,12 +235,15 @@ fn render_block(c: &dyn Corpus, s: usize, start: u64, end: u64, vocab: usize, pr
         }
     }
     let mut used = vec![0u64; vocab.div_ceil(64)];
+    let mut bytes = Vec::with_capacity(tokens.len() * 4);
     for &t in &tokens {
         used[t as usize / 64] |= 1 << (t % 64);
+        bytes.extend_from_slice(&t.to_le_bytes());
     }
-    let hash = block_hash(&tokens, &lens, &pl);
+    let hash = block_hash(&bytes, &lens, &pl);
     Block {
-        tokens,
+        bytes,
+        tokens: tokens.len() as u64,
         lens,
         prompts: pl,
         hash,
@@ -289,18 +290,11 @@ impl ShardWriter {
         Ok(())
     }
 
-    fn push(&mut self, b: &Block, buf: &mut Vec<u8>) -> Result<(), GenError> {
+    fn push(&mut self, b: &Block) -> Result<(), GenError> {
         self.ensure_open()?;
-        buf.clear();
-        b.tokens
-            .iter()
-            .for_each(|t| buf.extend_from_slice(&t.to_le_bytes()));
-        let p = self.dir.join(self.file("tok"));
-        self.tok
-            .as_mut()
-            .expect("open")
-            .write_all(buf)
-            .map_err(|e| GenError::io(&p, e))?;
+        if let Err(e) = self.tok.as_mut().expect("open").write_all(&b.bytes) {
+            return Err(GenError::io(self.dir.join(self.file("tok")), e));
+        }
         let mut off = *self.offsets.last().expect("starts at 0");
         for &l in &b.lens {
             off += l as u64;
@@ -384,20 +378,38 @@ pub fn write_corpus(
             let mut h = Sha256::new();
             let chunk = 16_384u64;
             let chunks: Vec<u64> = (0..rows.div_ceil(chunk)).collect();
-            for batch in chunks.chunks(64) {
-                let texts: Vec<Vec<u8>> = batch
-                    .par_iter()
-                    .map(|&c| {
-                        let mut out = Vec::new();
-                        for r in c * chunk..((c + 1) * chunk).min(rows) {
-                            corpus.truth_row(r, &mut out);
+            // Format batch k+1 on the pool while batch k is hashed and written.
+            let mut pending: Vec<Vec<u8>> = Vec::new();
+            let mut batches = chunks.chunks(64);
+            loop {
+                let next = batches.next();
+                let (texts, written) = rayon::join(
+                    || {
+                        next.map(|batch| {
+                            batch
+                                .par_iter()
+                                .map(|&c| {
+                                    let mut out = Vec::new();
+                                    for r in c * chunk..((c + 1) * chunk).min(rows) {
+                                        corpus.truth_row(r, &mut out);
+                                    }
+                                    out
+                                })
+                                .collect::<Vec<Vec<u8>>>()
+                        })
+                    },
+                    || -> Result<(), GenError> {
+                        for t in pending.drain(..) {
+                            h.update(&t);
+                            w.write_all(&t).map_err(|e| GenError::io(&path, e))?;
                         }
-                        out
-                    })
-                    .collect();
-                for t in &texts {
-                    h.update(t);
-                    w.write_all(t).map_err(|e| GenError::io(&path, e))?;
+                        Ok(())
+                    },
+                );
+                written?;
+                match texts {
+                    Some(t) => pending = t,
+                    None => break,
                 }
             }
             w.flush().map_err(|e| GenError::io(&path, e))?;
@@ -419,7 +431,6 @@ pub fn write_corpus(
     used[EOT as usize / 64] |= 1 << (EOT % 64);
     let mut infos = Vec::new();
     let mut summaries = Vec::new();
-    let mut buf = Vec::new();
     for (s, spec) in specs.iter().enumerate() {
         validate_stream_name(&spec.name)?;
         let in_mixture = mixture.iter().any(|m| m.stream == spec.name);
@@ -432,7 +443,7 @@ pub fn write_corpus(
                 .collect();
             let tokens: u64 = blocks
                 .par_iter()
-                .map(|&(a, b)| render_block(corpus, s, a, b, vocab, false).tokens.len() as u64)
+                .map(|&(a, b)| render_block(corpus, s, a, b, vocab, false).tokens)
                 .sum();
             let tpd = (tokens + sample) as f64 / sample.max(1) as f64;
             summaries.push(StreamSummary {
@@ -475,26 +486,48 @@ pub fn write_corpus(
             .step_by(BLOCK_DOCS)
             .map(|a| (a, (a + BLOCK_DOCS as u64).min(spec.documents)))
             .collect();
-        for batch in blocks.chunks(BLOCKS_PER_BATCH) {
-            let rendered: Vec<Block> = batch
-                .par_iter()
-                .map(|&(a, b)| render_block(corpus, s, a, b, vocab, spec.prompts))
-                .collect();
-            for b in &rendered {
-                w.push(b, &mut buf)?;
-                dataset.update(b.hash);
-                tokens += b.tokens.len() as u64;
-                if in_mixture {
-                    for (u, x) in used.iter_mut().zip(&b.used) {
-                        *u |= x;
+        // Render batch k+1 on the pool while batch k is hashed into the dataset hash and written.
+        let mut pending: Option<Vec<Block>> = None;
+        let mut batches = blocks.chunks(BLOCKS_PER_BATCH);
+        loop {
+            let next = batches.next();
+            let (rendered, written) = rayon::join(
+                || {
+                    next.map(|batch| {
+                        batch
+                            .par_iter()
+                            .map(|&(a, b)| render_block(corpus, s, a, b, vocab, spec.prompts))
+                            .collect::<Vec<Block>>()
+                    })
+                },
+                || -> Result<u64, GenError> {
+                    let mut n = 0;
+                    for b in pending.take().unwrap_or_default() {
+                        w.push(&b)?;
+                        dataset.update(b.hash);
+                        tokens += b.tokens;
+                        n += b.lens.len() as u64;
+                        if in_mixture {
+                            for (u, x) in used.iter_mut().zip(&b.used) {
+                                *u |= x;
+                            }
+                        }
+                        if w.docs == shard_documents {
+                            w.finish()?;
+                        }
                     }
-                }
-                if w.docs == shard_documents {
-                    w.finish()?;
-                }
+                    Ok(n)
+                },
+            );
+            let n = written?;
+            if n > 0 {
+                done += n;
+                progress(Progress { done, total });
             }
-            done += batch.iter().map(|(a, b)| b - a).sum::<u64>();
-            progress(Progress { done, total });
+            match rendered {
+                Some(r) => pending = Some(r),
+                None => break,
+            }
         }
         w.finish()?;
         let tpd = (tokens + spec.documents) as f64 / spec.documents.max(1) as f64;
@@ -649,6 +682,11 @@ impl Dataset {
 
     /// Loads a materialized stream, checking every block against the manifest.
     pub fn load(&self, name: &str) -> Result<TokenStream, GenError> {
+        self.load_shards(name, usize::MAX)
+    }
+
+    /// Loads the first `shards` shards of a stream (all of them: [`Dataset::load`]), checked.
+    pub fn load_shards(&self, name: &str, shards: usize) -> Result<TokenStream, GenError> {
         let err = |msg: String| GenError::Dataset {
             path: self.dir.clone(),
             msg,
@@ -675,7 +713,7 @@ impl Dataset {
             offsets: vec![0],
             prompts: info.prompts.then(Vec::new),
         };
-        for s in &info.shards {
+        for s in info.shards.iter().take(shards) {
             let read = |f: &str| {
                 let p = self.dir.join(f);
                 std::fs::read(&p).map_err(|e| GenError::io(&p, e))
@@ -716,7 +754,7 @@ impl Dataset {
                     let b = (a + BLOCK_DOCS).min(n);
                     let lens: Vec<u32> = (a..b).map(|i| (offs[i + 1] - offs[i]) as u32).collect();
                     let p = if info.prompts { &prompts[a..b] } else { &[][..] };
-                    block_hash(&toks[offs[a]..offs[b]], &lens, p)
+                    block_hash(&tb[offs[a] * 4..offs[b] * 4], &lens, p)
                 })
                 .collect();
             let mut h = Sha256::new();
@@ -734,7 +772,7 @@ impl Dataset {
                 p.extend_from_slice(&prompts);
             }
         }
-        if out.documents() as u64 != info.documents {
+        if shards >= info.shards.len() && out.documents() as u64 != info.documents {
             return Err(err(format!(
                 "stream {name:?}: {} documents on disk, {} in the manifest",
                 out.documents(),

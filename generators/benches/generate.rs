@@ -1,0 +1,89 @@
+//! Generator throughput: biographies rendered (tokenized: rendering emits token ids directly) per second on one
+//! core, and whole datasets written to shards (render + hash + write + ground-truth table) on all cores.
+//! `cargo bench -p physlab-generators --bench generate`
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use physlab_generators::bios::{BioS, BioSConfig};
+use physlab_generators::corpus::{write_corpus, Corpus, Exposure, StreamSpec, StreamSummary};
+use physlab_generators::Tokenizer;
+
+/// The same corpus without its ground-truth table: only the biographies' shards are written.
+struct ShardsOnly<'a>(&'a BioS);
+
+impl Corpus for ShardsOnly<'_> {
+    fn kind(&self) -> &'static str {
+        self.0.kind()
+    }
+    fn seed(&self) -> u64 {
+        Corpus::seed(self.0)
+    }
+    fn config_json(&self) -> serde_json::Value {
+        self.0.config_json()
+    }
+    fn tokenizer(&self) -> &Tokenizer {
+        Corpus::tokenizer(self.0)
+    }
+    fn streams(&self) -> Vec<StreamSpec> {
+        self.0.streams()
+    }
+    fn render(&self, stream: usize, doc: u64, out: &mut Vec<u32>) -> u32 {
+        Corpus::render(self.0, stream, doc, out)
+    }
+    fn exposure(&self, m: &[StreamSummary]) -> Exposure {
+        self.0.exposure(m)
+    }
+    fn facts(&self, m: &[StreamSummary]) -> serde_json::Value {
+        self.0.facts(m)
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let bios = BioS::build(
+        &BioSConfig {
+            people: 1_000_000,
+            ..BioSConfig::default()
+        },
+        0,
+    )
+    .unwrap();
+    let n = 100_000u64;
+    let mut g = c.benchmark_group("bioS");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(n));
+    g.bench_function("render 100K biographies, one core", |b| {
+        let mut out = Vec::with_capacity(1 << 24);
+        b.iter(|| {
+            out.clear();
+            for d in 0..n {
+                Corpus::render(&bios, 0, d, &mut out);
+            }
+            out.len()
+        })
+    });
+    let people = 1_000_000u64;
+    g.throughput(Throughput::Elements(people));
+    g.bench_function("write 1M biographies to shards (+ people.jsonl), all cores", |b| {
+        b.iter_batched(
+            || tempfile::tempdir().unwrap(),
+            |dir| {
+                write_corpus(&bios, dir.path(), 1 << 20, |_| {}).unwrap();
+                dir
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.bench_function("write 1M biographies to shards only, all cores", |b| {
+        b.iter_batched(
+            || tempfile::tempdir().unwrap(),
+            |dir| {
+                write_corpus(&ShardsOnly(&bios), dir.path(), 1 << 20, |_| {}).unwrap();
+                dir
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
