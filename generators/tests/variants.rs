@@ -1,0 +1,498 @@
+//! bioS variants, question streams, populations and mixtures: structure, exact answers, shares, determinism.
+
+use std::collections::HashSet;
+
+use physlab_generators::bios::{BioS, BioSConfig, CelebrityConfig, JunkConfig, DOMAIN_TOKEN};
+use physlab_generators::corpus::{mixer, mixture_sources, write_corpus, Corpus, Dataset};
+use physlab_generators::people::Attribute;
+use physlab_generators::tasks::{Compare, Field, HintForm, NameAnswer, QaConfig, TaskConfig, TaskKind};
+
+fn stream_index(b: &BioS, name: &str) -> usize {
+    b.streams()
+        .iter()
+        .position(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no stream {name}"))
+}
+
+fn tasks() -> Vec<TaskConfig> {
+    vec![
+        TaskConfig {
+            name: "parity".into(),
+            task: TaskKind::Classification,
+            fields: vec![Field::BirthMonth],
+            modulus: 2,
+            hint: HintForm::Both,
+            ..TaskConfig::default()
+        },
+        TaskConfig {
+            name: "score20".into(),
+            task: TaskKind::Classification,
+            fields: vec![Field::MajorScore],
+            modulus: 20,
+            ..TaskConfig::default()
+        },
+        TaskConfig {
+            name: "rank".into(),
+            task: TaskKind::Comparison,
+            fields: vec![Field::BirthMonth],
+            compare: Compare::Rank,
+            per_person: 2,
+            ..TaskConfig::default()
+        },
+        TaskConfig {
+            name: "diff".into(),
+            task: TaskKind::Comparison,
+            fields: vec![Field::BirthYear],
+            compare: Compare::Difference,
+            hint: HintForm::Hint,
+            ..TaskConfig::default()
+        },
+        TaskConfig {
+            name: "dual".into(),
+            task: TaskKind::Retrieval,
+            fields: vec![Field::BirthCity, Field::Employer],
+            ..TaskConfig::default()
+        },
+        TaskConfig {
+            name: "inverse".into(),
+            task: TaskKind::Inverse,
+            fields: vec![Field::BirthDate, Field::University],
+            answer: NameAnswer::First,
+            ..TaskConfig::default()
+        },
+    ]
+}
+
+fn rich(people: usize) -> BioSConfig {
+    BioSConfig {
+        people,
+        multi: 2,
+        permute: true,
+        qa: QaConfig {
+            enabled: true,
+            train_fraction: 0.5,
+            mix_ratio: 0.2,
+        },
+        tasks: tasks(),
+        celebrity: CelebrityConfig {
+            people: 100,
+            share: 0.3,
+            ..CelebrityConfig::default()
+        },
+        ..BioSConfig::default()
+    }
+}
+
+/// Same seed → same bytes whatever the thread count and the shard size: the dataset hash covers blocks of 256
+/// documents, not shards. The hash is also pinned (a golden value): a change that alters what the generator
+/// writes shows here, and the value is updated deliberately (`cargo test -p physlab-generators --test variants
+/// -- --nocapture` prints it).
+#[test]
+fn same_bytes_whatever_threads_and_shard_size_and_a_golden_hash() {
+    let data = BioS::build(&rich(600), 21).unwrap();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let m1 = one.install(|| write_corpus(&data, dirs[0].path(), 256, |_| {}).unwrap());
+    let two = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let m2 = two.install(|| write_corpus(&data, dirs[1].path(), 1024, |_| {}).unwrap());
+    assert_eq!(m1.dataset_hash, m2.dataset_hash);
+    assert!(m1.streams[0].shards.len() > m2.streams[0].shards.len());
+    let (d1, d2) = (
+        Dataset::open(dirs[0].path()).unwrap(),
+        Dataset::open(dirs[1].path()).unwrap(),
+    );
+    for s in &m1.streams {
+        let (a, b) = (d1.load(&s.name).unwrap(), d2.load(&s.name).unwrap());
+        assert_eq!(a.tokens, b.tokens, "{}", s.name);
+        assert_eq!(a.offsets, b.offsets, "{}", s.name);
+        assert_eq!(a.prompts, b.prompts, "{}", s.name);
+    }
+    let other = write_corpus(
+        &BioS::build(&rich(600), 22).unwrap(),
+        dirs[2].path(),
+        256,
+        |_| {},
+    )
+    .unwrap();
+    assert_ne!(other.dataset_hash, m1.dataset_hash);
+    println!("golden dataset_hash: {}", m1.dataset_hash);
+    assert_eq!(
+        m1.dataset_hash, GOLDEN_RICH_600_SEED_21,
+        "the generator's output changed; if that is intended, update GOLDEN_RICH_600_SEED_21"
+    );
+}
+
+const GOLDEN_RICH_600_SEED_21: &str =
+    "d5c67384dda1936e569900f59695f395488085c0ef13ca7044b8d126d788c2e7";
+
+#[test]
+fn qa_answers_are_the_ground_truth_and_the_split_is_disjoint() {
+    let data = BioS::build(&rich(300), 3).unwrap();
+    let n_train = data.n_train_people();
+    assert_eq!(n_train, 150);
+    let (tr, te) = (
+        stream_index(&data, "qa_train"),
+        stream_index(&data, "qa_test"),
+    );
+    let specs = data.streams();
+    assert_eq!(specs[tr].documents, 150 * 6);
+    assert_eq!(specs[te].documents, 150 * 6);
+    let mut seen_train = HashSet::new();
+    let mut seen_test = HashSet::new();
+    for (s, people, seen) in [
+        (tr, 0..150, &mut seen_train),
+        (te, 150..300, &mut seen_test),
+    ] {
+        for (k, person) in people.enumerate() {
+            let name = data.tokenizer.decode(&data.name_tokens(person));
+            for a in Attribute::ALL {
+                let (prompt, answer) = data.question_text(s, (k * 6 + a.index()) as u64);
+                assert!(prompt.contains(&name), "{prompt}");
+                assert!(prompt.ends_with("Answer :"), "{prompt}");
+                let truth = data.person(person).value(a, &data.pools);
+                assert_eq!(answer, format!("{truth} ."));
+                seen.insert(name.clone());
+            }
+        }
+    }
+    assert!(seen_train.is_disjoint(&seen_test));
+    assert_eq!(seen_train.len() + seen_test.len(), 300);
+}
+
+fn number(s: &str) -> i64 {
+    s.trim_end_matches(" .")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn task_answers_are_exact() {
+    let data = BioS::build(&rich(400), 5).unwrap();
+    let pools = &data.pools;
+    let names: Vec<String> = (0..400)
+        .map(|i| data.person(i).full_name(pools))
+        .collect();
+    let by_name = |n: &str| names.iter().position(|x| x == n).unwrap();
+    // parity: both forms for each person, answer = month mod 2, the hint states the birth date first.
+    let s = stream_index(&data, "parity_train");
+    for k in 0..200u64 {
+        let person = (k / 2) as usize;
+        let p = data.person(person);
+        let (prompt, answer) = data.question_text(s, k);
+        let hint = k % 2 == 1;
+        assert!(prompt.starts_with(if hint { "<hint>" } else { "<direct>" }));
+        assert_eq!(number(&answer), (p.birth_month as i64 + 1) % 2, "{prompt} {answer}");
+        if hint {
+            assert!(answer.starts_with(&p.value(Attribute::BirthDate, pools)));
+        }
+    }
+    // Major score mod 20: the score is a fixed function of the major.
+    let s = stream_index(&data, "score20_test");
+    let mut score_of_major = std::collections::HashMap::new();
+    for k in 0..200u64 {
+        let p = data.person(200 + k as usize);
+        let (_, answer) = data.question_text(s, k);
+        let prev = score_of_major.insert(p.major, number(&answer));
+        assert!(prev.is_none() || prev == Some(number(&answer)));
+        assert!((0..20).contains(&number(&answer)));
+    }
+    // rank: two partners per person, from the same split, with a different month; Yes iff earlier.
+    let s = stream_index(&data, "rank_train");
+    for k in 0..400u64 {
+        let (prompt, answer) = data.question_text(s, k);
+        let body = prompt.trim_start_matches("<direct> Is the birth month of ");
+        let (a, rest) = body.split_once(" smaller than that of ").unwrap();
+        let b = rest.trim_end_matches(" ? Answer :");
+        let (ia, ib) = (by_name(a), by_name(b));
+        assert_eq!(ia, (k / 2) as usize);
+        assert!(ib < 200 && ib != ia, "partner from P_train");
+        let (ma, mb) = (data.person(ia).birth_month, data.person(ib).birth_month);
+        assert_ne!(ma, mb);
+        assert_eq!(answer, if ma < mb { "Yes ." } else { "No ." });
+    }
+    // difference of birth years, hinted.
+    let s = stream_index(&data, "diff_test");
+    for k in 0..200u64 {
+        let (prompt, answer) = data.question_text(s, k);
+        let body = prompt.trim_start_matches("<hint> What is the birth year of ");
+        let (a, rest) = body.split_once(" minus that of ").unwrap();
+        let b = rest.trim_end_matches(" ? Answer :");
+        let (pa, pb) = (data.person(by_name(a)), data.person(by_name(b)));
+        assert_eq!(
+            number(&answer),
+            pa.birth_year as i64 - pb.birth_year as i64
+        );
+        assert!(answer.contains(" ; "), "hinted: {answer}");
+    }
+    // dual retrieval.
+    let s = stream_index(&data, "dual_train");
+    for k in 0..200u64 {
+        let p = data.person(k as usize);
+        let (_, answer) = data.question_text(s, k);
+        assert_eq!(
+            answer,
+            format!(
+                "{} ; {} .",
+                p.value(Attribute::BirthCity, pools),
+                p.value(Attribute::Employer, pools)
+            )
+        );
+    }
+    // inverse search: the first name.
+    let s = stream_index(&data, "inverse_test");
+    for k in 0..200u64 {
+        let p = data.person(200 + k as usize);
+        let (prompt, answer) = data.question_text(s, k);
+        assert!(prompt.contains(&p.value(Attribute::BirthDate, pools)));
+        assert!(prompt.contains(&p.value(Attribute::University, pools)));
+        assert_eq!(answer, format!("{} .", pools.first_names[p.first as usize]));
+    }
+}
+
+#[test]
+fn permute_p_gives_p_orders_of_one_set_of_templates() {
+    let cfg = BioSConfig {
+        people: 50,
+        multi: 2,
+        permute: true,
+        permutations: 4,
+        ..BioSConfig::default()
+    };
+    let data = BioS::build(&cfg, 1).unwrap();
+    assert_eq!(data.streams()[0].documents, 50 * 2 * 4);
+    let mut distinct_orders = 0;
+    for person in 0..50 {
+        for entry in 0..2 {
+            let docs: Vec<_> = (0..4)
+                .map(|k| data.render_variant(person, entry, k))
+                .collect();
+            // Same templates: the same multiset of tokens, the same name first.
+            let mut sorted: Vec<Vec<u32>> = docs
+                .iter()
+                .map(|d| {
+                    let mut t = d.tokens.clone();
+                    t.sort();
+                    t
+                })
+                .collect();
+            sorted.dedup();
+            assert_eq!(sorted.len(), 1, "one set of templates per entry");
+            assert!(docs.iter().all(|d| d.name.start == 0));
+            let orders: HashSet<_> = docs.iter().map(|d| d.order).collect();
+            distinct_orders += orders.len();
+        }
+        // Entries re-draw templates.
+        assert_ne!(
+            data.render_variant(person, 0, 0).tokens,
+            data.render_variant(person, 1, 0).tokens
+        );
+    }
+    // 100 entries × 4 shuffles of 720 orders: nearly all distinct.
+    assert!(distinct_orders > 380, "{distinct_orders}");
+    // The stream holds exactly these documents, entry-major then permutation.
+    let mut out = Vec::new();
+    Corpus::render(&data, 0, 2 * 4 + 4 + 3, &mut out);
+    assert_eq!(out, data.render_variant(1, 1, 3).tokens);
+}
+
+#[test]
+fn reverse_variants_name_the_person_in_a_later_sentence() {
+    for k in [1usize, 5] {
+        let cfg = BioSConfig {
+            people: 100,
+            name_sentence: k,
+            ..BioSConfig::default()
+        };
+        let data = BioS::build(&cfg, 2).unwrap();
+        for person in 0..100 {
+            let b = data.render(person, 0);
+            let name = data.name_tokens(person);
+            assert!(b.name.start > 0);
+            assert_eq!(&b.tokens[b.name.start..b.name.start + 3], name.as_slice());
+            assert_eq!(b.pronoun, Some(0), "the biography opens with the pronoun");
+            // Every value before the name's sentence comes before the name.
+            let before = b.order[..k]
+                .iter()
+                .filter(|&&a| b.values[a].start < b.name.start)
+                .count();
+            assert_eq!(before, k);
+            // The name appears exactly once.
+            let hits = b.tokens.windows(3).filter(|w| *w == name.as_slice()).count();
+            assert_eq!(hits, 1);
+            // Evaluation keeps the name first.
+            assert_eq!(data.render_eval(person).name.start, 0);
+        }
+    }
+}
+
+#[test]
+fn fresh_biographies_differ_at_every_emission_and_are_not_stored() {
+    let cfg = BioSConfig {
+        people: 200,
+        fresh: true,
+        ..BioSConfig::default()
+    };
+    let data = BioS::build(&cfg, 4).unwrap();
+    let spec = &data.streams()[0];
+    assert!(!spec.materialized);
+    assert_eq!(spec.documents, 200);
+    let mut same = 0;
+    for p in 0..200u64 {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        Corpus::render(&data, 0, p, &mut a);
+        Corpus::render(&data, 0, p + 200, &mut b);
+        let name = data.name_tokens(p as usize);
+        assert_eq!(&a[..3], name.as_slice());
+        assert_eq!(&b[..3], name.as_slice());
+        same += (a == b) as usize;
+    }
+    assert_eq!(same, 0, "a fresh emission re-draws templates and order");
+    let dir = tempfile::tempdir().unwrap();
+    let m = data.write(dir.path(), |_| {}).unwrap();
+    assert!(m.streams[0].shards.is_empty());
+    assert!(std::fs::read_dir(dir.path())
+        .unwrap()
+        .all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".tok")));
+    // Training windows still come: rendered on the fly.
+    let ds = Dataset::open(dir.path()).unwrap();
+    let sources = mixture_sources(&ds, Some(&data)).unwrap();
+    let mut w = mixer(&sources, 0).unwrap();
+    let (x, _) = w.next_batch(4, 64);
+    assert_eq!(x.len(), 256);
+}
+
+/// Junk takes 7/8 of the windows: the observed share of 20,000 windows is within 6 binomial standard
+/// deviations (6·sqrt(p(1−p)/n) = 0.014) of 0.875. The domain token opens every useful biography and no junk
+/// one; junk people are none of the useful ones.
+#[test]
+fn junk_windows_take_their_share_and_the_domain_token_marks_useful_data() {
+    let cfg = BioSConfig {
+        people: 500,
+        junk: JunkConfig {
+            people: 100_000_000,
+            share: 0.875,
+            domain_token: true,
+        },
+        ..BioSConfig::default()
+    };
+    let data = BioS::build(&cfg, 6).unwrap();
+    let dom = data.tokenizer.id(DOMAIN_TOKEN).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let m = data.write(dir.path(), |_| {}).unwrap();
+    assert_eq!(m.mixture.len(), 2);
+    let ds = Dataset::open(dir.path()).unwrap();
+    let bio = ds.load("bio").unwrap();
+    assert!((0..bio.documents()).all(|i| bio.document(i)[0] == dom));
+    let junk = stream_index(&data, "junk");
+    let useful: HashSet<Vec<u32>> = (0..500).map(|i| data.name_tokens(i)).collect();
+    for d in [0u64, 1, 99_999_999, 100_000_000, 5_000_000_123] {
+        let mut out = Vec::new();
+        Corpus::render(&data, junk, d, &mut out);
+        assert_ne!(out[0], dom);
+        assert!(!useful.contains(&out[..3].to_vec()));
+    }
+    let sources = mixture_sources(&ds, Some(&data)).unwrap();
+    let mut w = mixer(&sources, 1).unwrap();
+    let n = 20_000;
+    for _ in 0..n {
+        w.next_window(65);
+    }
+    let share = w.per_source[1] as f64 / n as f64;
+    assert!((share - 0.875).abs() < 0.014, "junk share {share}");
+    // An exposure budget counts only the useful share: E exposures = E · N · tokens/bio / (1/8) tokens.
+    let e = m.tokens_for_exposures(1.0);
+    assert!((e - m.exposure.tokens * 8.0).abs() < 1e-6 * e);
+}
+
+/// Every window of the mixture comes whole from one source, so a window never mixes QA and biographies.
+#[test]
+fn mixed_training_windows_are_all_one_kind() {
+    let data = BioS::build(&rich(200), 8).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    data.write(dir.path(), |_| {}).unwrap();
+    let ds = Dataset::open(dir.path()).unwrap();
+    let answer = data.tokenizer.id("Answer").unwrap();
+    let sources = mixture_sources(&ds, Some(&data)).unwrap();
+    assert_eq!(
+        ds.manifest
+            .mixture
+            .iter()
+            .map(|m| m.stream.as_str())
+            .collect::<Vec<_>>(),
+        ["bio", "qa_train", "celebrity"]
+    );
+    let mut w = mixer(&sources, 2).unwrap();
+    let mut qa_windows = 0;
+    for _ in 0..3000 {
+        let before = w.per_source.clone();
+        let win = w.next_window(129);
+        let has_answer = win.contains(&answer);
+        if w.per_source[1] > before[1] {
+            qa_windows += 1;
+            assert!(has_answer, "a QA window holds questions");
+        } else {
+            assert!(!has_answer, "a biography window holds no question");
+        }
+    }
+    // 0.2 of 3000 windows, within 6 binomial std (6·sqrt(0.16/3000) = 0.044).
+    let share = qa_windows as f64 / 3000.0;
+    assert!((share - 0.2).abs() < 0.044, "{share}");
+    // Celebrities are other people than the main population.
+    let main: HashSet<Vec<u32>> = (0..200).map(|i| data.name_tokens(i)).collect();
+    let cel = ds.load("celebrity").unwrap();
+    assert_eq!(cel.documents(), 100 * 5);
+    assert!((0..cel.documents()).all(|i| !main.contains(&cel.document(i)[..3].to_vec())));
+}
+
+#[test]
+fn bad_configs_report_every_problem() {
+    let cfg = BioSConfig {
+        people: 0,
+        permutations: 3,
+        name_sentence: 6,
+        shard_biographies: 1000,
+        qa: QaConfig {
+            enabled: false,
+            train_fraction: 1.5,
+            mix_ratio: 0.3,
+        },
+        tasks: vec![
+            TaskConfig {
+                name: "bad name".into(),
+                task: TaskKind::Classification,
+                fields: vec![Field::University],
+                modulus: 1,
+                ..TaskConfig::default()
+            },
+            TaskConfig {
+                name: "inv".into(),
+                task: TaskKind::Inverse,
+                fields: vec![Field::BirthYear],
+                hint: HintForm::Both,
+                ..TaskConfig::default()
+            },
+        ],
+        ..BioSConfig::default()
+    };
+    let p = cfg.problems().join("\n");
+    for needle in [
+        "data.people",
+        "data.permutations",
+        "data.name_sentence",
+        "data.shard_biographies",
+        "data.qa.train_fraction",
+        "data.qa.mix_ratio",
+        "data.tasks[0].name",
+        "data.tasks[0].fields",
+        "data.tasks[0].modulus",
+        "data.tasks[1].fields",
+        "data.tasks[1].hint",
+    ] {
+        assert!(p.contains(needle), "missing {needle} in:\n{p}");
+    }
+    let err = BioS::build(&cfg, 0).err().unwrap().to_string();
+    assert!(err.contains("data.people") && err.contains("data.tasks[1].hint"));
+}
