@@ -506,6 +506,51 @@ mod tests {
     }
 
     #[test]
+    fn every_shipped_dataset_resolves_and_builds() {
+        let ws = Workspace::parse(SHIPPED, "workspace.toml").expect("parses");
+        assert!(ws.datasets.len() >= 5);
+        for name in ws.datasets.keys() {
+            let d = ws
+                .dataset(name, &[])
+                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            // Build a small copy of it: the config is valid down to the tokenizer and the question words.
+            let mut small = d.data.clone();
+            if let DataConfig::BioS(c) = &mut small {
+                c.people = c.people.min(500);
+            }
+            small
+                .build(d.seed)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn dataset_recipes_report_unknown_keys_kinds_and_bad_values() {
+        let ws = Workspace::parse(
+            "[dataset.a]\nkind = \"bioS\"\npeeple = 3\nqa = { enabeld = true }\n\n[dataset.b]\nkind = \"bioZ\"\n\n[dataset.c]\nkind = \"bioS\"\npeople = 0\nshard_documents = 100\n",
+            "ws.toml",
+        )
+        .unwrap();
+        let err = format!("{:#}", ws.dataset("a", &[]).unwrap_err());
+        assert!(
+            err.contains("unknown key `peeple`; did you mean `people`?")
+                && err.contains("unknown key `qa.enabeld`; did you mean `qa.enabled`?"),
+            "{err}"
+        );
+        let err = format!("{:#}", ws.dataset("b", &[]).unwrap_err());
+        assert!(err.contains("unknown kind \"bioZ\"") && err.contains("bioD"), "{err}");
+        let err = format!("{:#}", ws.dataset("c", &[]).unwrap_err());
+        assert!(err.contains("data.people") && err.contains("shard_documents"), "{err}");
+        let err = format!("{:#}", ws.dataset("nope", &[]).unwrap_err());
+        assert!(err.contains("no dataset `nope`"), "{err}");
+        // --set applies last.
+        let d = ws
+            .dataset("c", &[parse_set("people=7").unwrap(), parse_set("shard_documents=512").unwrap()])
+            .unwrap();
+        assert!(matches!(d.data, DataConfig::BioS(ref c) if c.people == 7));
+    }
+
+    #[test]
     fn unknown_keys_are_all_reported_with_the_nearest_valid_key() {
         let ws = Workspace::parse(
             "[experiment.x]\ndata.peple = 3\n[experiment.x.train]\nexposure = 5\nlr = 0.1\n",
