@@ -175,15 +175,17 @@ pub fn print_summary(ds: &Dataset, samples: usize) -> Result<()> {
         if samples == 0 || !s.materialized {
             continue;
         }
-        let st = ds.load_shards(&s.name, 1)?;
-        for i in 0..samples.min(st.documents()) {
-            match st.question(i) {
-                Some((p, a)) => println!(
-                    "      [{i}] {} ‖ {}",
-                    ds.tokenizer.decode(p),
-                    ds.tokenizer.decode(a)
-                ),
-                None => println!("      [{i}] {}", ds.tokenizer.decode(st.document(i))),
+        for (i, (doc, prompt)) in ds.peek(&s.name, samples)?.into_iter().enumerate() {
+            match prompt {
+                Some(p) => {
+                    let (p, a) = doc.split_at(p as usize);
+                    println!(
+                        "      [{i}] {} ‖ {}",
+                        ds.tokenizer.decode(p),
+                        ds.tokenizer.decode(a)
+                    )
+                }
+                None => println!("      [{i}] {}", ds.tokenizer.decode(&doc)),
             }
         }
     }

@@ -376,11 +376,11 @@ pub fn write_corpus(
             let f = std::fs::File::create(&path).map_err(|e| GenError::io(&path, e))?;
             let mut w = BufWriter::with_capacity(1 << 20, f);
             let mut h = Sha256::new();
-            let chunk = 16_384u64;
+            let chunk = 4096u64;
             let chunks: Vec<u64> = (0..rows.div_ceil(chunk)).collect();
             // Format batch k+1 on the pool while batch k is hashed and written.
             let mut pending: Vec<Vec<u8>> = Vec::new();
-            let mut batches = chunks.chunks(64);
+            let mut batches = chunks.chunks(32);
             loop {
                 let next = batches.next();
                 let (texts, written) = rayon::join(
@@ -683,6 +683,57 @@ impl Dataset {
     /// Loads a materialized stream, checking every block against the manifest.
     pub fn load(&self, name: &str) -> Result<TokenStream, GenError> {
         self.load_shards(name, usize::MAX)
+    }
+
+    /// The first `k` documents of a stored stream, as (tokens, prompt length), read without loading the shard
+    /// (and without checking its hash: for a look, not for training).
+    pub fn peek(&self, name: &str, k: usize) -> Result<Vec<(Vec<u32>, Option<u32>)>, GenError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let Some(info) = self.manifest.stream(name) else {
+            return Ok(Vec::new());
+        };
+        let Some(s) = info.shards.first() else {
+            return Ok(Vec::new());
+        };
+        let k = k.min(s.documents as usize);
+        let open = |f: &str| {
+            let p = self.dir.join(f);
+            std::fs::File::open(&p).map_err(|e| GenError::io(&p, e))
+        };
+        let mut ib = vec![0u8; (k + 1) * 8];
+        let ip = self.dir.join(&s.index_file);
+        open(&s.index_file)?
+            .read_exact(&mut ib)
+            .map_err(|e| GenError::io(&ip, e))?;
+        let offs: Vec<u64> = ib
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        let tp = self.dir.join(&s.tokens_file);
+        let mut tb = vec![0u8; offs[k] as usize * 4];
+        open(&s.tokens_file)?
+            .read_exact(&mut tb)
+            .map_err(|e| GenError::io(&tp, e))?;
+        let toks = read_u32s(&tb);
+        let prompts = match &s.prompt_file {
+            Some(f) => {
+                let mut pb = vec![0u8; k * 4];
+                let pp = self.dir.join(f);
+                let mut file = open(f)?;
+                file.seek(SeekFrom::Start(0)).map_err(|e| GenError::io(&pp, e))?;
+                file.read_exact(&mut pb).map_err(|e| GenError::io(&pp, e))?;
+                Some(read_u32s(&pb))
+            }
+            None => None,
+        };
+        Ok((0..k)
+            .map(|i| {
+                (
+                    toks[offs[i] as usize..offs[i + 1] as usize].to_vec(),
+                    prompts.as_ref().map(|p| p[i]),
+                )
+            })
+            .collect())
     }
 
     /// Loads the first `shards` shards of a stream (all of them: [`Dataset::load`]), checked.
