@@ -14,6 +14,7 @@ pub mod pools;
 pub mod rng;
 pub mod templates;
 pub mod tokenizer;
+pub mod zipf;
 
 pub use bios::{BioS, BioSConfig, RenderedBio};
 pub use error::GenError;
