@@ -168,8 +168,9 @@ fn iid_sample_entropy_is_within_five_standard_errors() {
 fn markov_conditional_entropy_is_zipf_but_the_marginal_is_not() {
     // Order 1, V = 64, s = 1.0: H = Zipf entropy (closed form). Ranks are i.i.d. Zipf whatever the context, so
     // the conditional plug-in estimate (Miller–Madow per context) has standard error ≈ σ/√n as in the i.i.d.
-    // case (σ ≈ 1.6 bits, n ≈ 4M: 8e-4 bits). 64 contexts × 64 tokens = 4096 cells of ≥ ~300 expected counts,
-    // so the residual bias is < 1e-4. Tolerance 5 se + 1e-4.
+    // case (σ ≈ 1.93 bits, n ≈ 4M: 9.4e-4 bits). Each context sees ~65K transitions (4M over 64 contexts); the
+    // bias Miller–Madow leaves, ≈ (Σ_x 1/p_x − 1)/(12 n_c² ln 2) per context with Σ 1/p_x ≈ 9.9e3, is ~1e-6 bits,
+    // so 1e-4 covers it. Tolerance 5 se + 1e-4.
     let cfg = ZipfConfig {
         vocab: 64,
         exponent: 1.0,
@@ -233,6 +234,60 @@ fn markov_conditional_entropy_is_zipf_but_the_marginal_is_not() {
         let argmax = (0..=v).max_by_key(|&t| row[t]).unwrap();
         assert_eq!(argmax as u64, z.context_permutation(&[ctx]).apply(0) + 1);
     }
+}
+
+/// Plug-in (Miller–Madow per context) conditional entropy H(X_t | previous `c` tokens) in bits, over the
+/// positions t ≥ c of each document, and the number of positions counted.
+fn conditional_entropy_bits(docs: &[Vec<u32>], c: usize, v: usize) -> (f64, u64) {
+    let contexts = v.pow(c as u32);
+    let mut cells = vec![0u64; contexts * v];
+    for d in docs {
+        for w in d.windows(c + 1) {
+            let ctx = w[..c].iter().fold(0usize, |a, &t| a * v + (t as usize - 1));
+            cells[ctx * v + (w[c] as usize - 1)] += 1;
+        }
+    }
+    let n: u64 = cells.iter().sum();
+    let h = cells
+        .chunks(v)
+        .map(|row| row.iter().sum::<u64>() as f64 / n as f64 * miller_madow_bits(row))
+        .sum();
+    (h, n)
+}
+
+#[test]
+fn markov_order_three_conditions_on_exactly_the_last_three_tokens() {
+    // V = 6, s = 1.0, order 3: 216 contexts × 6 successors, ~2M transitions (hundreds of expected counts even for
+    // the rarest context's rarest successor, so Miller–Madow's residual bias is < 1e-4). H(X_t | X_{t−3..t−1}) must
+    // be H within 5 se + 1e-4 (se = σ/√n as in the order-1 test). Conditioning on only the last two tokens mixes
+    // the rows of 6 different permutations, so it must sit well above H (the chain really has order 3), and a
+    // chain that used the wrong window would sit above H with three tokens too.
+    let cfg = ZipfConfig {
+        vocab: 6,
+        exponent: 1.0,
+        order: 3,
+        documents: 2048,
+        doc_tokens: 1024,
+    };
+    let z = Zipf::build(&cfg, 11).unwrap();
+    let docs: Vec<Vec<u32>> = (0..cfg.documents as u64)
+        .map(|d| {
+            let mut out = Vec::new();
+            z.render(0, d, &mut out);
+            out
+        })
+        .collect();
+    let h = zipf_entropy_bits(cfg.vocab, cfg.exponent);
+    let (h3, n) = conditional_entropy_bits(&docs, 3, cfg.vocab);
+    let (h2, _) = conditional_entropy_bits(&docs, 2, cfg.vocab);
+    let se = surprisal_sd(&zipf_probabilities(cfg.vocab, cfg.exponent), h) / (n as f64).sqrt();
+    let tol = 5.0 * se + 1e-4;
+    println!(
+        "H = {h:.5}; H(X_t | 3 previous) = {h3:.5} (diff {:+.5}, tolerance {tol:.5}); H(X_t | 2 previous) = {h2:.5}",
+        h3 - h
+    );
+    assert!((h3 - h).abs() < tol);
+    assert!(h2 > h + 20.0 * tol, "order 3 acts: {h2} vs {h}");
 }
 
 #[test]
