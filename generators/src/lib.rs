@@ -16,6 +16,7 @@ pub mod rng;
 pub mod tasks;
 pub mod templates;
 pub mod tokenizer;
+pub mod zipf;
 
 pub use bios::{BioS, BioSConfig, RenderedBio};
 pub use corpus::{write_corpus, Corpus, Dataset, Manifest, TokenStream, WindowMixer};
