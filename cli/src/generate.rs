@@ -123,7 +123,12 @@ pub fn generate(name: &str, recipe: &DatasetRecipe, out: &Path, jsonl: bool) -> 
 /// Prints the manifest's essentials and `samples` documents of each stream.
 pub fn print_summary(ds: &Dataset, samples: usize) -> Result<()> {
     let m = &ds.manifest;
-    println!("dataset {} (kind {}, seed {})", ds.dir.display(), m.kind, m.seed);
+    println!(
+        "dataset {} (kind {}, seed {})",
+        ds.dir.display(),
+        m.kind,
+        m.seed
+    );
     println!("  hash        {}", m.dataset_hash);
     println!(
         "  vocabulary  {} tokens ({} used in training)",

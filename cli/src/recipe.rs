@@ -299,9 +299,7 @@ impl Workspace {
             }
         }
         data.insert("kind".into(), Value::String(kind));
-        let data: DataConfig = data
-            .try_into()
-            .map_err(|e| anyhow!("{ctx}: {e}"))?;
+        let data: DataConfig = data.try_into().map_err(|e| anyhow!("{ctx}: {e}"))?;
         let recipe = DatasetRecipe {
             description: top
                 .get("description")
@@ -538,14 +536,26 @@ mod tests {
             "{err}"
         );
         let err = format!("{:#}", ws.dataset("b", &[]).unwrap_err());
-        assert!(err.contains("unknown kind \"bioZ\"") && err.contains("bioD"), "{err}");
+        assert!(
+            err.contains("unknown kind \"bioZ\"") && err.contains("bioD"),
+            "{err}"
+        );
         let err = format!("{:#}", ws.dataset("c", &[]).unwrap_err());
-        assert!(err.contains("data.people") && err.contains("shard_documents"), "{err}");
+        assert!(
+            err.contains("data.people") && err.contains("shard_documents"),
+            "{err}"
+        );
         let err = format!("{:#}", ws.dataset("nope", &[]).unwrap_err());
         assert!(err.contains("no dataset `nope`"), "{err}");
         // --set applies last.
         let d = ws
-            .dataset("c", &[parse_set("people=7").unwrap(), parse_set("shard_documents=512").unwrap()])
+            .dataset(
+                "c",
+                &[
+                    parse_set("people=7").unwrap(),
+                    parse_set("shard_documents=512").unwrap(),
+                ],
+            )
             .unwrap();
         assert!(matches!(d.data, DataConfig::BioS(ref c) if c.people == 7));
     }

@@ -171,7 +171,9 @@ pub fn run_point(experiment: &str, p: &Point, dir: &Path) -> Result<()> {
         info!("generated {}/{} documents", p.done, p.total)
     })?;
     let dataset = Dataset::open(&data_dir)?;
-    let bio = manifest.stream("bio").context("a bioS dataset has a bio stream")?;
+    let bio = manifest
+        .stream("bio")
+        .context("a bioS dataset has a bio stream")?;
     info!(
         "data: {} people, {} biographies, {} tokens ({:.2} per biography, measured), vocab {} ({} used), perfect-recall bits {:.0} ({:.2}/person) in {:.1}s",
         cfg.data.people,

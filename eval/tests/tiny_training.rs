@@ -39,17 +39,16 @@ fn loss_falls_and_bits_are_positive_and_at_most_the_perfect_recall_bits() {
         .shape(manifest.vocab_size, train_cfg.context)
         .unwrap();
     let device = Default::default();
-    let (model, outcome) =
-        train::<CpuTrain>(
-            &train_cfg,
-            shape,
-            &mut windows,
-            manifest.tokens_for_exposures(1.0),
-            4,
-            dir.path(),
-            &device,
-        )
-        .unwrap();
+    let (model, outcome) = train::<CpuTrain>(
+        &train_cfg,
+        shape,
+        &mut windows,
+        manifest.tokens_for_exposures(1.0),
+        4,
+        dir.path(),
+        &device,
+    )
+    .unwrap();
 
     // metrics.jsonl has one line per interval and the loss falls well below its start (ln V ≈ 8 at init).
     let lines: Vec<MetricsLine> = std::fs::read_to_string(dir.path().join("metrics.jsonl"))
@@ -85,7 +84,9 @@ fn loss_falls_and_bits_are_positive_and_at_most_the_perfect_recall_bits() {
         eval.bits
     );
     assert!(
-        (eval.capacity_ratio_max * params.capacity as f64 - manifest.fact("perfect_recall_bits").unwrap()).abs()
+        (eval.capacity_ratio_max * params.capacity as f64
+            - manifest.fact("perfect_recall_bits").unwrap())
+        .abs()
             < 1e-6
     );
     assert_eq!(eval.attributes.len(), 7, "six attributes and the pronoun");

@@ -62,16 +62,19 @@ fn bench(c: &mut Criterion) {
     });
     let people = 1_000_000u64;
     g.throughput(Throughput::Elements(people));
-    g.bench_function("write 1M biographies to shards (+ people.jsonl), all cores", |b| {
-        b.iter_batched(
-            || tempfile::tempdir().unwrap(),
-            |dir| {
-                write_corpus(&bios, dir.path(), 1 << 20, |_| {}).unwrap();
-                dir
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    g.bench_function(
+        "write 1M biographies to shards (+ people.jsonl), all cores",
+        |b| {
+            b.iter_batched(
+                || tempfile::tempdir().unwrap(),
+                |dir| {
+                    write_corpus(&bios, dir.path(), 1 << 20, |_| {}).unwrap();
+                    dir
+                },
+                BatchSize::PerIteration,
+            )
+        },
+    );
     g.bench_function("write 1M biographies to shards only, all cores", |b| {
         b.iter_batched(
             || tempfile::tempdir().unwrap(),

@@ -155,7 +155,9 @@ impl BioSConfig {
             p.push("data.permutations > 1 shuffles sentences: set data.permute = true".to_string());
         }
         if self.name_sentence >= 6 {
-            p.push("data.name_sentence must be in 0..6 (the sentence that names the person)".into());
+            p.push(
+                "data.name_sentence must be in 0..6 (the sentence that names the person)".into(),
+            );
         }
         if self.fresh && (self.multi > 1 || self.permutations > 1) {
             p.push("data.fresh draws a new biography at every emission: leave data.multi and data.permutations at 1".into());
@@ -356,14 +358,24 @@ impl BioS {
             last: names(&pools.last_names),
             day: (1..=DAYS).map(|d| id(&d.to_string())).collect(),
             month: MONTHS.iter().map(|m| id(m)).collect(),
-            year: (0..YEARS).map(|y| id(&(FIRST_YEAR + y).to_string())).collect(),
-            city: TokList::build(pools.cities.iter().map(String::as_str), &tokenizer, "a city")?,
+            year: (0..YEARS)
+                .map(|y| id(&(FIRST_YEAR + y).to_string()))
+                .collect(),
+            city: TokList::build(
+                pools.cities.iter().map(String::as_str),
+                &tokenizer,
+                "a city",
+            )?,
             university: TokList::build(
                 pools.universities.iter().map(String::as_str),
                 &tokenizer,
                 "a university",
             )?,
-            major: TokList::build(pools.majors.iter().map(String::as_str), &tokenizer, "a major")?,
+            major: TokList::build(
+                pools.majors.iter().map(String::as_str),
+                &tokenizer,
+                "a major",
+            )?,
             company: TokList::build(
                 pools.companies.iter().map(|c| c.name.as_str()),
                 &tokenizer,
@@ -525,9 +537,7 @@ impl BioS {
                 out.push(t.year[p.birth_year as usize]);
             }
             Attribute::BirthCity => out.extend_from_slice(t.city.get(p.birth_city as usize)),
-            Attribute::University => {
-                out.extend_from_slice(t.university.get(p.university as usize))
-            }
+            Attribute::University => out.extend_from_slice(t.university.get(p.university as usize)),
             Attribute::Major => out.extend_from_slice(t.major.get(p.major as usize)),
             Attribute::Employer => out.extend_from_slice(t.company.get(p.employer as usize)),
             Attribute::EmployerCity => {

@@ -222,7 +222,14 @@ struct Block {
     used: Vec<u64>,
 }
 
-fn render_block(c: &dyn Corpus, s: usize, start: u64, end: u64, vocab: usize, prompts: bool) -> Block {
+fn render_block(
+    c: &dyn Corpus,
+    s: usize,
+    start: u64,
+    end: u64,
+    vocab: usize,
+    prompts: bool,
+) -> Block {
     let mut tokens = Vec::with_capacity((end - start) as usize * 64);
     let mut lens = Vec::with_capacity((end - start) as usize);
     let mut pl = Vec::new();
@@ -656,11 +663,10 @@ impl Dataset {
                 ),
             });
         }
-        let manifest: Manifest =
-            serde_json::from_value(value).map_err(|e| GenError::Dataset {
-                path: mpath.clone(),
-                msg: format!("bad manifest: {e}"),
-            })?;
+        let manifest: Manifest = serde_json::from_value(value).map_err(|e| GenError::Dataset {
+            path: mpath.clone(),
+            msg: format!("bad manifest: {e}"),
+        })?;
         let vpath = dir.join("vocab.json");
         let vtext = std::fs::read(&vpath).map_err(|e| GenError::io(&vpath, e))?;
         if hex(Sha256::digest(&vtext)) != manifest.vocab_sha256 {
@@ -720,7 +726,8 @@ impl Dataset {
                 let mut pb = vec![0u8; k * 4];
                 let pp = self.dir.join(f);
                 let mut file = open(f)?;
-                file.seek(SeekFrom::Start(0)).map_err(|e| GenError::io(&pp, e))?;
+                file.seek(SeekFrom::Start(0))
+                    .map_err(|e| GenError::io(&pp, e))?;
                 file.read_exact(&mut pb).map_err(|e| GenError::io(&pp, e))?;
                 Some(read_u32s(&pb))
             }
@@ -776,9 +783,8 @@ impl Dataset {
                 None => Vec::new(),
             };
             let n = s.documents as usize;
-            let bad = tb.len() % 4 != 0
-                || ib.len() != (n + 1) * 8
-                || (info.prompts && pb.len() != n * 4);
+            let bad =
+                tb.len() % 4 != 0 || ib.len() != (n + 1) * 8 || (info.prompts && pb.len() != n * 4);
             if bad {
                 return Err(err(format!("{} has a malformed size", s.tokens_file)));
             }
@@ -804,7 +810,11 @@ impl Dataset {
                 .map(|&a| {
                     let b = (a + BLOCK_DOCS).min(n);
                     let lens: Vec<u32> = (a..b).map(|i| (offs[i + 1] - offs[i]) as u32).collect();
-                    let p = if info.prompts { &prompts[a..b] } else { &[][..] };
+                    let p = if info.prompts {
+                        &prompts[a..b]
+                    } else {
+                        &[][..]
+                    };
                     block_hash(&tb[offs[a] * 4..offs[b] * 4], &lens, p)
                 })
                 .collect();
@@ -1026,10 +1036,13 @@ pub fn mixture_sources<'a>(
 ) -> Result<Vec<(MixSource<'a>, f64)>, GenError> {
     let mut out = Vec::new();
     for m in &ds.manifest.mixture {
-        let info = ds.manifest.stream(&m.stream).ok_or_else(|| GenError::Dataset {
-            path: ds.dir.clone(),
-            msg: format!("the mixture names a missing stream {:?}", m.stream),
-        })?;
+        let info = ds
+            .manifest
+            .stream(&m.stream)
+            .ok_or_else(|| GenError::Dataset {
+                path: ds.dir.clone(),
+                msg: format!("the mixture names a missing stream {:?}", m.stream),
+            })?;
         let src = if info.materialized {
             MixSource::Stored(ds.load(&m.stream)?)
         } else {
@@ -1060,7 +1073,10 @@ pub fn mixture_sources<'a>(
 }
 
 /// A [`WindowMixer`] over `sources`.
-pub fn mixer<'a>(sources: &'a [(MixSource<'a>, f64)], seed: u64) -> Result<WindowMixer<'a>, GenError> {
+pub fn mixer<'a>(
+    sources: &'a [(MixSource<'a>, f64)],
+    seed: u64,
+) -> Result<WindowMixer<'a>, GenError> {
     WindowMixer::new(
         sources
             .iter()

@@ -6,6 +6,7 @@ use crate::biod::{BioD, BioDConfig};
 use crate::bios::{BioS, BioSConfig};
 use crate::corpus::Corpus;
 use crate::error::GenError;
+use crate::zipf::{Uniform, UniformConfig, Zipf, ZipfConfig};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind")]
@@ -14,6 +15,15 @@ pub enum DataConfig {
     BioS(BioSConfig),
     #[serde(rename = "bioD")]
     BioD(BioDConfig),
+    /// i.i.d. Zipf unigram (`order = 0`).
+    #[serde(rename = "zipf")]
+    Zipf(ZipfConfig),
+    /// Zipf-permuted Markov chain (`order ≥ 1`).
+    #[serde(rename = "markov")]
+    Markov(ZipfConfig),
+    /// Uniform random tokens (the memorization probe).
+    #[serde(rename = "uniform")]
+    Uniform(UniformConfig),
 }
 
 impl Default for DataConfig {
@@ -23,7 +33,7 @@ impl Default for DataConfig {
 }
 
 /// The kinds a dataset can be.
-pub const KINDS: &[&str] = &["bioS", "bioD"];
+pub const KINDS: &[&str] = &["bioS", "bioD", "zipf", "markov", "uniform"];
 
 impl DataConfig {
     /// The default config of `kind`, or `None` for an unknown kind.
@@ -31,6 +41,12 @@ impl DataConfig {
         match kind {
             "bioS" => Some(DataConfig::BioS(BioSConfig::default())),
             "bioD" => Some(DataConfig::BioD(BioDConfig::default())),
+            "zipf" => Some(DataConfig::Zipf(ZipfConfig::default())),
+            "markov" => Some(DataConfig::Markov(ZipfConfig {
+                order: 1,
+                ..ZipfConfig::default()
+            })),
+            "uniform" => Some(DataConfig::Uniform(UniformConfig::default())),
             _ => None,
         }
     }
@@ -39,6 +55,9 @@ impl DataConfig {
         match self {
             DataConfig::BioS(_) => "bioS",
             DataConfig::BioD(_) => "bioD",
+            DataConfig::Zipf(_) => "zipf",
+            DataConfig::Markov(_) => "markov",
+            DataConfig::Uniform(_) => "uniform",
         }
     }
 
@@ -47,6 +66,24 @@ impl DataConfig {
         match self {
             DataConfig::BioS(c) => c.problems(),
             DataConfig::BioD(c) => c.problems(),
+            DataConfig::Zipf(c) => {
+                let mut p = c.problems();
+                if c.order != 0 {
+                    p.push("data.order: kind \"zipf\" is i.i.d. (order 0); use kind = \"markov\" for a chain".into());
+                }
+                p
+            }
+            DataConfig::Markov(c) => {
+                let mut p = c.problems();
+                if c.order == 0 {
+                    p.push(
+                        "data.order: kind \"markov\" needs order ≥ 1 (order 0 is kind \"zipf\")"
+                            .into(),
+                    );
+                }
+                p
+            }
+            DataConfig::Uniform(c) => c.problems(),
         }
     }
 
@@ -55,6 +92,8 @@ impl DataConfig {
         Ok(match self {
             DataConfig::BioS(c) => Box::new(BioS::build(c, seed)?),
             DataConfig::BioD(c) => Box::new(BioD::build(c, seed)?),
+            DataConfig::Zipf(c) | DataConfig::Markov(c) => Box::new(Zipf::build(c, seed)?),
+            DataConfig::Uniform(c) => Box::new(Uniform::build(c, seed)?),
         })
     }
 }

@@ -55,7 +55,10 @@ impl QaConfig {
             p.push("data.qa.mix_ratio must be in [0, 1)".into());
         }
         if self.mix_ratio > 0.0 && !self.enabled {
-            p.push("data.qa.mix_ratio > 0 mixes QA into pretraining: set data.qa.enabled = true".into());
+            p.push(
+                "data.qa.mix_ratio > 0 mixes QA into pretraining: set data.qa.enabled = true"
+                    .into(),
+            );
         }
         p
     }
@@ -204,7 +207,10 @@ impl TaskConfig {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         {
-            p.push(format!("{at}.name {:?}: use letters, digits, `_` and `-`", self.name));
+            p.push(format!(
+                "{at}.name {:?}: use letters, digits, `_` and `-`",
+                self.name
+            ));
         }
         if ["bio", "celebrity", "junk", "qa"].contains(&self.name.as_str()) {
             p.push(format!("{at}.name {:?} is reserved", self.name));
@@ -216,7 +222,9 @@ impl TaskConfig {
         match self.task {
             TaskKind::Retrieval => {
                 if !(1..=2).contains(&self.fields.len()) {
-                    p.push(format!("{at}.fields: retrieval asks for 1 field (partial) or 2 (dual)"));
+                    p.push(format!(
+                        "{at}.fields: retrieval asks for 1 field (partial) or 2 (dual)"
+                    ));
                 }
                 if self.hint != HintForm::None && !self.fields.iter().all(|f| f.derived()) {
                     p.push(format!("{at}.hint: a hint states the attribute a field derives from; use derived fields (birth_year, birth_month, birth_day, major_score) or hint = \"none\""));
@@ -235,7 +243,9 @@ impl TaskConfig {
                     p.push(format!("{at}.fields: inverse search gives whole attributes (birth_date, birth_city, university, major, employer, employer_city)"));
                 }
                 if self.hint != HintForm::None {
-                    p.push(format!("{at}.hint: inverse search has no hint form; use hint = \"none\""));
+                    p.push(format!(
+                        "{at}.hint: inverse search has no hint form; use hint = \"none\""
+                    ));
                 }
             }
         }
@@ -286,7 +296,10 @@ struct Ids {
 
 impl Ids {
     fn get(&self, w: &str) -> u32 {
-        *self.map.get(w).unwrap_or_else(|| panic!("{w:?} is in the vocabulary"))
+        *self
+            .map
+            .get(w)
+            .unwrap_or_else(|| panic!("{w:?} is in the vocabulary"))
     }
     fn words(&self, text: &str, out: &mut Vec<u32>) {
         text.split(' ').for_each(|w| out.push(self.get(w)));
@@ -310,10 +323,8 @@ pub struct Tasks {
 
 impl Tasks {
     pub(crate) fn new(c: &BioSConfig, seed: u64, pools: &Pools) -> Result<Self, GenError> {
-        let n_train = ((c.people as f64 * c.qa.train_fraction).round() as usize).clamp(
-            (c.people > 1) as usize,
-            c.people.saturating_sub(1).max(1),
-        );
+        let n_train = ((c.people as f64 * c.qa.train_fraction).round() as usize)
+            .clamp((c.people > 1) as usize, c.people.saturating_sub(1).max(1));
         let mut rng = stream(seed, Purpose::Tasks, u64::MAX);
         let major_score = (0..pools.majors.len())
             .map(|_| rng.random_range(1..=100))

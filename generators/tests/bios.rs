@@ -37,10 +37,23 @@ fn config(people: usize) -> BioSConfig {
 #[test]
 fn same_seed_same_bytes_different_seed_different_bytes() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let m0 = BioS::build(&config(1500), 11).unwrap().write(dirs[0].path(), |_| {}).unwrap();
-    let m1 = BioS::build(&config(1500), 11).unwrap().write(dirs[1].path(), |_| {}).unwrap();
-    let m2 = BioS::build(&config(1500), 12).unwrap().write(dirs[2].path(), |_| {}).unwrap();
-    assert_eq!(m0.streams[0].shards.len(), 6, "3000 biographies in shards of 512");
+    let m0 = BioS::build(&config(1500), 11)
+        .unwrap()
+        .write(dirs[0].path(), |_| {})
+        .unwrap();
+    let m1 = BioS::build(&config(1500), 11)
+        .unwrap()
+        .write(dirs[1].path(), |_| {})
+        .unwrap();
+    let m2 = BioS::build(&config(1500), 12)
+        .unwrap()
+        .write(dirs[2].path(), |_| {})
+        .unwrap();
+    assert_eq!(
+        m0.streams[0].shards.len(),
+        6,
+        "3000 biographies in shards of 512"
+    );
     let (f0, f1, f2) = (
         files(dirs[0].path()),
         files(dirs[1].path()),
@@ -75,7 +88,10 @@ fn same_seed_same_bytes_different_seed_different_bytes() {
 #[test]
 fn a_corrupted_shard_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    BioS::build(&config(50), 1).unwrap().write(dir.path(), |_| {}).unwrap();
+    BioS::build(&config(50), 1)
+        .unwrap()
+        .write(dir.path(), |_| {})
+        .unwrap();
     let shard = dir.path().join("bio-00000.tok");
     let mut bytes = std::fs::read(&shard).unwrap();
     bytes[5] ^= 1;
@@ -246,7 +262,10 @@ fn spans_hold_the_values_and_the_name_opens_every_biography() {
                 assert_eq!((b.name.start, b.name.len), (0, 3));
                 for a in Attribute::ALL {
                     let s = b.values[a.index()];
-                    assert_eq!(&b.tokens[s.start..s.start + s.len], bios.value_tokens(i, a).as_slice());
+                    assert_eq!(
+                        &b.tokens[s.start..s.start + s.len],
+                        bios.value_tokens(i, a).as_slice()
+                    );
                 }
                 assert_eq!(b.pronoun.is_some(), !fullname);
                 if let Some(k) = b.pronoun {

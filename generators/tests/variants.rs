@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use physlab_generators::bios::{BioS, BioSConfig, CelebrityConfig, JunkConfig, DOMAIN_TOKEN};
 use physlab_generators::corpus::{mixer, mixture_sources, write_corpus, Corpus, Dataset};
 use physlab_generators::people::Attribute;
-use physlab_generators::tasks::{Compare, Field, HintForm, NameAnswer, QaConfig, TaskConfig, TaskKind};
+use physlab_generators::tasks::{
+    Compare, Field, HintForm, NameAnswer, QaConfig, TaskConfig, TaskKind,
+};
 
 fn stream_index(b: &BioS, name: &str) -> usize {
     b.streams()
@@ -91,9 +93,15 @@ fn rich(people: usize) -> BioSConfig {
 fn same_bytes_whatever_threads_and_shard_size_and_a_golden_hash() {
     let data = BioS::build(&rich(600), 21).unwrap();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
     let m1 = one.install(|| write_corpus(&data, dirs[0].path(), 256, |_| {}).unwrap());
-    let two = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let two = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
     let m2 = two.install(|| write_corpus(&data, dirs[1].path(), 1024, |_| {}).unwrap());
     assert_eq!(m1.dataset_hash, m2.dataset_hash);
     assert!(m1.streams[0].shards.len() > m2.streams[0].shards.len());
@@ -172,9 +180,7 @@ fn number(s: &str) -> i64 {
 fn task_answers_are_exact() {
     let data = BioS::build(&rich(400), 5).unwrap();
     let pools = &data.pools;
-    let names: Vec<String> = (0..400)
-        .map(|i| data.person(i).full_name(pools))
-        .collect();
+    let names: Vec<String> = (0..400).map(|i| data.person(i).full_name(pools)).collect();
     let by_name = |n: &str| names.iter().position(|x| x == n).unwrap();
     // parity: both forms for each person, answer = month mod 2, the hint states the birth date first.
     let s = stream_index(&data, "parity_train");
@@ -184,7 +190,11 @@ fn task_answers_are_exact() {
         let (prompt, answer) = data.question_text(s, k);
         let hint = k % 2 == 1;
         assert!(prompt.starts_with(if hint { "<hint>" } else { "<direct>" }));
-        assert_eq!(number(&answer), (p.birth_month as i64 + 1) % 2, "{prompt} {answer}");
+        assert_eq!(
+            number(&answer),
+            (p.birth_month as i64 + 1) % 2,
+            "{prompt} {answer}"
+        );
         if hint {
             assert!(answer.starts_with(&p.value(Attribute::BirthDate, pools)));
         }
@@ -221,10 +231,7 @@ fn task_answers_are_exact() {
         let (a, rest) = body.split_once(" minus that of ").unwrap();
         let b = rest.trim_end_matches(" ? Answer :");
         let (pa, pb) = (data.person(by_name(a)), data.person(by_name(b)));
-        assert_eq!(
-            number(&answer),
-            pa.birth_year as i64 - pb.birth_year as i64
-        );
+        assert_eq!(number(&answer), pa.birth_year as i64 - pb.birth_year as i64);
         assert!(answer.contains(" ; "), "hinted: {answer}");
     }
     // dual retrieval.
@@ -320,7 +327,11 @@ fn reverse_variants_name_the_person_in_a_later_sentence() {
                 .count();
             assert_eq!(before, k);
             // The name appears exactly once.
-            let hits = b.tokens.windows(3).filter(|w| *w == name.as_slice()).count();
+            let hits = b
+                .tokens
+                .windows(3)
+                .filter(|w| *w == name.as_slice())
+                .count();
             assert_eq!(hits, 1);
             // Evaluation keeps the name first.
             assert_eq!(data.render_eval(person).name.start, 0);
@@ -353,9 +364,11 @@ fn fresh_biographies_differ_at_every_emission_and_are_not_stored() {
     let dir = tempfile::tempdir().unwrap();
     let m = data.write(dir.path(), |_| {}).unwrap();
     assert!(m.streams[0].shards.is_empty());
-    assert!(std::fs::read_dir(dir.path())
+    assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e
         .unwrap()
-        .all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".tok")));
+        .file_name()
+        .to_string_lossy()
+        .ends_with(".tok")));
     // Training windows still come: rendered on the fly.
     let ds = Dataset::open(dir.path()).unwrap();
     let sources = mixture_sources(&ds, Some(&data)).unwrap();
