@@ -320,7 +320,9 @@ impl Workspace {
         };
         let mut problems = recipe.data.problems();
         if recipe.shard_documents == 0
-            || recipe.shard_documents % physlab_generators::corpus::BLOCK_DOCS as u64 != 0
+            || !recipe
+                .shard_documents
+                .is_multiple_of(physlab_generators::corpus::BLOCK_DOCS as u64)
         {
             problems.push(format!(
                 "shard_documents must be a positive multiple of {}",

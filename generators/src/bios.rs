@@ -162,7 +162,11 @@ impl BioSConfig {
         if self.fresh && (self.multi > 1 || self.permutations > 1) {
             p.push("data.fresh draws a new biography at every emission: leave data.multi and data.permutations at 1".into());
         }
-        if self.shard_biographies == 0 || self.shard_biographies % crate::corpus::BLOCK_DOCS != 0 {
+        if self.shard_biographies == 0
+            || !self
+                .shard_biographies
+                .is_multiple_of(crate::corpus::BLOCK_DOCS)
+        {
             p.push(format!(
                 "data.shard_biographies must be a positive multiple of {}",
                 crate::corpus::BLOCK_DOCS
@@ -477,7 +481,7 @@ impl BioS {
         let mut order = [0, 1, 2, 3, 4, 5];
         if permute {
             let key = mix64((person << 24) | entry) ^ perm;
-            let mut rng = stream(self.seed ^ 0x6f72_6465_72, Purpose::Templates, key);
+            let mut rng = stream(self.seed ^ 0x006f_7264_6572, Purpose::Templates, key);
             order.shuffle(&mut rng);
         }
         order
@@ -880,7 +884,7 @@ impl Corpus for BioS {
         let r = Row {
             id: row,
             population: if row < n { "main" } else { "celebrity" },
-            split: (row < n).then(|| {
+            split: (row < n).then_some({
                 if (row as usize) < self.tasks.n_train {
                     "p_train"
                 } else {

@@ -360,7 +360,7 @@ pub fn write_corpus(
     shard_documents: u64,
     mut progress: impl FnMut(Progress),
 ) -> Result<Manifest, GenError> {
-    if shard_documents == 0 || shard_documents % BLOCK_DOCS as u64 != 0 {
+    if shard_documents == 0 || !shard_documents.is_multiple_of(BLOCK_DOCS as u64) {
         return Err(GenError::Config(format!(
             "shard size {shard_documents} documents: must be a positive multiple of {BLOCK_DOCS}"
         )));
@@ -632,6 +632,9 @@ impl TokenStream {
     }
 }
 
+/// A document read by [`Dataset::peek`]: its tokens and, for a question, its prompt length.
+pub type Peeked = (Vec<u32>, Option<u32>);
+
 /// A dataset folder: the manifest and the vocabulary; streams load on demand, checked against their hashes.
 pub struct Dataset {
     pub dir: PathBuf,
@@ -693,7 +696,7 @@ impl Dataset {
 
     /// The first `k` documents of a stored stream, as (tokens, prompt length), read without loading the shard
     /// (and without checking its hash: for a look, not for training).
-    pub fn peek(&self, name: &str, k: usize) -> Result<Vec<(Vec<u32>, Option<u32>)>, GenError> {
+    pub fn peek(&self, name: &str, k: usize) -> Result<Vec<Peeked>, GenError> {
         use std::io::{Read, Seek, SeekFrom};
         let Some(info) = self.manifest.stream(name) else {
             return Ok(Vec::new());
@@ -947,7 +950,11 @@ impl<'a> WindowMixer<'a> {
             return Err(GenError::Config("an empty training mixture".into()));
         }
         let total: f64 = sources.iter().map(|s| s.1).sum();
-        if sources.iter().any(|s| !(s.1 > 0.0) || s.0.cycle() == 0) || !total.is_finite() {
+        if sources
+            .iter()
+            .any(|s| s.1 <= 0.0 || s.1.is_nan() || s.0.cycle() == 0)
+            || !total.is_finite()
+        {
             return Err(GenError::Config(
                 "mixture weights must be positive and finite, and every source non-empty".into(),
             ));

@@ -11,12 +11,12 @@ use rand_chacha::ChaCha8Rng;
 pub enum Purpose {
     People = 0x7065_6f70_6c65,
     Templates = 0x7465_6d70_6c74,
-    DataOrder = 0x6f72_6465_72,
+    DataOrder = 0x006f_7264_6572,
     EvalSampling = 0x6576_616c,
     /// The keyed permutation that gives people their unique full names.
-    Names = 0x6e61_6d65_73,
+    Names = 0x006e_616d_6573,
     /// Question and task documents (which template, which partner, which hint form).
-    Tasks = 0x7461_736b_73,
+    Tasks = 0x0074_6173_6b73,
     /// Token corpora (Zipf, Markov, uniform, bioD values): one stream per document or per table.
     Corpus = 0x636f_7270_7573,
     /// Mixing windows from several streams.

@@ -99,8 +99,7 @@ fn a_corrupted_shard_is_refused() {
     let err = Dataset::open(dir.path())
         .unwrap()
         .load("bio")
-        .err()
-        .expect("refused")
+        .expect_err("refused")
         .to_string();
     assert!(
         err.contains("bio-00000.tok") && err.contains("sha256"),
@@ -349,8 +348,7 @@ fn bad_pool_files_give_errors_naming_the_file_and_line() {
     ];
     for (files, needles) in cases {
         let err = Pools::load(&files)
-            .err()
-            .expect("a bad pool file is refused")
+            .expect_err("a bad pool file is refused")
             .to_string();
         for n in needles {
             assert!(err.contains(n), "{err:?} should mention {n:?}");

@@ -84,7 +84,7 @@ impl ModelConfig {
             p.push(format!(
                 "model.d_model = {d} is not divisible by n_head = {h}"
             ));
-        } else if self.rotary_dims(d / h) % 2 != 0 {
+        } else if !self.rotary_dims(d / h).is_multiple_of(2) {
             p.push(
                 "model.rotary_fraction must give an even number of rotated dims per head".into(),
             );
