@@ -36,6 +36,9 @@ pub const MANIFEST: &str = "manifest.json";
 pub const FORMAT_VERSION: u32 = 2;
 /// Documents per hashed block; shard sizes are multiples of it.
 pub const BLOCK_DOCS: usize = 256;
+/// Documents of a stream generated on the fly that the writer renders to measure it (tokens per document, tokens
+/// used): one pass over the people for bioS(N), a sample of a junk population.
+pub const GENERATED_SAMPLE: u64 = 1 << 20;
 /// Blocks rendered in parallel before they are written (bounds memory whatever the dataset's size).
 const BLOCKS_PER_BATCH: usize = 128;
 
@@ -150,8 +153,8 @@ pub struct Manifest {
     pub seed: u64,
     pub config: serde_json::Value,
     pub vocab_size: usize,
-    /// Distinct token ids in the materialized streams of the training mixture, `<eot>` included: the embedding
-    /// rows counted for capacity.
+    /// Distinct token ids in the streams of the training mixture, `<eot>` included: the embedding rows counted
+    /// for capacity. For a stream generated on the fly, over its first [`GENERATED_SAMPLE`] documents.
     pub used_vocab: usize,
     pub streams: Vec<StreamInfo>,
     pub mixture: Vec<MixEntry>,
@@ -442,21 +445,33 @@ pub fn write_corpus(
         validate_stream_name(&spec.name)?;
         let in_mixture = mixture.iter().any(|m| m.stream == spec.name);
         if !spec.materialized {
-            // Measure tokens per document on a sample of the first documents.
-            let sample = spec.documents.min(BLOCK_DOCS as u64 * 16);
+            // Measure tokens per document, and the tokens used, on the first pass (up to 2^20 documents).
+            let sample = spec.documents.min(GENERATED_SAMPLE);
             let blocks: Vec<(u64, u64)> = (0..sample)
                 .step_by(BLOCK_DOCS)
                 .map(|a| (a, (a + BLOCK_DOCS as u64).min(sample)))
                 .collect();
-            let tokens: u64 = blocks
+            let (tokens, seen) = blocks
                 .par_iter()
-                .map(|&(a, b)| render_block(corpus, s, a, b, vocab, false).tokens)
-                .sum();
+                .map(|&(a, b)| {
+                    let blk = render_block(corpus, s, a, b, vocab, false);
+                    (blk.tokens, blk.used)
+                })
+                .reduce(
+                    || (0, vec![0u64; vocab.div_ceil(64)]),
+                    |(t1, mut u1), (t2, u2)| {
+                        u1.iter_mut().zip(&u2).for_each(|(a, b)| *a |= b);
+                        (t1 + t2, u1)
+                    },
+                );
+            if in_mixture {
+                used.iter_mut().zip(&seen).for_each(|(a, b)| *a |= b);
+            }
             let tpd = (tokens + sample) as f64 / sample.max(1) as f64;
             summaries.push(StreamSummary {
                 name: spec.name.clone(),
                 documents: spec.documents,
-                tokens: (tpd - 1.0).max(0.0) as u64 * spec.documents,
+                tokens: ((tpd - 1.0).max(0.0) * spec.documents as f64) as u64,
                 tokens_per_document: tpd,
                 sampled: sample,
             });

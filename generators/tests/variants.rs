@@ -364,6 +364,24 @@ fn fresh_biographies_differ_at_every_emission_and_are_not_stored() {
     let dir = tempfile::tempdir().unwrap();
     let m = data.write(dir.path(), |_| {}).unwrap();
     assert!(m.streams[0].shards.is_empty());
+    // The tokens used (embedding rows counted for capacity) are measured on a pass of generated biographies:
+    // the same words as a stored single-biography dataset of these people uses, at least.
+    let stored = BioS::build(
+        &BioSConfig {
+            fresh: false,
+            ..cfg.clone()
+        },
+        4,
+    )
+    .unwrap();
+    let sdir = tempfile::tempdir().unwrap();
+    let sm = stored.write(sdir.path(), |_| {}).unwrap();
+    assert!(
+        m.used_vocab >= sm.used_vocab * 9 / 10 && m.used_vocab > 1000,
+        "fresh {} vs stored {}",
+        m.used_vocab,
+        sm.used_vocab
+    );
     assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e
         .unwrap()
         .file_name()

@@ -76,7 +76,7 @@ impl TrainConfig {
         if self.context < 2 {
             p.push("train.context must be ≥ 2".into());
         }
-        if !(self.lr > 0.0) {
+        if self.lr.is_nan() || self.lr <= 0.0 {
             p.push(format!("train.lr = {} must be > 0", self.lr));
         }
         if !(0.0..=1.0).contains(&self.min_lr_ratio) {
