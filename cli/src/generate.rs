@@ -222,3 +222,91 @@ pub fn export_jsonl(ds: &Dataset, path: &Path) -> Result<u64> {
     w.flush()?;
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use physlab_generators::bios::BioSConfig;
+    use physlab_generators::tasks::QaConfig;
+    use physlab_generators::DataConfig;
+
+    fn recipe(people: usize) -> DatasetRecipe {
+        DatasetRecipe {
+            description: String::new(),
+            seed: 3,
+            shard_documents: 256,
+            data: DataConfig::BioS(BioSConfig {
+                people,
+                multi: 2,
+                permute: true,
+                qa: QaConfig {
+                    enabled: true,
+                    ..QaConfig::default()
+                },
+                ..BioSConfig::default()
+            }),
+        }
+    }
+
+    /// The JSONL export holds every stored document; its text tokenizes back to the stored tokens, and a
+    /// question's text is its prompt followed by its answer.
+    #[test]
+    fn jsonl_export_round_trips_to_the_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("d");
+        generate("t", &recipe(40), &out, true).unwrap();
+        let ds = Dataset::open(&out).unwrap();
+        let text = std::fs::read_to_string(out.join("text.jsonl")).unwrap();
+        let rows: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let stored: u64 = ds.manifest.streams.iter().map(|s| s.documents).sum();
+        assert_eq!(rows.len() as u64, stored);
+        assert_eq!(stored, 80 + 120 + 120);
+        for r in &rows {
+            let name = r["stream"].as_str().unwrap();
+            let i = r["doc"].as_u64().unwrap() as usize;
+            let doc = ds.load(name).unwrap();
+            let t = r["text"].as_str().unwrap();
+            assert_eq!(ds.tokenizer.encode(t, "export").unwrap(), doc.document(i));
+            if name.starts_with("qa") {
+                let (p, a) = (r["prompt"].as_str().unwrap(), r["answer"].as_str().unwrap());
+                assert_eq!(format!("{p} {a}"), t);
+            }
+        }
+        // The ground truth is JSONL too, one row a person.
+        let truth = std::fs::read_to_string(out.join("people.jsonl")).unwrap();
+        assert_eq!(truth.lines().count(), 40);
+    }
+
+    #[test]
+    fn a_dataset_folder_is_kept_refused_or_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("d");
+        generate("t", &recipe(30), &out, false).unwrap();
+        let hash = Dataset::open(&out).unwrap().manifest.dataset_hash;
+        // Same recipe: left as it is.
+        generate("t", &recipe(30), &out, false).unwrap();
+        assert_eq!(Dataset::open(&out).unwrap().manifest.dataset_hash, hash);
+        // Another recipe: refused, nothing lost.
+        let err = generate("t", &recipe(31), &out, false).unwrap_err().to_string();
+        assert!(err.contains("another recipe"), "{err}");
+        assert_eq!(Dataset::open(&out).unwrap().manifest.dataset_hash, hash);
+        // No manifest (the writer died): moved aside, written again.
+        std::fs::remove_file(out.join(MANIFEST)).unwrap();
+        generate("t", &recipe(30), &out, false).unwrap();
+        assert_eq!(Dataset::open(&out).unwrap().manifest.dataset_hash, hash);
+        let aside = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains(".incomplete-")
+            })
+            .count();
+        assert_eq!(aside, 1);
+    }
+}
