@@ -290,7 +290,9 @@ mod tests {
         generate("t", &recipe(30), &out, false).unwrap();
         assert_eq!(Dataset::open(&out).unwrap().manifest.dataset_hash, hash);
         // Another recipe: refused, nothing lost.
-        let err = generate("t", &recipe(31), &out, false).unwrap_err().to_string();
+        let err = generate("t", &recipe(31), &out, false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("another recipe"), "{err}");
         assert_eq!(Dataset::open(&out).unwrap().manifest.dataset_hash, hash);
         // No manifest (the writer died): moved aside, written again.

@@ -50,6 +50,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("bioS");
     g.sample_size(10);
     g.throughput(Throughput::Elements(n));
+    // Rendering emits token ids directly (pools and templates are tokenized once): this is render + tokenize.
     g.bench_function("render 100K biographies, one core", |b| {
         let mut out = Vec::with_capacity(1 << 24);
         b.iter(|| {
@@ -60,6 +61,39 @@ fn bench(c: &mut Criterion) {
             out.len()
         })
     });
+    // The same documents counted in tokens.
+    let mut probe = Vec::new();
+    (0..n).for_each(|d| {
+        Corpus::render(&bios, 0, d, &mut probe);
+    });
+    g.throughput(Throughput::Elements(probe.len() as u64));
+    g.bench_function("render 100K biographies, one core, in tokens", |b| {
+        let mut out = Vec::with_capacity(1 << 24);
+        b.iter(|| {
+            out.clear();
+            for d in 0..n {
+                Corpus::render(&bios, 0, d, &mut out);
+            }
+            out.len()
+        })
+    });
+    // Tokenizing text (the path for text read back from a JSONL export): words → ids.
+    let texts: Vec<String> = (0..10_000)
+        .map(|d| bios.tokenizer.decode(&bios.render(d, 0).tokens))
+        .collect();
+    let words: usize = texts.iter().map(|t| t.split(' ').count()).sum();
+    g.throughput(Throughput::Elements(words as u64));
+    g.bench_function(
+        "tokenize 10K biographies of text, one core, in tokens",
+        |b| {
+            b.iter(|| {
+                texts
+                    .iter()
+                    .map(|t| bios.tokenizer.encode(t, "bench").unwrap().len())
+                    .sum::<usize>()
+            })
+        },
+    );
     let people = 1_000_000u64;
     g.throughput(Throughput::Elements(people));
     g.bench_function(
@@ -88,5 +122,36 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+fn zipf(c: &mut Criterion) {
+    use physlab_generators::zipf::{Zipf, ZipfConfig};
+    let mut g = c.benchmark_group("zipf");
+    g.sample_size(10);
+    for order in [0usize, 2] {
+        let z = Zipf::build(
+            &ZipfConfig {
+                vocab: 4096,
+                exponent: 1.0,
+                order,
+                documents: 256,
+                doc_tokens: 4096,
+            },
+            0,
+        )
+        .unwrap();
+        g.throughput(Throughput::Elements(256 * 4096));
+        g.bench_function(format!("order {order}, V=4096: 1M tokens, one core"), |b| {
+            let mut out = Vec::with_capacity(1 << 21);
+            b.iter(|| {
+                out.clear();
+                for d in 0..256 {
+                    Corpus::render(&z, 0, d, &mut out);
+                }
+                out.len()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, zipf);
 criterion_main!(benches);

@@ -861,46 +861,37 @@ impl Corpus for BioS {
         ))
     }
 
+    /// One JSON line per person, written directly: pool values hold no character JSON must escape (quotes,
+    /// backslashes and control characters are refused when a pool is read), so no escaping is needed.
     fn truth_row(&self, row: u64, out: &mut Vec<u8>) {
-        #[derive(Serialize)]
-        struct Row<'a> {
-            id: u64,
-            population: &'a str,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            split: Option<&'a str>,
-            name: String,
-            pronoun: &'a str,
-            birth_date: String,
-            birth_city: &'a str,
-            university: &'a str,
-            major: &'a str,
-            employer: &'a str,
-            employer_city: &'a str,
-        }
+        use std::io::Write;
         let p = self.person(row as usize);
         let n = self.config.people as u64;
         let pools = &self.pools;
         let company = &pools.companies[p.employer as usize];
-        let r = Row {
-            id: row,
-            population: if row < n { "main" } else { "celebrity" },
-            split: (row < n).then_some({
-                if (row as usize) < self.tasks.n_train {
-                    "p_train"
-                } else {
-                    "p_test"
-                }
-            }),
-            name: p.full_name(pools),
-            pronoun: p.gender.pronoun(),
-            birth_date: p.value(Attribute::BirthDate, pools),
-            birth_city: &pools.cities[p.birth_city as usize],
-            university: &pools.universities[p.university as usize],
-            major: &pools.majors[p.major as usize],
-            employer: &company.name,
-            employer_city: &pools.cities[company.city],
+        let population = if row < n { "main" } else { "celebrity" };
+        let split = match (row < n, (row as usize) < self.tasks.n_train) {
+            (false, _) => "",
+            (true, true) => r#","split":"p_train""#,
+            (true, false) => r#","split":"p_test""#,
         };
-        serde_json::to_writer(&mut *out, &r).expect("json");
+        write!(
+            out,
+            r#"{{"id":{row},"population":"{population}"{split},"name":"{} {} {}","pronoun":"{}","birth_date":"{} {} {}","birth_city":"{}","university":"{}","major":"{}","employer":"{}","employer_city":"{}"}}"#,
+            pools.first_names[p.first as usize],
+            pools.middle_names[p.middle as usize],
+            pools.last_names[p.last as usize],
+            p.gender.pronoun(),
+            p.birth_day,
+            MONTHS[p.birth_month as usize],
+            FIRST_YEAR + p.birth_year as usize,
+            pools.cities[p.birth_city as usize],
+            pools.universities[p.university as usize],
+            pools.majors[p.major as usize],
+            company.name,
+            pools.cities[company.city],
+        )
+        .expect("writing to a Vec");
         out.push(b'\n');
     }
 }

@@ -104,11 +104,11 @@ pub fn parse_list(text: &str, origin: &str) -> Result<Vec<String>, GenError> {
                 msg: format!("line {line_no} is empty"),
             });
         }
-        if v.contains(['{', '}', '<', '>', '\t']) {
+        if v.contains(['{', '}', '<', '>', '\t', '"', '\\']) || v.chars().any(char::is_control) {
             return Err(GenError::Pool {
                 path: origin.into(),
                 msg: format!(
-                    "line {line_no}: {v:?} contains a reserved character ({{ }} < > or a tab)"
+                    "line {line_no}: {v:?} contains a reserved character ({{ }} < > \" \\, a tab or a control character)"
                 ),
             });
         }

@@ -333,6 +333,13 @@ fn bad_pool_files_give_errors_naming_the_file_and_line() {
         ),
         (
             PoolFiles {
+                majors: write_tmp(dir.path(), "quote.txt", "Art\nLaw \"Honours\"\n"),
+                ..Default::default()
+            },
+            vec!["quote.txt", "line 2", "reserved character"],
+        ),
+        (
+            PoolFiles {
                 first_names: write_tmp(dir.path(), "two.txt", "Ann Marie\n"),
                 ..Default::default()
             },
