@@ -70,7 +70,8 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Check a recipe (or all of them) without training: keys, values, points and the budget arithmetic.
+    /// Check a recipe or a dataset (or all of them) without training: keys, values, points and the budget
+    /// arithmetic.
     Validate {
         experiment: Option<String>,
         #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -153,11 +154,35 @@ fn real_main() -> Result<()> {
                 .iter()
                 .map(|s| recipe::parse_set(s))
                 .collect::<Result<Vec<_>>>()?;
-            let names: Vec<String> = match experiment {
-                Some(e) => vec![e],
-                None => ws.experiments.keys().cloned().collect(),
+            let (names, datasets): (Vec<String>, Vec<String>) = match experiment {
+                Some(e) if ws.datasets.contains_key(&e) && !ws.experiments.contains_key(&e) => {
+                    (vec![], vec![e])
+                }
+                Some(e) => (vec![e], vec![]),
+                None => (
+                    ws.experiments.keys().cloned().collect(),
+                    ws.datasets.keys().cloned().collect(),
+                ),
             };
             let mut failed = 0;
+            for name in &datasets {
+                match ws.dataset(name, &sets) {
+                    Ok(d) => println!(
+                        "dataset {name}: ok, kind {}, seed {}{}",
+                        d.data.kind(),
+                        d.seed,
+                        if d.description.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" — {}", d.description)
+                        }
+                    ),
+                    Err(e) => {
+                        failed += 1;
+                        println!("dataset {name}: INVALID\n{e:#}");
+                    }
+                }
+            }
             for name in &names {
                 match ws.points(name, &sets) {
                     Ok(points) => {
@@ -173,10 +198,7 @@ fn real_main() -> Result<()> {
                 }
             }
             if failed > 0 {
-                anyhow::bail!(
-                    "{failed} experiment(s) invalid in {}",
-                    cli.workspace.display()
-                );
+                anyhow::bail!("{failed} recipe(s) invalid in {}", cli.workspace.display());
             }
             Ok(())
         }
