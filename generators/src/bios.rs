@@ -159,6 +159,9 @@ impl BioSConfig {
                 "data.name_sentence must be in 0..6 (the sentence that names the person)".into(),
             );
         }
+        if self.fullname && self.name_sentence > 0 {
+            p.push("data.name_sentence > 0 moves the full name to a later sentence, but data.fullname puts it in every sentence: set one of them".into());
+        }
         if self.fresh && (self.multi > 1 || self.permutations > 1) {
             p.push("data.fresh draws a new biography at every emission: leave data.multi and data.permutations at 1".into());
         }
@@ -851,6 +854,7 @@ impl Corpus for BioS {
             } else { 0.0 },
             "junk_people": self.config.junk.people,
             "tasks": self.tasks.facts(),
+            "inverse_ambiguous_people": self.inverse_ambiguity(),
         })
     }
 

@@ -431,6 +431,57 @@ impl Tasks {
 }
 
 impl BioS {
+    /// For each inverse-search task, how many people of the main population share the attributes the question
+    /// gives with someone else (their question has more than one right name): exact, from every person.
+    pub fn inverse_ambiguity(&self) -> serde_json::Value {
+        use rayon::prelude::*;
+        let mut out = serde_json::Map::new();
+        for t in self
+            .tasks
+            .list
+            .iter()
+            .filter(|t| t.task == TaskKind::Inverse)
+        {
+            let key = |p: &Person| -> [u32; 6] {
+                let mut k = [u32::MAX; 6];
+                for f in &t.fields {
+                    let a = f.attribute();
+                    k[a.index()] = match a {
+                        Attribute::BirthDate => {
+                            (p.birth_year as u32) << 16
+                                | (p.birth_month as u32) << 8
+                                | p.birth_day as u32
+                        }
+                        Attribute::BirthCity => p.birth_city,
+                        Attribute::University => p.university,
+                        Attribute::Major => p.major,
+                        Attribute::Employer => p.employer,
+                        Attribute::EmployerCity => {
+                            self.tok.company_city[p.employer as usize] as u32
+                        }
+                    };
+                }
+                k
+            };
+            let mut keys: Vec<[u32; 6]> = (0..self.tasks.n_people)
+                .into_par_iter()
+                .map(|i| key(&self.person(i)))
+                .collect();
+            keys.par_sort_unstable();
+            let mut ambiguous = 0usize;
+            let mut i = 0;
+            while i < keys.len() {
+                let j = i + keys[i..].partition_point(|k| *k == keys[i]);
+                if j - i > 1 {
+                    ambiguous += j - i;
+                }
+                i = j;
+            }
+            out.insert(t.name.clone(), ambiguous.into());
+        }
+        serde_json::Value::Object(out)
+    }
+
     /// Numeric value of a field.
     fn numeric(&self, p: &Person, f: Field) -> i64 {
         match f {

@@ -259,6 +259,53 @@ fn task_answers_are_exact() {
     }
 }
 
+/// Inverse search by the major alone cannot name 400 people from 100 majors: the manifest counts the people
+/// whose question has more than one right answer, exactly (checked against brute force over pairs). By birth
+/// date and university almost none share (C(400, 2) pairs over 67,200 · 300 combinations: 0.004 pairs expected).
+#[test]
+fn the_manifest_counts_ambiguous_inverse_questions() {
+    let mk = |fields: Vec<Field>| BioSConfig {
+        people: 400,
+        tasks: vec![TaskConfig {
+            name: "inv".into(),
+            task: TaskKind::Inverse,
+            fields,
+            ..TaskConfig::default()
+        }],
+        ..BioSConfig::default()
+    };
+    let count = |cfg: BioSConfig| -> (usize, usize) {
+        let data = BioS::build(&cfg, 9).unwrap();
+        let a = data.inverse_ambiguity()["inv"].as_u64().unwrap() as usize;
+        // Brute force over pairs.
+        let people = data.people(400);
+        let cfg_fields = &cfg.tasks[0].fields;
+        let same = |i: usize, j: usize| {
+            cfg_fields.iter().all(|f| {
+                let at = match f {
+                    Field::Major => Attribute::Major,
+                    Field::BirthDate => Attribute::BirthDate,
+                    Field::University => Attribute::University,
+                    _ => unreachable!(),
+                };
+                people[i].value(at, &data.pools) == people[j].value(at, &data.pools)
+            })
+        };
+        let brute = (0..400)
+            .filter(|&i| (0..400).any(|j| j != i && same(i, j)))
+            .count();
+        (a, brute)
+    };
+    let (a, brute) = count(mk(vec![Field::Major]));
+    assert_eq!(a, brute);
+    // A person is alone in their major with probability 0.99^399 = 0.018: 7.3 of 400 expected (std ≈ 2.7), so
+    // ambiguous people number 400 − 7.3 ± 2.7; six std below is 376.
+    assert!(a > 376, "{a}");
+    let (a, brute) = count(mk(vec![Field::BirthDate, Field::University]));
+    assert_eq!(a, brute);
+    assert!(a < 5, "{a}");
+}
+
 #[test]
 fn permute_p_gives_p_orders_of_one_set_of_templates() {
     let cfg = BioSConfig {
