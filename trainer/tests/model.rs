@@ -41,7 +41,7 @@ fn a_position_never_sees_later_tokens() {
     .unwrap();
     let device = Default::default();
     let model = shape.init::<Cpu>(&device);
-    let a: Vec<i32> = (0..16).map(|i| (i * 7 % 50)).collect();
+    let a: Vec<i32> = (0..16).map(|i| i * 7 % 50).collect();
     let mut b = a.clone();
     b[10] = 3; // change one token: logits before position 10 must not move.
     let run = |x: Vec<i32>| -> Vec<f32> {
