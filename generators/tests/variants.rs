@@ -470,7 +470,7 @@ fn junk_windows_take_their_share_and_the_domain_token_marks_useful_data() {
         let mut out = Vec::new();
         Corpus::render(&data, junk, d, &mut out);
         assert_ne!(out[0], dom);
-        assert!(!useful.contains(&out[..3].to_vec()));
+        assert!(!useful.contains(&out[..3]));
     }
     let sources = mixture_sources(&ds, Some(&data)).unwrap();
     let mut w = mixer(&sources, 1).unwrap();
@@ -522,7 +522,7 @@ fn mixed_training_windows_are_all_one_kind() {
     let main: HashSet<Vec<u32>> = (0..200).map(|i| data.name_tokens(i)).collect();
     let cel = ds.load("celebrity").unwrap();
     assert_eq!(cel.documents(), 100 * 5);
-    assert!((0..cel.documents()).all(|i| !main.contains(&cel.document(i)[..3].to_vec())));
+    assert!((0..cel.documents()).all(|i| !main.contains(&cel.document(i)[..3])));
 }
 
 #[test]
