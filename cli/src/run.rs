@@ -175,9 +175,10 @@ pub fn run_point(experiment: &str, p: &Point, dir: &Path) -> Result<()> {
         .stream("bio")
         .context("a bioS dataset has a bio stream")?;
     info!(
-        "data: {} people, {} biographies, {} tokens ({:.2} per biography, measured), vocab {} ({} used), perfect-recall bits {:.0} ({:.2}/person) in {:.1}s",
+        "data: {} people, {} biographies{}, {} tokens ({:.2} per biography, measured), vocab {} ({} used), perfect-recall bits {:.0} ({:.2}/person) in {:.1}s",
         cfg.data.people,
         bio.documents,
+        if bio.materialized { "" } else { " per pass, rendered on the fly" },
         bio.tokens,
         bio.tokens_per_document,
         manifest.vocab_size,

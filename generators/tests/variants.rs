@@ -306,6 +306,60 @@ fn the_manifest_counts_ambiguous_inverse_questions() {
     assert!(a < 5, "{a}");
 }
 
+/// The paper's augmentation grid (single / multi2 / multi5 × no permutation / permute1 / permute5 × pronoun /
+/// fullname): every document of the bio stream opens with the person's full name, holds every value at its
+/// span, shows the pronoun exactly when `fullname` is off, and the stream holds N · multi · P documents.
+#[test]
+fn every_augmentation_combination_keeps_the_name_first_and_the_values_at_their_spans() {
+    for multi in [1usize, 2, 5] {
+        for (permute, permutations) in [(false, 1usize), (true, 1), (true, 5)] {
+            for fullname in [false, true] {
+                let cfg = BioSConfig {
+                    people: 40,
+                    multi,
+                    permute,
+                    permutations,
+                    fullname,
+                    ..BioSConfig::default()
+                };
+                let data = BioS::build(&cfg, 13).unwrap();
+                let what =
+                    format!("multi{multi} permute{permute}/{permutations} fullname {fullname}");
+                assert_eq!(
+                    data.streams()[0].documents,
+                    (40 * multi * permutations) as u64,
+                    "{what}"
+                );
+                for person in 0..40 {
+                    let name = data.name_tokens(person);
+                    for entry in 0..multi {
+                        for k in 0..permutations {
+                            let b = data.render_variant(person, entry, k);
+                            assert_eq!(&b.tokens[..3], name.as_slice(), "{what}");
+                            for a in Attribute::ALL {
+                                let s = b.values[a.index()];
+                                assert_eq!(
+                                    &b.tokens[s.start..s.start + s.len],
+                                    data.value_tokens(person, a).as_slice(),
+                                    "{what}"
+                                );
+                            }
+                            assert_eq!(b.pronoun.is_none(), fullname, "{what}");
+                            let names = b
+                                .tokens
+                                .windows(3)
+                                .filter(|w| *w == name.as_slice())
+                                .count();
+                            assert_eq!(names, if fullname { 6 } else { 1 }, "{what}");
+                            assert!(b.order == [0, 1, 2, 3, 4, 5] || permute, "{what}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn permute_p_gives_p_orders_of_one_set_of_templates() {
     let cfg = BioSConfig {
