@@ -41,6 +41,9 @@ enum Command {
         /// Check the recipe and print the plan, without generating or training.
         #[arg(long)]
         dry_run: bool,
+        /// Continue an unfinished run of the same config from its newest complete checkpoint.
+        #[arg(long)]
+        resume: bool,
     },
     /// Write a dataset (`[dataset.<name>]`, or an experiment's data) with its manifest and ground truth.
     Generate {
@@ -103,6 +106,7 @@ fn real_main() -> Result<()> {
             point,
             runs,
             dry_run,
+            resume,
         } => {
             let ws = recipe::Workspace::load(&cli.workspace)?;
             let sets = sets
@@ -110,7 +114,7 @@ fn real_main() -> Result<()> {
                 .map(|s| recipe::parse_set(s))
                 .collect::<Result<Vec<_>>>()?;
             let points = ws.points(&experiment, &sets)?;
-            run::run_experiment(&experiment, &points, point, &runs, dry_run)
+            run::run_experiment(&experiment, &points, point, &runs, dry_run, resume)
         }
         Command::Generate {
             name,

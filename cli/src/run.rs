@@ -86,6 +86,7 @@ pub fn run_experiment(
     only: Option<usize>,
     runs: &Path,
     dry_run: bool,
+    resume: bool,
 ) -> Result<()> {
     let selected: Vec<&Point> = match only {
         Some(i) => vec![points
@@ -104,7 +105,7 @@ pub fn run_experiment(
             .join(experiment)
             .join(&p.name)
             .join(format!("s{}", p.seed));
-        run_point(experiment, p, &dir)?;
+        run_point(experiment, p, &dir, resume)?;
     }
     Ok(())
 }
@@ -123,7 +124,9 @@ fn write(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
-pub fn run_point(experiment: &str, p: &Point, dir: &Path) -> Result<()> {
+/// Runs one point into `dir`. With `resume`, an unfinished folder of the same config is continued from its newest
+/// complete checkpoint (its dataset is reused when complete); otherwise it is moved aside and the run starts over.
+pub fn run_point(experiment: &str, p: &Point, dir: &Path, resume: bool) -> Result<()> {
     let title = format!("{experiment} / {} / seed {}", p.name, p.seed);
     let resolved = toml::to_string_pretty(&p.config)?;
     if dir.join("DONE").exists() {
@@ -141,7 +144,19 @@ pub fn run_point(experiment: &str, p: &Point, dir: &Path) -> Result<()> {
         info!("{} is finished already (DONE exists): not overwritten; delete the folder to run it again", dir.display());
         return Ok(());
     }
-    if dir.exists() {
+    let resuming = resume
+        && dir.exists()
+        && std::fs::read_to_string(dir.join("config.resolved.toml"))
+            .ok()
+            .as_deref()
+            == Some(resolved.as_str());
+    if resume && dir.exists() && !resuming {
+        info!(
+            "{} holds an unfinished run of another config: it is moved aside, not resumed",
+            dir.display()
+        );
+    }
+    if dir.exists() && !resuming {
         let stamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -167,10 +182,19 @@ pub fn run_point(experiment: &str, p: &Point, dir: &Path) -> Result<()> {
     let t0 = Instant::now();
     let bios = BioS::build(&cfg.data, cfg.seed)?;
     let data_dir = dir.join("data");
-    let manifest = bios.write(&data_dir, |p| {
-        info!("generated {}/{} documents", p.done, p.total)
-    })?;
-    let dataset = Dataset::open(&data_dir)?;
+    let dataset = match Dataset::open(&data_dir) {
+        Ok(d) if resuming => {
+            info!("resuming: reusing the dataset in {}", data_dir.display());
+            d
+        }
+        _ => {
+            bios.write(&data_dir, |p| {
+                info!("generated {}/{} documents", p.done, p.total)
+            })?;
+            Dataset::open(&data_dir)?
+        }
+    };
+    let manifest = dataset.manifest.clone();
     let bio = manifest
         .stream("bio")
         .context("a bioS dataset has a bio stream")?;
@@ -253,6 +277,7 @@ pub fn run_point(experiment: &str, p: &Point, dir: &Path) -> Result<()> {
         cfg.seed,
         dir,
         &device,
+        resume,
     )?;
     info!(
         "trained {} steps ({:.1} exposures) in {:.1}s: loss {:.3} → {:.3}, {:.0} tokens/s",

@@ -47,6 +47,7 @@ fn loss_falls_and_bits_are_positive_and_at_most_the_perfect_recall_bits() {
         4,
         dir.path(),
         &device,
+        false,
     )
     .unwrap();
 

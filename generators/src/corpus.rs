@@ -1011,6 +1011,14 @@ impl<'a> WindowMixer<'a> {
         self.cursors[k].next_window(len)
     }
 
+    /// Draws and drops `windows` windows of `len` tokens: a resumed run replays its data cursor this way and then
+    /// sees exactly the windows the uninterrupted run would have seen.
+    pub fn fast_forward(&mut self, windows: u64, len: usize) {
+        for _ in 0..windows {
+            self.next_window(len);
+        }
+    }
+
     /// A batch as (inputs, targets), each `batch × context`, row-major.
     pub fn next_batch(&mut self, batch: usize, context: usize) -> (Vec<i32>, Vec<i32>) {
         let mut x = Vec::with_capacity(batch * context);

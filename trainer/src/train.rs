@@ -6,8 +6,8 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::module::AutodiffModule;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::module::{AutodiffModule, Module};
+use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 use burn_store::{ModuleSnapshot, SafetensorsStore};
@@ -15,6 +15,7 @@ use physlab_generators::WindowMixer;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{token_nll, Gpt, GptShape};
+use crate::optim::{clip_grad_norm, AdamW};
 use crate::schedule::lr_at;
 
 /// The training part of a recipe. The budget is `exposures` (converted to steps from the dataset's measured
@@ -24,8 +25,10 @@ use crate::schedule::lr_at;
 pub struct TrainConfig {
     /// How many times each person's knowledge is seen: steps = N·E·(tokens per biography) / (batch·context).
     pub exposures: f64,
-    /// A budget in steps instead of exposures (0: use exposures).
+    /// A budget in steps instead of exposures (0: use `tokens` or `exposures`).
     pub steps: usize,
+    /// A budget in training tokens (0: use `exposures`); `steps` wins over it.
+    pub tokens: u64,
     pub batch_size: usize,
     pub context: usize,
     pub lr: f64,
@@ -39,6 +42,12 @@ pub struct TrainConfig {
     pub epsilon: f64,
     /// Steps between metrics lines and progress lines.
     pub log_every: usize,
+    /// Clip gradients to this global L2 norm (0: no clipping).
+    pub grad_clip: f64,
+    /// Steps between complete checkpoints (weights, optimizer moments, step, data cursor); 0: only the final one.
+    pub checkpoint_every: usize,
+    /// Complete step checkpoints kept (the newest ones).
+    pub keep_checkpoints: usize,
 }
 
 impl Default for TrainConfig {
@@ -47,6 +56,7 @@ impl Default for TrainConfig {
         TrainConfig {
             exposures: 100.0,
             steps: 0,
+            tokens: 0,
             batch_size: 16,
             context: 128,
             lr: 1e-3,
@@ -57,6 +67,9 @@ impl Default for TrainConfig {
             beta2: 0.98,
             epsilon: 1e-6,
             log_every: 25,
+            grad_clip: 1.0,
+            checkpoint_every: 1000,
+            keep_checkpoints: 2,
         }
     }
 }
@@ -96,6 +109,15 @@ impl TrainConfig {
         if self.log_every == 0 {
             p.push("train.log_every must be ≥ 1".into());
         }
+        if self.grad_clip.is_nan() || self.grad_clip < 0.0 {
+            p.push(format!(
+                "train.grad_clip = {} must be ≥ 0 (0: off)",
+                self.grad_clip
+            ));
+        }
+        if self.checkpoint_every > 0 && self.keep_checkpoints == 0 {
+            p.push("train.keep_checkpoints must be ≥ 1 when train.checkpoint_every > 0".into());
+        }
         p
     }
 
@@ -111,7 +133,11 @@ impl TrainConfig {
         if self.steps > 0 {
             return self.steps;
         }
-        let tokens = self.exposures * tokens_per_exposure;
+        let tokens = if self.tokens > 0 {
+            self.tokens as f64
+        } else {
+            self.exposures * tokens_per_exposure
+        };
         ((tokens / self.tokens_per_step() as f64).ceil() as usize).max(1)
     }
 
@@ -134,6 +160,8 @@ pub enum TrainError {
     Checkpoint { path: PathBuf, msg: String },
     #[error("config: {0}")]
     Config(String),
+    #[error("cannot resume from {path}: {msg}")]
+    Resume { path: PathBuf, msg: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -151,6 +179,9 @@ pub struct MetricsLine {
     pub exposures: f64,
     pub loss: f64,
     pub lr: f64,
+    /// Global gradient norm before clipping, mean over the interval.
+    #[serde(default)]
+    pub grad_norm: f64,
     pub tokens_per_s: f64,
     pub elapsed_s: f64,
 }
@@ -166,6 +197,8 @@ pub struct TrainOutcome {
     pub wall_s: f64,
     pub tokens_per_s: f64,
     pub checkpoint: PathBuf,
+    /// The step this process started from (0, or the checkpoint it resumed).
+    pub resumed_from: usize,
 }
 
 fn fmt_duration(s: f64) -> String {
@@ -177,7 +210,49 @@ fn fmt_duration(s: f64) -> String {
     }
 }
 
-/// Trains a fresh model of `shape` on `data` and saves it under `run_dir/checkpoints/final`.
+/// What a step checkpoint records besides the weights and the optimizer: enough to continue the same loss curve.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TrainState {
+    /// Steps done.
+    pub step: usize,
+    pub total_steps: usize,
+    pub tokens: u64,
+    /// The data cursor: windows drawn from the mixer so far (a resumed run draws and drops as many).
+    pub windows: u64,
+    /// The logging interval in progress (sum of losses and of gradient norms, steps).
+    pub interval_loss: f64,
+    pub interval_grad_norm: f64,
+    pub interval_n: usize,
+    pub first_loss: f64,
+    pub last_loss: f64,
+    /// Training seconds before this checkpoint (over all processes).
+    pub elapsed_s: f64,
+    pub train: TrainConfig,
+    pub shape: GptShape,
+}
+
+type Optim<B> = burn::optim::adaptor::OptimizerAdaptor<AdamW, Gpt<B>, B>;
+
+/// The newest complete step checkpoint of a run (`checkpoints/step-*/DONE`), if any.
+pub fn newest_checkpoint(run_dir: &Path) -> Option<PathBuf> {
+    let mut steps: Vec<(usize, PathBuf)> = std::fs::read_dir(run_dir.join("checkpoints"))
+        .ok()?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let name = e.file_name().to_string_lossy().to_string();
+            let step = name.strip_prefix("step-")?.parse::<usize>().ok()?;
+            e.path().join("DONE").exists().then(|| (step, e.path()))
+        })
+        .collect();
+    steps.sort();
+    steps.pop().map(|s| s.1)
+}
+
+/// Trains a model of `shape` on windows from `data` and saves it under `run_dir/checkpoints/final`, with a
+/// complete checkpoint every `checkpoint_every` steps. With `resume`, continues from the newest complete step
+/// checkpoint of `run_dir` (if there is one): weights, optimizer moments, step and data cursor are restored, so
+/// the loss curve goes on as if the run had never stopped.
+#[allow(clippy::too_many_arguments)]
 pub fn train<B: AutodiffBackend>(
     cfg: &TrainConfig,
     shape: GptShape,
@@ -186,6 +261,7 @@ pub fn train<B: AutodiffBackend>(
     seed: u64,
     run_dir: &Path,
     device: &B::Device,
+    resume: bool,
 ) -> Result<(Gpt<B::InnerBackend>, TrainOutcome), TrainError> {
     let problems = cfg.problems();
     if !problems.is_empty() {
@@ -195,13 +271,53 @@ pub fn train<B: AutodiffBackend>(
     // burn-flex's seed is process-global: one training per process.
     B::seed(device, seed);
     let mut model: Gpt<B> = shape.init(device);
-    let mut optim = AdamWConfig::new()
-        .with_beta_1(cfg.beta1 as f32)
-        .with_beta_2(cfg.beta2 as f32)
-        .with_epsilon(cfg.epsilon as f32)
-        .with_weight_decay(cfg.weight_decay as f32)
-        .init::<B, Gpt<B>>();
+    let mut optim: Optim<B> = AdamW {
+        beta1: cfg.beta1 as f32,
+        beta2: cfg.beta2 as f32,
+        epsilon: cfg.epsilon as f32,
+        weight_decay: cfg.weight_decay as f32,
+    }
+    .init();
     let warmup = cfg.warmup_steps.min(total / 10 + 1);
+    let (b, t) = (cfg.batch_size, cfg.context);
+
+    let mut st = TrainState {
+        step: 0,
+        total_steps: total,
+        tokens: 0,
+        windows: 0,
+        interval_loss: 0.0,
+        interval_grad_norm: 0.0,
+        interval_n: 0,
+        first_loss: f64::NAN,
+        last_loss: f64::NAN,
+        elapsed_s: 0.0,
+        train: cfg.clone(),
+        shape,
+    };
+    if resume {
+        if let Some(ck) = newest_checkpoint(run_dir) {
+            let (m, o, s) = load_step_checkpoint::<B>(&ck, model, optim, device)?;
+            if s.train != *cfg || s.shape != shape {
+                return Err(TrainError::Resume {
+                    path: ck,
+                    msg: "its train config or model shape differs from this run's".into(),
+                });
+            }
+            model = m;
+            optim = o;
+            data.fast_forward(s.windows, t + 1);
+            tracing::info!(
+                "resumed from {} (step {}/{}, {} windows replayed)",
+                ck.display(),
+                s.step,
+                total,
+                s.windows
+            );
+            st = s;
+        }
+    }
+    let resumed_from = st.step;
 
     let metrics_path = run_dir.join("metrics.jsonl");
     let mut metrics = std::fs::OpenOptions::new()
@@ -211,6 +327,7 @@ pub fn train<B: AutodiffBackend>(
         .map_err(io(&metrics_path))?;
     let bar = if std::io::stderr().is_terminal() {
         let pb = indicatif::ProgressBar::new(total as u64);
+        pb.set_position(st.step as u64);
         pb.set_style(
             indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} eta {eta}")
                 .expect("template"),
@@ -221,17 +338,15 @@ pub fn train<B: AutodiffBackend>(
     };
 
     let start = Instant::now();
-    let (b, t) = (cfg.batch_size, cfg.context);
-    let mut interval_loss = 0.0f64;
-    let mut interval_n = 0usize;
-    let (mut first_loss, mut last_loss) = (f64::NAN, f64::NAN);
-    for step in 0..total {
+    let elapsed_before = st.elapsed_s;
+    for step in st.step..total {
         let lr = lr_at(step, total, cfg.lr, warmup, cfg.min_lr_ratio);
         let (x, y) = data.next_batch(b, t);
+        st.windows += b as u64;
         let x = Tensor::<B, 2, Int>::from_data(TensorData::new(x, [b, t]), device);
         let y = Tensor::<B, 2, Int>::from_data(TensorData::new(y, [b, t]), device);
         let loss = token_nll(model.forward(x), y).mean();
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
         let loss_value: f32 = burn::tensor::ElementConversion::elem(loss.into_scalar());
         if !loss_value.is_finite() {
             return Err(TrainError::NonFinite {
@@ -239,38 +354,45 @@ pub fn train<B: AutodiffBackend>(
                 loss: loss_value,
             });
         }
+        let norm = clip_grad_norm::<B, Gpt<B>>(&model, &mut grads, cfg.grad_clip);
         model = optim.step(lr, model, grads);
-        interval_loss += loss_value as f64;
-        interval_n += 1;
-
+        st.interval_loss += loss_value as f64;
+        st.interval_grad_norm += norm;
+        st.interval_n += 1;
         let done = step + 1;
+        st.step = done;
+        st.tokens = (done * b * t) as u64;
+
         if done % cfg.log_every == 0 || done == total {
-            let mean = interval_loss / interval_n as f64;
-            if first_loss.is_nan() {
-                first_loss = mean;
+            let mean = st.interval_loss / st.interval_n as f64;
+            if st.first_loss.is_nan() {
+                st.first_loss = mean;
             }
-            last_loss = mean;
-            interval_loss = 0.0;
-            interval_n = 0;
-            let elapsed = start.elapsed().as_secs_f64();
-            let tokens = (done * b * t) as u64;
-            let tok_s = tokens as f64 / elapsed;
+            st.last_loss = mean;
+            let elapsed = elapsed_before + start.elapsed().as_secs_f64();
+            let tok_s = ((done - resumed_from) * b * t) as f64 / start.elapsed().as_secs_f64();
             let line = MetricsLine {
                 step: done,
-                tokens,
+                tokens: st.tokens,
                 exposures: cfg.exposures_of(done, tokens_per_exposure),
                 loss: mean,
                 lr,
+                grad_norm: st.interval_grad_norm / st.interval_n as f64,
                 tokens_per_s: tok_s,
                 elapsed_s: elapsed,
             };
+            st.interval_loss = 0.0;
+            st.interval_grad_norm = 0.0;
+            st.interval_n = 0;
             let mut s = serde_json::to_string(&line).expect("json");
             s.push('\n');
             metrics.write_all(s.as_bytes()).map_err(io(&metrics_path))?;
-            let eta = elapsed / done as f64 * (total - done) as f64;
+            let eta = start.elapsed().as_secs_f64() / (done - resumed_from) as f64
+                * (total - done) as f64;
             let msg = format!(
-                "step {done}/{total} ({:.0}%) loss {mean:.3} lr {lr:.2e} tok/s {:.1}k eta {}",
+                "step {done}/{total} ({:.0}%) loss {mean:.3} lr {lr:.2e} |g| {:.2} tok/s {:.1}k eta {}",
                 100.0 * done as f64 / total as f64,
+                line.grad_norm,
                 tok_s / 1000.0,
                 fmt_duration(eta)
             );
@@ -283,27 +405,127 @@ pub fn train<B: AutodiffBackend>(
                 None => tracing::info!("{msg}"),
             }
         }
+        if cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0 && done < total {
+            st.elapsed_s = elapsed_before + start.elapsed().as_secs_f64();
+            save_step_checkpoint(&model, &optim, &st, run_dir, cfg.keep_checkpoints)?;
+        }
     }
     if let Some(pb) = bar {
         pb.finish_and_clear();
     }
     let wall = start.elapsed().as_secs_f64();
     let model = model.valid();
-    let checkpoint = save_checkpoint(&model, &shape, run_dir, total, (total * b * t) as u64)?;
     let tokens = (total * b * t) as u64;
+    let checkpoint = save_checkpoint(&model, &shape, run_dir, total, tokens)?;
     Ok((
         model,
         TrainOutcome {
             steps: total,
             tokens,
             exposures: cfg.exposures_of(total, tokens_per_exposure),
-            first_loss,
-            final_loss: last_loss,
-            wall_s: wall,
-            tokens_per_s: tokens as f64 / wall,
+            first_loss: st.first_loss,
+            final_loss: st.last_loss,
+            wall_s: elapsed_before + wall,
+            tokens_per_s: ((total - resumed_from) * b * t) as f64 / wall,
             checkpoint,
+            resumed_from,
         },
     ))
+}
+
+/// Writes `checkpoints/step-NNNNNNNN/{model.bin, optimizer.bin, state.json, DONE}` through a temporary
+/// folder and a rename (DONE written last), then removes all but the newest `keep` complete step checkpoints.
+pub fn save_step_checkpoint<B: AutodiffBackend>(
+    model: &Gpt<B>,
+    optim: &Optim<B>,
+    st: &TrainState,
+    run_dir: &Path,
+    keep: usize,
+) -> Result<PathBuf, TrainError> {
+    use burn::optim::Optimizer;
+    use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+    let dir = run_dir.join("checkpoints");
+    let name = format!("step-{:08}", st.step);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let dst = dir.join(&name);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    // burn's record keeps each parameter's id, which keys the optimizer's moments: both are written with it.
+    let weights = tmp.join("model");
+    BinFileRecorder::<FullPrecisionSettings>::default()
+        .record(model.clone().into_record(), weights.clone())
+        .map_err(|e| TrainError::Checkpoint {
+            path: weights.clone(),
+            msg: e.to_string(),
+        })?;
+    let opt = tmp.join("optimizer");
+    BinFileRecorder::<FullPrecisionSettings>::default()
+        .record(optim.to_record(), opt.clone())
+        .map_err(|e| TrainError::Checkpoint {
+            path: opt.clone(),
+            msg: e.to_string(),
+        })?;
+    let state = tmp.join("state.json");
+    std::fs::write(&state, serde_json::to_vec_pretty(st).expect("json")).map_err(io(&state))?;
+    let marker = tmp.join("DONE");
+    std::fs::write(&marker, b"").map_err(io(&marker))?;
+    if dst.exists() {
+        std::fs::remove_dir_all(&dst).map_err(io(&dst))?;
+    }
+    std::fs::rename(&tmp, &dst).map_err(io(&dst))?;
+    // Keep the newest `keep` complete step checkpoints; drop older ones and leftovers of interrupted writes.
+    let mut complete: Vec<(usize, PathBuf)> = Vec::new();
+    for e in std::fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
+        let n = e.file_name().to_string_lossy().to_string();
+        if let Some(rest) = n.strip_prefix("step-") {
+            if rest.ends_with(".tmp") {
+                let _ = std::fs::remove_dir_all(e.path());
+            } else if let Ok(k) = rest.parse::<usize>() {
+                if e.path().join("DONE").exists() {
+                    complete.push((k, e.path()));
+                }
+            }
+        }
+    }
+    complete.sort();
+    let drop = complete.len().saturating_sub(keep);
+    for (_, p) in complete.into_iter().take(drop) {
+        std::fs::remove_dir_all(&p).map_err(io(&p))?;
+    }
+    Ok(dst)
+}
+
+/// Loads a step checkpoint into `model` and `optim` (which must have the checkpoint's shape).
+pub fn load_step_checkpoint<B: AutodiffBackend>(
+    dir: &Path,
+    model: Gpt<B>,
+    optim: Optim<B>,
+    device: &B::Device,
+) -> Result<(Gpt<B>, Optim<B>, TrainState), TrainError> {
+    use burn::optim::Optimizer;
+    use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+    let fail = |msg: String| TrainError::Resume {
+        path: dir.to_path_buf(),
+        msg,
+    };
+    if !dir.join("DONE").exists() {
+        return Err(fail("incomplete checkpoint (no DONE marker)".into()));
+    }
+    let sp = dir.join("state.json");
+    let text = std::fs::read(&sp).map_err(io(&sp))?;
+    let st: TrainState =
+        serde_json::from_slice(&text).map_err(|e| fail(format!("state.json: {e}")))?;
+    let model_record = BinFileRecorder::<FullPrecisionSettings>::default()
+        .load(dir.join("model"), device)
+        .map_err(|e| fail(format!("model.bin: {e}")))?;
+    let model = model.load_record(model_record);
+    let record = BinFileRecorder::<FullPrecisionSettings>::default()
+        .load(dir.join("optimizer"), device)
+        .map_err(|e| fail(format!("optimizer.bin: {e}")))?;
+    let optim = optim.load_record(record);
+    Ok((model, optim, st))
 }
 
 /// Writes `checkpoints/final/{model.safetensors, config.json, state.json}` into a temporary folder, then the
