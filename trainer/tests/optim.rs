@@ -19,10 +19,16 @@ fn setup() -> (Two<CpuTrain>, GradientsParams) {
             TensorData::new(vec![1.0f32, -2.0, 0.5, 4.0], [2, 2]),
             &dev,
         )),
-        b: Param::from_tensor(Tensor::from_data(TensorData::new(vec![3.0f32, -1.0], [2]), &dev)),
+        b: Param::from_tensor(Tensor::from_data(
+            TensorData::new(vec![3.0f32, -1.0], [2]),
+            &dev,
+        )),
     };
     // loss = Σ w·cw + Σ b·cb: the gradients are cw = [3, 0, 0, 4] and cb = [0, 12].
-    let cw = Tensor::<CpuTrain, 2>::from_data(TensorData::new(vec![3.0f32, 0.0, 0.0, 4.0], [2, 2]), &dev);
+    let cw = Tensor::<CpuTrain, 2>::from_data(
+        TensorData::new(vec![3.0f32, 0.0, 0.0, 4.0], [2, 2]),
+        &dev,
+    );
     let cb = Tensor::<CpuTrain, 1>::from_data(TensorData::new(vec![0.0f32, 12.0], [2]), &dev);
     let loss = (two.w.val() * cw).sum() + (two.b.val() * cb).sum();
     let grads = GradientsParams::from_grads(loss.backward(), &two);
@@ -60,7 +66,13 @@ fn adamw_decays_only_matrices_and_matches_the_closed_form() {
     }
     .init::<CpuTrain, Two<CpuTrain>>();
     let two = optim.step(0.1, two, grads);
-    let step = |g: f32| if g == 0.0 { 0.0 } else { 0.1 * g / (g.abs() + 1e-6) };
+    let step = |g: f32| {
+        if g == 0.0 {
+            0.0
+        } else {
+            0.1 * g / (g.abs() + 1e-6)
+        }
+    };
     let w0 = [1.0f32, -2.0, 0.5, 4.0];
     let gw = [3.0f32, 0.0, 0.0, 4.0];
     let want_w: Vec<f32> = w0
