@@ -44,6 +44,9 @@ enum Command {
         /// Continue an unfinished run of the same config from its newest complete checkpoint.
         #[arg(long)]
         resume: bool,
+        /// Where to train: cpu (burn-flex) or cuda (needs `--features cuda` and an NVIDIA driver).
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: run::BackendKind,
     },
     /// Write a dataset (`[dataset.<name>]`, or an experiment's data) with its manifest and ground truth.
     Generate {
@@ -107,6 +110,7 @@ fn real_main() -> Result<()> {
             runs,
             dry_run,
             resume,
+            backend,
         } => {
             let ws = recipe::Workspace::load(&cli.workspace)?;
             let sets = sets
@@ -114,7 +118,7 @@ fn real_main() -> Result<()> {
                 .map(|s| recipe::parse_set(s))
                 .collect::<Result<Vec<_>>>()?;
             let points = ws.points(&experiment, &sets)?;
-            run::run_experiment(&experiment, &points, point, &runs, dry_run, resume)
+            run::run_experiment(&experiment, &points, point, &runs, dry_run, resume, backend)
         }
         Command::Generate {
             name,

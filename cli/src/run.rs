@@ -9,11 +9,81 @@ use anyhow::{bail, Context, Result};
 use physlab_eval::{evaluate_bios, render_table, BioSEval};
 use physlab_generators::bios::BioS;
 use physlab_generators::corpus::{mixer, mixture_sources, Corpus, Dataset};
+use physlab_generators::WindowMixer;
+use physlab_trainer::burn::tensor::backend::AutodiffBackend;
 use physlab_trainer::train::train;
-use physlab_trainer::{Cpu, CpuTrain};
+use physlab_trainer::{CpuTrain, GptShape, ParamCounts, TrainOutcome};
 use tracing::info;
 
 use crate::recipe::{Point, RunConfig};
+
+/// Where training and evaluation run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// burn-flex, f32 (the default; needs nothing).
+    Cpu,
+    /// burn-cuda, bf16 (a build with `--features cuda` and an NVIDIA driver).
+    Cuda,
+}
+
+impl BackendKind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            BackendKind::Cpu => "flex (CPU, f32)",
+            BackendKind::Cuda => "cuda (GPU, bf16)",
+        }
+    }
+
+    /// Refuses early, with the reason, when this backend cannot run here.
+    pub fn check(self) -> Result<()> {
+        match self {
+            BackendKind::Cpu => Ok(()),
+            BackendKind::Cuda => physlab_trainer::cuda_available().map_err(anyhow::Error::msg),
+        }
+    }
+}
+
+/// Trains on backend `B` and evaluates on its inner backend.
+#[allow(clippy::too_many_arguments)]
+fn train_eval<B: AutodiffBackend>(
+    cfg: &RunConfig,
+    shape: GptShape,
+    windows: &mut WindowMixer<'_>,
+    tokens_per_exposure: f64,
+    dir: &Path,
+    resume: bool,
+    bios: &BioS,
+    params: ParamCounts,
+) -> Result<(TrainOutcome, BioSEval)> {
+    let device = B::Device::default();
+    let (model, outcome) = train::<B>(
+        &cfg.train,
+        shape,
+        windows,
+        tokens_per_exposure,
+        cfg.seed,
+        dir,
+        &device,
+        resume,
+    )?;
+    info!(
+        "trained {} steps ({:.1} exposures) in {:.1}s: loss {:.3} → {:.3}, {:.0} tokens/s",
+        outcome.steps,
+        outcome.exposures,
+        outcome.wall_s,
+        outcome.first_loss,
+        outcome.final_loss,
+        outcome.tokens_per_s
+    );
+    let t2 = Instant::now();
+    let eval = evaluate_bios::<B::InnerBackend>(&model, bios, params, cfg.eval.batch, &device);
+    info!(
+        "evaluated {} people in {:.1}s",
+        eval.people,
+        t2.elapsed().as_secs_f64()
+    );
+    Ok((outcome, eval))
+}
 
 /// Budget arithmetic for a point, from a sample of its biographies (no files written).
 pub struct Plan {
@@ -87,6 +157,7 @@ pub fn run_experiment(
     runs: &Path,
     dry_run: bool,
     resume: bool,
+    backend: BackendKind,
 ) -> Result<()> {
     let selected: Vec<&Point> = match only {
         Some(i) => vec![points
@@ -100,12 +171,13 @@ pub fn run_experiment(
     if dry_run {
         return Ok(());
     }
+    backend.check()?;
     for p in selected {
         let dir = runs
             .join(experiment)
             .join(&p.name)
             .join(format!("s{}", p.seed));
-        run_point(experiment, p, &dir, resume)?;
+        run_point(experiment, p, &dir, resume, backend)?;
     }
     Ok(())
 }
@@ -126,7 +198,13 @@ fn write(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
 
 /// Runs one point into `dir`. With `resume`, an unfinished folder of the same config is continued from its newest
 /// complete checkpoint (its dataset is reused when complete); otherwise it is moved aside and the run starts over.
-pub fn run_point(experiment: &str, p: &Point, dir: &Path, resume: bool) -> Result<()> {
+pub fn run_point(
+    experiment: &str,
+    p: &Point,
+    dir: &Path,
+    resume: bool,
+    backend: BackendKind,
+) -> Result<()> {
     let title = format!("{experiment} / {} / seed {}", p.name, p.seed);
     let resolved = toml::to_string_pretty(&p.config)?;
     if dir.join("DONE").exists() {
@@ -258,7 +336,7 @@ pub fn run_point(experiment: &str, p: &Point, dir: &Path, resume: bool) -> Resul
         "git_sha": git_sha(),
         "physlab_version": env!("CARGO_PKG_VERSION"),
         "burn_version": "0.21.0",
-        "backend": "flex (CPU)",
+        "backend": backend.describe(),
         "dataset_hash": manifest.dataset_hash,
         "model_shape": shape,
         "params": params,
@@ -268,35 +346,35 @@ pub fn run_point(experiment: &str, p: &Point, dir: &Path, resume: bool) -> Resul
         &dir.join("manifest.json"),
         serde_json::to_vec_pretty(&run_manifest)?,
     )?;
-    let device = Default::default();
-    let (model, outcome) = train::<CpuTrain>(
-        &cfg.train,
-        shape,
-        &mut windows,
-        tokens_per_exposure,
-        cfg.seed,
-        dir,
-        &device,
-        resume,
-    )?;
-    info!(
-        "trained {} steps ({:.1} exposures) in {:.1}s: loss {:.3} → {:.3}, {:.0} tokens/s",
-        outcome.steps,
-        outcome.exposures,
-        outcome.wall_s,
-        outcome.first_loss,
-        outcome.final_loss,
-        outcome.tokens_per_s
-    );
-
-    // 3. Evaluation.
-    let t2 = Instant::now();
-    let eval: BioSEval = evaluate_bios::<Cpu>(&model, &bios, params, cfg.eval.batch, &device);
-    info!(
-        "evaluated {} people in {:.1}s",
-        eval.people,
-        t2.elapsed().as_secs_f64()
-    );
+    // 3. Training and evaluation.
+    let (outcome, eval) = match backend {
+        BackendKind::Cpu => train_eval::<CpuTrain>(
+            cfg,
+            shape,
+            &mut windows,
+            tokens_per_exposure,
+            dir,
+            resume,
+            &bios,
+            params,
+        )?,
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => train_eval::<physlab_trainer::GpuTrain>(
+            cfg,
+            shape,
+            &mut windows,
+            tokens_per_exposure,
+            dir,
+            resume,
+            &bios,
+            params,
+        )?,
+        #[cfg(not(feature = "cuda"))]
+        BackendKind::Cuda => {
+            BackendKind::Cuda.check()?;
+            unreachable!("a build without the cuda feature refuses the cuda backend")
+        }
+    };
     let report = serde_json::json!({
         "experiment": experiment,
         "point": p.name,

@@ -1,21 +1,34 @@
-//! GPT2-ℓ-h (Part 3.3 notation): ℓ layers, h heads, d = 64·h by default; pre-LayerNorm GPT-2 blocks with a GELU
-//! MLP d→4d→d, rotary position embedding (GPT-NeoX style, base 10,000, on a fraction of each head's dims — 1/4 in
-//! the paper), no dropout, tied input/output embedding. Reads top to bottom like nanoGPT's `model.py`.
+//! The model zoo (Part 3.3 §5–9 notation). Every model is a pre-norm decoder-only transformer with ℓ layers and
+//! h heads, d = 64·h by default, causal attention, no dropout; the presets differ in their parts:
+//!
+//! | preset          | positions                  | norm      | feed-forward                    | embedding |
+//! |-----------------|----------------------------|-----------|---------------------------------|-----------|
+//! | `gpt2-ℓ-h`      | rotary (¼ of head dims)    | LayerNorm | GELU MLP d→4d→d                 | tied      |
+//! | `gpt2abs-ℓ-h`   | learned absolute           | LayerNorm | GELU MLP d→4d→d                 | tied      |
+//! | `gpt2mlp1-ℓ-h`  | rotary                     | LayerNorm | GELU MLP d→d→d (GPT2_1/4)       | tied      |
+//! | `gpt2mlp0-ℓ-h`  | rotary                     | LayerNorm | none (GPT2_0)                   | tied      |
+//! | `llama-ℓ-h`     | rotary                     | RMSNorm   | SwiGLU d→h'→d, h' = 8d/3 (÷16)  | untied    |
+//! | `moe-ℓ-h`       | rotary                     | LayerNorm | top-1 of `experts` MLPs d→d→d   | tied      |
+//!
+//! `num_params` and `flops_per_token` sit beside the model (nanoGPT's `get_num_params`, `estimate_mfu`).
 
 use burn::module::Module;
 use burn::nn::{
-    Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+    Embedding, EmbeddingConfig, Initializer, LayerNormConfig, Linear, LinearConfig, RmsNormConfig,
 };
-use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-/// The model part of a recipe. `preset` names a size (`gpt2-4-4`); the other fields override it when non-zero.
+pub use crate::layers::{Attention, Block, Ffn, Mlp, Norm, Rope, SwiGlu};
+use crate::moe::Moe;
+
+/// The model part of a recipe. `preset` names a family and size (`gpt2-4-4`, `llama-2-2`); the other fields
+/// override it when non-zero.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// `gpt2-<layers>-<heads>`: d_model = 64 · heads unless `d_model` is set.
+    /// `<family>-<layers>-<heads>`, family one of gpt2, gpt2abs, gpt2mlp1, gpt2mlp0, llama, moe.
     pub preset: String,
     /// Override of the preset's layer count (0: the preset's).
     pub n_layer: usize,
@@ -28,6 +41,12 @@ pub struct ModelConfig {
     pub rope_base: f64,
     /// Std of the normal initialisation (GPT-2: 0.02).
     pub init_std: f64,
+    /// Mixture of experts: number of experts (Part 3.3: 32).
+    pub experts: usize,
+    /// Mixture of experts: tokens an expert takes, as a multiple of an even share.
+    pub capacity_factor: f64,
+    /// Mixture of experts: weight of the load-balancing loss added to the training loss.
+    pub router_aux_weight: f64,
 }
 
 impl Default for ModelConfig {
@@ -40,43 +59,144 @@ impl Default for ModelConfig {
             rotary_fraction: 0.25,
             rope_base: 10_000.0,
             init_std: 0.02,
+            experts: 32,
+            capacity_factor: 1.25,
+            router_aux_weight: 0.01,
         }
     }
 }
 
-/// Fully resolved shape of a GPT2-rotary model.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Positions {
+    Rotary,
+    Absolute,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NormKind {
+    Layer,
+    Rms,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum FfnKind {
+    None,
+    Gelu {
+        hidden: usize,
+    },
+    SwiGlu {
+        hidden: usize,
+    },
+    Moe {
+        experts: usize,
+        hidden: usize,
+        capacity_factor: f64,
+    },
+}
+
+/// The model families (the first part of a preset's name).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Gpt2,
+    Gpt2abs,
+    Gpt2mlp1,
+    Gpt2mlp0,
+    Llama,
+    Moe,
+}
+
+impl Family {
+    pub const ALL: [Family; 6] = [
+        Family::Gpt2,
+        Family::Gpt2abs,
+        Family::Gpt2mlp1,
+        Family::Gpt2mlp0,
+        Family::Llama,
+        Family::Moe,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Gpt2 => "gpt2",
+            Family::Gpt2abs => "gpt2abs",
+            Family::Gpt2mlp1 => "gpt2mlp1",
+            Family::Gpt2mlp0 => "gpt2mlp0",
+            Family::Llama => "llama",
+            Family::Moe => "moe",
+        }
+    }
+}
+
+/// A model family's parts.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Arch {
+    pub family: Family,
+    pub positions: Positions,
+    pub norm: NormKind,
+    pub ffn: FfnKind,
+    pub tied: bool,
+    /// Biases in the linear layers (GPT-2 yes, LLaMA no).
+    pub bias: bool,
+}
+
+/// Fully resolved shape of a model.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
 pub struct GptShape {
+    pub arch: Arch,
     pub n_layer: usize,
     pub n_head: usize,
     pub d_model: usize,
     pub vocab_size: usize,
     pub context: usize,
-    /// Rotated dims per head (even).
+    /// Rotated dims per head (even; 0 with absolute positions).
     pub rotary_dims: usize,
     pub rope_base: f64,
     pub init_std: f64,
+    pub router_aux_weight: f64,
 }
 
 impl ModelConfig {
-    fn preset_shape(&self) -> Result<(usize, usize), String> {
+    fn preset_parts(&self) -> Result<(Family, usize, usize), String> {
         let parts: Vec<&str> = self.preset.split('-').collect();
+        let usage = || {
+            format!(
+                "model.preset {:?} is not a known preset; expected `<family>-<layers>-<heads>` with family one of {}, e.g. `gpt2-2-2`",
+                self.preset,
+                Family::ALL.map(Family::name).join(", ")
+            )
+        };
         match parts.as_slice() {
-            ["gpt2", l, h] => match (l.parse::<usize>(), h.parse::<usize>()) {
-                (Ok(l), Ok(h)) if l > 0 && h > 0 => Ok((l, h)),
-                _ => Err(format!("model.preset {:?}: layers and heads must be positive integers", self.preset)),
-            },
-            _ => Err(format!("model.preset {:?} is not a known preset; expected `gpt2-<layers>-<heads>`, e.g. `gpt2-2-2`", self.preset)),
+            [f, l, h] => {
+                let family = Family::ALL
+                    .into_iter()
+                    .find(|x| x.name() == *f)
+                    .ok_or_else(usage)?;
+                match (l.parse::<usize>(), h.parse::<usize>()) {
+                    (Ok(l), Ok(h)) if l > 0 && h > 0 => Ok((family, l, h)),
+                    _ => Err(format!(
+                        "model.preset {:?}: layers and heads must be positive integers",
+                        self.preset
+                    )),
+                }
+            }
+            _ => Err(usage()),
         }
     }
 
     /// Every problem with the config (empty when valid).
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
-        if let Err(e) = self.preset_shape() {
-            p.push(e);
-            return p;
-        }
+        let family = match self.preset_parts() {
+            Ok((f, _, _)) => f,
+            Err(e) => {
+                p.push(e);
+                return p;
+            }
+        };
         let (l, h, d) = self.dims();
         if l == 0 || h == 0 {
             p.push("model.n_layer and model.n_head must be ≥ 1".into());
@@ -101,11 +221,22 @@ impl ModelConfig {
         if self.init_std <= 0.0 {
             p.push("model.init_std must be > 0".into());
         }
+        if family == Family::Moe {
+            if self.experts < 2 {
+                p.push("model.experts must be ≥ 2".into());
+            }
+            if self.capacity_factor.is_nan() || self.capacity_factor <= 0.0 {
+                p.push("model.capacity_factor must be > 0".into());
+            }
+            if self.router_aux_weight.is_nan() || self.router_aux_weight < 0.0 {
+                p.push("model.router_aux_weight must be ≥ 0".into());
+            }
+        }
         p
     }
 
     fn dims(&self) -> (usize, usize, usize) {
-        let (pl, ph) = self.preset_shape().unwrap_or((1, 1));
+        let (_, pl, ph) = self.preset_parts().unwrap_or((Family::Gpt2, 1, 1));
         let l = if self.n_layer > 0 { self.n_layer } else { pl };
         let h = if self.n_head > 0 { self.n_head } else { ph };
         let d = if self.d_model > 0 {
@@ -121,21 +252,63 @@ impl ModelConfig {
         r - r % 2
     }
 
+    fn arch(&self, family: Family, d: usize) -> Arch {
+        let gpt2 = |ffn| Arch {
+            family,
+            positions: Positions::Rotary,
+            norm: NormKind::Layer,
+            ffn,
+            tied: true,
+            bias: true,
+        };
+        match family {
+            Family::Gpt2abs => Arch {
+                positions: Positions::Absolute,
+                ..gpt2(FfnKind::Gelu { hidden: 4 * d })
+            },
+            Family::Gpt2mlp1 => gpt2(FfnKind::Gelu { hidden: d }),
+            Family::Gpt2mlp0 => gpt2(FfnKind::None),
+            Family::Llama => Arch {
+                family,
+                positions: Positions::Rotary,
+                norm: NormKind::Rms,
+                ffn: FfnKind::SwiGlu {
+                    hidden: (8 * d / 3).div_ceil(16) * 16,
+                },
+                tied: false,
+                bias: false,
+            },
+            Family::Moe => gpt2(FfnKind::Moe {
+                experts: self.experts,
+                hidden: d,
+                capacity_factor: self.capacity_factor,
+            }),
+            Family::Gpt2 => gpt2(FfnKind::Gelu { hidden: 4 * d }),
+        }
+    }
+
     pub fn shape(&self, vocab_size: usize, context: usize) -> Result<GptShape, String> {
         let p = self.problems();
         if !p.is_empty() {
             return Err(p.join("; "));
         }
+        let (family, _, _) = self.preset_parts()?;
         let (n_layer, n_head, d_model) = self.dims();
+        let arch = self.arch(family, d_model);
         Ok(GptShape {
+            arch,
             n_layer,
             n_head,
             d_model,
             vocab_size,
             context,
-            rotary_dims: self.rotary_dims(d_model / n_head),
+            rotary_dims: match arch.positions {
+                Positions::Rotary => self.rotary_dims(d_model / n_head),
+                Positions::Absolute => 0,
+            },
             rope_base: self.rope_base,
             init_std: self.init_std,
+            router_aux_weight: self.router_aux_weight,
         })
     }
 }
@@ -144,9 +317,9 @@ impl ModelConfig {
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ParamCounts {
     pub total: usize,
-    /// Everything but the (tied) token embedding.
+    /// Everything but the token embedding and, when untied, the output layer.
     pub non_embedding: usize,
-    /// For capacity (SPEC §3): embedding rows only for the tokens that occur in the data.
+    /// For capacity (SPEC §3): embedding (and untied output) rows only for the tokens that occur in the data.
     pub capacity: usize,
 }
 
@@ -155,15 +328,52 @@ impl GptShape {
         self.d_model / self.n_head
     }
 
-    /// Counts from the shape: per block 2 LayerNorms (2·2d), attention qkv (3d²+3d) and out (d²+d), MLP
-    /// (4d²+4d) and (4d²+d); a final LayerNorm (2d); the tied embedding V·d.
+    fn norm_params(&self) -> usize {
+        match self.arch.norm {
+            NormKind::Layer => 2 * self.d_model,
+            NormKind::Rms => self.d_model,
+        }
+    }
+
+    fn linear(&self, i: usize, o: usize) -> usize {
+        i * o + if self.arch.bias { o } else { 0 }
+    }
+
+    /// Parameters of one feed-forward part (and its norm), 0 without one.
+    fn ffn_params(&self) -> usize {
+        let d = self.d_model;
+        match self.arch.ffn {
+            FfnKind::None => 0,
+            FfnKind::Gelu { hidden } => {
+                self.norm_params() + self.linear(d, hidden) + self.linear(hidden, d)
+            }
+            FfnKind::SwiGlu { hidden } => {
+                self.norm_params() + 2 * self.linear(d, hidden) + self.linear(hidden, d)
+            }
+            FfnKind::Moe {
+                experts, hidden, ..
+            } => {
+                // The router has no bias; the experts are GPT-2 MLPs.
+                self.norm_params() + d * experts + experts * (d * hidden + hidden + hidden * d + d)
+            }
+        }
+    }
+
+    /// Counts from the shape: per block a norm, attention (qkv d→3d and out d→d), and the feed-forward part
+    /// with its norm; a final norm; learned positions (T·d) when absolute; the token embedding V·d, and the
+    /// output layer V·d when untied.
     pub fn num_params(&self, used_vocab: usize) -> ParamCounts {
         let d = self.d_model;
         let block =
-            4 * d + (3 * d * d + 3 * d) + (d * d + d) + (4 * d * d + 4 * d) + (4 * d * d + d);
-        let non_embedding = self.n_layer * block + 2 * d;
-        let total = non_embedding + self.vocab_size * d;
-        let capacity = non_embedding + used_vocab.min(self.vocab_size) * d;
+            self.norm_params() + self.linear(d, 3 * d) + self.linear(d, d) + self.ffn_params();
+        let positions = match self.arch.positions {
+            Positions::Absolute => self.context * d,
+            Positions::Rotary => 0,
+        };
+        let non_embedding = self.n_layer * block + self.norm_params() + positions;
+        let tables = if self.arch.tied { 1 } else { 2 };
+        let total = non_embedding + tables * self.vocab_size * d;
+        let capacity = non_embedding + tables * used_vocab.min(self.vocab_size) * d;
         ParamCounts {
             total,
             non_embedding,
@@ -171,11 +381,20 @@ impl GptShape {
         }
     }
 
-    /// Training FLOPs per token (forward + backward = 3 × forward), counting matmuls only: 6·N_nonemb-matmul
-    /// + 6·V·d for the output layer + 12·ℓ·T·d for attention scores (PaLM appendix B / nanoGPT `estimate_mfu`).
+    /// Training FLOPs per token (forward + backward = 3 × forward), counting matmuls only: 6 × the matmul
+    /// parameters a token goes through (one expert of a mixture, plus its router) + 6·V·d for the output layer
+    /// + 12·ℓ·T·d for attention scores (PaLM appendix B / nanoGPT `estimate_mfu`).
     pub fn flops_per_token(&self) -> f64 {
         let d = self.d_model as f64;
-        let matmul_params = self.n_layer as f64 * 12.0 * d * d + self.vocab_size as f64 * d;
+        let ffn = match self.arch.ffn {
+            FfnKind::None => 0.0,
+            FfnKind::Gelu { hidden } => 2.0 * d * hidden as f64,
+            FfnKind::SwiGlu { hidden } => 3.0 * d * hidden as f64,
+            FfnKind::Moe {
+                experts, hidden, ..
+            } => 2.0 * d * hidden as f64 + d * experts as f64,
+        };
+        let matmul_params = self.n_layer as f64 * (4.0 * d * d + ffn) + self.vocab_size as f64 * d;
         6.0 * matmul_params + 12.0 * self.n_layer as f64 * self.context as f64 * d
     }
 
@@ -190,197 +409,134 @@ impl GptShape {
             std: self.init_std / (2.0 * self.n_layer as f64).sqrt(),
         };
         let d = self.d_model;
+        let bias = self.arch.bias;
+        let lin = |i: usize, o: usize, w: &Initializer| {
+            LinearConfig::new(i, o)
+                .with_bias(bias)
+                .with_initializer(w.clone())
+                .init(device)
+        };
+        let norm = || match self.arch.norm {
+            NormKind::Layer => Norm::Layer(LayerNormConfig::new(d).init(device)),
+            NormKind::Rms => Norm::Rms(RmsNormConfig::new(d).init(device)),
+        };
+        let mlp = |hidden: usize| Mlp {
+            fc: lin(d, hidden, &init),
+            proj: lin(hidden, d, &proj_init),
+        };
         let blocks = (0..self.n_layer)
-            .map(|_| Block {
-                ln_1: LayerNormConfig::new(d).init(device),
-                attn: Attention {
-                    qkv: LinearConfig::new(d, 3 * d)
-                        .with_initializer(init.clone())
-                        .init(device),
-                    proj: LinearConfig::new(d, d)
-                        .with_initializer(proj_init.clone())
-                        .init(device),
-                    n_head: self.n_head,
-                    rotary_dims: self.rotary_dims,
-                },
-                ln_2: LayerNormConfig::new(d).init(device),
-                mlp: Mlp {
-                    fc: LinearConfig::new(d, 4 * d)
-                        .with_initializer(init.clone())
-                        .init(device),
-                    proj: LinearConfig::new(4 * d, d)
-                        .with_initializer(proj_init.clone())
-                        .init(device),
-                },
+            .map(|_| {
+                let ffn = match self.arch.ffn {
+                    FfnKind::None => None,
+                    FfnKind::Gelu { hidden } => Some(Ffn::Gelu(mlp(hidden))),
+                    FfnKind::SwiGlu { hidden } => Some(Ffn::SwiGlu(SwiGlu {
+                        gate: lin(d, hidden, &init),
+                        up: lin(d, hidden, &init),
+                        down: lin(hidden, d, &proj_init),
+                    })),
+                    FfnKind::Moe {
+                        experts,
+                        hidden,
+                        capacity_factor,
+                    } => Some(Ffn::Moe(Moe {
+                        router: LinearConfig::new(d, experts)
+                            .with_bias(false)
+                            .with_initializer(init.clone())
+                            .init(device),
+                        experts: (0..experts).map(|_| mlp(hidden)).collect(),
+                        capacity_factor,
+                    })),
+                };
+                Block {
+                    ln_1: norm(),
+                    attn: Attention {
+                        qkv: lin(d, 3 * d, &init),
+                        proj: lin(d, d, &proj_init),
+                        n_head: self.n_head,
+                    },
+                    ln_2: ffn.as_ref().map(|_| norm()),
+                    ffn,
+                }
             })
             .collect();
         Gpt {
             wte: EmbeddingConfig::new(self.vocab_size, d)
-                .with_initializer(init)
+                .with_initializer(init.clone())
                 .init(device),
+            wpe: (self.arch.positions == Positions::Absolute).then(|| {
+                EmbeddingConfig::new(self.context, d)
+                    .with_initializer(init.clone())
+                    .init(device)
+            }),
             blocks,
-            ln_f: LayerNormConfig::new(d).init(device),
+            ln_f: norm(),
+            lm_head: (!self.arch.tied).then(|| {
+                LinearConfig::new(d, self.vocab_size)
+                    .with_bias(false)
+                    .with_initializer(init.clone())
+                    .init(device)
+            }),
             rotary_dims: self.rotary_dims,
             rope_base: self.rope_base,
         }
     }
 }
 
-/// Rotary tables (GPT-NeoX "rotate half" on the first `dims` dims of each head), built for each forward pass
-/// (T·dims values): they hold no state, so nothing about them is saved or trained.
-pub struct Rope<B: Backend> {
-    /// [T, dims]
-    cos: Tensor<B, 2>,
-    sin: Tensor<B, 2>,
-    dims: usize,
-}
-
-impl<B: Backend> Rope<B> {
-    pub fn new(dims: usize, context: usize, base: f64, device: &B::Device) -> Self {
-        let half = dims / 2;
-        let mut cos = Vec::with_capacity(context * dims);
-        let mut sin = Vec::with_capacity(context * dims);
-        for t in 0..context {
-            for i in 0..dims {
-                let inv_freq = base.powf(-2.0 * (i % half.max(1)) as f64 / dims.max(1) as f64);
-                let a = t as f64 * inv_freq;
-                cos.push(a.cos() as f32);
-                sin.push(a.sin() as f32);
-            }
-        }
-        let shape = [context, dims];
-        Rope {
-            cos: Tensor::<B, 1>::from_floats(cos.as_slice(), device).reshape(shape),
-            sin: Tensor::<B, 1>::from_floats(sin.as_slice(), device).reshape(shape),
-            dims,
-        }
-    }
-
-    /// x: [batch, heads, T, head_dim].
-    pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        if self.dims == 0 {
-            return x;
-        }
-        let [_, _, t, hd] = x.dims();
-        let half = self.dims / 2;
-        let rot = x.clone().narrow(3, 0, self.dims);
-        let x1 = rot.clone().narrow(3, 0, half);
-        let x2 = rot.clone().narrow(3, half, half);
-        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-        let cos = self
-            .cos
-            .clone()
-            .narrow(0, 0, t)
-            .reshape([1, 1, t, self.dims]);
-        let sin = self
-            .sin
-            .clone()
-            .narrow(0, 0, t)
-            .reshape([1, 1, t, self.dims]);
-        let out = rot * cos + rotated * sin;
-        if self.dims == hd {
-            out
-        } else {
-            let pass = x.narrow(3, self.dims, hd - self.dims);
-            Tensor::cat(vec![out, pass], 3)
-        }
-    }
-}
-
-#[derive(Module, Debug)]
-pub struct Attention<B: Backend> {
-    qkv: Linear<B>,
-    proj: Linear<B>,
-    n_head: usize,
-    rotary_dims: usize,
-}
-
-impl<B: Backend> Attention<B> {
-    pub fn forward(
-        &self,
-        x: Tensor<B, 3>,
-        rope: &Rope<B>,
-        mask: Tensor<B, 4, Bool>,
-    ) -> Tensor<B, 3> {
-        let [b, t, d] = x.dims();
-        let hd = d / self.n_head;
-        let qkv = self.qkv.forward(x).reshape([b, t, 3, self.n_head, hd]);
-        let split = |i: usize| {
-            qkv.clone()
-                .narrow(2, i, 1)
-                .reshape([b, t, self.n_head, hd])
-                .swap_dims(1, 2)
-        };
-        let (q, k, v) = (rope.apply(split(0)), rope.apply(split(1)), split(2));
-        let scores = q
-            .matmul(k.swap_dims(2, 3))
-            .mul_scalar(1.0 / (hd as f64).sqrt());
-        let att = softmax(scores.mask_fill(mask, f32::NEG_INFINITY), 3);
-        let y = att.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
-        self.proj.forward(y)
-    }
-}
-
-#[derive(Module, Debug)]
-pub struct Mlp<B: Backend> {
-    fc: Linear<B>,
-    proj: Linear<B>,
-}
-
-impl<B: Backend> Mlp<B> {
-    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.proj.forward(gelu(self.fc.forward(x)))
-    }
-}
-
-#[derive(Module, Debug)]
-pub struct Block<B: Backend> {
-    ln_1: LayerNorm<B>,
-    attn: Attention<B>,
-    ln_2: LayerNorm<B>,
-    mlp: Mlp<B>,
-}
-
-impl<B: Backend> Block<B> {
-    pub fn forward(
-        &self,
-        x: Tensor<B, 3>,
-        rope: &Rope<B>,
-        mask: Tensor<B, 4, Bool>,
-    ) -> Tensor<B, 3> {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), rope, mask);
-        x.clone() + self.mlp.forward(self.ln_2.forward(x))
-    }
-}
-
 #[derive(Module, Debug)]
 pub struct Gpt<B: Backend> {
     wte: Embedding<B>,
+    /// Learned absolute positions (`gpt2abs`).
+    wpe: Option<Embedding<B>>,
     blocks: Vec<Block<B>>,
-    ln_f: LayerNorm<B>,
+    ln_f: Norm<B>,
+    /// The output layer when it is not tied to the embedding (`llama`).
+    lm_head: Option<Linear<B>>,
     rotary_dims: usize,
     rope_base: f64,
 }
 
 impl<B: Backend> Gpt<B> {
-    /// Token ids [batch, T] → logits [batch, T, vocab] (output layer tied to the embedding).
+    /// Token ids [batch, T] → logits [batch, T, vocab].
     pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        self.forward_aux(tokens).0
+    }
+
+    /// Logits and, for a mixture of experts, the load-balancing loss summed over layers.
+    pub fn forward_aux(&self, tokens: Tensor<B, 2, Int>) -> (Tensor<B, 3>, Option<Tensor<B, 1>>) {
         let [b, t] = tokens.dims();
         let device = tokens.device();
         let mut x = self.wte.forward(tokens);
+        if let Some(wpe) = &self.wpe {
+            let pos = Tensor::<B, 1, Int>::arange(0..t as i64, &device).reshape([1, t]);
+            x = x + wpe.forward(pos);
+        }
         // true above the diagonal: a position never attends to later ones.
         let mask = Tensor::<B, 2, Bool>::tril_mask([t, t], 0, &device).reshape([1, 1, t, t]);
         let rope = Rope::new(self.rotary_dims, t, self.rope_base, &device);
+        let mut aux: Option<Tensor<B, 1>> = None;
         for block in &self.blocks {
-            x = block.forward(x, &rope, mask.clone());
+            let (y, a) = block.forward(x, &rope, mask.clone());
+            x = y;
+            if let Some(a) = a {
+                aux = Some(match aux {
+                    Some(s) => s + a,
+                    None => a,
+                });
+            }
         }
         let x = self.ln_f.forward(x);
         let [_, _, d] = x.dims();
-        let w = self.wte.weight.val(); // [V, d]
-        let v = w.dims()[0];
-        x.reshape([b * t, d])
-            .matmul(w.transpose())
-            .reshape([b, t, v])
+        let logits = match &self.lm_head {
+            Some(head) => head.forward(x),
+            None => {
+                let w = self.wte.weight.val(); // [V, d]
+                let v = w.dims()[0];
+                x.reshape([b * t, d])
+                    .matmul(w.transpose())
+                    .reshape([b, t, v])
+            }
+        };
+        (logits, aux)
     }
 }
 

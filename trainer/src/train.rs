@@ -182,6 +182,9 @@ pub struct MetricsLine {
     /// Global gradient norm before clipping, mean over the interval.
     #[serde(default)]
     pub grad_norm: f64,
+    /// Mixture of experts: load-balancing loss, mean over the interval (1 = balanced; 0 for other models).
+    #[serde(default)]
+    pub router_loss: f64,
     pub tokens_per_s: f64,
     pub elapsed_s: f64,
 }
@@ -222,6 +225,8 @@ pub struct TrainState {
     /// The logging interval in progress (sum of losses and of gradient norms, steps).
     pub interval_loss: f64,
     pub interval_grad_norm: f64,
+    /// Sum of the mixture-of-experts load-balancing losses over the interval (0 for other models).
+    pub interval_router: f64,
     pub interval_n: usize,
     pub first_loss: f64,
     pub last_loss: f64,
@@ -288,6 +293,7 @@ pub fn train<B: AutodiffBackend>(
         windows: 0,
         interval_loss: 0.0,
         interval_grad_norm: 0.0,
+        interval_router: 0.0,
         interval_n: 0,
         first_loss: f64::NAN,
         last_loss: f64::NAN,
@@ -345,9 +351,21 @@ pub fn train<B: AutodiffBackend>(
         st.windows += b as u64;
         let x = Tensor::<B, 2, Int>::from_data(TensorData::new(x, [b, t]), device);
         let y = Tensor::<B, 2, Int>::from_data(TensorData::new(y, [b, t]), device);
-        let loss = token_nll(model.forward(x), y).mean();
+        let (logits, aux) = model.forward_aux(x);
+        let lm_loss = token_nll(logits, y).mean();
+        // A mixture of experts adds its load-balancing loss; the reported loss is the language-model loss.
+        let (loss, router_value) = match aux {
+            Some(a) => {
+                let r: f32 = burn::tensor::ElementConversion::elem(a.clone().into_scalar());
+                (
+                    lm_loss.clone() + a.mul_scalar(shape.router_aux_weight),
+                    r as f64,
+                )
+            }
+            None => (lm_loss.clone(), 0.0),
+        };
         let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-        let loss_value: f32 = burn::tensor::ElementConversion::elem(loss.into_scalar());
+        let loss_value: f32 = burn::tensor::ElementConversion::elem(lm_loss.into_scalar());
         if !loss_value.is_finite() {
             return Err(TrainError::NonFinite {
                 step,
@@ -358,6 +376,7 @@ pub fn train<B: AutodiffBackend>(
         model = optim.step(lr, model, grads);
         st.interval_loss += loss_value as f64;
         st.interval_grad_norm += norm;
+        st.interval_router += router_value;
         st.interval_n += 1;
         let done = step + 1;
         st.step = done;
@@ -378,11 +397,13 @@ pub fn train<B: AutodiffBackend>(
                 loss: mean,
                 lr,
                 grad_norm: st.interval_grad_norm / st.interval_n as f64,
+                router_loss: st.interval_router / st.interval_n as f64,
                 tokens_per_s: tok_s,
                 elapsed_s: elapsed,
             };
             st.interval_loss = 0.0;
             st.interval_grad_norm = 0.0;
+            st.interval_router = 0.0;
             st.interval_n = 0;
             let mut s = serde_json::to_string(&line).expect("json");
             s.push('\n');

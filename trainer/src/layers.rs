@@ -1,0 +1,203 @@
+//! The pieces the model zoo is built from: normalisation (LayerNorm, RMSNorm), causal self-attention with rotary
+//! position embedding, and the feed-forward variants (GELU MLP d→h→d, SwiGLU gated MLP, a top-1 mixture of
+//! experts in [`crate::moe`]).
+
+use burn::module::Module;
+use burn::nn::{LayerNorm, Linear, RmsNorm};
+use burn::tensor::activation::{gelu, silu, softmax};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Tensor};
+
+use crate::moe::Moe;
+
+/// LayerNorm (GPT-2) or RMSNorm (LLaMA).
+#[derive(Module, Debug)]
+pub enum Norm<B: Backend> {
+    Layer(LayerNorm<B>),
+    Rms(RmsNorm<B>),
+}
+
+impl<B: Backend> Norm<B> {
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        match self {
+            Norm::Layer(n) => n.forward(x),
+            Norm::Rms(n) => n.forward(x),
+        }
+    }
+}
+
+/// Rotary tables (GPT-NeoX "rotate half" on the first `dims` dims of each head), built for each forward pass
+/// (T·dims values): they hold no state, so nothing about them is saved or trained.
+pub struct Rope<B: Backend> {
+    /// [T, dims]
+    cos: Tensor<B, 2>,
+    sin: Tensor<B, 2>,
+    dims: usize,
+}
+
+impl<B: Backend> Rope<B> {
+    pub fn new(dims: usize, context: usize, base: f64, device: &B::Device) -> Self {
+        let half = dims / 2;
+        let mut cos = Vec::with_capacity(context * dims);
+        let mut sin = Vec::with_capacity(context * dims);
+        for t in 0..context {
+            for i in 0..dims {
+                let inv_freq = base.powf(-2.0 * (i % half.max(1)) as f64 / dims.max(1) as f64);
+                let a = t as f64 * inv_freq;
+                cos.push(a.cos() as f32);
+                sin.push(a.sin() as f32);
+            }
+        }
+        let shape = [context, dims.max(1)];
+        if dims == 0 {
+            cos = vec![1.0; context];
+            sin = vec![0.0; context];
+        }
+        Rope {
+            cos: Tensor::<B, 1>::from_floats(cos.as_slice(), device).reshape(shape),
+            sin: Tensor::<B, 1>::from_floats(sin.as_slice(), device).reshape(shape),
+            dims,
+        }
+    }
+
+    /// x: [batch, heads, T, head_dim].
+    pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        if self.dims == 0 {
+            return x;
+        }
+        let [_, _, t, hd] = x.dims();
+        let half = self.dims / 2;
+        let rot = x.clone().narrow(3, 0, self.dims);
+        let x1 = rot.clone().narrow(3, 0, half);
+        let x2 = rot.clone().narrow(3, half, half);
+        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+        let cos = self
+            .cos
+            .clone()
+            .narrow(0, 0, t)
+            .reshape([1, 1, t, self.dims]);
+        let sin = self
+            .sin
+            .clone()
+            .narrow(0, 0, t)
+            .reshape([1, 1, t, self.dims]);
+        let out = rot * cos + rotated * sin;
+        if self.dims == hd {
+            out
+        } else {
+            let pass = x.narrow(3, self.dims, hd - self.dims);
+            Tensor::cat(vec![out, pass], 3)
+        }
+    }
+}
+
+/// Causal multi-head self-attention: one qkv projection, rotary on q and k, softmax over earlier positions.
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    pub qkv: Linear<B>,
+    pub proj: Linear<B>,
+    pub n_head: usize,
+}
+
+impl<B: Backend> Attention<B> {
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        rope: &Rope<B>,
+        mask: Tensor<B, 4, Bool>,
+    ) -> Tensor<B, 3> {
+        let [b, t, d] = x.dims();
+        let hd = d / self.n_head;
+        let qkv = self.qkv.forward(x).reshape([b, t, 3, self.n_head, hd]);
+        let split = |i: usize| {
+            qkv.clone()
+                .narrow(2, i, 1)
+                .reshape([b, t, self.n_head, hd])
+                .swap_dims(1, 2)
+        };
+        let (q, k, v) = (rope.apply(split(0)), rope.apply(split(1)), split(2));
+        let scores = q
+            .matmul(k.swap_dims(2, 3))
+            .mul_scalar(1.0 / (hd as f64).sqrt());
+        let att = softmax(scores.mask_fill(mask, f32::NEG_INFINITY), 3);
+        let y = att.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
+        self.proj.forward(y)
+    }
+}
+
+/// GPT-2 MLP: d → h → d with GELU (h = 4d; GPT2_1/4 has h = d).
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    pub fc: Linear<B>,
+    pub proj: Linear<B>,
+}
+
+impl<B: Backend> Mlp<B> {
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.proj.forward(gelu(self.fc.forward(x)))
+    }
+}
+
+/// LLaMA's gated MLP: down(silu(gate(x)) ⊙ up(x)), no biases.
+#[derive(Module, Debug)]
+pub struct SwiGlu<B: Backend> {
+    pub gate: Linear<B>,
+    pub up: Linear<B>,
+    pub down: Linear<B>,
+}
+
+impl<B: Backend> SwiGlu<B> {
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.down
+            .forward(silu(self.gate.forward(x.clone())) * self.up.forward(x))
+    }
+}
+
+/// The feed-forward part of a block.
+#[derive(Module, Debug)]
+pub enum Ffn<B: Backend> {
+    Gelu(Mlp<B>),
+    SwiGlu(SwiGlu<B>),
+    Moe(Moe<B>),
+}
+
+impl<B: Backend> Ffn<B> {
+    /// The output and, for a mixture of experts, its load-balancing loss.
+    pub fn forward(&self, x: Tensor<B, 3>) -> (Tensor<B, 3>, Option<Tensor<B, 1>>) {
+        match self {
+            Ffn::Gelu(m) => (m.forward(x), None),
+            Ffn::SwiGlu(m) => (m.forward(x), None),
+            Ffn::Moe(m) => {
+                let (y, aux) = m.forward(x);
+                (y, Some(aux))
+            }
+        }
+    }
+}
+
+/// A pre-norm transformer block; `ffn: None` is GPT2_0 (attention only).
+#[derive(Module, Debug)]
+pub struct Block<B: Backend> {
+    pub ln_1: Norm<B>,
+    pub attn: Attention<B>,
+    pub ln_2: Option<Norm<B>>,
+    pub ffn: Option<Ffn<B>>,
+}
+
+impl<B: Backend> Block<B> {
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        rope: &Rope<B>,
+        mask: Tensor<B, 4, Bool>,
+    ) -> (Tensor<B, 3>, Option<Tensor<B, 1>>) {
+        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), rope, mask);
+        match (&self.ln_2, &self.ffn) {
+            (Some(ln), Some(ffn)) => {
+                let (y, aux) = ffn.forward(ln.forward(x.clone()));
+                (x + y, aux)
+            }
+            _ => (x, None),
+        }
+    }
+}
