@@ -20,11 +20,17 @@ use toml::{Table, Value};
 pub struct EvalConfig {
     /// People per forward pass.
     pub batch: usize,
+    /// Also evaluate the trained model with its weights quantized (post-training, per output channel):
+    /// `["int8", "int4"]`.
+    pub quantize: Vec<physlab_trainer::quant::Quant>,
 }
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        EvalConfig { batch: 64 }
+        EvalConfig {
+            batch: 64,
+            quantize: Vec::new(),
+        }
     }
 }
 

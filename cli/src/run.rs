@@ -11,6 +11,7 @@ use physlab_generators::bios::BioS;
 use physlab_generators::corpus::{mixer, mixture_sources, Corpus, Dataset};
 use physlab_generators::WindowMixer;
 use physlab_trainer::burn::tensor::backend::AutodiffBackend;
+use physlab_trainer::quant::{quantize, Quant};
 use physlab_trainer::train::train;
 use physlab_trainer::{CpuTrain, GptShape, ParamCounts, TrainOutcome};
 use tracing::info;
@@ -54,7 +55,7 @@ fn train_eval<B: AutodiffBackend>(
     resume: bool,
     bios: &BioS,
     params: ParamCounts,
-) -> Result<(TrainOutcome, BioSEval)> {
+) -> Result<(TrainOutcome, BioSEval, Vec<(Quant, BioSEval)>)> {
     let device = B::Device::default();
     let (model, outcome) = train::<B>(
         &cfg.train,
@@ -82,7 +83,20 @@ fn train_eval<B: AutodiffBackend>(
         eval.people,
         t2.elapsed().as_secs_f64()
     );
-    Ok((outcome, eval))
+    let mut quantized = Vec::new();
+    for &q in &cfg.eval.quantize {
+        let qm = quantize(model.clone(), q);
+        let e = evaluate_bios::<B::InnerBackend>(&qm, bios, params, cfg.eval.batch, &device);
+        info!(
+            "{}: {:.0} bits, R = {:.4} (unquantized {:.0} bits)",
+            q.name(),
+            e.bits,
+            e.capacity_ratio,
+            eval.bits
+        );
+        quantized.push((q, e));
+    }
+    Ok((outcome, eval, quantized))
 }
 
 /// Budget arithmetic for a point, from a sample of its biographies (no files written).
@@ -347,7 +361,7 @@ pub fn run_point(
         serde_json::to_vec_pretty(&run_manifest)?,
     )?;
     // 3. Training and evaluation.
-    let (outcome, eval) = match backend {
+    let (outcome, eval, quantized) = match backend {
         BackendKind::Cpu => train_eval::<CpuTrain>(
             cfg,
             shape,
@@ -382,10 +396,24 @@ pub fn run_point(
         "exposures": outcome.exposures,
         "train": outcome,
         "bios": eval,
+        "quantized": quantized
+            .iter()
+            .map(|(q, e)| (q.name().to_string(), serde_json::to_value(e).expect("json")))
+            .collect::<serde_json::Map<_, _>>(),
         "wall_s": started.elapsed().as_secs_f64(),
     });
     write(&dir.join("eval.json"), serde_json::to_vec_pretty(&report)?)?;
-    let table = render_table(&title, &eval, outcome.exposures);
+    let mut table = render_table(&title, &eval, outcome.exposures);
+    for (q, e) in &quantized {
+        table.push_str(&format!(
+            "\n{:<36}{:.0} bits, R = {:.4} (p1 {:.3}, p2 {:.3})",
+            format!("quantized {}", q.name()),
+            e.bits,
+            e.capacity_ratio,
+            e.loss_name,
+            e.loss_value
+        ));
+    }
     write(&dir.join("table.txt"), &table)?;
     write(&dir.join("DONE"), b"")?;
     println!("{table}");

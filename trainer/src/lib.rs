@@ -5,6 +5,7 @@ pub mod layers;
 pub mod model;
 pub mod moe;
 pub mod optim;
+pub mod quant;
 pub mod schedule;
 pub mod train;
 
