@@ -52,6 +52,9 @@ impl RunConfig {
         let mut p = self.data.problems();
         p.extend(self.model.problems());
         p.extend(self.train.problems());
+        if !self.train.streams.is_empty() && self.train.steps == 0 && self.train.tokens == 0 {
+            p.push("train.streams chooses the training data: give its budget as train.steps or train.tokens (exposures count the biographies)".into());
+        }
         if self.eval.batch == 0 {
             p.push("eval.batch must be ≥ 1".into());
         }

@@ -6,9 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
+use physlab_eval::qa::{evaluate_qa, render_qa, QaEval};
 use physlab_eval::{evaluate_bios, render_table, BioSEval};
 use physlab_generators::bios::BioS;
-use physlab_generators::corpus::{mixer, mixture_sources, Corpus, Dataset};
+use physlab_generators::corpus::TokenStream;
+use physlab_generators::corpus::{mixer, mixture_sources, named_sources, Corpus, Dataset};
+use physlab_generators::people::Attribute;
 use physlab_generators::WindowMixer;
 use physlab_trainer::burn::tensor::backend::AutodiffBackend;
 use physlab_trainer::quant::{quantize, Quant};
@@ -55,7 +58,8 @@ fn train_eval<B: AutodiffBackend>(
     resume: bool,
     bios: &BioS,
     params: ParamCounts,
-) -> Result<(TrainOutcome, BioSEval, Vec<(Quant, BioSEval)>)> {
+    qa_streams: &[TokenStream],
+) -> Result<(TrainOutcome, BioSEval, Vec<(Quant, BioSEval)>, Vec<QaEval>)> {
     let device = B::Device::default();
     let (model, outcome) = train::<B>(
         &cfg.train,
@@ -96,7 +100,23 @@ fn train_eval<B: AutodiffBackend>(
         );
         quantized.push((q, e));
     }
-    Ok((outcome, eval, quantized))
+    let attribute = |i: usize| Attribute::ALL[i % 6].name().to_string();
+    let qa: Vec<QaEval> = qa_streams
+        .iter()
+        .map(|s| {
+            let t = Instant::now();
+            let e = evaluate_qa::<B::InnerBackend>(&model, s, attribute, cfg.eval.batch, &device);
+            info!(
+                "QA by generation on {}: {:.1}% of {} questions in {:.1}s",
+                s.name,
+                100.0 * e.accuracy,
+                e.questions,
+                t.elapsed().as_secs_f64()
+            );
+            e
+        })
+        .collect();
+    Ok((outcome, eval, quantized, qa))
 }
 
 /// Budget arithmetic for a point, from a sample of its biographies (no files written).
@@ -303,7 +323,15 @@ pub fn run_point(
         manifest.fact("perfect_bits_per_person").unwrap_or(f64::NAN),
         t0.elapsed().as_secs_f64()
     );
-    let sources = mixture_sources(&dataset, Some(&bios))?;
+    let sources = if cfg.train.streams.is_empty() {
+        mixture_sources(&dataset, Some(&bios))?
+    } else {
+        info!(
+            "training on the streams {:?} in equal shares",
+            cfg.train.streams
+        );
+        named_sources(&dataset, Some(&bios), &cfg.train.streams)?
+    };
     let mut windows = mixer(&sources, cfg.seed)?;
     let tokens_per_exposure = manifest.tokens_for_exposures(1.0);
     let longest = (0..bios.n_people())
@@ -361,7 +389,12 @@ pub fn run_point(
         serde_json::to_vec_pretty(&run_manifest)?,
     )?;
     // 3. Training and evaluation.
-    let (outcome, eval, quantized) = match backend {
+    let qa_streams: Vec<TokenStream> = ["qa_train", "qa_test"]
+        .iter()
+        .filter(|n| manifest.stream(n).is_some())
+        .map(|n| dataset.load(n))
+        .collect::<Result<_, _>>()?;
+    let (outcome, eval, quantized, qa) = match backend {
         BackendKind::Cpu => train_eval::<CpuTrain>(
             cfg,
             shape,
@@ -371,6 +404,7 @@ pub fn run_point(
             resume,
             &bios,
             params,
+            &qa_streams,
         )?,
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => train_eval::<physlab_trainer::GpuTrain>(
@@ -382,6 +416,7 @@ pub fn run_point(
             resume,
             &bios,
             params,
+            &qa_streams,
         )?,
         #[cfg(not(feature = "cuda"))]
         BackendKind::Cuda => {
@@ -396,6 +431,7 @@ pub fn run_point(
         "exposures": outcome.exposures,
         "train": outcome,
         "bios": eval,
+        "qa": qa,
         "quantized": quantized
             .iter()
             .map(|(q, e)| (q.name().to_string(), serde_json::to_value(e).expect("json")))
@@ -404,6 +440,7 @@ pub fn run_point(
     });
     write(&dir.join("eval.json"), serde_json::to_vec_pretty(&report)?)?;
     let mut table = render_table(&title, &eval, outcome.exposures);
+    table.push_str(&render_qa(&qa));
     for (q, e) in &quantized {
         table.push_str(&format!(
             "\n{:<36}{:.0} bits, R = {:.4} (p1 {:.3}, p2 {:.3})",

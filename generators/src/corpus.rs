@@ -866,17 +866,18 @@ impl Dataset {
 pub trait DocSource: Sync {
     /// Documents in one pass (the shuffle cycle).
     fn cycle(&self) -> u64;
-    /// Appends document `pass · cycle + i` (`i < cycle`) to `out`: a stored stream ignores `pass`, a generated
-    /// one renders a fresh emission.
-    fn doc(&self, pass: u64, i: u64, out: &mut Vec<u32>);
+    /// Appends document `pass · cycle + i` (`i < cycle`) to `out` and returns its prompt length (0 for plain
+    /// text): a stored stream ignores `pass`, a generated one renders a fresh emission.
+    fn doc(&self, pass: u64, i: u64, out: &mut Vec<u32>) -> u32;
 }
 
 impl DocSource for TokenStream {
     fn cycle(&self) -> u64 {
         self.documents() as u64
     }
-    fn doc(&self, _pass: u64, i: u64, out: &mut Vec<u32>) {
+    fn doc(&self, _pass: u64, i: u64, out: &mut Vec<u32>) -> u32 {
         out.extend_from_slice(self.document(i as usize));
+        self.prompts.as_ref().map_or(0, |p| p[i as usize])
     }
 }
 
@@ -891,8 +892,8 @@ impl DocSource for Generated<'_> {
     fn cycle(&self) -> u64 {
         self.cycle
     }
-    fn doc(&self, pass: u64, i: u64, out: &mut Vec<u32>) {
-        self.corpus.render(self.stream, pass * self.cycle + i, out);
+    fn doc(&self, pass: u64, i: u64, out: &mut Vec<u32>) -> u32 {
+        self.corpus.render(self.stream, pass * self.cycle + i, out)
     }
 }
 
@@ -907,6 +908,8 @@ pub struct SourceCursor<'a> {
     pub next: u64,
     perm: Permutation,
     buffer: Vec<u32>,
+    /// Per buffered token: false for a question's prompt tokens (not a target when training on answers).
+    counted: Vec<bool>,
 }
 
 impl<'a> SourceCursor<'a> {
@@ -920,10 +923,17 @@ impl<'a> SourceCursor<'a> {
             next: 0,
             perm,
             buffer: Vec::new(),
+            counted: Vec::new(),
         }
     }
 
     pub fn next_window(&mut self, len: usize) -> Vec<u32> {
+        self.next_window_counted(len).0
+    }
+
+    /// The next window and, per token, whether it counts as a target when training on answers only (prompt
+    /// tokens of questions do not; answers, plain text and the `<eot>` after a document do).
+    pub fn next_window_counted(&mut self, len: usize) -> (Vec<u32>, Vec<bool>) {
         while self.buffer.len() < len {
             if self.next == self.source.cycle() {
                 self.pass += 1;
@@ -937,12 +947,17 @@ impl<'a> SourceCursor<'a> {
             }
             let d = self.perm.apply(self.next);
             self.next += 1;
-            self.source.doc(self.pass, d, &mut self.buffer);
+            let start = self.buffer.len();
+            let prompt = self.source.doc(self.pass, d, &mut self.buffer) as usize;
             self.buffer.push(EOT);
+            let n = self.buffer.len() - start;
+            self.counted.extend((0..n).map(|k| k >= prompt.min(n)));
         }
         let w = self.buffer[..len].to_vec();
+        let c = self.counted[..len].to_vec();
         self.buffer.drain(..len - 1);
-        w
+        self.counted.drain(..len - 1);
+        (w, c)
     }
 }
 
@@ -997,6 +1012,11 @@ impl<'a> WindowMixer<'a> {
     }
 
     pub fn next_window(&mut self, len: usize) -> Vec<u32> {
+        self.next_window_counted(len).0
+    }
+
+    /// The next window with its per-token target flags (see [`SourceCursor::next_window_counted`]).
+    pub fn next_window_counted(&mut self, len: usize) -> (Vec<u32>, Vec<bool>) {
         let k = if self.cursors.len() == 1 {
             0
         } else {
@@ -1008,7 +1028,7 @@ impl<'a> WindowMixer<'a> {
         };
         self.windows += 1;
         self.per_source[k] += 1;
-        self.cursors[k].next_window(len)
+        self.cursors[k].next_window_counted(len)
     }
 
     /// Draws and drops `windows` windows of `len` tokens: a resumed run replays its data cursor this way and then
@@ -1021,14 +1041,27 @@ impl<'a> WindowMixer<'a> {
 
     /// A batch as (inputs, targets), each `batch × context`, row-major.
     pub fn next_batch(&mut self, batch: usize, context: usize) -> (Vec<i32>, Vec<i32>) {
+        let (x, y, _) = self.next_batch_masked(batch, context);
+        (x, y)
+    }
+
+    /// A batch as (inputs, targets, target weights): a weight is 0 for a target inside a question's prompt and
+    /// 1 otherwise (answers, plain text, `<eot>`), for training on answers only.
+    pub fn next_batch_masked(
+        &mut self,
+        batch: usize,
+        context: usize,
+    ) -> (Vec<i32>, Vec<i32>, Vec<f32>) {
         let mut x = Vec::with_capacity(batch * context);
         let mut y = Vec::with_capacity(batch * context);
+        let mut m = Vec::with_capacity(batch * context);
         for _ in 0..batch {
-            let w = self.next_window(context + 1);
+            let (w, c) = self.next_window_counted(context + 1);
             x.extend(w[..context].iter().map(|&t| t as i32));
             y.extend(w[1..].iter().map(|&t| t as i32));
+            m.extend(c[1..].iter().map(|&k| if k { 1.0f32 } else { 0.0 }));
         }
-        (x, y)
+        (x, y, m)
     }
 
     /// Passes completed by the first source (epochs of the main data).
@@ -1050,7 +1083,7 @@ impl DocSource for MixSource<'_> {
             MixSource::Generated(g) => g.cycle(),
         }
     }
-    fn doc(&self, pass: u64, i: u64, out: &mut Vec<u32>) {
+    fn doc(&self, pass: u64, i: u64, out: &mut Vec<u32>) -> u32 {
         match self {
             MixSource::Stored(s) => s.doc(pass, i, out),
             MixSource::Generated(g) => g.doc(pass, i, out),
@@ -1098,6 +1131,50 @@ pub fn mixture_sources<'a>(
             })
         };
         out.push((src, m.weight));
+    }
+    Ok(out)
+}
+
+/// Sources for the named streams in equal shares (instead of the dataset's own mixture), e.g. `["qa_train"]`
+/// for QA finetuning.
+pub fn named_sources<'a>(
+    ds: &Dataset,
+    corpus: Option<&'a dyn Corpus>,
+    names: &[String],
+) -> Result<Vec<(MixSource<'a>, f64)>, GenError> {
+    let mut out = Vec::new();
+    for name in names {
+        let info = ds.manifest.stream(name).ok_or_else(|| GenError::Dataset {
+            path: ds.dir.clone(),
+            msg: format!(
+                "no stream {name:?} to train on; the dataset has {}",
+                ds.manifest
+                    .streams
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })?;
+        let src = if info.materialized {
+            MixSource::Stored(ds.load(name)?)
+        } else {
+            let c = corpus.ok_or_else(|| GenError::Dataset {
+                path: ds.dir.clone(),
+                msg: format!("stream {name:?} is generated while training: the corpus is needed"),
+            })?;
+            let stream = c
+                .streams()
+                .iter()
+                .position(|s| &s.name == name)
+                .expect("the manifest's streams are the corpus's");
+            MixSource::Generated(Generated {
+                corpus: c,
+                stream,
+                cycle: info.documents,
+            })
+        };
+        out.push((src, 1.0));
     }
     Ok(out)
 }

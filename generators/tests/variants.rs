@@ -628,3 +628,47 @@ fn bad_configs_report_every_problem() {
     let err = BioS::build(&cfg, 0).err().unwrap().to_string();
     assert!(err.contains("data.people") && err.contains("data.tasks[1].hint"));
 }
+
+/// Training on answers only: in QA windows the targets inside a prompt weigh 0 and the answer's tokens, its `.`
+/// and the `<eot>` after it weigh 1; biography windows weigh 1 everywhere.
+#[test]
+fn answer_masks_cover_exactly_the_answers() {
+    let data = BioS::build(&rich(100), 2).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    data.write(dir.path(), |_| {}).unwrap();
+    let ds = Dataset::open(dir.path()).unwrap();
+    let names = vec!["qa_train".to_string(), "bio".to_string()];
+    let sources = physlab_generators::corpus::named_sources(&ds, Some(&data), &names).unwrap();
+    let mut w = mixer(&sources, 3).unwrap();
+    let id = |s: &str| data.tokenizer.id(s).unwrap() as i32;
+    let (answer, colon, dot) = (id("Answer"), id(":"), id("."));
+    let (mut answers_seen, mut prompts_seen) = (0, 0);
+    for _ in 0..50 {
+        let before = w.per_source.clone();
+        let (x, y, m) = w.next_batch_masked(1, 96);
+        let qa = w.per_source[0] > before[0];
+        for k in 0..96 {
+            if !qa {
+                assert_eq!(m[k], 1.0, "biographies count everywhere");
+                continue;
+            }
+            if y[k] == answer {
+                assert_eq!(m[k], 0.0, "the prompt is not a target");
+                prompts_seen += 1;
+            }
+            // The first answer token follows `Answer :`.
+            if k >= 1 && x[k] == colon && x[k - 1] == answer {
+                assert_eq!(m[k], 1.0, "the answer is a target");
+                answers_seen += 1;
+            }
+            if y[k] == 0 {
+                assert_eq!(m[k], 1.0, "<eot> after an answer is a target");
+                assert_eq!(x[k], dot, "an answer ends with `.`");
+            }
+        }
+    }
+    assert!(
+        answers_seen > 20 && prompts_seen > 20,
+        "{answers_seen} {prompts_seen}"
+    );
+}

@@ -11,7 +11,7 @@ pub mod train;
 
 pub use burn;
 pub use model::{Gpt, GptShape, ModelConfig, ParamCounts};
-pub use train::{TrainConfig, TrainError, TrainOutcome};
+pub use train::{LossOn, TrainConfig, TrainError, TrainOutcome};
 
 /// The default CPU backend.
 pub type Cpu = burn::backend::Flex;

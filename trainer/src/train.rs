@@ -48,6 +48,21 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     /// Complete step checkpoints kept (the newest ones).
     pub keep_checkpoints: usize,
+    /// Which targets the loss counts: every token, or only answers (a question's prompt is not a target).
+    pub loss_on: LossOn,
+    /// Start from the weights of a finished checkpoint folder (`…/checkpoints/final`) instead of a fresh
+    /// initialisation: finetuning. Empty: train from scratch.
+    pub init_from: String,
+    /// Train on these streams of the dataset, in equal shares of windows (e.g. `["qa_train"]` for QA
+    /// finetuning). Empty: the dataset's own mixture.
+    pub streams: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LossOn {
+    All,
+    Answers,
 }
 
 impl Default for TrainConfig {
@@ -70,6 +85,9 @@ impl Default for TrainConfig {
             grad_clip: 1.0,
             checkpoint_every: 1000,
             keep_checkpoints: 2,
+            loss_on: LossOn::All,
+            init_from: String::new(),
+            streams: Vec::new(),
         }
     }
 }
@@ -275,7 +293,20 @@ pub fn train<B: AutodiffBackend>(
     let total = cfg.total_steps(tokens_per_exposure);
     // burn-flex's seed is process-global: one training per process.
     B::seed(device, seed);
-    let mut model: Gpt<B> = shape.init(device);
+    let mut model: Gpt<B> = if cfg.init_from.is_empty() {
+        shape.init(device)
+    } else {
+        let dir = Path::new(&cfg.init_from);
+        let (m, s) = load_checkpoint::<B>(dir, device)?;
+        if s != shape {
+            return Err(TrainError::Config(format!(
+                "train.init_from = {}: its model shape differs from this run's ({s:?} vs {shape:?})",
+                dir.display()
+            )));
+        }
+        tracing::info!("initialised from {}", dir.display());
+        m
+    };
     let mut optim: Optim<B> = AdamW {
         beta1: cfg.beta1 as f32,
         beta2: cfg.beta2 as f32,
@@ -347,12 +378,21 @@ pub fn train<B: AutodiffBackend>(
     let elapsed_before = st.elapsed_s;
     for step in st.step..total {
         let lr = lr_at(step, total, cfg.lr, warmup, cfg.min_lr_ratio);
-        let (x, y) = data.next_batch(b, t);
+        let (x, y, w) = data.next_batch_masked(b, t);
         st.windows += b as u64;
         let x = Tensor::<B, 2, Int>::from_data(TensorData::new(x, [b, t]), device);
         let y = Tensor::<B, 2, Int>::from_data(TensorData::new(y, [b, t]), device);
         let (logits, aux) = model.forward_aux(x);
-        let lm_loss = token_nll(logits, y).mean();
+        let nll = token_nll(logits, y);
+        let lm_loss = match cfg.loss_on {
+            LossOn::All => nll.mean(),
+            LossOn::Answers => {
+                // Mean over the answer tokens of the batch (a batch with none gives 0).
+                let n = w.iter().sum::<f32>().max(1.0);
+                let w = Tensor::<B, 2>::from_data(TensorData::new(w, [b, t]), device);
+                (nll * w).sum().div_scalar(n)
+            }
+        };
         // A mixture of experts adds its load-balancing loss; the reported loss is the language-model loss.
         let (loss, router_value) = match aux {
             Some(a) => {
