@@ -8,6 +8,7 @@ use burn::tensor::activation::{gelu, silu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor};
 
+use crate::lora::Lora;
 use crate::moe::Moe;
 
 /// LayerNorm (GPT-2) or RMSNorm (LLaMA).
@@ -97,6 +98,9 @@ pub struct Attention<B: Backend> {
     pub qkv: Linear<B>,
     pub proj: Linear<B>,
     pub n_head: usize,
+    /// LoRA updates of the query and value projections (finetuning).
+    pub lora_q: Option<Lora<B>>,
+    pub lora_v: Option<Lora<B>>,
 }
 
 impl<B: Backend> Attention<B> {
@@ -108,7 +112,17 @@ impl<B: Backend> Attention<B> {
     ) -> Tensor<B, 3> {
         let [b, t, d] = x.dims();
         let hd = d / self.n_head;
-        let qkv = self.qkv.forward(x).reshape([b, t, 3, self.n_head, hd]);
+        let mut qkv = self.qkv.forward(x.clone());
+        if self.lora_q.is_some() || self.lora_v.is_some() {
+            let device = x.device();
+            let part = |l: &Option<Lora<B>>| match l {
+                Some(l) => l.forward(x.clone()),
+                None => Tensor::zeros([b, t, d], &device),
+            };
+            let zeros = Tensor::zeros([b, t, d], &device);
+            qkv = qkv + Tensor::cat(vec![part(&self.lora_q), zeros, part(&self.lora_v)], 2);
+        }
+        let qkv = qkv.reshape([b, t, 3, self.n_head, hd]);
         let split = |i: usize| {
             qkv.clone()
                 .narrow(2, i, 1)

@@ -2,6 +2,7 @@
 //! tokens and exposures, AdamW with warm-up and cosine decay, metrics.jsonl and safetensors checkpoints.
 
 pub mod layers;
+pub mod lora;
 pub mod model;
 pub mod moe;
 pub mod optim;

@@ -21,6 +21,7 @@ use burn::tensor::{Bool, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 pub use crate::layers::{Attention, Block, Ffn, Mlp, Norm, Rope, SwiGlu};
+use crate::lora::{Lora, LoraShape};
 use crate::moe::Moe;
 
 /// The model part of a recipe. `preset` names a family and size (`gpt2-4-4`, `llama-2-2`); the other fields
@@ -157,6 +158,19 @@ pub struct GptShape {
     pub rope_base: f64,
     pub init_std: f64,
     pub router_aux_weight: f64,
+    /// LoRA adapters (none unless finetuning with them).
+    #[serde(default)]
+    pub lora: LoraShape,
+}
+
+impl GptShape {
+    /// The same shape without LoRA adapters (what a pretrained checkpoint has).
+    pub fn without_lora(&self) -> GptShape {
+        GptShape {
+            lora: LoraShape::default(),
+            ..*self
+        }
+    }
 }
 
 impl ModelConfig {
@@ -309,6 +323,7 @@ impl ModelConfig {
             rope_base: self.rope_base,
             init_std: self.init_std,
             router_aux_weight: self.router_aux_weight,
+            lora: LoraShape::default(),
         })
     }
 }
@@ -453,6 +468,8 @@ impl GptShape {
                         qkv: lin(d, 3 * d, &init),
                         proj: lin(d, d, &proj_init),
                         n_head: self.n_head,
+                        lora_q: self.lora_qv(device),
+                        lora_v: self.lora_qv(device),
                     },
                     ln_2: ffn.as_ref().map(|_| norm()),
                     ffn,
@@ -476,9 +493,38 @@ impl GptShape {
                     .with_initializer(init.clone())
                     .init(device)
             }),
+            lora_emb: (self.lora.embedding_rank > 0).then(|| {
+                let r = self.lora.embedding_rank;
+                Lora::embedding(self.vocab_size, d, r, self.lora.alpha_for(r), device)
+            }),
             rotary_dims: self.rotary_dims,
             rope_base: self.rope_base,
         }
+    }
+
+    fn lora_qv<B: Backend>(&self, device: &B::Device) -> Option<Lora<B>> {
+        let r = self.lora.qv_rank;
+        (r > 0).then(|| {
+            Lora::linear(
+                self.d_model,
+                self.d_model,
+                r,
+                self.lora.alpha_for(r),
+                device,
+            )
+        })
+    }
+
+    /// The model's LoRA parameters (A and B of every adapter).
+    pub fn lora_params(&self) -> usize {
+        let d = self.d_model;
+        let qv = if self.lora.qv_rank > 0 {
+            self.n_layer * 2 * 2 * d * self.lora.qv_rank
+        } else {
+            0
+        };
+        let emb = self.lora.embedding_rank * (self.vocab_size + d);
+        qv + emb
     }
 }
 
@@ -491,11 +537,36 @@ pub struct Gpt<B: Backend> {
     ln_f: Norm<B>,
     /// The output layer when it is not tied to the embedding (`llama`).
     lm_head: Option<Linear<B>>,
+    /// LoRA update of the token embedding (and so of the tied output layer).
+    lora_emb: Option<Lora<B>>,
     rotary_dims: usize,
     rope_base: f64,
 }
 
 impl<B: Backend> Gpt<B> {
+    /// Adds fresh LoRA adapters of `lora` (zero update at first) to a pretrained model.
+    pub fn with_lora(mut self, shape: &GptShape, device: &B::Device) -> Self {
+        let lora = GptShape {
+            lora: shape.lora,
+            ..*shape
+        };
+        for block in self.blocks.iter_mut() {
+            block.attn.lora_q = lora.lora_qv(device);
+            block.attn.lora_v = lora.lora_qv(device);
+        }
+        if lora.lora.embedding_rank > 0 {
+            let r = lora.lora.embedding_rank;
+            self.lora_emb = Some(Lora::embedding(
+                lora.vocab_size,
+                lora.d_model,
+                r,
+                lora.lora.alpha_for(r),
+                device,
+            ));
+        }
+        self
+    }
+
     /// Token ids [batch, T] → logits [batch, T, vocab].
     pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         self.forward_aux(tokens).0
@@ -505,7 +576,20 @@ impl<B: Backend> Gpt<B> {
     pub fn forward_aux(&self, tokens: Tensor<B, 2, Int>) -> (Tensor<B, 3>, Option<Tensor<B, 1>>) {
         let [b, t] = tokens.dims();
         let device = tokens.device();
-        let mut x = self.wte.forward(tokens);
+        // With an embedding LoRA the table is W + scale·A·B, for the input and the tied output alike.
+        let table = self
+            .lora_emb
+            .as_ref()
+            .map(|l| self.wte.weight.val() + l.delta());
+        let mut x = match &table {
+            Some(w) => {
+                let d = w.dims()[1];
+                w.clone()
+                    .select(0, tokens.reshape([b * t]))
+                    .reshape([b, t, d])
+            }
+            None => self.wte.forward(tokens),
+        };
         if let Some(wpe) = &self.wpe {
             let pos = Tensor::<B, 1, Int>::arange(0..t as i64, &device).reshape([1, t]);
             x = x + wpe.forward(pos);
@@ -529,7 +613,7 @@ impl<B: Backend> Gpt<B> {
         let logits = match &self.lm_head {
             Some(head) => head.forward(x),
             None => {
-                let w = self.wte.weight.val(); // [V, d]
+                let w = table.unwrap_or_else(|| self.wte.weight.val()); // [V, d]
                 let v = w.dims()[0];
                 x.reshape([b * t, d])
                     .matmul(w.transpose())

@@ -14,6 +14,7 @@ use burn_store::{ModuleSnapshot, SafetensorsStore};
 use physlab_generators::WindowMixer;
 use serde::{Deserialize, Serialize};
 
+use crate::lora::{FreezeAllButLora, LoraShape};
 use crate::model::{token_nll, Gpt, GptShape};
 use crate::optim::{clip_grad_norm, AdamW};
 use crate::schedule::lr_at;
@@ -56,6 +57,12 @@ pub struct TrainConfig {
     /// Train on these streams of the dataset, in equal shares of windows (e.g. `["qa_train"]` for QA
     /// finetuning). Empty: the dataset's own mixture.
     pub streams: Vec<String>,
+    /// LoRA finetuning (needs `init_from`): rank of the updates of the attention's query and value (0: none).
+    pub lora_qv_rank: usize,
+    /// LoRA finetuning: rank of the token embedding's update (0: none).
+    pub lora_embedding_rank: usize,
+    /// LoRA α: updates are scaled by α / rank (0: α = rank).
+    pub lora_alpha: f64,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -88,6 +95,9 @@ impl Default for TrainConfig {
             loss_on: LossOn::All,
             init_from: String::new(),
             streams: Vec::new(),
+            lora_qv_rank: 0,
+            lora_embedding_rank: 0,
+            lora_alpha: 0.0,
         }
     }
 }
@@ -132,6 +142,15 @@ impl TrainConfig {
                 "train.grad_clip = {} must be ≥ 0 (0: off)",
                 self.grad_clip
             ));
+        }
+        if (self.lora_qv_rank > 0 || self.lora_embedding_rank > 0) && self.init_from.is_empty() {
+            p.push(
+                "train.lora_* adapts a pretrained model: set train.init_from to its checkpoint"
+                    .into(),
+            );
+        }
+        if self.lora_alpha.is_nan() || self.lora_alpha < 0.0 {
+            p.push("train.lora_alpha must be ≥ 0 (0: α = rank)".into());
         }
         if self.checkpoint_every > 0 && self.keep_checkpoints == 0 {
             p.push("train.keep_checkpoints must be ≥ 1 when train.checkpoint_every > 0".into());
@@ -291,6 +310,12 @@ pub fn train<B: AutodiffBackend>(
         return Err(TrainError::Config(problems.join("; ")));
     }
     let total = cfg.total_steps(tokens_per_exposure);
+    let lora = LoraShape {
+        qv_rank: cfg.lora_qv_rank,
+        embedding_rank: cfg.lora_embedding_rank,
+        alpha: cfg.lora_alpha,
+    };
+    let shape = GptShape { lora, ..shape };
     // burn-flex's seed is process-global: one training per process.
     B::seed(device, seed);
     let mut model: Gpt<B> = if cfg.init_from.is_empty() {
@@ -298,14 +323,27 @@ pub fn train<B: AutodiffBackend>(
     } else {
         let dir = Path::new(&cfg.init_from);
         let (m, s) = load_checkpoint::<B>(dir, device)?;
-        if s != shape {
+        if s.without_lora() != shape.without_lora() {
             return Err(TrainError::Config(format!(
                 "train.init_from = {}: its model shape differs from this run's ({s:?} vs {shape:?})",
                 dir.display()
             )));
         }
         tracing::info!("initialised from {}", dir.display());
-        m
+        if lora.any() {
+            let m = m
+                .with_lora(&shape, device)
+                .map(&mut FreezeAllButLora::new());
+            tracing::info!(
+                "LoRA: q/v rank {}, embedding rank {}; {} trainable parameters, the pretrained ones frozen",
+                lora.qv_rank,
+                lora.embedding_rank,
+                shape.lora_params()
+            );
+            m
+        } else {
+            m
+        }
     };
     let mut optim: Optim<B> = AdamW {
         beta1: cfg.beta1 as f32,
@@ -341,7 +379,11 @@ pub fn train<B: AutodiffBackend>(
                     msg: "its train config or model shape differs from this run's".into(),
                 });
             }
-            model = m;
+            model = if lora.any() {
+                m.map(&mut FreezeAllButLora::new())
+            } else {
+                m
+            };
             optim = o;
             data.fast_forward(s.windows, t + 1);
             tracing::info!(
