@@ -164,14 +164,21 @@ pub fn plan(cfg: &RunConfig) -> Result<Plan> {
 pub fn plan_line(p: &Point) -> Result<String> {
     let c = &p.config;
     let pl = plan(c)?;
+    let budget = if c.train.steps > 0 {
+        format!("train.steps = {}", c.train.steps)
+    } else if c.train.tokens > 0 {
+        format!("train.tokens = {}", c.train.tokens)
+    } else {
+        format!(
+            "N={} × ~{:.1} tokens/bio × {} exposures",
+            c.data.people, pl.tokens_per_biography, c.train.exposures
+        )
+    };
     Ok(format!(
-        "[{}] {}/s{}: N={} × ~{:.1} tokens/bio × {} exposures = {:.2}M tokens = {} steps of {}×{}; {} ({} params, vocab {}); perfect bits {:.0}, R^max ≥ {:.3}",
+        "[{}] {}/s{}: {budget} = {:.2}M tokens = {} steps of {}×{}; {} ({} params, vocab {}); perfect bits {:.0}, R^max ≥ {:.3}",
         p.index,
         p.name,
         p.seed,
-        c.data.people,
-        pl.tokens_per_biography,
-        c.train.exposures,
         pl.tokens / 1e6,
         pl.steps,
         c.train.batch_size,
