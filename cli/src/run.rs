@@ -47,6 +47,14 @@ impl BackendKind {
     }
 }
 
+/// What training and evaluation of a point produced.
+struct Evaluated {
+    outcome: TrainOutcome,
+    eval: BioSEval,
+    quantized: Vec<(Quant, BioSEval)>,
+    qa: Vec<QaEval>,
+}
+
 /// Trains on backend `B` and evaluates on its inner backend.
 #[allow(clippy::too_many_arguments)]
 fn train_eval<B: AutodiffBackend>(
@@ -59,7 +67,7 @@ fn train_eval<B: AutodiffBackend>(
     bios: &BioS,
     params: ParamCounts,
     qa_streams: &[TokenStream],
-) -> Result<(TrainOutcome, BioSEval, Vec<(Quant, BioSEval)>, Vec<QaEval>)> {
+) -> Result<Evaluated> {
     let device = B::Device::default();
     let (model, outcome) = train::<B>(
         &cfg.train,
@@ -116,7 +124,12 @@ fn train_eval<B: AutodiffBackend>(
             e
         })
         .collect();
-    Ok((outcome, eval, quantized, qa))
+    Ok(Evaluated {
+        outcome,
+        eval,
+        quantized,
+        qa,
+    })
 }
 
 /// Budget arithmetic for a point, from a sample of its biographies (no files written).
@@ -367,16 +380,30 @@ pub fn run_point(
         params.capacity,
         shape.flops_per_token() / 1e6
     );
-    info!(
-        "budget: N={} × {:.2} tokens/bio / {:.3} share of windows × {} exposures → {} steps of {}×{} tokens",
-        cfg.data.people,
-        bio.tokens_per_document,
-        manifest.exposure.tokens / tokens_per_exposure,
-        cfg.train.exposures,
-        steps,
-        cfg.train.batch_size,
-        cfg.train.context
-    );
+    if cfg.train.steps > 0 || cfg.train.tokens > 0 {
+        info!(
+            "budget: {} steps of {}×{} tokens (set by train.{})",
+            steps,
+            cfg.train.batch_size,
+            cfg.train.context,
+            if cfg.train.steps > 0 {
+                "steps"
+            } else {
+                "tokens"
+            }
+        );
+    } else {
+        info!(
+            "budget: N={} × {:.2} tokens/bio / {:.3} share of windows × {} exposures → {} steps of {}×{} tokens",
+            cfg.data.people,
+            bio.tokens_per_document,
+            manifest.exposure.tokens / tokens_per_exposure,
+            cfg.train.exposures,
+            steps,
+            cfg.train.batch_size,
+            cfg.train.context
+        );
+    }
     let run_manifest = serde_json::json!({
         "experiment": experiment,
         "point": p.name,
@@ -401,7 +428,12 @@ pub fn run_point(
         .filter(|n| manifest.stream(n).is_some())
         .map(|n| dataset.load(n))
         .collect::<Result<_, _>>()?;
-    let (outcome, eval, quantized, qa) = match backend {
+    let Evaluated {
+        outcome,
+        eval,
+        quantized,
+        qa,
+    } = match backend {
         BackendKind::Cpu => train_eval::<CpuTrain>(
             cfg,
             shape,
