@@ -191,7 +191,7 @@ pub enum TrainError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("the loss became {loss} at step {step}; the run is stopped (lower train.lr?)")]
+    #[error("the loss became {loss} at step {step}; the run is stopped (lower train.lr?). Complete checkpoints written before it are kept: `--resume` continues from the newest")]
     NonFinite { step: usize, loss: f32 },
     #[error("saving the checkpoint to {path}: {msg}")]
     Checkpoint { path: PathBuf, msg: String },

@@ -120,3 +120,60 @@ fn lora_finetuning_trains_the_adapters_only() {
         "every adapter trained"
     );
 }
+
+/// A diverging run stops with a clear error at the first non-finite loss, and the checkpoints it completed
+/// before stay.
+#[test]
+fn a_non_finite_loss_stops_the_run_and_keeps_earlier_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let bios = BioS::build(
+        &BioSConfig {
+            people: 30,
+            ..BioSConfig::default()
+        },
+        5,
+    )
+    .unwrap();
+    let manifest = bios.write(&dir.path().join("data"), |_| {}).unwrap();
+    let ds = Dataset::open(&dir.path().join("data")).unwrap();
+    let sources = mixture_sources(&ds, Some(&bios)).unwrap();
+    let mut w = mixer(&sources, 0).unwrap();
+    let cfg = TrainConfig {
+        steps: 200,
+        batch_size: 2,
+        context: 32,
+        lr: 1e30,
+        warmup_steps: 1,
+        grad_clip: 0.0,
+        checkpoint_every: 1,
+        keep_checkpoints: 1,
+        ..TrainConfig::default()
+    };
+    let shape = base_shape(manifest.vocab_size);
+    let err = train::<CpuTrain>(
+        &cfg,
+        shape,
+        &mut w,
+        1.0,
+        0,
+        dir.path(),
+        &Default::default(),
+        false,
+    )
+    .err()
+    .expect("a learning rate of 1e30 diverges");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("the loss became") && msg.contains("--resume"),
+        "{msg}"
+    );
+    let step: usize = msg
+        .split("at step ")
+        .nth(1)
+        .and_then(|s| s.split(';').next())
+        .and_then(|s| s.trim().parse().ok())
+        .expect("the message names the step");
+    if step > 0 {
+        assert!(physlab_trainer::train::newest_checkpoint(dir.path()).is_some());
+    }
+}
