@@ -113,10 +113,7 @@ fn real_main() -> Result<()> {
             backend,
         } => {
             let ws = recipe::Workspace::load(&cli.workspace)?;
-            let sets = sets
-                .iter()
-                .map(|s| recipe::parse_set(s))
-                .collect::<Result<Vec<_>>>()?;
+            let sets = recipe::parse_sets(&sets)?;
             let points = ws.points(&experiment, &sets)?;
             run::run_experiment(&experiment, &points, point, &runs, dry_run, resume, backend)
         }
@@ -127,10 +124,7 @@ fn real_main() -> Result<()> {
             jsonl,
         } => {
             let ws = recipe::Workspace::load(&cli.workspace)?;
-            let sets = sets
-                .iter()
-                .map(|s| recipe::parse_set(s))
-                .collect::<Result<Vec<_>>>()?;
+            let sets = recipe::parse_sets(&sets)?;
             let recipe = if ws.datasets.contains_key(&name) || !ws.experiments.contains_key(&name) {
                 ws.dataset(&name, &sets)?
             } else {
@@ -158,10 +152,7 @@ fn real_main() -> Result<()> {
         }
         Command::Validate { experiment, sets } => {
             let ws = recipe::Workspace::load(&cli.workspace)?;
-            let sets = sets
-                .iter()
-                .map(|s| recipe::parse_set(s))
-                .collect::<Result<Vec<_>>>()?;
+            let sets = recipe::parse_sets(&sets)?;
             let (names, datasets): (Vec<String>, Vec<String>) = match experiment {
                 Some(e) if ws.datasets.contains_key(&e) && !ws.experiments.contains_key(&e) => {
                     (vec![], vec![e])

@@ -180,6 +180,11 @@ pub fn parse_set(s: &str) -> Result<(String, Value)> {
     Ok((k, value))
 }
 
+/// Parses every `--set key=value`.
+pub fn parse_sets(sets: &[String]) -> Result<Vec<(String, Value)>> {
+    sets.iter().map(|s| parse_set(s)).collect()
+}
+
 fn point_label(v: &Value) -> String {
     let s = match v {
         Value::String(s) => s.clone(),

@@ -138,6 +138,27 @@ fn share_ok(x: f64) -> bool {
     (0.0..1.0).contains(&x)
 }
 
+/// Problems of one population's augmentation (`at` is its key prefix, e.g. `data.celebrity`).
+fn augmentation_problems(
+    at: &str,
+    multi: usize,
+    permutations: usize,
+    permute: bool,
+    p: &mut Vec<String>,
+) {
+    if multi == 0 || multi >= 1 << 24 {
+        p.push(format!("{at}.multi must be in 1..16777216"));
+    }
+    if permutations == 0 || permutations >= 1 << 16 {
+        p.push(format!("{at}.permutations must be in 1..65536"));
+    }
+    if permutations > 1 && !permute {
+        p.push(format!(
+            "{at}.permutations > 1 shuffles sentences: set {at}.permute = true"
+        ));
+    }
+}
+
 impl BioSConfig {
     /// Problems with the config, all of them (empty when valid).
     pub fn problems(&self) -> Vec<String> {
@@ -145,15 +166,7 @@ impl BioSConfig {
         if self.people == 0 {
             p.push("data.people must be ≥ 1".to_string());
         }
-        if self.multi == 0 || self.multi >= 1 << 24 {
-            p.push("data.multi must be in 1..16777216".to_string());
-        }
-        if self.permutations == 0 || self.permutations >= 1 << 16 {
-            p.push("data.permutations must be in 1..65536".to_string());
-        }
-        if self.permutations > 1 && !self.permute {
-            p.push("data.permutations > 1 shuffles sentences: set data.permute = true".to_string());
-        }
+        augmentation_problems("data", self.multi, self.permutations, self.permute, &mut p);
         if self.name_sentence >= 6 {
             p.push(
                 "data.name_sentence must be in 0..6 (the sentence that names the person)".into(),
@@ -177,15 +190,7 @@ impl BioSConfig {
         }
         let c = &self.celebrity;
         if c.people > 0 {
-            if c.multi == 0 || c.multi >= 1 << 24 {
-                p.push("data.celebrity.multi must be in 1..16777216".into());
-            }
-            if c.permutations == 0 || c.permutations >= 1 << 16 {
-                p.push("data.celebrity.permutations must be in 1..65536".into());
-            }
-            if c.permutations > 1 && !c.permute {
-                p.push("data.celebrity.permutations > 1: set data.celebrity.permute = true".into());
-            }
+            augmentation_problems("data.celebrity", c.multi, c.permutations, c.permute, &mut p);
             if !(c.share > 0.0 && c.share < 1.0) {
                 p.push("data.celebrity.share must be in (0, 1)".into());
             }

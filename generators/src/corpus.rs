@@ -176,6 +176,15 @@ impl Manifest {
         self.streams.iter().find(|s| s.name == name)
     }
 
+    /// The streams' names, comma-separated (for messages).
+    pub fn stream_names(&self) -> String {
+        self.streams
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Training tokens for a budget of `exposures` (the exposure stream's share of the mixture counted).
     pub fn tokens_for_exposures(&self, exposures: f64) -> f64 {
         let total: f64 = self.mixture.iter().map(|m| m.weight).sum();
@@ -770,12 +779,7 @@ impl Dataset {
         let info = self.manifest.stream(name).ok_or_else(|| {
             err(format!(
                 "no stream {name:?}; it has {}",
-                self.manifest
-                    .streams
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                self.manifest.stream_names()
             ))
         })?;
         if !info.materialized {
@@ -1091,48 +1095,53 @@ impl DocSource for MixSource<'_> {
     }
 }
 
-/// The sources and weights of the dataset's training mixture: stored streams are loaded (and checked), streams
-/// generated on the fly are rendered by `corpus`, which must be the corpus the dataset was written from.
+/// A source for stream `name` of the dataset: loaded (and checked) when stored, rendered by `corpus` (the corpus
+/// the dataset was written from) when generated on the fly.
+fn source_for<'a>(
+    ds: &Dataset,
+    corpus: Option<&'a dyn Corpus>,
+    name: &str,
+) -> Result<MixSource<'a>, GenError> {
+    let err = |msg: String| GenError::Dataset {
+        path: ds.dir.clone(),
+        msg,
+    };
+    let info = ds.manifest.stream(name).ok_or_else(|| {
+        err(format!(
+            "no stream {name:?}; the dataset has {}",
+            ds.manifest.stream_names()
+        ))
+    })?;
+    if info.materialized {
+        return Ok(MixSource::Stored(ds.load(name)?));
+    }
+    let c = corpus.ok_or_else(|| {
+        err(format!(
+            "stream {name:?} is generated while training: the corpus is needed"
+        ))
+    })?;
+    let stream = c
+        .streams()
+        .iter()
+        .position(|s| s.name == name)
+        .ok_or_else(|| err(format!("the corpus has no stream {name:?}")))?;
+    Ok(MixSource::Generated(Generated {
+        corpus: c,
+        stream,
+        cycle: info.documents,
+    }))
+}
+
+/// The sources and weights of the dataset's training mixture.
 pub fn mixture_sources<'a>(
     ds: &Dataset,
     corpus: Option<&'a dyn Corpus>,
 ) -> Result<Vec<(MixSource<'a>, f64)>, GenError> {
-    let mut out = Vec::new();
-    for m in &ds.manifest.mixture {
-        let info = ds
-            .manifest
-            .stream(&m.stream)
-            .ok_or_else(|| GenError::Dataset {
-                path: ds.dir.clone(),
-                msg: format!("the mixture names a missing stream {:?}", m.stream),
-            })?;
-        let src = if info.materialized {
-            MixSource::Stored(ds.load(&m.stream)?)
-        } else {
-            let c = corpus.ok_or_else(|| GenError::Dataset {
-                path: ds.dir.clone(),
-                msg: format!(
-                    "stream {:?} is generated while training: the corpus is needed",
-                    m.stream
-                ),
-            })?;
-            let stream = c
-                .streams()
-                .iter()
-                .position(|s| s.name == m.stream)
-                .ok_or_else(|| GenError::Dataset {
-                    path: ds.dir.clone(),
-                    msg: format!("the corpus has no stream {:?}", m.stream),
-                })?;
-            MixSource::Generated(Generated {
-                corpus: c,
-                stream,
-                cycle: info.documents,
-            })
-        };
-        out.push((src, m.weight));
-    }
-    Ok(out)
+    ds.manifest
+        .mixture
+        .iter()
+        .map(|m| Ok((source_for(ds, corpus, &m.stream)?, m.weight)))
+        .collect()
 }
 
 /// Sources for the named streams in equal shares (instead of the dataset's own mixture), e.g. `["qa_train"]`
@@ -1142,41 +1151,10 @@ pub fn named_sources<'a>(
     corpus: Option<&'a dyn Corpus>,
     names: &[String],
 ) -> Result<Vec<(MixSource<'a>, f64)>, GenError> {
-    let mut out = Vec::new();
-    for name in names {
-        let info = ds.manifest.stream(name).ok_or_else(|| GenError::Dataset {
-            path: ds.dir.clone(),
-            msg: format!(
-                "no stream {name:?} to train on; the dataset has {}",
-                ds.manifest
-                    .streams
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        })?;
-        let src = if info.materialized {
-            MixSource::Stored(ds.load(name)?)
-        } else {
-            let c = corpus.ok_or_else(|| GenError::Dataset {
-                path: ds.dir.clone(),
-                msg: format!("stream {name:?} is generated while training: the corpus is needed"),
-            })?;
-            let stream = c
-                .streams()
-                .iter()
-                .position(|s| &s.name == name)
-                .expect("the manifest's streams are the corpus's");
-            MixSource::Generated(Generated {
-                corpus: c,
-                stream,
-                cycle: info.documents,
-            })
-        };
-        out.push((src, 1.0));
-    }
-    Ok(out)
+    names
+        .iter()
+        .map(|n| Ok((source_for(ds, corpus, n)?, 1.0)))
+        .collect()
 }
 
 /// A [`WindowMixer`] over `sources`.
