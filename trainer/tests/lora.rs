@@ -160,8 +160,7 @@ fn a_non_finite_loss_stops_the_run_and_keeps_earlier_checkpoints() {
         &Default::default(),
         false,
     )
-    .err()
-    .expect("a learning rate of 1e30 diverges");
+    .expect_err("a learning rate of 1e30 diverges");
     let msg = err.to_string();
     assert!(
         msg.contains("the loss became") && msg.contains("--resume"),
