@@ -1,6 +1,7 @@
 //! `physlab`: run named experiment recipes from workspace.toml end to end
 //! (generate → train → evaluate → table), or validate them without training.
 
+mod bench;
 mod generate;
 mod recipe;
 mod run;
@@ -76,12 +77,35 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Benchmarks (see `physlab bench train --help`).
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Check a recipe or a dataset (or all of them) without training: keys, values, points and the budget
     /// arithmetic.
     Validate {
         experiment: Option<String>,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Time the real training step (forward, loss, backward, clipping, AdamW) for a small (2 layers, d=128),
+    /// a medium (4 layers, d=256) and, with --all, a Part 3.3-size (GPT2-12-12, context 512) model.
+    Train {
+        /// Timed steps per model (after warm-up); the median is reported.
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// Include the Part 3.3-size model (slow on CPU).
+        #[arg(long)]
+        all: bool,
+        /// Also run the same model and step in PyTorch (bench/torch_train.py) and print the ratio.
+        #[arg(long)]
+        torch: bool,
+        /// Write the results as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
 }
 
@@ -139,6 +163,12 @@ fn real_main() -> Result<()> {
             let out = out.unwrap_or_else(|| PathBuf::from("data").join(&name));
             generate::generate(&name, &recipe, &out, jsonl)
         }
+        Command::Bench(BenchCommand::Train {
+            steps,
+            all,
+            torch,
+            json,
+        }) => bench::bench_train(all, steps, torch, json.as_deref()),
         Command::Inspect { dir, samples } => {
             let ds = physlab_generators::Dataset::open(&dir)?;
             generate::print_summary(&ds, samples)

@@ -250,6 +250,92 @@ fn fmt_duration(s: f64) -> String {
     }
 }
 
+/// What one training step measured.
+#[derive(Clone, Copy, Debug)]
+pub struct StepResult {
+    /// The language-model loss (nats/token; over answer tokens with `loss_on = answers`).
+    pub loss: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Mixture of experts' load-balancing loss (0 for other models).
+    pub router_loss: f64,
+}
+
+/// One training step: forward, loss (masked to answers if asked, plus a mixture's load-balancing loss),
+/// backward, global-norm clipping, AdamW. `batch` is (inputs, targets, target weights), each `dims[0] × dims[1]`.
+/// A non-finite loss is returned as it is, and the model is then not updated.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step<B: AutodiffBackend>(
+    model: Gpt<B>,
+    optim: &mut Optim<B>,
+    cfg: &TrainConfig,
+    shape: &GptShape,
+    lr: f64,
+    batch: (Vec<i32>, Vec<i32>, Vec<f32>),
+    dims: [usize; 2],
+    device: &B::Device,
+) -> (Gpt<B>, StepResult) {
+    let (x, y, w) = batch;
+    let [b, t] = dims;
+    let x = Tensor::<B, 2, Int>::from_data(TensorData::new(x, [b, t]), device);
+    let y = Tensor::<B, 2, Int>::from_data(TensorData::new(y, [b, t]), device);
+    let (logits, aux) = model.forward_aux(x);
+    let nll = token_nll(logits, y);
+    let lm_loss = match cfg.loss_on {
+        LossOn::All => nll.mean(),
+        LossOn::Answers => {
+            // Mean over the answer tokens of the batch (a batch with none gives 0).
+            let n = w.iter().sum::<f32>().max(1.0);
+            let w = Tensor::<B, 2>::from_data(TensorData::new(w, [b, t]), device);
+            (nll * w).sum().div_scalar(n)
+        }
+    };
+    // A mixture of experts adds its load-balancing loss; the reported loss is the language-model loss.
+    let (loss, router_loss) = match aux {
+        Some(a) => {
+            let r: f32 = burn::tensor::ElementConversion::elem(a.clone().into_scalar());
+            (
+                lm_loss.clone() + a.mul_scalar(shape.router_aux_weight),
+                r as f64,
+            )
+        }
+        None => (lm_loss.clone(), 0.0),
+    };
+    let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+    let loss_value: f32 = burn::tensor::ElementConversion::elem(lm_loss.into_scalar());
+    if !loss_value.is_finite() {
+        return (
+            model,
+            StepResult {
+                loss: loss_value as f64,
+                grad_norm: f64::NAN,
+                router_loss,
+            },
+        );
+    }
+    let grad_norm = clip_grad_norm::<B, Gpt<B>>(&model, &mut grads, cfg.grad_clip);
+    let model = optim.step(lr, model, grads);
+    (
+        model,
+        StepResult {
+            loss: loss_value as f64,
+            grad_norm,
+            router_loss,
+        },
+    )
+}
+
+/// A fresh optimizer for `cfg`.
+pub fn optimizer<B: AutodiffBackend>(cfg: &TrainConfig) -> Optim<B> {
+    AdamW {
+        beta1: cfg.beta1 as f32,
+        beta2: cfg.beta2 as f32,
+        epsilon: cfg.epsilon as f32,
+        weight_decay: cfg.weight_decay as f32,
+    }
+    .init()
+}
+
 /// What a step checkpoint records besides the weights and the optimizer: enough to continue the same loss curve.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TrainState {
@@ -273,7 +359,8 @@ pub struct TrainState {
     pub shape: GptShape,
 }
 
-type Optim<B> = burn::optim::adaptor::OptimizerAdaptor<AdamW, Gpt<B>, B>;
+/// The optimizer the trainer uses on a model.
+pub type Optim<B> = burn::optim::adaptor::OptimizerAdaptor<AdamW, Gpt<B>, B>;
 
 /// The newest complete step checkpoint of a run (`checkpoints/step-*/DONE`), if any.
 pub fn newest_checkpoint(run_dir: &Path) -> Option<PathBuf> {
@@ -345,13 +432,7 @@ pub fn train<B: AutodiffBackend>(
             m
         }
     };
-    let mut optim: Optim<B> = AdamW {
-        beta1: cfg.beta1 as f32,
-        beta2: cfg.beta2 as f32,
-        epsilon: cfg.epsilon as f32,
-        weight_decay: cfg.weight_decay as f32,
-    }
-    .init();
+    let mut optim: Optim<B> = optimizer(cfg);
     let warmup = cfg.warmup_steps.min(total / 10 + 1);
     let (b, t) = (cfg.batch_size, cfg.context);
 
@@ -422,41 +503,25 @@ pub fn train<B: AutodiffBackend>(
         let lr = lr_at(step, total, cfg.lr, warmup, cfg.min_lr_ratio);
         let (x, y, w) = data.next_batch_masked(b, t);
         st.windows += b as u64;
-        let x = Tensor::<B, 2, Int>::from_data(TensorData::new(x, [b, t]), device);
-        let y = Tensor::<B, 2, Int>::from_data(TensorData::new(y, [b, t]), device);
-        let (logits, aux) = model.forward_aux(x);
-        let nll = token_nll(logits, y);
-        let lm_loss = match cfg.loss_on {
-            LossOn::All => nll.mean(),
-            LossOn::Answers => {
-                // Mean over the answer tokens of the batch (a batch with none gives 0).
-                let n = w.iter().sum::<f32>().max(1.0);
-                let w = Tensor::<B, 2>::from_data(TensorData::new(w, [b, t]), device);
-                (nll * w).sum().div_scalar(n)
-            }
-        };
-        // A mixture of experts adds its load-balancing loss; the reported loss is the language-model loss.
-        let (loss, router_value) = match aux {
-            Some(a) => {
-                let r: f32 = burn::tensor::ElementConversion::elem(a.clone().into_scalar());
-                (
-                    lm_loss.clone() + a.mul_scalar(shape.router_aux_weight),
-                    r as f64,
-                )
-            }
-            None => (lm_loss.clone(), 0.0),
-        };
-        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-        let loss_value: f32 = burn::tensor::ElementConversion::elem(lm_loss.into_scalar());
-        if !loss_value.is_finite() {
+        let (m, r) = train_step(
+            model,
+            &mut optim,
+            cfg,
+            &shape,
+            lr,
+            (x, y, w),
+            [b, t],
+            device,
+        );
+        model = m;
+        if !r.loss.is_finite() {
             return Err(TrainError::NonFinite {
                 step,
-                loss: loss_value,
+                loss: r.loss as f32,
             });
         }
-        let norm = clip_grad_norm::<B, Gpt<B>>(&model, &mut grads, cfg.grad_clip);
-        model = optim.step(lr, model, grads);
-        st.interval_loss += loss_value as f64;
+        let (loss_value, norm, router_value) = (r.loss, r.grad_norm, r.router_loss);
+        st.interval_loss += loss_value;
         st.interval_grad_norm += norm;
         st.interval_router += router_value;
         st.interval_n += 1;

@@ -1,0 +1,271 @@
+//! `physlab bench train`: the real training step (forward, loss, backward, global-norm clipping, AdamW) timed on
+//! random tokens after a warm-up, median over several steps, for named model sizes; tokens/s, ms/step,
+//! achieved GFLOP/s against the machine's FP32 peak, and the process's peak memory. With `--torch`, the same
+//! model and step in PyTorch (`bench/torch_train.py`, eager, all cores) run in the same invocation, so the
+//! result is a ratio measured side by side.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use physlab_trainer::train::{optimizer, train_step};
+use physlab_trainer::{CpuTrain, ModelConfig, TrainConfig};
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+/// One benchmark configuration.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchCase {
+    pub name: &'static str,
+    pub preset: String,
+    pub d_model: usize,
+    pub vocab: usize,
+    pub context: usize,
+    pub batch: usize,
+    pub steps: usize,
+    pub warmup: usize,
+}
+
+/// The cases: the two of ../shared/BURN-NOTES.md (2 layers d=128 and 4 layers d=256, vocab 512, context 128,
+/// batch 32) and a Part 3.3-size model (GPT2-12-12, d=768, the paper's 3,275 used tokens, context 512; one
+/// sequence per step on CPU).
+pub fn cases(all: bool, steps: usize) -> Vec<BenchCase> {
+    let mut v = vec![
+        BenchCase {
+            name: "small",
+            preset: "gpt2-2-2".into(),
+            d_model: 128,
+            vocab: 512,
+            context: 128,
+            batch: 32,
+            steps,
+            warmup: 3,
+        },
+        BenchCase {
+            name: "medium",
+            preset: "gpt2-4-4".into(),
+            d_model: 256,
+            vocab: 512,
+            context: 128,
+            batch: 32,
+            steps,
+            warmup: 3,
+        },
+    ];
+    if all {
+        v.push(BenchCase {
+            name: "part33",
+            preset: "gpt2-12-12".into(),
+            d_model: 768,
+            vocab: 3275,
+            context: 512,
+            batch: 1,
+            steps: steps.min(5),
+            warmup: 1,
+        });
+    }
+    v
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchResult {
+    pub case: BenchCase,
+    pub params: usize,
+    pub ms_per_step: f64,
+    pub tokens_per_s: f64,
+    pub gflops: f64,
+    pub peak_rss_mb: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The process's peak resident memory so far (VmHWM), in MB.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(String::from))
+        })
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// FP32 peak of this machine: cores × clock × 64 FLOP/cycle (two 16-wide AVX-512 FMA units; 32 with AVX2).
+pub fn fp32_peak_gflops() -> (f64, String) {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mhz = info
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(f64::NAN);
+    let per_cycle = if info.contains("avx512f") { 64.0 } else { 32.0 };
+    (
+        cores as f64 * mhz / 1000.0 * per_cycle,
+        format!("{cores} cores × {mhz:.0} MHz × {per_cycle} FLOP/cycle"),
+    )
+}
+
+/// Times the training step of `case` on burn-flex.
+pub fn run_burn(case: &BenchCase) -> Result<BenchResult> {
+    let shape = ModelConfig {
+        preset: case.preset.clone(),
+        d_model: case.d_model,
+        ..ModelConfig::default()
+    }
+    .shape(case.vocab, case.context)
+    .map_err(anyhow::Error::msg)?;
+    let cfg = TrainConfig::default();
+    let device = Default::default();
+    let mut model = shape.init::<CpuTrain>(&device);
+    let mut optim = optimizer::<CpuTrain>(&cfg);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let (b, t) = (case.batch, case.context);
+    let mut times = Vec::new();
+    for i in 0..case.warmup + case.steps {
+        let x: Vec<i32> = (0..b * t)
+            .map(|_| rng.random_range(0..case.vocab as i32))
+            .collect();
+        let y: Vec<i32> = (0..b * t)
+            .map(|_| rng.random_range(0..case.vocab as i32))
+            .collect();
+        let start = Instant::now();
+        let (m, r) = train_step(
+            model,
+            &mut optim,
+            &cfg,
+            &shape,
+            1e-4,
+            (x, y, vec![1.0; b * t]),
+            [b, t],
+            &device,
+        );
+        model = m;
+        if !r.loss.is_finite() {
+            bail!("{}: the loss became {}", case.name, r.loss);
+        }
+        if i >= case.warmup {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    let s = median(times);
+    let tokens_per_s = (b * t) as f64 / s;
+    Ok(BenchResult {
+        case: case.clone(),
+        params: shape.num_params(case.vocab).total,
+        ms_per_step: s * 1000.0,
+        tokens_per_s,
+        gflops: tokens_per_s * shape.flops_per_token() / 1e9,
+        peak_rss_mb: peak_rss_mb(),
+    })
+}
+
+/// Runs `bench/torch_train.py` for `case`; `Ok(None)` with a message when PyTorch is missing.
+pub fn run_torch(case: &BenchCase, params: usize) -> Result<Option<serde_json::Value>> {
+    let script = Path::new("bench/torch_train.py");
+    if !script.exists() {
+        bail!(
+            "{} not found: run the bench from the repository root",
+            script.display()
+        );
+    }
+    let layers: usize = case.preset.split('-').nth(1).unwrap_or("1").parse()?;
+    let heads: usize = case.preset.split('-').nth(2).unwrap_or("1").parse()?;
+    let out = Command::new("python3")
+        .arg(script)
+        .args(["--layers", &layers.to_string()])
+        .args(["--heads", &heads.to_string()])
+        .args(["--d-model", &case.d_model.to_string()])
+        .args(["--vocab", &case.vocab.to_string()])
+        .args(["--context", &case.context.to_string()])
+        .args(["--batch", &case.batch.to_string()])
+        .args(["--steps", &case.steps.to_string()])
+        .args(["--warmup", &case.warmup.to_string()])
+        .args(["--expect-params", &params.to_string()])
+        .output()
+        .context("running python3 (needed for --torch)")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(3) {
+        eprintln!("PyTorch is not installed (`pip install torch`): the PyTorch side of the bench is skipped. {}", stderr.trim());
+        return Ok(None);
+    }
+    if !out.status.success() {
+        bail!("bench/torch_train.py failed: {}", stderr.trim());
+    }
+    let line = stdout.lines().last().unwrap_or_default();
+    Ok(Some(serde_json::from_str(line).with_context(|| {
+        format!("bench/torch_train.py printed {line:?}")
+    })?))
+}
+
+pub fn bench_train(all: bool, steps: usize, torch: bool, json: Option<&Path>) -> Result<()> {
+    let (peak, how) = fp32_peak_gflops();
+    println!("FP32 peak estimate {peak:.0} GFLOP/s ({how}); training step = forward + loss + backward + clip + AdamW, median of the timed steps after warm-up");
+    let mut rows = Vec::new();
+    for case in cases(all, steps) {
+        let r = run_burn(&case)?;
+        println!(
+            "burn-flex  {:<7} {:<11} d={:<4} V={:<5} T={:<4} B={:<3} {:>10} params  {:>9.1} ms/step  {:>9.0} tok/s  {:>7.1} GFLOP/s ({:>4.1}% of peak)  peak RSS {:.0} MB",
+            case.name,
+            case.preset,
+            case.d_model,
+            case.vocab,
+            case.context,
+            case.batch,
+            r.params,
+            r.ms_per_step,
+            r.tokens_per_s,
+            r.gflops,
+            100.0 * r.gflops / peak,
+            r.peak_rss_mb
+        );
+        let mut row = serde_json::json!({ "burn": r });
+        if torch {
+            if let Some(t) = run_torch(&case, r.params)? {
+                let tps = t["tokens_per_s"].as_f64().unwrap_or(f64::NAN);
+                let g = tps * r.gflops / r.tokens_per_s;
+                println!(
+                    "pytorch    {:<7} {:<11} {:<38}{:>10} params  {:>9.1} ms/step  {:>9.0} tok/s  {:>7.1} GFLOP/s ({:>4.1}% of peak)  torch {} threads",
+                    case.name,
+                    case.preset,
+                    "(same model and step, eager)",
+                    t["params"].as_u64().unwrap_or(0),
+                    t["ms_per_step"].as_f64().unwrap_or(f64::NAN),
+                    tps,
+                    g,
+                    100.0 * g / peak,
+                    t["threads"]
+                );
+                println!(
+                    "ratio      {:<7} burn / pytorch tokens/s = {:.2}",
+                    case.name,
+                    r.tokens_per_s / tps
+                );
+                row["torch"] = t;
+                row["ratio"] = serde_json::json!(r.tokens_per_s / tps);
+            }
+        }
+        rows.push(row);
+    }
+    if let Some(p) = json {
+        std::fs::write(p, serde_json::to_vec_pretty(&rows)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
