@@ -109,7 +109,25 @@ enum BenchCommand {
     },
 }
 
+/// Keeps freed memory in the process instead of returning it to the kernel: training allocates and frees the same
+/// large tensors every step, and with glibc's defaults each one is a fresh mmap whose pages the kernel must fault
+/// in and zero (BURN-NOTES measured 12–15% of a step there). Raising the mmap and trim thresholds (to glibc's
+/// 32 MB maximum for mmap) reuses the heap. Measured with `physlab bench train` (README). `PHYSLAB_MALLOC=default`
+/// keeps glibc's defaults, for comparisons.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var("PHYSLAB_MALLOC").as_deref() != Ok("default") {
+        // SAFETY: mallopt only changes allocator parameters; it is called before any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+            libc::mallopt(libc::M_TOP_PAD, 256 << 20);
+        }
+    }
+}
+
 fn main() {
+    tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
