@@ -108,12 +108,26 @@ fn train_eval<B: AutodiffBackend>(
         );
         quantized.push((q, e));
     }
-    let attribute = |i: usize| Attribute::ALL[i % 6].name().to_string();
     let qa: Vec<QaEval> = qa_streams
         .iter()
         .map(|s| {
             let t = Instant::now();
-            let e = evaluate_qa::<B::InnerBackend>(&model, s, attribute, cfg.eval.batch, &device);
+            // The six QA questions are reported per attribute (document i asks about attribute i mod 6); a
+            // Part 3.2 task per form, by its control token (`<direct>` or `<hint>`).
+            let is_qa = s.name.starts_with("qa_");
+            let kind = |i: usize| {
+                if is_qa {
+                    Attribute::ALL[i % 6].name().to_string()
+                } else {
+                    let first = s.question(i).map(|(p, _)| p[0]).unwrap_or(0);
+                    format!(
+                        "{} {}",
+                        s.name.rsplit_once('_').map_or(s.name.as_str(), |x| x.0),
+                        bios.tokenizer.decode(&[first])
+                    )
+                }
+            };
+            let e = evaluate_qa::<B::InnerBackend>(&model, s, kind, cfg.eval.batch, &device);
             info!(
                 "QA by generation on {}: {:.1}% of {} questions in {:.1}s",
                 s.name,
@@ -423,10 +437,12 @@ pub fn run_point(
         serde_json::to_vec_pretty(&run_manifest)?,
     )?;
     // 3. Training and evaluation.
-    let qa_streams: Vec<TokenStream> = ["qa_train", "qa_test"]
+    // Every question stream (QA and Part 3.2 tasks, P_train and P_test) is evaluated by generation.
+    let qa_streams: Vec<TokenStream> = manifest
+        .streams
         .iter()
-        .filter(|n| manifest.stream(n).is_some())
-        .map(|n| dataset.load(n))
+        .filter(|s| s.prompts && s.materialized)
+        .map(|s| dataset.load(&s.name))
         .collect::<Result<_, _>>()?;
     let Evaluated {
         outcome,

@@ -104,31 +104,45 @@ pub fn evaluate_qa<B: Backend>(
     }
 }
 
-/// The table lines of QA results.
+/// The table lines of QA results: one column per stream, one row per question kind (a kind a stream does not
+/// ask shows `-`).
 pub fn render_qa(evals: &[QaEval]) -> String {
     let mut s = String::new();
     if evals.is_empty() {
         return s;
     }
-    let kinds: Vec<String> = evals[0].per_kind.keys().cloned().collect();
-    s.push_str(&format!("\n{:<16}", "QA exact match"));
+    let mut kinds: Vec<String> = evals
+        .iter()
+        .flat_map(|e| e.per_kind.keys().cloned())
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    let width = kinds.iter().map(String::len).max().unwrap_or(0).max(16) + 2;
+    let col = evals
+        .iter()
+        .map(|e| e.stream.len())
+        .max()
+        .unwrap_or(0)
+        .max(10)
+        + 2;
+    s.push_str(&format!("\n{:<width$}", "exact match (QA)"));
     for e in evals {
-        s.push_str(&format!("{:>12}", e.stream));
+        s.push_str(&format!("{:>col$}", e.stream));
     }
     s.push('\n');
     for k in &kinds {
-        s.push_str(&format!("{k:<16}"));
+        s.push_str(&format!("{k:<width$}"));
         for e in evals {
-            s.push_str(&format!(
-                "{:>11.1}%",
-                100.0 * e.per_kind.get(k).copied().unwrap_or(f64::NAN)
-            ));
+            match e.per_kind.get(k) {
+                Some(a) => s.push_str(&format!("{:>w$.1}%", 100.0 * a, w = col - 1)),
+                None => s.push_str(&format!("{:>col$}", "-")),
+            }
         }
         s.push('\n');
     }
-    s.push_str(&format!("{:<16}", "all"));
+    s.push_str(&format!("{:<width$}", "all"));
     for e in evals {
-        s.push_str(&format!("{:>11.1}%", 100.0 * e.accuracy));
+        s.push_str(&format!("{:>w$.1}%", 100.0 * e.accuracy, w = col - 1));
     }
     s.push('\n');
     s
