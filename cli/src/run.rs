@@ -13,7 +13,6 @@ use physlab_generators::corpus::TokenStream;
 use physlab_generators::corpus::{mixer, mixture_sources, named_sources, Corpus, Dataset};
 use physlab_generators::people::Attribute;
 use physlab_generators::WindowMixer;
-use physlab_trainer::burn::tensor::backend::AutodiffBackend;
 use physlab_trainer::quant::{quantize, Quant};
 use physlab_trainer::train::train;
 use physlab_trainer::{CpuTrain, GptShape, ParamCounts, TrainOutcome};
@@ -57,7 +56,7 @@ struct Evaluated {
 
 /// Trains on backend `B` and evaluates on its inner backend.
 #[allow(clippy::too_many_arguments)]
-fn train_eval<B: AutodiffBackend>(
+fn train_eval<B: physlab_trainer::kernels::TrainBackend>(
     cfg: &RunConfig,
     shape: GptShape,
     windows: &mut WindowMixer<'_>,

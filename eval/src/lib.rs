@@ -8,12 +8,12 @@
 
 pub mod qa;
 
-use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use physlab_generators::bios::BioS;
 use physlab_generators::bits::bios_bits;
 use physlab_generators::people::Attribute;
 use physlab_generators::tokenizer::EOT;
+use physlab_trainer::kernels::Kernels;
 use physlab_trainer::model::{token_nll, Gpt};
 use physlab_trainer::ParamCounts;
 use serde::{Deserialize, Serialize};
@@ -60,7 +60,7 @@ struct Scored {
     width: usize,
 }
 
-fn score<B: Backend>(model: &Gpt<B>, seqs: &[Vec<u32>], device: &B::Device) -> Scored {
+fn score<B: Kernels>(model: &Gpt<B>, seqs: &[Vec<u32>], device: &B::Device) -> Scored {
     let width = seqs.iter().map(Vec::len).max().unwrap_or(1) - 1;
     let b = seqs.len();
     let mut x = Vec::with_capacity(b * width);
@@ -80,7 +80,7 @@ fn score<B: Backend>(model: &Gpt<B>, seqs: &[Vec<u32>], device: &B::Device) -> S
 }
 
 /// Evaluates `model` on every person of `data`, `batch` people per forward pass.
-pub fn evaluate_bios<B: Backend>(
+pub fn evaluate_bios<B: Kernels>(
     model: &Gpt<B>,
     data: &BioS,
     params: ParamCounts,

@@ -3,9 +3,9 @@
 //! (value and the closing `.`). Accuracy is reported per question kind — for the six bioS questions, per
 //! attribute (document `i` asks about attribute `i mod 6`).
 
+use physlab_trainer::kernels::Kernels;
 use std::collections::BTreeMap;
 
-use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use physlab_generators::corpus::TokenStream;
 use physlab_generators::tokenizer::EOT;
@@ -24,7 +24,7 @@ pub struct QaEval {
 
 /// Greedy continuations of `prompts` (all of one length), `steps` tokens each, `batch` prompts per pass. The
 /// model sees `<eot>` before each prompt, as a document start in training.
-pub fn greedy<B: Backend>(
+pub fn greedy<B: Kernels>(
     model: &Gpt<B>,
     prompts: &[Vec<u32>],
     steps: usize,
@@ -60,7 +60,7 @@ pub fn greedy<B: Backend>(
 }
 
 /// Exact-match QA accuracy on a question stream; `kind_of(i)` names the kind of question `i`.
-pub fn evaluate_qa<B: Backend>(
+pub fn evaluate_qa<B: Kernels>(
     model: &Gpt<B>,
     stream: &TokenStream,
     kind_of: impl Fn(usize) -> String,

@@ -4,9 +4,11 @@
 
 use burn::module::Module;
 use burn::nn::{LayerNorm, Linear, RmsNorm};
-use burn::tensor::activation::{gelu, silu, softmax};
+use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::Tensor;
+
+use crate::kernels::{self, AttentionSpec, Kernels};
 
 use crate::lora::Lora;
 use crate::moe::Moe;
@@ -36,19 +38,31 @@ pub struct Rope<B: Backend> {
     dims: usize,
 }
 
-impl<B: Backend> Rope<B> {
-    pub fn new(dims: usize, context: usize, base: f64, device: &B::Device) -> Self {
-        let half = dims / 2;
-        let mut cos = Vec::with_capacity(context * dims);
-        let mut sin = Vec::with_capacity(context * dims);
-        for t in 0..context {
-            for i in 0..dims {
-                let inv_freq = base.powf(-2.0 * (i % half.max(1)) as f64 / dims.max(1) as f64);
-                let a = t as f64 * inv_freq;
-                cos.push(a.cos() as f32);
-                sin.push(a.sin() as f32);
-            }
+/// The rotary tables (cos, sin), each `[context, dims]` row-major: angle t·base^(−2(i mod dims/2)/dims), computed
+/// in f64 and rounded to f32 (the plain path and the fused attention kernel share them).
+pub fn rope_tables(dims: usize, context: usize, base: f64) -> (Vec<f32>, Vec<f32>) {
+    let half = dims / 2;
+    let mut cos = Vec::with_capacity(context * dims);
+    let mut sin = Vec::with_capacity(context * dims);
+    for t in 0..context {
+        for i in 0..dims {
+            let inv_freq = base.powf(-2.0 * (i % half.max(1)) as f64 / dims.max(1) as f64);
+            let a = t as f64 * inv_freq;
+            cos.push(a.cos() as f32);
+            sin.push(a.sin() as f32);
         }
+    }
+    (cos, sin)
+}
+
+impl<B: Backend> Rope<B> {
+    /// See [`rope_tables`].
+    pub fn tables(dims: usize, context: usize, base: f64) -> (Vec<f32>, Vec<f32>) {
+        rope_tables(dims, context, base)
+    }
+
+    pub fn new(dims: usize, context: usize, base: f64, device: &B::Device) -> Self {
+        let (mut cos, mut sin) = rope_tables(dims, context, base);
         let shape = [context, dims.max(1)];
         if dims == 0 {
             cos = vec![1.0; context];
@@ -103,15 +117,10 @@ pub struct Attention<B: Backend> {
     pub lora_v: Option<Lora<B>>,
 }
 
-impl<B: Backend> Attention<B> {
-    pub fn forward(
-        &self,
-        x: Tensor<B, 3>,
-        rope: &Rope<B>,
-        mask: Tensor<B, 4, Bool>,
-    ) -> Tensor<B, 3> {
+impl<B: Kernels> Attention<B> {
+    /// `spec.n_head` is this layer's own head count (the spec brings the rotary part).
+    pub fn forward(&self, x: Tensor<B, 3>, spec: AttentionSpec) -> Tensor<B, 3> {
         let [b, t, d] = x.dims();
-        let hd = d / self.n_head;
         let mut qkv = self.qkv.forward(x.clone());
         if self.lora_q.is_some() || self.lora_v.is_some() {
             let device = x.device();
@@ -122,19 +131,13 @@ impl<B: Backend> Attention<B> {
             let zeros = Tensor::zeros([b, t, d], &device);
             qkv = qkv + Tensor::cat(vec![part(&self.lora_q), zeros, part(&self.lora_v)], 2);
         }
-        let qkv = qkv.reshape([b, t, 3, self.n_head, hd]);
-        let split = |i: usize| {
-            qkv.clone()
-                .narrow(2, i, 1)
-                .reshape([b, t, self.n_head, hd])
-                .swap_dims(1, 2)
-        };
-        let (q, k, v) = (rope.apply(split(0)), rope.apply(split(1)), split(2));
-        let scores = q
-            .matmul(k.swap_dims(2, 3))
-            .mul_scalar(1.0 / (hd as f64).sqrt());
-        let att = softmax(scores.mask_fill(mask, f32::NEG_INFINITY), 3);
-        let y = att.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
+        let y = kernels::causal_attention(
+            qkv,
+            AttentionSpec {
+                n_head: self.n_head,
+                ..spec
+            },
+        );
         self.proj.forward(y)
     }
 }
@@ -146,9 +149,9 @@ pub struct Mlp<B: Backend> {
     pub proj: Linear<B>,
 }
 
-impl<B: Backend> Mlp<B> {
+impl<B: Kernels> Mlp<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.proj.forward(gelu(self.fc.forward(x)))
+        self.proj.forward(kernels::gelu(self.fc.forward(x)))
     }
 }
 
@@ -177,7 +180,7 @@ pub enum Ffn<B: Backend> {
     Moe(Moe<B>),
 }
 
-impl<B: Backend> Ffn<B> {
+impl<B: Kernels> Ffn<B> {
     /// The output and, for a mixture of experts, its load-balancing loss.
     pub fn forward(&self, x: Tensor<B, 3>) -> (Tensor<B, 3>, Option<Tensor<B, 1>>) {
         match self {
@@ -200,14 +203,13 @@ pub struct Block<B: Backend> {
     pub ffn: Option<Ffn<B>>,
 }
 
-impl<B: Backend> Block<B> {
+impl<B: Kernels> Block<B> {
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
-        rope: &Rope<B>,
-        mask: Tensor<B, 4, Bool>,
+        spec: AttentionSpec,
     ) -> (Tensor<B, 3>, Option<Tensor<B, 1>>) {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), rope, mask);
+        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), spec);
         match (&self.ln_2, &self.ffn) {
             (Some(ln), Some(ffn)) => {
                 let (y, aux) = ffn.forward(ln.forward(x.clone()));

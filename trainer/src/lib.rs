@@ -1,6 +1,7 @@
 //! physlab trainer: GPT2-rotary on burn 0.21 (`burn-flex` on CPU), a hand-written training loop that counts steps,
 //! tokens and exposures, AdamW with warm-up and cosine decay, metrics.jsonl and safetensors checkpoints.
 
+pub mod kernels;
 pub mod layers;
 pub mod lora;
 pub mod model;

@@ -17,9 +17,10 @@ use burn::nn::{
     Embedding, EmbeddingConfig, Initializer, LayerNormConfig, Linear, LinearConfig, RmsNormConfig,
 };
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Int, Tensor};
+use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::kernels::{AttentionSpec, Kernels};
 pub use crate::layers::{Attention, Block, Ffn, Mlp, Norm, Rope, SwiGlu};
 use crate::lora::{Lora, LoraShape};
 use crate::moe::Moe;
@@ -543,7 +544,7 @@ pub struct Gpt<B: Backend> {
     rope_base: f64,
 }
 
-impl<B: Backend> Gpt<B> {
+impl<B: Kernels> Gpt<B> {
     /// Adds fresh LoRA adapters of `lora` (zero update at first) to a pretrained model.
     pub fn with_lora(mut self, shape: &GptShape, device: &B::Device) -> Self {
         let lora = GptShape {
@@ -594,12 +595,14 @@ impl<B: Backend> Gpt<B> {
             let pos = Tensor::<B, 1, Int>::arange(0..t as i64, &device).reshape([1, t]);
             x = x + wpe.forward(pos);
         }
-        // true above the diagonal: a position never attends to later ones.
-        let mask = Tensor::<B, 2, Bool>::tril_mask([t, t], 0, &device).reshape([1, 1, t, t]);
-        let rope = Rope::new(self.rotary_dims, t, self.rope_base, &device);
+        let spec = AttentionSpec {
+            n_head: 0, // each block's own
+            rotary_dims: self.rotary_dims,
+            rope_base: self.rope_base,
+        };
         let mut aux: Option<Tensor<B, 1>> = None;
         for block in &self.blocks {
-            let (y, a) = block.forward(x, &rope, mask.clone());
+            let (y, a) = block.forward(x, spec);
             x = y;
             if let Some(a) = a {
                 aux = Some(match aux {
@@ -624,11 +627,7 @@ impl<B: Backend> Gpt<B> {
     }
 }
 
-/// Per-token natural-log cross-entropy −ln p(target), shape [batch, T].
-pub fn token_nll<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
-    let [b, t, _] = logits.dims();
-    let logp = burn::tensor::activation::log_softmax(logits, 2);
-    logp.gather(2, targets.reshape([b, t, 1]))
-        .reshape([b, t])
-        .neg()
+/// Per-token natural-log cross-entropy −ln p(target), shape [batch, T] (fused on CPU: see [`crate::kernels`]).
+pub fn token_nll<B: Kernels>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+    crate::kernels::token_nll(logits, targets)
 }

@@ -19,7 +19,7 @@ pub struct Moe<B: Backend> {
     pub capacity_factor: f64,
 }
 
-impl<B: Backend> Moe<B> {
+impl<B: crate::kernels::Kernels> Moe<B> {
     /// x: [batch, T, d] → (output [batch, T, d], load-balancing loss [1]).
     pub fn forward(&self, x: Tensor<B, 3>) -> (Tensor<B, 3>, Tensor<B, 1>) {
         let [b, t, d] = x.dims();

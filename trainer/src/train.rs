@@ -14,6 +14,7 @@ use burn_store::{ModuleSnapshot, SafetensorsStore};
 use physlab_generators::WindowMixer;
 use serde::{Deserialize, Serialize};
 
+use crate::kernels::TrainBackend;
 use crate::lora::{FreezeAllButLora, LoraShape};
 use crate::model::{token_nll, Gpt, GptShape};
 use crate::optim::{clip_grad_norm, AdamW};
@@ -265,7 +266,7 @@ pub struct StepResult {
 /// backward, global-norm clipping, AdamW. `batch` is (inputs, targets, target weights), each `dims[0] × dims[1]`.
 /// A non-finite loss is returned as it is, and the model is then not updated.
 #[allow(clippy::too_many_arguments)]
-pub fn train_step<B: AutodiffBackend>(
+pub fn train_step<B: TrainBackend>(
     model: Gpt<B>,
     optim: &mut Optim<B>,
     cfg: &TrainConfig,
@@ -382,7 +383,7 @@ pub fn newest_checkpoint(run_dir: &Path) -> Option<PathBuf> {
 /// checkpoint of `run_dir` (if there is one): weights, optimizer moments, step and data cursor are restored, so
 /// the loss curve goes on as if the run had never stopped.
 #[allow(clippy::too_many_arguments)]
-pub fn train<B: AutodiffBackend>(
+pub fn train<B: TrainBackend>(
     cfg: &TrainConfig,
     shape: GptShape,
     data: &mut WindowMixer<'_>,

@@ -1,0 +1,431 @@
+//! The fused kernels on burn-flex's raw buffers (f32; any other dtype returns `None` and the plain path runs).
+//!
+//! - GELU forward and backward: one vectorized pass ([`super::math`]), chunks spread over the cores.
+//! - Cross-entropy: per row max, Σ exp and the log-sum-exp (kept for the backward, which writes
+//!   dnll · (softmax − one-hot) in one pass); rows spread over the cores.
+//! - Causal attention: per (batch, head), in parallel: q and k gathered from the fused qkv projection with
+//!   rotary applied on the way, S = q·kᵀ (the `gemm` crate, the one burn-flex uses), a causal softmax in place,
+//!   y = P·v written straight into the `[B, T, heads·head_dim]` layout the output projection reads. The
+//!   probabilities are kept for the backward (B·heads·T² floats, as the plain path keeps them), which computes
+//!   dv = Pᵀ·dy, dP = dy·vᵀ, dS = P ⊙ (dP − rowsum(P ⊙ dP)) · scale, dq = dS·k, dk = dSᵀ·q, undoes the rotation
+//!   and writes dqkv in the input's layout. No T×T mask, no layout copies.
+
+use burn::backend::flex::FlexTensor;
+use burn::tensor::{DType, Shape, TensorData, TensorMetadata};
+use rayon::prelude::*;
+
+use super::{math, AttentionSpec};
+use crate::layers::rope_tables;
+
+/// Elements per parallel chunk of an element-wise kernel.
+const CHUNK: usize = 1 << 14;
+
+fn contiguous_f32(t: &FlexTensor) -> Option<FlexTensor> {
+    (t.dtype() == DType::F32).then(|| t.to_contiguous())
+}
+
+fn slice(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>()
+        .expect("a contiguous f32 tensor (checked by the caller)")
+}
+
+fn tensor(data: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(data, shape.to_vec()))
+}
+
+/// Integer targets as i64, whatever the int dtype of the backend.
+fn ints(t: &FlexTensor) -> Vec<i64> {
+    let t = t.to_contiguous();
+    match t.dtype() {
+        DType::I64 => t.as_slice::<i64>().expect("contiguous").to_vec(),
+        DType::I32 => t
+            .as_slice::<i32>()
+            .expect("contiguous")
+            .iter()
+            .map(|&v| v as i64)
+            .collect(),
+        DType::I16 => t
+            .as_slice::<i16>()
+            .expect("contiguous")
+            .iter()
+            .map(|&v| v as i64)
+            .collect(),
+        DType::U32 => t
+            .as_slice::<u32>()
+            .expect("contiguous")
+            .iter()
+            .map(|&v| v as i64)
+            .collect(),
+        other => panic!("cross-entropy targets: unsupported int dtype {other:?}"),
+    }
+}
+
+pub fn gelu(x: &FlexTensor) -> Option<FlexTensor> {
+    let x = contiguous_f32(x)?;
+    let xs = slice(&x);
+    let mut y = vec![0.0f32; xs.len()];
+    y.par_chunks_mut(CHUNK)
+        .zip(xs.par_chunks(CHUNK))
+        .for_each(|(y, x)| math::gelu_slice(x, y));
+    Some(tensor(y, x.shape()))
+}
+
+pub fn gelu_backward(x: &FlexTensor, dy: &FlexTensor) -> FlexTensor {
+    let x = x.to_contiguous();
+    let dy = dy.to_contiguous();
+    let (xs, dys) = (slice(&x), slice(&dy));
+    assert_eq!(xs.len(), dys.len(), "gelu backward: gradient shape");
+    let mut dx = vec![0.0f32; xs.len()];
+    dx.par_chunks_mut(CHUNK)
+        .zip(xs.par_chunks(CHUNK).zip(dys.par_chunks(CHUNK)))
+        .for_each(|(dx, (x, dy))| math::gelu_backward_slice(x, dy, dx));
+    tensor(dx, x.shape())
+}
+
+/// Rows per parallel task of the cross-entropy kernels.
+fn rows_per_task(v: usize) -> usize {
+    (CHUNK / v.max(1)).max(1)
+}
+
+/// (nll, logsumexp) per row of `logits [.., V]` for `targets [..]`.
+pub fn cross_entropy(
+    logits: &FlexTensor,
+    targets: &FlexTensor,
+) -> Option<(FlexTensor, FlexTensor)> {
+    let logits = contiguous_f32(logits)?;
+    let shape = logits.shape();
+    let v = shape[shape.num_dims() - 1];
+    let x = slice(&logits);
+    let n = x.len() / v.max(1);
+    let t = ints(targets);
+    assert_eq!(
+        t.len(),
+        n,
+        "cross-entropy: {} targets for {n} rows of logits",
+        t.len()
+    );
+    let mut nll = vec![0.0f32; n];
+    let mut lse = vec![0.0f32; n];
+    let rows = rows_per_task(v);
+    nll.par_chunks_mut(rows)
+        .zip(lse.par_chunks_mut(rows))
+        .enumerate()
+        .for_each(|(c, (nll, lse))| {
+            let mut scratch = vec![0.0f32; v];
+            for (r, (nll, lse)) in nll.iter_mut().zip(lse.iter_mut()).enumerate() {
+                let i = c * rows + r;
+                let row = &x[i * v..(i + 1) * v];
+                let target = t[i];
+                assert!(
+                    (0..v as i64).contains(&target),
+                    "cross-entropy: target {target} outside the vocabulary 0..{v}"
+                );
+                let m = math::max(row);
+                let s = math::exp_shifted_sum(row, m, &mut scratch);
+                *lse = m + s.ln();
+                *nll = *lse - row[target as usize];
+            }
+        });
+    let out_shape = targets.shape();
+    Some((tensor(nll, out_shape.clone()), tensor(lse, out_shape)))
+}
+
+/// dlogits = dnll · (softmax(logits) − one-hot(target)).
+pub fn cross_entropy_backward(
+    logits: &FlexTensor,
+    targets: &FlexTensor,
+    lse: &FlexTensor,
+    dnll: &FlexTensor,
+) -> FlexTensor {
+    let logits = logits.to_contiguous();
+    let (lse, dnll) = (lse.to_contiguous(), dnll.to_contiguous());
+    let shape = logits.shape();
+    let v = shape[shape.num_dims() - 1];
+    let x = slice(&logits);
+    let (lse, dnll) = (slice(&lse), slice(&dnll));
+    let t = ints(targets);
+    let mut dx = vec![0.0f32; x.len()];
+    let rows = rows_per_task(v);
+    dx.par_chunks_mut(rows * v).enumerate().for_each(|(c, dx)| {
+        for (r, drow) in dx.chunks_mut(v).enumerate() {
+            let i = c * rows + r;
+            let row = &x[i * v..(i + 1) * v];
+            math::exp_shifted_sum(row, lse[i], drow);
+            math::scale(drow, dnll[i]);
+            drow[t[i] as usize] -= dnll[i];
+        }
+    });
+    tensor(dx, shape)
+}
+
+/// Shapes of an attention call, checked once.
+struct Dims {
+    b: usize,
+    t: usize,
+    d: usize,
+    h: usize,
+    hd: usize,
+    r: usize,
+    scale: f32,
+}
+
+fn dims(qkv: &FlexTensor, spec: AttentionSpec) -> Dims {
+    let s = qkv.shape();
+    assert_eq!(s.num_dims(), 3, "attention: qkv must be [batch, T, 3·d]");
+    let (b, t, d3) = (s[0], s[1], s[2]);
+    assert!(d3 % 3 == 0, "attention: qkv width {d3} is not 3·d");
+    let d = d3 / 3;
+    let h = spec.n_head;
+    assert!(
+        h > 0 && d % h == 0,
+        "attention: d = {d} not divisible by {h} heads"
+    );
+    let hd = d / h;
+    let r = spec.rotary_dims;
+    assert!(
+        r <= hd && r.is_multiple_of(2),
+        "attention: rotary dims {r} for head dim {hd}"
+    );
+    Dims {
+        b,
+        t,
+        d,
+        h,
+        hd,
+        r,
+        scale: (1.0 / (hd as f64).sqrt()) as f32,
+    }
+}
+
+/// `dst[m×n]` (row-major) = lhs · rhs, where lhs(i, p) = `lhs[i·lrs + p·lcs]` and rhs(p, j) = `rhs[p·rrs + j·rcs]`.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    lhs: &[f32],
+    (lrs, lcs): (usize, usize),
+    rhs: &[f32],
+    (rrs, rcs): (usize, usize),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(dst.len() >= m * n);
+    if k == 0 {
+        dst[..m * n].fill(0.0);
+        return;
+    }
+    assert!(
+        (m - 1) * lrs + (k - 1) * lcs < lhs.len(),
+        "matmul: lhs bounds"
+    );
+    assert!(
+        (k - 1) * rrs + (n - 1) * rcs < rhs.len(),
+        "matmul: rhs bounds"
+    );
+    // SAFETY: every index gemm reads or writes is within the slices (checked above); dst is not read.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.as_ptr(),
+            lcs as isize,
+            lrs as isize,
+            rhs.as_ptr(),
+            rcs as isize,
+            rrs as isize,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// Rotary embedding of one head's row (GPT-NeoX rotate-half on the first `r` dims), as `Rope::apply` computes
+/// it: x·cos + rotate_half(x)·sin.
+#[inline]
+fn rope_row(x: &[f32], cos: &[f32], sin: &[f32], r: usize, out: &mut [f32]) {
+    let half = r / 2;
+    for e in 0..half {
+        out[e] = x[e] * cos[e] + (-x[e + half]) * sin[e];
+    }
+    for e in half..r {
+        out[e] = x[e] * cos[e] + x[e - half] * sin[e];
+    }
+    out[r..x.len()].copy_from_slice(&x[r..]);
+}
+
+/// The transpose of [`rope_row`]: g·cos + rotate_halfᵀ(g·sin), rotate_halfᵀ(u) = [u₂, −u₁].
+#[inline]
+fn rope_row_backward(g: &[f32], cos: &[f32], sin: &[f32], r: usize, out: &mut [f32]) {
+    let half = r / 2;
+    for e in 0..half {
+        out[e] = g[e] * cos[e] + g[e + half] * sin[e + half];
+    }
+    for e in half..r {
+        out[e] = g[e] * cos[e] - g[e - half] * sin[e - half];
+    }
+    out[r..g.len()].copy_from_slice(&g[r..]);
+}
+
+/// One head's q (rotated), k (rotated) and v, each `[T, head_dim]`, gathered from qkv.
+fn gather_head(
+    x: &[f32],
+    dm: &Dims,
+    b: usize,
+    h: usize,
+    tables: &(Vec<f32>, Vec<f32>),
+) -> [Vec<f32>; 3] {
+    let (t, d, hd, r) = (dm.t, dm.d, dm.hd, dm.r);
+    let mut q = vec![0.0f32; t * hd];
+    let mut k = vec![0.0f32; t * hd];
+    let mut v = vec![0.0f32; t * hd];
+    for i in 0..t {
+        let base = (b * t + i) * 3 * d + h * hd;
+        let (cos, sin) = (&tables.0[i * r..(i + 1) * r], &tables.1[i * r..(i + 1) * r]);
+        rope_row(
+            &x[base..base + hd],
+            cos,
+            sin,
+            r,
+            &mut q[i * hd..(i + 1) * hd],
+        );
+        rope_row(
+            &x[base + d..base + d + hd],
+            cos,
+            sin,
+            r,
+            &mut k[i * hd..(i + 1) * hd],
+        );
+        v[i * hd..(i + 1) * hd].copy_from_slice(&x[base + 2 * d..base + 2 * d + hd]);
+    }
+    [q, k, v]
+}
+
+fn head_tables(dm: &Dims, spec: AttentionSpec) -> (Vec<f32>, Vec<f32>) {
+    if dm.r == 0 {
+        return (Vec::new(), Vec::new());
+    }
+    rope_tables(dm.r, dm.t, spec.rope_base)
+}
+
+/// (y `[B, T, d]`, probabilities `[B, heads, T, T]`).
+pub fn causal_attention(qkv: &FlexTensor, spec: AttentionSpec) -> Option<(FlexTensor, FlexTensor)> {
+    let qkv = contiguous_f32(qkv)?;
+    let dm = dims(&qkv, spec);
+    let x = slice(&qkv);
+    let tables = head_tables(&dm, spec);
+    let (t, hd) = (dm.t, dm.hd);
+    let mut probs = vec![0.0f32; dm.b * dm.h * t * t];
+    let heads: Vec<Vec<f32>> = probs
+        .par_chunks_mut(t * t)
+        .enumerate()
+        .map(|(task, p)| {
+            let (b, h) = (task / dm.h, task % dm.h);
+            let [q, k, v] = gather_head(x, &dm, b, h, &tables);
+            // S = q·kᵀ
+            matmul((t, t, hd), p, &q, (hd, 1), &k, (1, hd));
+            for i in 0..t {
+                let row = &mut p[i * t..(i + 1) * t];
+                let (past, future) = row.split_at_mut(i + 1);
+                math::scale(past, dm.scale);
+                let m = math::max(past);
+                let s = math::exp_shifted_sum_inplace(past, m);
+                math::scale(past, 1.0 / s);
+                future.fill(0.0);
+            }
+            let mut y = vec![0.0f32; t * hd];
+            matmul((t, hd, t), &mut y, p, (t, 1), &v, (hd, 1));
+            y
+        })
+        .collect();
+    let mut y = vec![0.0f32; dm.b * t * dm.d];
+    for (task, yh) in heads.iter().enumerate() {
+        let (b, h) = (task / dm.h, task % dm.h);
+        for i in 0..t {
+            let o = (b * t + i) * dm.d + h * hd;
+            y[o..o + hd].copy_from_slice(&yh[i * hd..(i + 1) * hd]);
+        }
+    }
+    Some((
+        tensor(y, Shape::new([dm.b, t, dm.d])),
+        tensor(probs, Shape::new([dm.b, dm.h, t, t])),
+    ))
+}
+
+/// dqkv `[B, T, 3·d]` from the output's gradient `dy [B, T, d]`.
+pub fn causal_attention_backward(
+    qkv: &FlexTensor,
+    probs: &FlexTensor,
+    dy: &FlexTensor,
+    spec: AttentionSpec,
+) -> FlexTensor {
+    let qkv = qkv.to_contiguous();
+    let probs = probs.to_contiguous();
+    let dy = dy.to_contiguous();
+    let dm = dims(&qkv, spec);
+    let (x, p_all, g) = (slice(&qkv), slice(&probs), slice(&dy));
+    let tables = head_tables(&dm, spec);
+    let (t, d, hd, r) = (dm.t, dm.d, dm.hd, dm.r);
+    let grads: Vec<[Vec<f32>; 3]> = (0..dm.b * dm.h)
+        .into_par_iter()
+        .map(|task| {
+            let (b, h) = (task / dm.h, task % dm.h);
+            let [q, k, v] = gather_head(x, &dm, b, h, &tables);
+            let p = &p_all[task * t * t..(task + 1) * t * t];
+            let mut gy = vec![0.0f32; t * hd];
+            for i in 0..t {
+                let o = (b * t + i) * d + h * hd;
+                gy[i * hd..(i + 1) * hd].copy_from_slice(&g[o..o + hd]);
+            }
+            // dv = Pᵀ·dy
+            let mut dv = vec![0.0f32; t * hd];
+            matmul((t, hd, t), &mut dv, p, (1, t), &gy, (hd, 1));
+            // dP = dy·vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) · scale in place (0 above the diagonal, where P is 0)
+            let mut ds = vec![0.0f32; t * t];
+            matmul((t, t, hd), &mut ds, &gy, (hd, 1), &v, (1, hd));
+            for i in 0..t {
+                let pr = &p[i * t..(i + 1) * t];
+                let dr = &mut ds[i * t..(i + 1) * t];
+                let c = math::dot(&pr[..=i], &dr[..=i]);
+                math::softmax_backward_row(pr, dr, c, dm.scale);
+            }
+            // dq = dS·k, dk = dSᵀ·q (for the rotated q and k)
+            let mut dqr = vec![0.0f32; t * hd];
+            matmul((t, hd, t), &mut dqr, &ds, (t, 1), &k, (hd, 1));
+            let mut dkr = vec![0.0f32; t * hd];
+            matmul((t, hd, t), &mut dkr, &ds, (1, t), &q, (hd, 1));
+            let (mut dq, mut dk) = (vec![0.0f32; t * hd], vec![0.0f32; t * hd]);
+            for i in 0..t {
+                let (cos, sin) = if r > 0 {
+                    (&tables.0[i * r..(i + 1) * r], &tables.1[i * r..(i + 1) * r])
+                } else {
+                    (&[][..], &[][..])
+                };
+                let s = i * hd..(i + 1) * hd;
+                rope_row_backward(&dqr[s.clone()], cos, sin, r, &mut dq[s.clone()]);
+                rope_row_backward(&dkr[s.clone()], cos, sin, r, &mut dk[s]);
+            }
+            [dq, dk, dv]
+        })
+        .collect();
+    let mut dx = vec![0.0f32; x.len()];
+    for (task, parts) in grads.iter().enumerate() {
+        let (b, h) = (task / dm.h, task % dm.h);
+        for i in 0..t {
+            let base = (b * t + i) * 3 * d + h * hd;
+            for (s, part) in parts.iter().enumerate() {
+                dx[base + s * d..base + s * d + hd].copy_from_slice(&part[i * hd..(i + 1) * hd]);
+            }
+        }
+    }
+    tensor(dx, qkv.shape())
+}

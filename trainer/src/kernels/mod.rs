@@ -1,0 +1,394 @@
+//! Fused kernels through burn's backend extension: GELU, per-token cross-entropy and causal self-attention with
+//! rotary embedding, each with a real backward.
+//!
+//! The model calls the functions of this module ([`gelu`], [`token_nll`], [`causal_attention`]) instead of
+//! composing burn ops. [`Kernels`] is implemented for every backend the lab uses:
+//! - `Flex` (CPU) runs hand-written kernels ([`flex`]) on the raw f32 buffers: one pass per op instead of a chain
+//!   of element-wise ops, layout copies and a T×T mask; rows and (batch, head) pairs spread over both cores.
+//! - `Autodiff<B>` records one graph node per fused op whose backward calls the inner backend's backward kernel,
+//!   or, when the inner backend has no fused kernel (CUDA, or a dtype other than f32), falls back to the plain
+//!   composition, which autodiff differentiates op by op.
+//! - Any other backend (`Cuda`) uses the plain composition ([`plain`]) unchanged.
+//!
+//! Every fused kernel is checked against the plain path, forward and backward, in `trainer/tests/kernels.rs`
+//! (the tolerance is stated there). `PHYSLAB_KERNELS=plain` (or [`set_fused`]) turns the fused kernels off, so a
+//! bench can time both paths in one process.
+
+pub mod flex;
+pub mod math;
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::Autodiff;
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn::tensor::{Bool, Int, Tensor, TensorPrimitive};
+
+/// The shape of a causal self-attention: heads, rotated dims per head (GPT-NeoX rotate-half on the first
+/// `rotary_dims` of each head), rotary base.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttentionSpec {
+    pub n_head: usize,
+    pub rotary_dims: usize,
+    pub rope_base: f64,
+}
+
+// 0 = not read yet, 1 = fused, 2 = plain.
+static MODE: AtomicU8 = AtomicU8::new(0);
+
+/// Whether the fused kernels are used (default yes; `PHYSLAB_KERNELS=plain` turns them off).
+pub fn fused_enabled() -> bool {
+    match MODE.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let fused = std::env::var("PHYSLAB_KERNELS").as_deref() != Ok("plain");
+            MODE.store(if fused { 1 } else { 2 }, Ordering::Relaxed);
+            fused
+        }
+    }
+}
+
+/// Turns the fused kernels on or off for the whole process (benches compare both paths this way).
+pub fn set_fused(on: bool) {
+    MODE.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+/// A backend with the lab's kernels. The `k_*` functions are what models call; the `fused_*` functions are a
+/// backend's raw kernels (`None`: it has none for this input, use the plain composition).
+pub trait Kernels: Backend {
+    /// GELU, erf form. The result may come back as a 2-D view of the input's shape ([`gelu`] restores it).
+    fn k_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match Self::fused_gelu(&x) {
+            Some(y) => y,
+            None => prim(plain::gelu(tensor::<Self, 2>(flat2::<Self>(x)))),
+        }
+    }
+
+    /// −ln softmax(logits)[target] per position: logits `[.., V]`, targets `[..]` → `[..]`.
+    fn k_token_nll(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
+        match Self::fused_cross_entropy(&logits, &targets) {
+            Some((nll, _lse)) => nll,
+            None => prim(plain::token_nll_flat::<Self>(logits, targets)),
+        }
+    }
+
+    /// Causal self-attention with rotary embedding: qkv `[B, T, 3·d]` (laid out `[B, T, 3, heads, head_dim]`)
+    /// → `[B, T, d]` (laid out `[B, T, heads, head_dim]`), before the output projection.
+    fn k_causal_attention(qkv: FloatTensor<Self>, spec: AttentionSpec) -> FloatTensor<Self> {
+        match Self::fused_attention(&qkv, spec) {
+            Some((y, _probs)) => y,
+            None => prim(plain::causal_attention(tensor::<Self, 3>(qkv), spec)),
+        }
+    }
+
+    fn fused_gelu(_x: &FloatTensor<Self>) -> Option<FloatTensor<Self>> {
+        None
+    }
+    fn fused_gelu_backward(_x: FloatTensor<Self>, _dy: FloatTensor<Self>) -> FloatTensor<Self> {
+        unreachable!("fused_gelu_backward without fused_gelu")
+    }
+    /// (nll, logsumexp), both shaped like the targets.
+    fn fused_cross_entropy(
+        _logits: &FloatTensor<Self>,
+        _targets: &IntTensor<Self>,
+    ) -> Option<(FloatTensor<Self>, FloatTensor<Self>)> {
+        None
+    }
+    fn fused_cross_entropy_backward(
+        _logits: FloatTensor<Self>,
+        _targets: IntTensor<Self>,
+        _lse: FloatTensor<Self>,
+        _dnll: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        unreachable!("fused_cross_entropy_backward without fused_cross_entropy")
+    }
+    /// (output, attention probabilities `[B, heads, T, T]`, kept for the backward).
+    fn fused_attention(
+        _qkv: &FloatTensor<Self>,
+        _spec: AttentionSpec,
+    ) -> Option<(FloatTensor<Self>, FloatTensor<Self>)> {
+        None
+    }
+    fn fused_attention_backward(
+        _qkv: FloatTensor<Self>,
+        _probs: FloatTensor<Self>,
+        _dy: FloatTensor<Self>,
+        _spec: AttentionSpec,
+    ) -> FloatTensor<Self> {
+        unreachable!("fused_attention_backward without fused_attention")
+    }
+}
+
+fn tensor<B: Backend, const D: usize>(p: FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(p))
+}
+
+fn prim<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
+    t.into_primitive().tensor()
+}
+
+/// A float primitive of any rank seen as 2-D `[rest, last]` (GELU is element-wise: the plain path runs on this
+/// view and [`gelu`] gives the result the input's shape back).
+fn flat2<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
+    use burn::tensor::TensorMetadata;
+    let shape = x.shape();
+    let n = shape.num_elements();
+    let last = shape[shape.num_dims() - 1].max(1);
+    B::float_reshape(x, burn::tensor::Shape::new([n / last, last]))
+}
+
+/// GELU (erf form) of a tensor of any rank.
+pub fn gelu<B: Kernels, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    let shape = x.shape();
+    tensor::<B, D>(B::float_reshape(B::k_gelu(prim(x)), shape))
+}
+
+/// Per-token natural-log cross-entropy −ln p(target): logits `[batch, T, V]`, targets `[batch, T]` →
+/// `[batch, T]`.
+pub fn token_nll<B: Kernels>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+    tensor(B::k_token_nll(prim(logits), targets.into_primitive()))
+}
+
+/// Causal self-attention with rotary embedding on a fused qkv projection (see [`Kernels::k_causal_attention`]).
+pub fn causal_attention<B: Kernels>(qkv: Tensor<B, 3>, spec: AttentionSpec) -> Tensor<B, 3> {
+    tensor(B::k_causal_attention(prim(qkv), spec))
+}
+
+/// The plain compositions of burn ops: what the fused kernels must equal, and what backends without them run.
+pub mod plain {
+    use super::*;
+    use crate::layers::Rope;
+
+    pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+        burn::tensor::activation::gelu(x)
+    }
+
+    pub fn token_nll<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+        let [b, t, _] = logits.dims();
+        let logp = burn::tensor::activation::log_softmax(logits, 2);
+        logp.gather(2, targets.reshape([b, t, 1]))
+            .reshape([b, t])
+            .neg()
+    }
+
+    /// [`token_nll`] on primitives of any rank (logits `[.., V]`, targets `[..]`).
+    pub(super) fn token_nll_flat<B: Backend>(
+        logits: FloatTensor<B>,
+        targets: IntTensor<B>,
+    ) -> Tensor<B, 1> {
+        use burn::tensor::TensorMetadata;
+        let shape = logits.shape();
+        let v = shape[shape.num_dims() - 1];
+        let n = shape.num_elements() / v.max(1);
+        let logits = tensor::<B, 2>(B::float_reshape(logits, burn::tensor::Shape::new([n, v])));
+        let targets = Tensor::<B, 1, Int>::from_primitive(B::int_reshape(
+            targets,
+            burn::tensor::Shape::new([n]),
+        ));
+        token_nll(logits.reshape([1, n, v]), targets.reshape([1, n])).reshape([n])
+    }
+
+    /// Causal self-attention with rotary embedding, composed of burn ops (the model's code before the fused
+    /// kernel; the reference of `trainer/tests/kernels.rs`).
+    pub fn causal_attention<B: Backend>(qkv: Tensor<B, 3>, spec: AttentionSpec) -> Tensor<B, 3> {
+        let [b, t, d3] = qkv.dims();
+        let d = d3 / 3;
+        let h = spec.n_head;
+        let hd = d / h;
+        let device = qkv.device();
+        let rope = Rope::new(spec.rotary_dims, t, spec.rope_base, &device);
+        // true above the diagonal: a position never attends to later ones.
+        let mask = Tensor::<B, 2, Bool>::tril_mask([t, t], 0, &device).reshape([1, 1, t, t]);
+        let qkv = qkv.reshape([b, t, 3, h, hd]);
+        let split = |i: usize| {
+            qkv.clone()
+                .narrow(2, i, 1)
+                .reshape([b, t, h, hd])
+                .swap_dims(1, 2)
+        };
+        let (q, k, v) = (rope.apply(split(0)), rope.apply(split(1)), split(2));
+        let scores = q
+            .matmul(k.swap_dims(2, 3))
+            .mul_scalar(1.0 / (hd as f64).sqrt());
+        let att = burn::tensor::activation::softmax(scores.mask_fill(mask, f32::NEG_INFINITY), 3);
+        att.matmul(v).swap_dims(1, 2).reshape([b, t, d])
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Autodiff: one node per fused op.
+
+impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
+    fn k_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let Some(y) = B::fused_gelu(&x.primitive) else {
+            return prim(plain::gelu(tensor::<Self, 2>(flat2::<Self>(x))));
+        };
+
+        #[derive(Debug)]
+        struct GeluBackward;
+        impl<B: Kernels> Backward<B, 1> for GeluBackward {
+            type State = FloatTensor<B>;
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let [parent] = ops.parents;
+                let dy = grads.consume::<B>(&ops.node);
+                if let Some(parent) = parent {
+                    grads.register::<B>(parent.id, B::fused_gelu_backward(ops.state, dy));
+                }
+            }
+        }
+
+        match GeluBackward
+            .prepare::<C>([x.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(x.primitive.clone(), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn k_token_nll(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
+        let Some((nll, lse)) = B::fused_cross_entropy(&logits.primitive, &targets) else {
+            return prim(plain::token_nll_flat::<Self>(logits, targets));
+        };
+
+        #[derive(Debug)]
+        struct CrossEntropyBackward;
+        impl<B: Kernels> Backward<B, 1> for CrossEntropyBackward {
+            type State = (FloatTensor<B>, IntTensor<B>, FloatTensor<B>);
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let [parent] = ops.parents;
+                let dnll = grads.consume::<B>(&ops.node);
+                let (logits, targets, lse) = ops.state;
+                if let Some(parent) = parent {
+                    grads.register::<B>(
+                        parent.id,
+                        B::fused_cross_entropy_backward(logits, targets, lse, dnll),
+                    );
+                }
+            }
+        }
+
+        match CrossEntropyBackward
+            .prepare::<C>([logits.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((logits.primitive.clone(), targets, lse), nll),
+            OpsKind::UnTracked(prep) => prep.finish(nll),
+        }
+    }
+
+    fn k_causal_attention(qkv: FloatTensor<Self>, spec: AttentionSpec) -> FloatTensor<Self> {
+        let Some((y, probs)) = B::fused_attention(&qkv.primitive, spec) else {
+            return prim(plain::causal_attention(tensor::<Self, 3>(qkv), spec));
+        };
+
+        #[derive(Debug)]
+        struct AttentionBackward;
+        impl<B: Kernels> Backward<B, 1> for AttentionBackward {
+            type State = (FloatTensor<B>, FloatTensor<B>, AttentionSpecState);
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let [parent] = ops.parents;
+                let dy = grads.consume::<B>(&ops.node);
+                let (qkv, probs, spec) = ops.state;
+                if let Some(parent) = parent {
+                    grads.register::<B>(
+                        parent.id,
+                        B::fused_attention_backward(qkv, probs, dy, spec.0),
+                    );
+                }
+            }
+        }
+
+        match AttentionBackward
+            .prepare::<C>([qkv.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                prep.finish((qkv.primitive.clone(), probs, AttentionSpecState(spec)), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+}
+
+/// [`AttentionSpec`] as backward state (Clone + Send + Debug + 'static).
+#[derive(Clone, Copy, Debug)]
+struct AttentionSpecState(AttentionSpec);
+
+impl Kernels for burn::backend::Flex {
+    fn fused_gelu(x: &FloatTensor<Self>) -> Option<FloatTensor<Self>> {
+        fused_enabled().then(|| flex::gelu(x)).flatten()
+    }
+    fn fused_gelu_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
+        flex::gelu_backward(&x, &dy)
+    }
+    fn fused_cross_entropy(
+        logits: &FloatTensor<Self>,
+        targets: &IntTensor<Self>,
+    ) -> Option<(FloatTensor<Self>, FloatTensor<Self>)> {
+        fused_enabled()
+            .then(|| flex::cross_entropy(logits, targets))
+            .flatten()
+    }
+    fn fused_cross_entropy_backward(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        lse: FloatTensor<Self>,
+        dnll: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        flex::cross_entropy_backward(&logits, &targets, &lse, &dnll)
+    }
+    fn fused_attention(
+        qkv: &FloatTensor<Self>,
+        spec: AttentionSpec,
+    ) -> Option<(FloatTensor<Self>, FloatTensor<Self>)> {
+        fused_enabled()
+            .then(|| flex::causal_attention(qkv, spec))
+            .flatten()
+    }
+    fn fused_attention_backward(
+        qkv: FloatTensor<Self>,
+        probs: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        spec: AttentionSpec,
+    ) -> FloatTensor<Self> {
+        flex::causal_attention_backward(&qkv, &probs, &dy, spec)
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl Kernels for crate::Gpu {}
+
+/// A backend the trainer can train on: autodiff with kernels, over an inner backend with kernels (the
+/// evaluators run the inner one).
+pub trait TrainBackend:
+    burn::tensor::backend::AutodiffBackend<InnerBackend: Kernels> + Kernels
+{
+}
+impl<B> TrainBackend for B where
+    B: burn::tensor::backend::AutodiffBackend<InnerBackend: Kernels> + Kernels
+{
+}
