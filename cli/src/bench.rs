@@ -102,7 +102,9 @@ pub fn peak_rss_mb() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// FP32 peak of this machine: cores × clock × 64 FLOP/cycle (two 16-wide AVX-512 FMA units; 32 with AVX2).
+/// FP32 peak of this machine: cores × the clock /proc/cpuinfo reports × FLOP/cycle (two FMA units: 16 lanes each
+/// with full-width AVX-512, 8 with AVX2 or AMD Zen 4's double-pumped AVX-512). A virtual machine may report its
+/// nominal clock while the core boosts above it, so the percentage is an estimate.
 pub fn fp32_peak_gflops() -> (f64, String) {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cores = std::thread::available_parallelism()
@@ -114,7 +116,20 @@ pub fn fp32_peak_gflops() -> (f64, String) {
         .and_then(|l| l.split(':').nth(1))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .unwrap_or(f64::NAN);
-    let per_cycle = if info.contains("avx512f") { 64.0 } else { 32.0 };
+    // Two FMA units per core: 16 f32 lanes each with AVX-512 (Intel, AMD Zen 5), 8 with AVX2 — and on AMD Zen 4
+    // (family 25), whose AVX-512 runs on 256-bit units.
+    let family = info
+        .lines()
+        .find(|l| l.starts_with("cpu family"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    let amd_256bit = info.contains("AuthenticAMD") && family < 26;
+    let per_cycle = if info.contains("avx512f") && !amd_256bit {
+        64.0
+    } else {
+        32.0
+    };
     (
         cores as f64 * mhz / 1000.0 * per_cycle,
         format!("{cores} cores × {mhz:.0} MHz × {per_cycle} FLOP/cycle"),
@@ -214,28 +229,61 @@ pub fn run_torch(case: &BenchCase, params: usize) -> Result<Option<serde_json::V
     })?))
 }
 
-pub fn bench_train(all: bool, steps: usize, torch: bool, json: Option<&Path>) -> Result<()> {
+fn print_burn(label: &str, case: &BenchCase, r: &BenchResult, peak: f64) {
+    println!(
+        "{label:<10} {:<7} {:<11} d={:<4} V={:<5} T={:<4} B={:<3} {:>10} params  {:>9.1} ms/step  {:>9.0} tok/s  {:>7.1} GFLOP/s ({:>4.1}% of peak)  peak RSS {:.0} MB",
+        case.name,
+        case.preset,
+        case.d_model,
+        case.vocab,
+        case.context,
+        case.batch,
+        r.params,
+        r.ms_per_step,
+        r.tokens_per_s,
+        r.gflops,
+        100.0 * r.gflops / peak,
+        r.peak_rss_mb
+    );
+}
+
+pub fn bench_train(
+    all: bool,
+    steps: usize,
+    torch: bool,
+    plain: bool,
+    json: Option<&Path>,
+) -> Result<()> {
     let (peak, how) = fp32_peak_gflops();
     println!("FP32 peak estimate {peak:.0} GFLOP/s ({how}); training step = forward + loss + backward + clip + AdamW, median of the timed steps after warm-up");
     let mut rows = Vec::new();
     for case in cases(all, steps) {
+        let fused_default = physlab_trainer::kernels::fused_enabled();
         let r = run_burn(&case)?;
-        println!(
-            "burn-flex  {:<7} {:<11} d={:<4} V={:<5} T={:<4} B={:<3} {:>10} params  {:>9.1} ms/step  {:>9.0} tok/s  {:>7.1} GFLOP/s ({:>4.1}% of peak)  peak RSS {:.0} MB",
-            case.name,
-            case.preset,
-            case.d_model,
-            case.vocab,
-            case.context,
-            case.batch,
-            r.params,
-            r.ms_per_step,
-            r.tokens_per_s,
-            r.gflops,
-            100.0 * r.gflops / peak,
-            r.peak_rss_mb
+        print_burn(
+            if fused_default {
+                "burn-flex"
+            } else {
+                "burn-plain"
+            },
+            &case,
+            &r,
+            peak,
         );
         let mut row = serde_json::json!({ "burn": r });
+        if plain && fused_default {
+            physlab_trainer::kernels::set_fused(false);
+            let p = run_burn(&case);
+            physlab_trainer::kernels::set_fused(true);
+            let p = p?;
+            print_burn("burn-plain", &case, &p, peak);
+            println!(
+                "speed-up   {:<7} fused kernels / plain burn ops tokens/s = {:.2}",
+                case.name,
+                r.tokens_per_s / p.tokens_per_s
+            );
+            row["plain"] = serde_json::json!(p);
+        }
         if torch {
             if let Some(t) = run_torch(&case, r.params)? {
                 let tps = t["tokens_per_s"].as_f64().unwrap_or(f64::NAN);

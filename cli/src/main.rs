@@ -103,6 +103,10 @@ enum BenchCommand {
         /// Also run the same model and step in PyTorch (bench/torch_train.py) and print the ratio.
         #[arg(long)]
         torch: bool,
+        /// Also time the plain composition of burn ops (the fused kernels off, as PHYSLAB_KERNELS=plain) and
+        /// print the fused kernels' speed-up.
+        #[arg(long)]
+        plain: bool,
         /// Write the results as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -185,8 +189,9 @@ fn real_main() -> Result<()> {
             steps,
             all,
             torch,
+            plain,
             json,
-        }) => bench::bench_train(all, steps, torch, json.as_deref()),
+        }) => bench::bench_train(all, steps, torch, plain, json.as_deref()),
         Command::Inspect { dir, samples } => {
             let ds = physlab_generators::Dataset::open(&dir)?;
             generate::print_summary(&ds, samples)

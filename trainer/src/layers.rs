@@ -20,13 +20,29 @@ pub enum Norm<B: Backend> {
     Rms(RmsNorm<B>),
 }
 
-impl<B: Backend> Norm<B> {
+/// LayerNorm's ε (burn's and PyTorch's default), set at initialisation and given to the fused kernel (burn keeps
+/// the module's own copy private).
+pub const LAYER_NORM_EPS: f64 = 1e-5;
+
+impl<B: Kernels> Norm<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         match self {
-            Norm::Layer(n) => n.forward(x),
+            Norm::Layer(n) => match &n.beta {
+                Some(beta) => kernels::layer_norm(x, n.gamma.val(), beta.val(), LAYER_NORM_EPS),
+                None => n.forward(x),
+            },
             Norm::Rms(n) => n.forward(x),
         }
     }
+}
+
+/// A linear layer applied to `[batch, T, d]` as one `[batch·T, d]` matrix: one GEMM forward and one for each
+/// gradient (burn's broadcast path runs a GEMM per batch row and sums `batch` weight gradients).
+pub fn linear<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    let [b, t, d] = x.dims();
+    let y = layer.forward(x.reshape([b * t, d]));
+    let out = y.dims()[1];
+    y.reshape([b, t, out])
 }
 
 /// Rotary tables (GPT-NeoX "rotate half" on the first `dims` dims of each head), built for each forward pass
@@ -121,7 +137,7 @@ impl<B: Kernels> Attention<B> {
     /// `spec.n_head` is this layer's own head count (the spec brings the rotary part).
     pub fn forward(&self, x: Tensor<B, 3>, spec: AttentionSpec) -> Tensor<B, 3> {
         let [b, t, d] = x.dims();
-        let mut qkv = self.qkv.forward(x.clone());
+        let mut qkv = linear(&self.qkv, x.clone());
         if self.lora_q.is_some() || self.lora_v.is_some() {
             let device = x.device();
             let part = |l: &Option<Lora<B>>| match l {
@@ -138,7 +154,7 @@ impl<B: Kernels> Attention<B> {
                 ..spec
             },
         );
-        self.proj.forward(y)
+        linear(&self.proj, y)
     }
 }
 
@@ -151,7 +167,7 @@ pub struct Mlp<B: Backend> {
 
 impl<B: Kernels> Mlp<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.proj.forward(kernels::gelu(self.fc.forward(x)))
+        linear(&self.proj, kernels::gelu(linear(&self.fc, x)))
     }
 }
 
@@ -163,10 +179,12 @@ pub struct SwiGlu<B: Backend> {
     pub down: Linear<B>,
 }
 
-impl<B: Backend> SwiGlu<B> {
+impl<B: Kernels> SwiGlu<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.down
-            .forward(silu(self.gate.forward(x.clone())) * self.up.forward(x))
+        linear(
+            &self.down,
+            silu(linear(&self.gate, x.clone())) * linear(&self.up, x),
+        )
     }
 }
 

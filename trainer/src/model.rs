@@ -433,7 +433,11 @@ impl GptShape {
                 .init(device)
         };
         let norm = || match self.arch.norm {
-            NormKind::Layer => Norm::Layer(LayerNormConfig::new(d).init(device)),
+            NormKind::Layer => Norm::Layer(
+                LayerNormConfig::new(d)
+                    .with_epsilon(crate::layers::LAYER_NORM_EPS)
+                    .init(device),
+            ),
             NormKind::Rms => Norm::Rms(RmsNormConfig::new(d).init(device)),
         };
         let mlp = |hidden: usize| Mlp {
@@ -614,7 +618,7 @@ impl<B: Kernels> Gpt<B> {
         let x = self.ln_f.forward(x);
         let [_, _, d] = x.dims();
         let logits = match &self.lm_head {
-            Some(head) => head.forward(x),
+            Some(head) => crate::layers::linear(head, x),
             None => {
                 let w = table.unwrap_or_else(|| self.wte.weight.val()); // [V, d]
                 let v = w.dims()[0];

@@ -259,3 +259,51 @@ fn attention_is_causal() {
     assert_eq!(ya[..(t - 1) * d], yb[..(t - 1) * d]);
     assert_ne!(ya[(t - 1) * d..], yb[(t - 1) * d..]);
 }
+
+#[test]
+fn layer_norm_forward_and_backward_equal_the_plain_path() {
+    for (shape, seed) in [
+        ([2usize, 7, 13], 30u64),
+        ([4, 128, 128], 31),
+        ([1, 3, 1], 32),
+    ] {
+        let d = shape[2];
+        let x0 = random(shape, 2.0, seed).add_scalar(3.0); // an offset, so the mean matters
+        let g0 = random([d], 1.0, seed + 1);
+        let b0 = random([d], 1.0, seed + 2);
+        let r = random(shape, 1.0, seed + 3);
+        let run = |fused: bool| {
+            let x = Tensor::<CpuTrain, 3>::from_inner(x0.clone()).require_grad();
+            let g = Tensor::<CpuTrain, 1>::from_inner(g0.clone()).require_grad();
+            let b = Tensor::<CpuTrain, 1>::from_inner(b0.clone()).require_grad();
+            let y = if fused {
+                kernels::layer_norm(x.clone(), g.clone(), b.clone(), 1e-5)
+            } else {
+                plain::layer_norm(x.clone(), g.clone(), b.clone(), 1e-5)
+            };
+            let grads = (y.clone() * Tensor::from_inner(r.clone())).sum().backward();
+            (
+                values(y),
+                inner_values(x.grad(&grads).expect("dx")),
+                inner_values(g.grad(&grads).expect("dgamma")),
+                inner_values(b.grad(&grads).expect("dbeta")),
+            )
+        };
+        let (f, p) = (run(true), run(false));
+        let what = format!("layer norm {shape:?}");
+        assert_close(&format!("{what} forward"), &f.0, &p.0);
+        assert_close(&format!("{what} dx"), &f.1, &p.1);
+        assert_close(&format!("{what} dgamma"), &f.2, &p.2);
+        assert_close(&format!("{what} dbeta"), &f.3, &p.3);
+        assert_close(
+            &format!("{what} forward (inner backend)"),
+            &inner_values(kernels::layer_norm(
+                x0.clone(),
+                g0.clone(),
+                b0.clone(),
+                1e-5,
+            )),
+            &p.0,
+        );
+    }
+}

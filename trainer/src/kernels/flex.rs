@@ -429,3 +429,100 @@ pub fn causal_attention_backward(
     }
     tensor(dx, qkv.shape())
 }
+
+/// Rows per parallel task of the LayerNorm kernels (fixed, so the γ/β gradient sums are deterministic).
+fn ln_rows_per_task(d: usize) -> usize {
+    (CHUNK / d.max(1)).clamp(1, 256)
+}
+
+/// (y, stats `[rows, 2]` = (mean, 1/√(var + eps)) per row).
+pub fn layer_norm(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    eps: f64,
+) -> Option<(FlexTensor, FlexTensor)> {
+    let x = contiguous_f32(x)?;
+    let gamma = contiguous_f32(gamma)?;
+    let beta = contiguous_f32(beta)?;
+    let shape = x.shape();
+    let d = shape[shape.num_dims() - 1];
+    let (xs, g, bt) = (slice(&x), slice(&gamma), slice(&beta));
+    assert!(
+        g.len() == d && bt.len() == d,
+        "layer norm: γ/β of width {} for rows of {d}",
+        g.len()
+    );
+    let n = xs.len() / d.max(1);
+    let mut y = vec![0.0f32; xs.len()];
+    let mut stats = vec![0.0f32; 2 * n];
+    let rows = ln_rows_per_task(d);
+    y.par_chunks_mut(rows * d)
+        .zip(stats.par_chunks_mut(rows * 2))
+        .enumerate()
+        .for_each(|(c, (y, st))| {
+            for (r, (yr, st)) in y.chunks_mut(d).zip(st.chunks_mut(2)).enumerate() {
+                let i = c * rows + r;
+                let xr = &xs[i * d..(i + 1) * d];
+                let (mean, rstd) = math::mean_rstd(xr, eps as f32);
+                math::normalize_affine(xr, mean, rstd, g, bt, yr);
+                st[0] = mean;
+                st[1] = rstd;
+            }
+        });
+    Some((tensor(y, shape), tensor(stats, Shape::new([n, 2]))))
+}
+
+/// (dx, dγ, dβ): x̂ = (x − mean)·rstd, dβ = Σ dy, dγ = Σ dy·x̂, dx = rstd·(dy·γ − mean(dy·γ) − x̂·mean(dy·γ·x̂)).
+pub fn layer_norm_backward(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    stats: &FlexTensor,
+    dy: &FlexTensor,
+) -> [FlexTensor; 3] {
+    let (x, gamma, stats, dy) = (
+        x.to_contiguous(),
+        gamma.to_contiguous(),
+        stats.to_contiguous(),
+        dy.to_contiguous(),
+    );
+    let shape = x.shape();
+    let d = shape[shape.num_dims() - 1];
+    let (xs, g, st, gy) = (slice(&x), slice(&gamma), slice(&stats), slice(&dy));
+    let mut dx = vec![0.0f32; xs.len()];
+    let rows = ln_rows_per_task(d);
+    // Per task: partial dγ and dβ, summed below in task order.
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+        .par_chunks_mut(rows * d)
+        .enumerate()
+        .map(|(c, dx)| {
+            let mut dg = vec![0.0f32; d];
+            let mut db = vec![0.0f32; d];
+            let mut xhat = vec![0.0f32; d];
+            let mut gg = vec![0.0f32; d];
+            for (r, dxr) in dx.chunks_mut(d).enumerate() {
+                let i = c * rows + r;
+                let xr = &xs[i * d..(i + 1) * d];
+                let dyr = &gy[i * d..(i + 1) * d];
+                let (mean, rstd) = (st[2 * i], st[2 * i + 1]);
+                math::layer_norm_row_backward(
+                    xr, dyr, g, mean, rstd, &mut xhat, &mut gg, &mut dg, &mut db, dxr,
+                );
+            }
+            (dg, db)
+        })
+        .collect();
+    let mut dgamma = vec![0.0f32; d];
+    let mut dbeta = vec![0.0f32; d];
+    for (dg, db) in &partials {
+        for j in 0..d {
+            dgamma[j] += dg[j];
+            dbeta[j] += db[j];
+        }
+    }
+    [
+        tensor(dx, shape),
+        tensor(dgamma, Shape::new([d])),
+        tensor(dbeta, Shape::new([d])),
+    ]
+}

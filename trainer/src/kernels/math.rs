@@ -225,3 +225,92 @@ pub fn softmax_backward_row(p: &[f32], dp: &mut [f32], c: f32, scale: f32) {
         *d = p * (*d - c) * scale;
     }
 }
+
+/// (mean, 1/√(var + eps)) of a row, two passes (the variance of the centred values, biased).
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl+avx2+fma+bmi1+bmi2+lzcnt+popcnt+sse4.2",
+    "x86_64+avx2+fma+sse4.2",
+    "aarch64+neon"
+))]
+pub fn mean_rstd(x: &[f32], eps: f32) -> (f32, f32) {
+    let n = x.len() as f32;
+    let mut acc = [0.0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks.clone() {
+        for i in 0..8 {
+            acc[i] += c[i];
+        }
+    }
+    let mean = (acc.iter().sum::<f32>() + rest.iter().sum::<f32>()) / n;
+    let mut acc = [0.0f32; 8];
+    for c in chunks {
+        for i in 0..8 {
+            let v = c[i] - mean;
+            acc[i] += v * v;
+        }
+    }
+    let tail: f32 = rest.iter().map(|v| (v - mean) * (v - mean)).sum();
+    let var = (acc.iter().sum::<f32>() + tail) / n;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+/// y = (x − mean)·rstd·γ + β
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl+avx2+fma+bmi1+bmi2+lzcnt+popcnt+sse4.2",
+    "x86_64+avx2+fma+sse4.2",
+    "aarch64+neon"
+))]
+pub fn normalize_affine(
+    x: &[f32],
+    mean: f32,
+    rstd: f32,
+    gamma: &[f32],
+    beta: &[f32],
+    y: &mut [f32],
+) {
+    for (((y, &x), &g), &b) in y.iter_mut().zip(x).zip(gamma).zip(beta) {
+        *y = (x - mean) * rstd * g + b;
+    }
+}
+
+/// One row of the LayerNorm backward: accumulates dγ += dy·x̂ and dβ += dy, and writes
+/// dx = rstd·(dy·γ − mean(dy·γ) − x̂·mean(dy·γ·x̂)). `xhat` and `gg` are scratch rows.
+#[allow(clippy::too_many_arguments)]
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl+avx2+fma+bmi1+bmi2+lzcnt+popcnt+sse4.2",
+    "x86_64+avx2+fma+sse4.2",
+    "aarch64+neon"
+))]
+pub fn layer_norm_row_backward(
+    x: &[f32],
+    dy: &[f32],
+    gamma: &[f32],
+    mean: f32,
+    rstd: f32,
+    xhat: &mut [f32],
+    gg: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+    dx: &mut [f32],
+) {
+    let n = x.len();
+    let mut s1 = [0.0f32; 8];
+    let mut s2 = [0.0f32; 8];
+    for j in 0..n {
+        let xh = (x[j] - mean) * rstd;
+        let g = dy[j] * gamma[j];
+        xhat[j] = xh;
+        gg[j] = g;
+        dgamma[j] += dy[j] * xh;
+        dbeta[j] += dy[j];
+        s1[j % 8] += g;
+        s2[j % 8] += g * xh;
+    }
+    let inv = 1.0 / n as f32;
+    let m1 = s1.iter().sum::<f32>() * inv;
+    let m2 = s2.iter().sum::<f32>() * inv;
+    for j in 0..n {
+        dx[j] = rstd * (gg[j] - m1 - xhat[j] * m2);
+    }
+}

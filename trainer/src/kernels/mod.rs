@@ -1,7 +1,7 @@
-//! Fused kernels through burn's backend extension: GELU, per-token cross-entropy and causal self-attention with
-//! rotary embedding, each with a real backward.
+//! Fused kernels through burn's backend extension: GELU, LayerNorm, per-token cross-entropy and causal
+//! self-attention with rotary embedding, each with a real backward.
 //!
-//! The model calls the functions of this module ([`gelu`], [`token_nll`], [`causal_attention`]) instead of
+//! The model calls the functions of this module ([`gelu`], [`layer_norm`], [`token_nll`], [`causal_attention`]) instead of
 //! composing burn ops. [`Kernels`] is implemented for every backend the lab uses:
 //! - `Flex` (CPU) runs hand-written kernels ([`flex`]) on the raw f32 buffers: one pass per op instead of a chain
 //!   of element-wise ops, layout copies and a T×T mask; rows and (batch, head) pairs spread over both cores.
@@ -86,8 +86,39 @@ pub trait Kernels: Backend {
         }
     }
 
+    /// LayerNorm over the last dim: (x − mean)/√(var + eps)·γ + β (biased variance, as PyTorch and burn).
+    fn k_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        match Self::fused_layer_norm(&x, &gamma, &beta, eps) {
+            Some((y, _stats)) => y,
+            None => plain_layer_norm::<Self>(x, gamma, beta, eps),
+        }
+    }
+
     fn fused_gelu(_x: &FloatTensor<Self>) -> Option<FloatTensor<Self>> {
         None
+    }
+    /// (y, per-row (mean, 1/σ) `[rows, 2]`).
+    fn fused_layer_norm(
+        _x: &FloatTensor<Self>,
+        _gamma: &FloatTensor<Self>,
+        _beta: &FloatTensor<Self>,
+        _eps: f64,
+    ) -> Option<(FloatTensor<Self>, FloatTensor<Self>)> {
+        None
+    }
+    /// (dx, dγ, dβ).
+    fn fused_layer_norm_backward(
+        _x: FloatTensor<Self>,
+        _gamma: FloatTensor<Self>,
+        _stats: FloatTensor<Self>,
+        _dy: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3] {
+        unreachable!("fused_layer_norm_backward without fused_layer_norm")
     }
     fn fused_gelu_backward(_x: FloatTensor<Self>, _dy: FloatTensor<Self>) -> FloatTensor<Self> {
         unreachable!("fused_gelu_backward without fused_gelu")
@@ -142,6 +173,26 @@ fn flat2<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
     B::float_reshape(x, burn::tensor::Shape::new([n / last, last]))
 }
 
+/// burn's own LayerNorm (the composition of its `ModuleOps::layer_norm` default, differentiated op by op).
+fn plain_layer_norm<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+    eps: f64,
+) -> FloatTensor<B> {
+    B::layer_norm(x, gamma, Some(beta), eps)
+}
+
+/// LayerNorm over the last dim with scale γ and shift β (see [`Kernels::k_layer_norm`]).
+pub fn layer_norm<B: Kernels, const D: usize>(
+    x: Tensor<B, D>,
+    gamma: Tensor<B, 1>,
+    beta: Tensor<B, 1>,
+    eps: f64,
+) -> Tensor<B, D> {
+    tensor(B::k_layer_norm(prim(x), prim(gamma), prim(beta), eps))
+}
+
 /// GELU (erf form) of a tensor of any rank.
 pub fn gelu<B: Kernels, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     let shape = x.shape();
@@ -166,6 +217,15 @@ pub mod plain {
 
     pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
         burn::tensor::activation::gelu(x)
+    }
+
+    pub fn layer_norm<B: Backend, const D: usize>(
+        x: Tensor<B, D>,
+        gamma: Tensor<B, 1>,
+        beta: Tensor<B, 1>,
+        eps: f64,
+    ) -> Tensor<B, D> {
+        tensor(plain_layer_norm::<B>(prim(x), prim(gamma), prim(beta), eps))
     }
 
     pub fn token_nll<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
@@ -257,6 +317,51 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
         }
     }
 
+    fn k_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        let Some((y, stats)) =
+            B::fused_layer_norm(&x.primitive, &gamma.primitive, &beta.primitive, eps)
+        else {
+            return plain_layer_norm::<Self>(x, gamma, beta, eps);
+        };
+
+        #[derive(Debug)]
+        struct LayerNormBackward;
+        impl<B: Kernels> Backward<B, 3> for LayerNormBackward {
+            type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let dy = grads.consume::<B>(&ops.node);
+                let (x, gamma, stats) = ops.state;
+                let [dx, dgamma, dbeta] = B::fused_layer_norm_backward(x, gamma, stats, dy);
+                for (parent, g) in ops.parents.into_iter().zip([dx, dgamma, dbeta]) {
+                    if let Some(parent) = parent {
+                        grads.register::<B>(parent.id, g);
+                    }
+                }
+            }
+        }
+
+        match LayerNormBackward
+            .prepare::<C>([x.node.clone(), gamma.node.clone(), beta.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                prep.finish((x.primitive.clone(), gamma.primitive.clone(), stats), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
     fn k_token_nll(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
         let Some((nll, lse)) = B::fused_cross_entropy(&logits.primitive, &targets) else {
             return prim(plain::token_nll_flat::<Self>(logits, targets));
@@ -344,6 +449,24 @@ impl Kernels for burn::backend::Flex {
     }
     fn fused_gelu_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
         flex::gelu_backward(&x, &dy)
+    }
+    fn fused_layer_norm(
+        x: &FloatTensor<Self>,
+        gamma: &FloatTensor<Self>,
+        beta: &FloatTensor<Self>,
+        eps: f64,
+    ) -> Option<(FloatTensor<Self>, FloatTensor<Self>)> {
+        fused_enabled()
+            .then(|| flex::layer_norm(x, gamma, beta, eps))
+            .flatten()
+    }
+    fn fused_layer_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3] {
+        flex::layer_norm_backward(&x, &gamma, &stats, &dy)
     }
     fn fused_cross_entropy(
         logits: &FloatTensor<Self>,
