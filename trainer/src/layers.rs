@@ -38,9 +38,13 @@ impl<B: Kernels> Norm<B> {
 
 /// A linear layer applied to `[batch, T, d]` as one `[batch·T, d]` matrix: one GEMM forward and one for each
 /// gradient (burn's broadcast path runs a GEMM per batch row and sums `batch` weight gradients).
-pub fn linear<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+pub fn linear<B: Kernels>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
     let [b, t, d] = x.dims();
-    let y = layer.forward(x.reshape([b * t, d]));
+    let y = kernels::linear(
+        x.reshape([b * t, d]),
+        layer.weight.val(),
+        layer.bias.as_ref().map(|b| b.val()),
+    );
     let out = y.dims()[1];
     y.reshape([b, t, out])
 }

@@ -622,9 +622,7 @@ impl<B: Kernels> Gpt<B> {
             None => {
                 let w = table.unwrap_or_else(|| self.wte.weight.val()); // [V, d]
                 let v = w.dims()[0];
-                x.reshape([b * t, d])
-                    .matmul(w.transpose())
-                    .reshape([b, t, v])
+                crate::kernels::linear_transposed(x.reshape([b * t, d]), w).reshape([b, t, v])
             }
         };
         (logits, aux)

@@ -307,3 +307,56 @@ fn layer_norm_forward_and_backward_equal_the_plain_path() {
         );
     }
 }
+
+#[test]
+fn linear_forward_and_backward_equal_the_plain_path() {
+    // (rows, in, out, bias, weight stored [out, in]); the large case crosses the threshold of the parallel GEMM.
+    for (n, d_in, d_out, bias, transposed, seed) in [
+        (7usize, 5usize, 3usize, true, false, 40u64),
+        (33, 16, 48, false, false, 41),
+        (19, 24, 10, false, true, 42),
+        (512, 256, 384, true, false, 43),
+        (300, 128, 512, false, true, 44),
+    ] {
+        let x0 = random([n, d_in], 1.0, seed);
+        let w0 = if transposed {
+            random([d_out, d_in], 0.2, seed + 1)
+        } else {
+            random([d_in, d_out], 0.2, seed + 1)
+        };
+        let b0 = random([d_out], 1.0, seed + 2);
+        let r = random([n, d_out], 1.0, seed + 3);
+        let run = |fused: bool| {
+            let x = Tensor::<CpuTrain, 2>::from_inner(x0.clone()).require_grad();
+            let w = Tensor::<CpuTrain, 2>::from_inner(w0.clone()).require_grad();
+            let b = Tensor::<CpuTrain, 1>::from_inner(b0.clone()).require_grad();
+            let bias = bias.then(|| b.clone());
+            let y = match (fused, transposed) {
+                (true, false) => kernels::linear(x.clone(), w.clone(), bias),
+                (true, true) => kernels::linear_transposed(x.clone(), w.clone()),
+                (false, t) => plain::linear(x.clone(), w.clone(), bias, t),
+            };
+            assert_eq!(y.dims(), [n, d_out]);
+            let grads = (y.clone() * Tensor::from_inner(r.clone())).sum().backward();
+            (
+                values(y),
+                inner_values(x.grad(&grads).expect("dx")),
+                inner_values(w.grad(&grads).expect("dW")),
+                b.grad(&grads).map(inner_values),
+            )
+        };
+        let (f, p) = (run(true), run(false));
+        let what = format!("linear {n}x{d_in}→{d_out} bias={bias} transposed={transposed}");
+        assert_close(&format!("{what} forward"), &f.0, &p.0);
+        assert_close(&format!("{what} dx"), &f.1, &p.1);
+        assert_close(&format!("{what} dW"), &f.2, &p.2);
+        assert_eq!(
+            f.3.is_some(),
+            bias,
+            "{what}: a bias gradient exactly when there is a bias"
+        );
+        if let (Some(a), Some(b)) = (&f.3, &p.3) {
+            assert_close(&format!("{what} db"), a, b);
+        }
+    }
+}

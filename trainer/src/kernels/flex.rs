@@ -3,6 +3,9 @@
 //! - GELU forward and backward: one vectorized pass ([`super::math`]), chunks spread over the cores.
 //! - Cross-entropy: per row max, Σ exp and the log-sum-exp (kept for the backward, which writes
 //!   dnll · (softmax − one-hot) in one pass); rows spread over the cores.
+//! - Linear: y = x·W + b with the bias written first and the GEMM accumulating onto it; the backward's three
+//!   products (dx = dy·Wᵀ, dW = xᵀ·dy, db = column sums) on the stored layouts, no transposed copies. Outputs are
+//!   allocated once (burn-flex's matmul zeroes a byte buffer and then copies it into an aligned one).
 //! - Causal attention: per (batch, head), in parallel: q and k gathered from the fused qkv projection with
 //!   rotary applied on the way, S = q·kᵀ (the `gemm` crate, the one burn-flex uses), a causal softmax in place,
 //!   y = P·v written straight into the `[B, T, heads·head_dim]` layout the output projection reads. The
@@ -197,22 +200,53 @@ fn dims(qkv: &FlexTensor, spec: AttentionSpec) -> Dims {
     }
 }
 
-/// `dst[m×n]` (row-major) = lhs · rhs, where lhs(i, p) = `lhs[i·lrs + p·lcs]` and rhs(p, j) = `rhs[p·rrs + j·rcs]`.
-#[allow(clippy::too_many_arguments)]
+/// `dst[m×n]` (row-major) = lhs · rhs, where lhs(i, p) = `lhs[i·lrs + p·lcs]` and rhs(p, j) = `rhs[p·rrs + j·rcs]`;
+/// with `accumulate`, dst += lhs · rhs. Single-threaded (callers parallelise over heads); see [`matmul_par`].
 fn matmul(
+    mnk: (usize, usize, usize),
+    dst: &mut [f32],
+    lhs: &[f32],
+    lstride: (usize, usize),
+    rhs: &[f32],
+    rstride: (usize, usize),
+) {
+    gemm_call(mnk, dst, false, lhs, lstride, rhs, rstride, false);
+}
+
+/// [`matmul`] over all cores when the product is large enough (burn-flex's threshold: m·n·k ≥ 192³).
+fn matmul_par(
+    mnk: (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: &[f32],
+    lstride: (usize, usize),
+    rhs: &[f32],
+    rstride: (usize, usize),
+) {
+    let (m, n, k) = mnk;
+    let parallel = m.saturating_mul(n).saturating_mul(k) >= 192 * 192 * 192;
+    gemm_call(mnk, dst, accumulate, lhs, lstride, rhs, rstride, parallel);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_call(
     (m, n, k): (usize, usize, usize),
     dst: &mut [f32],
+    accumulate: bool,
     lhs: &[f32],
     (lrs, lcs): (usize, usize),
     rhs: &[f32],
     (rrs, rcs): (usize, usize),
+    parallel: bool,
 ) {
     if m == 0 || n == 0 {
         return;
     }
     assert!(dst.len() >= m * n);
     if k == 0 {
-        dst[..m * n].fill(0.0);
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
         return;
     }
     assert!(
@@ -223,7 +257,8 @@ fn matmul(
         (k - 1) * rrs + (n - 1) * rcs < rhs.len(),
         "matmul: rhs bounds"
     );
-    // SAFETY: every index gemm reads or writes is within the slices (checked above); dst is not read.
+    // SAFETY: every index gemm reads or writes is within the slices (checked above); dst is read only when
+    // accumulating, and it is initialised.
     unsafe {
         gemm::gemm(
             m,
@@ -232,21 +267,154 @@ fn matmul(
             dst.as_mut_ptr(),
             1,
             n as isize,
-            false,
+            accumulate,
             lhs.as_ptr(),
             lcs as isize,
             lrs as isize,
             rhs.as_ptr(),
             rcs as isize,
             rrs as isize,
-            0.0f32,
+            1.0f32,
             1.0f32,
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            if parallel {
+                gemm::Parallelism::Rayon(0)
+            } else {
+                gemm::Parallelism::None
+            },
         );
     }
+}
+
+/// The weight of a linear map as stored: `[in, out]` (burn's `Linear`) or `[out, in]` (a tied embedding table
+/// used as the output head).
+fn weight_strides(transposed: bool, d_in: usize, d_out: usize) -> (usize, usize) {
+    // (stride along in, stride along out)
+    if transposed {
+        (1, d_in)
+    } else {
+        (d_out, 1)
+    }
+}
+
+/// y `[N, out]` = x `[N, in]` · W (+ b), W `[in, out]` or, `transposed`, `[out, in]`.
+pub fn linear(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    b: Option<&FlexTensor>,
+    transposed: bool,
+) -> Option<FlexTensor> {
+    let x = contiguous_f32(x)?;
+    let w = contiguous_f32(w)?;
+    let b = match b {
+        Some(b) => Some(contiguous_f32(b)?),
+        None => None,
+    };
+    let (xs, ws) = (slice(&x), slice(&w));
+    let xshape = x.shape();
+    let wshape = w.shape();
+    if xshape.num_dims() != 2 || wshape.num_dims() != 2 {
+        return None;
+    }
+    let (n, d_in) = (xshape[0], xshape[1]);
+    let (wi, wo) = (wshape[0], wshape[1]);
+    let d_out = if transposed { wi } else { wo };
+    assert_eq!(
+        if transposed { wo } else { wi },
+        d_in,
+        "linear: weight {wshape:?} for inputs of width {d_in}"
+    );
+    let mut y = vec![0.0f32; n * d_out];
+    if let Some(b) = &b {
+        let bs = slice(b);
+        assert_eq!(bs.len(), d_out, "linear: bias width");
+        y.par_chunks_mut(d_out * 64)
+            .for_each(|rows| rows.chunks_mut(d_out).for_each(|r| r.copy_from_slice(bs)));
+    }
+    let (s_in, s_out) = weight_strides(transposed, d_in, d_out);
+    matmul_par(
+        (n, d_out, d_in),
+        &mut y,
+        b.is_some(),
+        xs,
+        (d_in, 1),
+        ws,
+        (s_in, s_out),
+    );
+    Some(tensor(y, Shape::new([n, d_out])))
+}
+
+/// (dx, dW, db) of [`linear`] for the output gradient `dy [N, out]`; dW in the weight's stored layout.
+pub fn linear_backward(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    dy: &FlexTensor,
+    has_bias: bool,
+    transposed: bool,
+) -> (FlexTensor, FlexTensor, Option<FlexTensor>) {
+    let (x, w, dy) = (x.to_contiguous(), w.to_contiguous(), dy.to_contiguous());
+    let (xs, ws, g) = (slice(&x), slice(&w), slice(&dy));
+    let xshape = x.shape();
+    let (n, d_in) = (xshape[0], xshape[1]);
+    let wshape = w.shape();
+    let d_out = if transposed { wshape[0] } else { wshape[1] };
+    let (s_in, s_out) = weight_strides(transposed, d_in, d_out);
+    // dx = dy · Wᵀ: Wᵀ(o, i) = W(i, o)
+    let mut dx = vec![0.0f32; n * d_in];
+    matmul_par(
+        (n, d_in, d_out),
+        &mut dx,
+        false,
+        g,
+        (d_out, 1),
+        ws,
+        (s_out, s_in),
+    );
+    // dW = xᵀ · dy, written in the stored layout: [in, out], or [out, in] as dyᵀ · x.
+    let mut dw = vec![0.0f32; d_in * d_out];
+    if transposed {
+        matmul_par(
+            (d_out, d_in, n),
+            &mut dw,
+            false,
+            g,
+            (1, d_out),
+            xs,
+            (d_in, 1),
+        );
+    } else {
+        matmul_par(
+            (d_in, d_out, n),
+            &mut dw,
+            false,
+            xs,
+            (1, d_in),
+            g,
+            (d_out, 1),
+        );
+    }
+    let db = has_bias.then(|| {
+        // Column sums in fixed row blocks, added in block order (deterministic).
+        let block = 256;
+        let partial: Vec<Vec<f32>> = g
+            .par_chunks(block * d_out)
+            .map(|rows| {
+                let mut acc = vec![0.0f32; d_out];
+                for r in rows.chunks(d_out) {
+                    math::add_assign(&mut acc, r);
+                }
+                acc
+            })
+            .collect();
+        let mut db = vec![0.0f32; d_out];
+        for p in &partial {
+            math::add_assign(&mut db, p);
+        }
+        tensor(db, Shape::new([d_out]))
+    });
+    (tensor(dx, xshape), tensor(dw, wshape), db)
 }
 
 /// Rotary embedding of one head's row (GPT-NeoX rotate-half on the first `r` dims), as `Rope::apply` computes

@@ -314,3 +314,15 @@ pub fn layer_norm_row_backward(
         dx[j] = rstd * (gg[j] - m1 - xhat[j] * m2);
     }
 }
+
+/// acc += x
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl+avx2+fma+bmi1+bmi2+lzcnt+popcnt+sse4.2",
+    "x86_64+avx2+fma+sse4.2",
+    "aarch64+neon"
+))]
+pub fn add_assign(acc: &mut [f32], x: &[f32]) {
+    for (a, &v) in acc.iter_mut().zip(x) {
+        *a += v;
+    }
+}

@@ -1,7 +1,8 @@
-//! Fused kernels through burn's backend extension: GELU, LayerNorm, per-token cross-entropy and causal
-//! self-attention with rotary embedding, each with a real backward.
+//! Fused kernels through burn's backend extension: linear layers, GELU, LayerNorm, per-token cross-entropy and
+//! causal self-attention with rotary embedding, each with a real backward.
 //!
-//! The model calls the functions of this module ([`gelu`], [`layer_norm`], [`token_nll`], [`causal_attention`]) instead of
+//! The model calls the functions of this module ([`linear`], [`gelu`], [`layer_norm`], [`token_nll`],
+//! [`causal_attention`]) instead of
 //! composing burn ops. [`Kernels`] is implemented for every backend the lab uses:
 //! - `Flex` (CPU) runs hand-written kernels ([`flex`]) on the raw f32 buffers: one pass per op instead of a chain
 //!   of element-wise ops, layout copies and a T×T mask; rows and (batch, head) pairs spread over both cores.
@@ -99,8 +100,44 @@ pub trait Kernels: Backend {
         }
     }
 
+    /// y `[N, out]` = x `[N, in]` · W (+ b), W `[in, out]` or, `transposed`, `[out, in]` (a tied embedding table
+    /// as the output head).
+    fn k_linear(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: Option<FloatTensor<Self>>,
+        transposed: bool,
+    ) -> FloatTensor<Self> {
+        match Self::fused_linear(&x, &w, b.as_ref(), transposed) {
+            Some(y) => y,
+            None => plain_linear::<Self>(x, w, b, transposed),
+        }
+    }
+
     fn fused_gelu(_x: &FloatTensor<Self>) -> Option<FloatTensor<Self>> {
         None
+    }
+    fn fused_linear(
+        _x: &FloatTensor<Self>,
+        _w: &FloatTensor<Self>,
+        _b: Option<&FloatTensor<Self>>,
+        _transposed: bool,
+    ) -> Option<FloatTensor<Self>> {
+        None
+    }
+    /// (dx, dW in the weight's stored layout, db when there is a bias).
+    fn fused_linear_backward(
+        _x: FloatTensor<Self>,
+        _w: FloatTensor<Self>,
+        _dy: FloatTensor<Self>,
+        _has_bias: bool,
+        _transposed: bool,
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        Option<FloatTensor<Self>>,
+    ) {
+        unreachable!("fused_linear_backward without fused_linear")
     }
     /// (y, per-row (mean, 1/σ) `[rows, 2]`).
     fn fused_layer_norm(
@@ -173,6 +210,27 @@ fn flat2<B: Backend>(x: FloatTensor<B>) -> FloatTensor<B> {
     B::float_reshape(x, burn::tensor::Shape::new([n / last, last]))
 }
 
+/// burn's own linear (x·W + b), or x·Wᵀ for a `[out, in]` weight.
+fn plain_linear<B: Backend>(
+    x: FloatTensor<B>,
+    w: FloatTensor<B>,
+    b: Option<FloatTensor<B>>,
+    transposed: bool,
+) -> FloatTensor<B> {
+    if transposed {
+        let y = B::float_matmul(x, B::float_swap_dims(w, 0, 1));
+        match b {
+            Some(b) => {
+                let n = burn::tensor::TensorMetadata::shape(&b)[0];
+                B::float_add(y, B::float_reshape(b, burn::tensor::Shape::new([1, n])))
+            }
+            None => y,
+        }
+    } else {
+        B::linear(x, w, b)
+    }
+}
+
 /// burn's own LayerNorm (the composition of its `ModuleOps::layer_norm` default, differentiated op by op).
 fn plain_layer_norm<B: Backend>(
     x: FloatTensor<B>,
@@ -191,6 +249,20 @@ pub fn layer_norm<B: Kernels, const D: usize>(
     eps: f64,
 ) -> Tensor<B, D> {
     tensor(B::k_layer_norm(prim(x), prim(gamma), prim(beta), eps))
+}
+
+/// x `[N, in]` · W + b for W `[in, out]` (see [`Kernels::k_linear`]).
+pub fn linear<B: Kernels>(
+    x: Tensor<B, 2>,
+    w: Tensor<B, 2>,
+    b: Option<Tensor<B, 1>>,
+) -> Tensor<B, 2> {
+    tensor(B::k_linear(prim(x), prim(w), b.map(prim), false))
+}
+
+/// x `[N, d]` · Wᵀ for a `[V, d]` table W (the tied output head).
+pub fn linear_transposed<B: Kernels>(x: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor<B, 2> {
+    tensor(B::k_linear(prim(x), prim(w), None, true))
 }
 
 /// GELU (erf form) of a tensor of any rank.
@@ -217,6 +289,15 @@ pub mod plain {
 
     pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
         burn::tensor::activation::gelu(x)
+    }
+
+    pub fn linear<B: Backend>(
+        x: Tensor<B, 2>,
+        w: Tensor<B, 2>,
+        b: Option<Tensor<B, 1>>,
+        transposed: bool,
+    ) -> Tensor<B, 2> {
+        tensor(plain_linear::<B>(prim(x), prim(w), b.map(prim), transposed))
     }
 
     pub fn layer_norm<B: Backend, const D: usize>(
@@ -314,6 +395,64 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
         {
             OpsKind::Tracked(prep) => prep.finish(x.primitive.clone(), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn k_linear(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: Option<FloatTensor<Self>>,
+        transposed: bool,
+    ) -> FloatTensor<Self> {
+        let Some(y) = B::fused_linear(
+            &x.primitive,
+            &w.primitive,
+            b.as_ref().map(|b| &b.primitive),
+            transposed,
+        ) else {
+            return plain_linear::<Self>(x, w, b, transposed);
+        };
+
+        /// N = 3 with a bias, 2 without.
+        #[derive(Debug)]
+        struct LinearBackward<const N: usize>;
+        impl<B: Kernels, const N: usize> Backward<B, N> for LinearBackward<N> {
+            type State = (FloatTensor<B>, FloatTensor<B>, bool);
+            fn backward(
+                self,
+                ops: Ops<Self::State, N>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let dy = grads.consume::<B>(&ops.node);
+                let (x, w, transposed) = ops.state;
+                let (dx, dw, db) = B::fused_linear_backward(x, w, dy, N == 3, transposed);
+                for (parent, g) in ops.parents.into_iter().zip([Some(dx), Some(dw), db]) {
+                    if let (Some(parent), Some(g)) = (parent, g) {
+                        grads.register::<B>(parent.id, g);
+                    }
+                }
+            }
+        }
+
+        let state = (x.primitive.clone(), w.primitive.clone(), transposed);
+        match b {
+            Some(b) => match LinearBackward::<3>
+                .prepare::<C>([x.node.clone(), w.node.clone(), b.node.clone()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => prep.finish(state, y),
+                OpsKind::UnTracked(prep) => prep.finish(y),
+            },
+            None => match LinearBackward::<2>
+                .prepare::<C>([x.node.clone(), w.node.clone()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => prep.finish(state, y),
+                OpsKind::UnTracked(prep) => prep.finish(y),
+            },
         }
     }
 
@@ -449,6 +588,29 @@ impl Kernels for burn::backend::Flex {
     }
     fn fused_gelu_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
         flex::gelu_backward(&x, &dy)
+    }
+    fn fused_linear(
+        x: &FloatTensor<Self>,
+        w: &FloatTensor<Self>,
+        b: Option<&FloatTensor<Self>>,
+        transposed: bool,
+    ) -> Option<FloatTensor<Self>> {
+        fused_enabled()
+            .then(|| flex::linear(x, w, b, transposed))
+            .flatten()
+    }
+    fn fused_linear_backward(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        has_bias: bool,
+        transposed: bool,
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        Option<FloatTensor<Self>>,
+    ) {
+        flex::linear_backward(&x, &w, &dy, has_bias, transposed)
     }
     fn fused_layer_norm(
         x: &FloatTensor<Self>,
