@@ -10,7 +10,9 @@ use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{GradientsParams, SimpleOptimizer};
 use burn::record::Record;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorPrimitive};
+
+use crate::kernels::{AdamWStep, Kernels};
 
 #[derive(Clone, Debug)]
 pub struct AdamW {
@@ -28,7 +30,7 @@ pub struct AdamWState<B: Backend, const D: usize> {
     pub moment_2: Tensor<B, D>,
 }
 
-impl<B: Backend> SimpleOptimizer<B> for AdamW {
+impl<B: Kernels> SimpleOptimizer<B> for AdamW {
     type State<const D: usize> = AdamWState<B, D>;
 
     fn step<const D: usize>(
@@ -39,6 +41,40 @@ impl<B: Backend> SimpleOptimizer<B> for AdamW {
         state: Option<Self::State<D>>,
     ) -> (Tensor<B, D>, Option<Self::State<D>>) {
         let (b1, b2) = (self.beta1, self.beta2);
+        // One fused pass where the backend has it (CPU), with the same arithmetic as the tensor ops below.
+        let time = state.as_ref().map_or(1, |s| s.time + 1);
+        let hyper = AdamWStep {
+            lr,
+            beta1: b1,
+            beta2: b2,
+            epsilon: self.epsilon,
+            decay: if D >= 2 {
+                lr * self.weight_decay as f64
+            } else {
+                0.0
+            },
+            time,
+        };
+        let prim = |t: &Tensor<B, D>| t.clone().into_primitive().tensor();
+        let moments = state
+            .as_ref()
+            .map(|s| (prim(&s.moment_1), prim(&s.moment_2)));
+        if let Some((p, m, v)) = B::fused_adamw(
+            &prim(&tensor),
+            &prim(&grad),
+            moments.as_ref().map(|(m, v)| (m, v)),
+            hyper,
+        ) {
+            let t = |p| Tensor::<B, D>::from_primitive(TensorPrimitive::Float(p));
+            return (
+                t(p),
+                Some(AdamWState {
+                    time,
+                    moment_1: t(m),
+                    moment_2: t(v),
+                }),
+            );
+        }
         let state = match state {
             Some(s) => AdamWState {
                 time: s.time + 1,
@@ -84,7 +120,9 @@ impl<B: Backend> SimpleOptimizer<B> for AdamW {
 }
 
 impl AdamW {
-    pub fn init<B: AutodiffBackend, M: AutodiffModule<B>>(self) -> OptimizerAdaptor<AdamW, M, B> {
+    pub fn init<B: crate::kernels::TrainBackend, M: AutodiffModule<B>>(
+        self,
+    ) -> OptimizerAdaptor<AdamW, M, B> {
         OptimizerAdaptor::from(self)
     }
 }

@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module};
 use burn::optim::{GradientsParams, Optimizer};
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 use burn_store::{ModuleSnapshot, SafetensorsStore};
 use physlab_generators::WindowMixer;
@@ -327,7 +326,7 @@ pub fn train_step<B: TrainBackend>(
 }
 
 /// A fresh optimizer for `cfg`.
-pub fn optimizer<B: AutodiffBackend>(cfg: &TrainConfig) -> Optim<B> {
+pub fn optimizer<B: TrainBackend>(cfg: &TrainConfig) -> Optim<B> {
     AdamW {
         beta1: cfg.beta1 as f32,
         beta2: cfg.beta2 as f32,
@@ -604,7 +603,7 @@ pub fn train<B: TrainBackend>(
 
 /// Writes `checkpoints/step-NNNNNNNN/{model.bin, optimizer.bin, state.json, DONE}` through a temporary
 /// folder and a rename (DONE written last), then removes all but the newest `keep` complete step checkpoints.
-pub fn save_step_checkpoint<B: AutodiffBackend>(
+pub fn save_step_checkpoint<B: TrainBackend>(
     model: &Gpt<B>,
     optim: &Optim<B>,
     st: &TrainState,
@@ -667,7 +666,7 @@ pub fn save_step_checkpoint<B: AutodiffBackend>(
 }
 
 /// Loads a step checkpoint into `model` and `optim` (which must have the checkpoint's shape).
-pub fn load_step_checkpoint<B: AutodiffBackend>(
+pub fn load_step_checkpoint<B: TrainBackend>(
     dir: &Path,
     model: Gpt<B>,
     optim: Optim<B>,

@@ -694,3 +694,49 @@ pub fn layer_norm_backward(
         tensor(dbeta, Shape::new([d])),
     ]
 }
+
+/// One AdamW step in one pass over (θ, g, m, v), element by element in the order `crate::optim`'s tensor ops
+/// compute it: m' = m·β1 + g·(1−β1); v' = v·β2 + g²·(1−β2); m̂ = m'/(1−β1^t); v̂ = v'/(1−β2^t);
+/// θ' = θ·(1 − decay) − (m̂/(√v̂ + ε))·lr.
+pub fn adamw(
+    param: &FlexTensor,
+    grad: &FlexTensor,
+    moments: Option<(&FlexTensor, &FlexTensor)>,
+    h: super::AdamWStep,
+) -> Option<(FlexTensor, FlexTensor, FlexTensor)> {
+    let p = contiguous_f32(param)?;
+    let g = contiguous_f32(grad)?;
+    let (m, v) = match moments {
+        Some((m, v)) => (Some(contiguous_f32(m)?), Some(contiguous_f32(v)?)),
+        None => (None, None),
+    };
+    let (ps, gs) = (slice(&p), slice(&g));
+    assert_eq!(ps.len(), gs.len(), "adamw: gradient shape");
+    let n = ps.len();
+    let (mut p2, mut m2, mut v2) = (vec![0.0f32; n], vec![0.0f32; n], vec![0.0f32; n]);
+    let ms = m.as_ref().map(slice);
+    let vs = v.as_ref().map(slice);
+    let k = math::AdamWConsts::new(h);
+    p2.par_chunks_mut(CHUNK)
+        .zip(m2.par_chunks_mut(CHUNK).zip(v2.par_chunks_mut(CHUNK)))
+        .enumerate()
+        .for_each(|(c, (po, (mo, vo)))| {
+            let r = c * CHUNK..(c * CHUNK + po.len());
+            math::adamw_slice(
+                &ps[r.clone()],
+                &gs[r.clone()],
+                ms.map(|m| &m[r.clone()]),
+                vs.map(|v| &v[r.clone()]),
+                &k,
+                po,
+                mo,
+                vo,
+            );
+        });
+    let shape = p.shape();
+    Some((
+        tensor(p2, shape.clone()),
+        tensor(m2, shape.clone()),
+        tensor(v2, shape),
+    ))
+}

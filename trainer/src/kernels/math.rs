@@ -326,3 +326,69 @@ pub fn add_assign(acc: &mut [f32], x: &[f32]) {
         *a += v;
     }
 }
+
+/// AdamW's per-step scalars, rounded to f32 as burn's scalar ops round them.
+pub struct AdamWConsts {
+    b1: f32,
+    one_minus_b1: f32,
+    b2: f32,
+    one_minus_b2: f32,
+    bias1: f32,
+    bias2: f32,
+    eps: f32,
+    keep: Option<f32>,
+    lr: f32,
+}
+
+impl AdamWConsts {
+    pub fn new(h: super::AdamWStep) -> Self {
+        let t = h.time as i32;
+        AdamWConsts {
+            b1: h.beta1,
+            one_minus_b1: 1.0 - h.beta1,
+            b2: h.beta2,
+            one_minus_b2: 1.0 - h.beta2,
+            bias1: 1.0 - h.beta1.powi(t),
+            bias2: 1.0 - h.beta2.powi(t),
+            eps: h.epsilon,
+            keep: (h.decay != 0.0).then(|| (1.0 - h.decay) as f32),
+            lr: h.lr as f32,
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl+avx2+fma+bmi1+bmi2+lzcnt+popcnt+sse4.2",
+    "x86_64+avx2+fma+sse4.2",
+    "aarch64+neon"
+))]
+pub fn adamw_slice(
+    p: &[f32],
+    g: &[f32],
+    m: Option<&[f32]>,
+    v: Option<&[f32]>,
+    k: &AdamWConsts,
+    po: &mut [f32],
+    mo: &mut [f32],
+    vo: &mut [f32],
+) {
+    for i in 0..p.len() {
+        let gi = g[i];
+        let (mi, vi) = match (m, v) {
+            (Some(m), Some(v)) => (
+                m[i] * k.b1 + gi * k.one_minus_b1,
+                v[i] * k.b2 + gi * gi * k.one_minus_b2,
+            ),
+            _ => (gi * k.one_minus_b1, gi * gi * k.one_minus_b2),
+        };
+        mo[i] = mi;
+        vo[i] = vi;
+        let delta = (mi / k.bias1) / ((vi / k.bias2).sqrt() + k.eps);
+        let decayed = match k.keep {
+            Some(keep) => p[i] * keep,
+            None => p[i],
+        };
+        po[i] = decayed - delta * k.lr;
+    }
+}

@@ -38,6 +38,18 @@ pub struct AttentionSpec {
     pub rope_base: f64,
 }
 
+/// The scalars of one AdamW step (see `crate::optim`): `decay` = lr·wd for weights of rank ≥ 2, else 0; `time`
+/// counts from 1.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamWStep {
+    pub lr: f64,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub epsilon: f32,
+    pub decay: f64,
+    pub time: usize,
+}
+
 // 0 = not read yet, 1 = fused, 2 = plain.
 static MODE: AtomicU8 = AtomicU8::new(0);
 
@@ -115,6 +127,15 @@ pub trait Kernels: Backend {
     }
 
     fn fused_gelu(_x: &FloatTensor<Self>) -> Option<FloatTensor<Self>> {
+        None
+    }
+    /// One AdamW update of a parameter in one pass: (θ, m, v) after the step (`moments` None at the first).
+    fn fused_adamw(
+        _param: &FloatTensor<Self>,
+        _grad: &FloatTensor<Self>,
+        _moments: Option<(&FloatTensor<Self>, &FloatTensor<Self>)>,
+        _hyper: AdamWStep,
+    ) -> Option<(FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>)> {
         None
     }
     fn fused_linear(
@@ -588,6 +609,16 @@ impl Kernels for burn::backend::Flex {
     }
     fn fused_gelu_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
         flex::gelu_backward(&x, &dy)
+    }
+    fn fused_adamw(
+        param: &FloatTensor<Self>,
+        grad: &FloatTensor<Self>,
+        moments: Option<(&FloatTensor<Self>, &FloatTensor<Self>)>,
+        hyper: AdamWStep,
+    ) -> Option<(FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>)> {
+        fused_enabled()
+            .then(|| flex::adamw(param, grad, moments, hyper))
+            .flatten()
     }
     fn fused_linear(
         x: &FloatTensor<Self>,
