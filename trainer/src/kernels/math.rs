@@ -351,7 +351,7 @@ impl AdamWConsts {
             bias1: 1.0 - h.beta1.powi(t),
             bias2: 1.0 - h.beta2.powi(t),
             eps: h.epsilon,
-            keep: (h.decay != 0.0).then(|| (1.0 - h.decay) as f32),
+            keep: (h.decay != 0.0).then_some((1.0 - h.decay) as f32),
             lr: h.lr as f32,
         }
     }
