@@ -85,13 +85,22 @@ def main():
     ap = argparse.ArgumentParser()
     for k in ["layers", "heads", "d-model", "vocab", "context", "batch", "steps", "warmup", "expect-params"]:
         ap.add_argument(f"--{k}", type=int, required=k != "expect-params", default=0)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--dtype", default="float32", help="parameters' dtype: float32 or bfloat16 (as burn-cuda's bf16)")
     a = ap.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(os.cpu_count())
+    device, dtype = torch.device(a.device), getattr(torch, a.dtype)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: PyTorch sees no CUDA device")
     model = Gpt(a.layers, a.heads, a.d_model, a.vocab, a.context)
     params = sum(p.numel() for p in model.parameters())
     if a.expect_params and params != a.expect_params:
         sys.exit(f"parameter count {params} differs from physlab's {a.expect_params}: not the same model")
+    model = model.to(device=device, dtype=dtype)
+    model.rope.cos, model.rope.sin = model.rope.cos.to(device, dtype), model.rope.sin.to(device, dtype)
+    model.mask = model.mask.to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     rest = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
@@ -100,8 +109,9 @@ def main():
     )
     times = []
     for i in range(a.warmup + a.steps):
-        x = torch.randint(0, a.vocab, (a.batch, a.context))
-        y = torch.randint(0, a.vocab, (a.batch, a.context))
+        x = torch.randint(0, a.vocab, (a.batch, a.context), device=device)
+        y = torch.randint(0, a.vocab, (a.batch, a.context), device=device)
+        sync()
         t0 = time.perf_counter()
         logits = model(x)
         loss = F.cross_entropy(logits.view(-1, a.vocab), y.view(-1))
@@ -109,6 +119,7 @@ def main():
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        sync()
         if i >= a.warmup:
             times.append(time.perf_counter() - t0)
     s = statistics.median(times)
@@ -118,6 +129,8 @@ def main():
         "tokens_per_s": a.batch * a.context / s,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "device": str(device),
+        "dtype": a.dtype,
     }))
 
 

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use physlab_trainer::train::{optimizer, train_step};
+use physlab_trainer::kernels::TrainBackend;
 use physlab_trainer::{CpuTrain, ModelConfig, TrainConfig};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -138,6 +139,11 @@ pub fn fp32_peak_gflops() -> (f64, String) {
 
 /// Times the training step of `case` on burn-flex.
 pub fn run_burn(case: &BenchCase) -> Result<BenchResult> {
+    run_burn_on::<CpuTrain>(case, &Default::default())
+}
+
+/// Times the training step of `case` on backend `B` (waiting for the device at the end of every step).
+pub fn run_burn_on<B: TrainBackend>(case: &BenchCase, device: &B::Device) -> Result<BenchResult> {
     let shape = ModelConfig {
         preset: case.preset.clone(),
         d_model: case.d_model,
@@ -146,9 +152,8 @@ pub fn run_burn(case: &BenchCase) -> Result<BenchResult> {
     .shape(case.vocab, case.context)
     .map_err(anyhow::Error::msg)?;
     let cfg = TrainConfig::default();
-    let device = Default::default();
-    let mut model = shape.init::<CpuTrain>(&device);
-    let mut optim = optimizer::<CpuTrain>(&cfg);
+    let mut model = shape.init::<B>(device);
+    let mut optim = optimizer::<B>(&cfg);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let (b, t) = (case.batch, case.context);
     let mut times = Vec::new();
@@ -168,8 +173,9 @@ pub fn run_burn(case: &BenchCase) -> Result<BenchResult> {
             1e-4,
             (x, y, vec![1.0; b * t]),
             [b, t],
-            &device,
+            device,
         );
+        B::sync(device).map_err(|e| anyhow::anyhow!("waiting for the device: {e:?}"))?;
         model = m;
         if !r.loss.is_finite() {
             bail!("{}: the loss became {}", case.name, r.loss);
@@ -190,8 +196,18 @@ pub fn run_burn(case: &BenchCase) -> Result<BenchResult> {
     })
 }
 
-/// Runs `bench/torch_train.py` for `case`; `Ok(None)` with a message when PyTorch is missing.
+/// Runs `bench/torch_train.py` for `case` on the CPU; `Ok(None)` with a message when PyTorch is missing.
 pub fn run_torch(case: &BenchCase, params: usize) -> Result<Option<serde_json::Value>> {
+    run_torch_on(case, params, "cpu", "float32")
+}
+
+/// Runs `bench/torch_train.py` for `case` on `device` (cpu, cuda) with parameters in `dtype` (float32, bfloat16).
+pub fn run_torch_on(
+    case: &BenchCase,
+    params: usize,
+    device: &str,
+    dtype: &str,
+) -> Result<Option<serde_json::Value>> {
     let script = Path::new("bench/torch_train.py");
     if !script.exists() {
         bail!(
@@ -212,6 +228,7 @@ pub fn run_torch(case: &BenchCase, params: usize) -> Result<Option<serde_json::V
         .args(["--steps", &case.steps.to_string()])
         .args(["--warmup", &case.warmup.to_string()])
         .args(["--expect-params", &params.to_string()])
+        .args(["--device", device, "--dtype", dtype])
         .output()
         .context("running python3 (needed for --torch)")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -313,6 +330,84 @@ pub fn bench_train(
     }
     if let Some(p) = json {
         std::fs::write(p, serde_json::to_vec_pretty(&rows)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// The GPU case of issue 6: a GPT2-12-12-size model (d = 768, the paper's 3,275 used tokens) at context 512,
+/// 16 sequences per step.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+pub fn gpu_case(steps: usize) -> BenchCase {
+    BenchCase {
+        name: "gpu",
+        preset: "gpt2-12-12".into(),
+        d_model: 768,
+        vocab: 3275,
+        context: 512,
+        batch: 16,
+        steps,
+        warmup: 3,
+    }
+}
+
+/// `physlab bench train --backend cuda`: the GPU case on burn-cuda (bf16) and, with `--torch`, PyTorch on the
+/// same GPU (bf16 parameters, eager); tokens/s and MFU against `peak_tflops` (dense bf16: H100 SXM 989).
+#[cfg(feature = "cuda")]
+pub fn bench_train_cuda(
+    steps: usize,
+    torch: bool,
+    peak_tflops: f64,
+    json: Option<&Path>,
+) -> Result<()> {
+    physlab_trainer::cuda_available().map_err(anyhow::Error::msg)?;
+    let case = gpu_case(steps);
+    let device = Default::default();
+    let r = run_burn_on::<physlab_trainer::GpuTrain>(&case, &device)?;
+    let flops_per_token = r.gflops * 1e9 / r.tokens_per_s;
+    let mfu = |tps: f64| 100.0 * tps * flops_per_token / (peak_tflops * 1e12);
+    println!(
+        "MFU against {peak_tflops} TFLOP/s (dense bf16); training FLOPs per token {:.3e} (matmuls, 6N + attention)",
+        flops_per_token
+    );
+    println!(
+        "burn-cuda  {:<7} {:<11} d={:<4} V={:<5} T={:<4} B={:<3} {:>10} params  {:>9.1} ms/step  {:>9.0} tok/s  MFU {:>5.1}%",
+        case.name,
+        case.preset,
+        case.d_model,
+        case.vocab,
+        case.context,
+        case.batch,
+        r.params,
+        r.ms_per_step,
+        r.tokens_per_s,
+        mfu(r.tokens_per_s)
+    );
+    let mut row = serde_json::json!({ "burn": r, "peak_tflops": peak_tflops });
+    if torch {
+        if let Some(t) = run_torch_on(&case, r.params, "cuda", "bfloat16")? {
+            let tps = t["tokens_per_s"].as_f64().unwrap_or(f64::NAN);
+            println!(
+                "pytorch    {:<7} {:<11} {:<38}{:>10} params  {:>9.1} ms/step  {:>9.0} tok/s  MFU {:>5.1}%",
+                case.name,
+                case.preset,
+                "(same model and step, eager, bf16)",
+                t["params"].as_u64().unwrap_or(0),
+                t["ms_per_step"].as_f64().unwrap_or(f64::NAN),
+                tps,
+                mfu(tps)
+            );
+            println!(
+                "ratio      {:<7} burn / pytorch tokens/s = {:.2}",
+                case.name,
+                r.tokens_per_s / tps
+            );
+            row["torch"] = t;
+            row["ratio"] = serde_json::json!(r.tokens_per_s / tps);
+        }
+    }
+    if let Some(p) = json {
+        std::fs::write(p, serde_json::to_vec_pretty(&[row])?)
             .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())

@@ -103,6 +103,13 @@ enum BenchCommand {
         /// Also run the same model and step in PyTorch (bench/torch_train.py) and print the ratio.
         #[arg(long)]
         torch: bool,
+        /// Where to time it: cpu (burn-flex, the small/medium/Part 3.3 models) or cuda (burn-cuda bf16, a
+        /// GPT2-12-12-size model at context 512, 16 sequences; needs `--features cuda` and an NVIDIA driver).
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: run::BackendKind,
+        /// GPU peak for the MFU (TFLOP/s, dense bf16; H100 SXM: 989).
+        #[arg(long, default_value_t = 989.0)]
+        peak_tflops: f64,
         /// Also time the plain composition of burn ops (the fused kernels off, as PHYSLAB_KERNELS=plain) and
         /// print the fused kernels' speed-up.
         #[arg(long)]
@@ -191,7 +198,20 @@ fn real_main() -> Result<()> {
             torch,
             plain,
             json,
-        }) => bench::bench_train(all, steps, torch, plain, json.as_deref()),
+            backend,
+            peak_tflops,
+        }) => match backend {
+            run::BackendKind::Cpu => bench::bench_train(all, steps, torch, plain, json.as_deref()),
+            #[cfg(feature = "cuda")]
+            run::BackendKind::Cuda => {
+                bench::bench_train_cuda(steps, torch, peak_tflops, json.as_deref())
+            }
+            #[cfg(not(feature = "cuda"))]
+            run::BackendKind::Cuda => {
+                let _ = peak_tflops;
+                run::BackendKind::Cuda.check()
+            }
+        },
         Command::Inspect { dir, samples } => {
             let ds = physlab_generators::Dataset::open(&dir)?;
             generate::print_summary(&ds, samples)

@@ -238,6 +238,7 @@ fn attention_forward_and_backward_equal_the_plain_path() {
     attention_case(3, 5, 1, 8, 0, 12); // absolute positions (no rotary)
     attention_case(1, 1, 2, 4, 2, 13); // a single position
     attention_case(2, 128, 2, 64, 16, 14); // the quickstart's shape
+    attention_case(1, 200, 2, 16, 4, 15); // several blocks of 64, the last one partial
 }
 
 #[test]

@@ -161,6 +161,9 @@ pub fn cross_entropy_backward(
     tensor(dx, shape)
 }
 
+/// Rows (and columns) per block of the attention products: a block of rows needs the columns up to its end only.
+const BLOCK: usize = 64;
+
 /// Shapes of an attention call, checked once.
 struct Dims {
     b: usize,
@@ -210,7 +213,20 @@ fn matmul(
     rhs: &[f32],
     rstride: (usize, usize),
 ) {
-    gemm_call(mnk, dst, false, lhs, lstride, rhs, rstride, false);
+    gemm_call(mnk, dst, mnk.1, false, lhs, lstride, rhs, rstride, false);
+}
+
+/// [`matmul`] into rows of `dst` that are `dst_rs` apart (a block of a wider matrix).
+fn matmul_rows(
+    mnk: (usize, usize, usize),
+    dst: &mut [f32],
+    dst_rs: usize,
+    lhs: &[f32],
+    lstride: (usize, usize),
+    rhs: &[f32],
+    rstride: (usize, usize),
+) {
+    gemm_call(mnk, dst, dst_rs, false, lhs, lstride, rhs, rstride, false);
 }
 
 /// [`matmul`] over all cores when the product is large enough (burn-flex's threshold: m·n·k ≥ 192³).
@@ -225,13 +241,14 @@ fn matmul_par(
 ) {
     let (m, n, k) = mnk;
     let parallel = m.saturating_mul(n).saturating_mul(k) >= 192 * 192 * 192;
-    gemm_call(mnk, dst, accumulate, lhs, lstride, rhs, rstride, parallel);
+    gemm_call(mnk, dst, n, accumulate, lhs, lstride, rhs, rstride, parallel);
 }
 
 #[allow(clippy::too_many_arguments)]
 fn gemm_call(
     (m, n, k): (usize, usize, usize),
     dst: &mut [f32],
+    dst_rs: usize,
     accumulate: bool,
     lhs: &[f32],
     (lrs, lcs): (usize, usize),
@@ -242,10 +259,12 @@ fn gemm_call(
     if m == 0 || n == 0 {
         return;
     }
-    assert!(dst.len() >= m * n);
+    assert!(dst_rs >= n && dst.len() >= (m - 1) * dst_rs + n, "matmul: dst bounds");
     if k == 0 {
         if !accumulate {
-            dst[..m * n].fill(0.0);
+            for i in 0..m {
+                dst[i * dst_rs..i * dst_rs + n].fill(0.0);
+            }
         }
         return;
     }
@@ -266,7 +285,7 @@ fn gemm_call(
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            dst_rs as isize,
             accumulate,
             lhs.as_ptr(),
             lcs as isize,
@@ -499,19 +518,26 @@ pub fn causal_attention(qkv: &FlexTensor, spec: AttentionSpec) -> Option<(FlexTe
         .map(|(task, p)| {
             let (b, h) = (task / dm.h, task % dm.h);
             let [q, k, v] = gather_head(x, &dm, b, h, &tables);
-            // S = q·kᵀ
-            matmul((t, t, hd), p, &q, (hd, 1), &k, (1, hd));
-            for i in 0..t {
-                let row = &mut p[i * t..(i + 1) * t];
-                let (past, future) = row.split_at_mut(i + 1);
-                math::scale(past, dm.scale);
-                let m = math::max(past);
-                let s = math::exp_shifted_sum_inplace(past, m);
-                math::scale(past, 1.0 / s);
-                future.fill(0.0);
-            }
             let mut y = vec![0.0f32; t * hd];
-            matmul((t, hd, t), &mut y, p, (t, 1), &v, (hd, 1));
+            // Row blocks [r0, r1) see columns [0, r1) only (the causal triangle, up to a block).
+            for r0 in (0..t).step_by(BLOCK) {
+                let r1 = (r0 + BLOCK).min(t);
+                // S = q·kᵀ
+                let rows = &mut p[r0 * t..];
+                matmul_rows((r1 - r0, r1, hd), rows, t, &q[r0 * hd..], (hd, 1), &k, (1, hd));
+                for i in r0..r1 {
+                    let row = &mut p[i * t..(i + 1) * t];
+                    let (past, future) = row.split_at_mut(i + 1);
+                    math::scale(past, dm.scale);
+                    let m = math::max(past);
+                    let s = math::exp_shifted_sum_inplace(past, m);
+                    math::scale(past, 1.0 / s);
+                    future[..r1 - i - 1].fill(0.0);
+                }
+                // y = P·v
+                let (pr, yr) = (&p[r0 * t..], &mut y[r0 * hd..]);
+                matmul((r1 - r0, hd, r1), yr, pr, (t, 1), &v, (hd, 1));
+            }
             y
         })
         .collect();
@@ -554,23 +580,51 @@ pub fn causal_attention_backward(
                 let o = (b * t + i) * d + h * hd;
                 gy[i * hd..(i + 1) * hd].copy_from_slice(&g[o..o + hd]);
             }
-            // dv = Pᵀ·dy
+            // Row blocks [r0, r1) of P and dS are zero beyond column r1; column blocks [c0, c1) are zero above
+            // row c0. The products below skip those zeros (the causal triangle, up to a block).
             let mut dv = vec![0.0f32; t * hd];
-            matmul((t, hd, t), &mut dv, p, (1, t), &gy, (hd, 1));
-            // dP = dy·vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) · scale in place (0 above the diagonal, where P is 0)
             let mut ds = vec![0.0f32; t * t];
-            matmul((t, t, hd), &mut ds, &gy, (hd, 1), &v, (1, hd));
-            for i in 0..t {
-                let pr = &p[i * t..(i + 1) * t];
-                let dr = &mut ds[i * t..(i + 1) * t];
-                let c = math::dot(&pr[..=i], &dr[..=i]);
-                math::softmax_backward_row(pr, dr, c, dm.scale);
-            }
-            // dq = dS·k, dk = dSᵀ·q (for the rotated q and k)
             let mut dqr = vec![0.0f32; t * hd];
-            matmul((t, hd, t), &mut dqr, &ds, (t, 1), &k, (hd, 1));
             let mut dkr = vec![0.0f32; t * hd];
-            matmul((t, hd, t), &mut dkr, &ds, (1, t), &q, (hd, 1));
+            for r0 in (0..t).step_by(BLOCK) {
+                let r1 = (r0 + BLOCK).min(t);
+                // dv[c0..c1] = P[c0.., c0..c1]ᵀ · dy[c0..]
+                let (c0, c1) = (r0, r1);
+                matmul(
+                    (c1 - c0, hd, t - c0),
+                    &mut dv[c0 * hd..],
+                    &p[c0 * t + c0..],
+                    (1, t),
+                    &gy[c0 * hd..],
+                    (hd, 1),
+                );
+                // dP = dy·vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) · scale in place
+                let rows = &mut ds[r0 * t..];
+                matmul_rows((r1 - r0, r1, hd), rows, t, &gy[r0 * hd..], (hd, 1), &v, (1, hd));
+                for i in r0..r1 {
+                    let pr = &p[i * t..i * t + i + 1];
+                    let dr = &mut ds[i * t..(i + 1) * t];
+                    let (past, future) = dr.split_at_mut(i + 1);
+                    let c = math::dot(pr, past);
+                    math::softmax_backward_row(pr, past, c, dm.scale);
+                    future[..r1 - i - 1].fill(0.0);
+                }
+                // dq[r0..r1] = dS[r0..r1, ..r1] · k[..r1] (for the rotated q and k)
+                let (dsr, dqb) = (&ds[r0 * t..], &mut dqr[r0 * hd..]);
+                matmul((r1 - r0, hd, r1), dqb, dsr, (t, 1), &k, (hd, 1));
+            }
+            // dk[c0..c1] = dS[c0.., c0..c1]ᵀ · q[c0..] (needs every row block of dS first)
+            for c0 in (0..t).step_by(BLOCK) {
+                let c1 = (c0 + BLOCK).min(t);
+                matmul(
+                    (c1 - c0, hd, t - c0),
+                    &mut dkr[c0 * hd..],
+                    &ds[c0 * t + c0..],
+                    (1, t),
+                    &q[c0 * hd..],
+                    (hd, 1),
+                );
+            }
             let (mut dq, mut dk) = (vec![0.0f32; t * hd], vec![0.0f32; t * hd]);
             for i in 0..t {
                 let (cos, sin) = if r > 0 {
