@@ -9,8 +9,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use physlab_trainer::train::{optimizer, train_step};
 use physlab_trainer::kernels::TrainBackend;
+use physlab_trainer::train::{optimizer, train_step};
 use physlab_trainer::{CpuTrain, ModelConfig, TrainConfig};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;

@@ -241,7 +241,9 @@ fn matmul_par(
 ) {
     let (m, n, k) = mnk;
     let parallel = m.saturating_mul(n).saturating_mul(k) >= 192 * 192 * 192;
-    gemm_call(mnk, dst, n, accumulate, lhs, lstride, rhs, rstride, parallel);
+    gemm_call(
+        mnk, dst, n, accumulate, lhs, lstride, rhs, rstride, parallel,
+    );
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -259,7 +261,10 @@ fn gemm_call(
     if m == 0 || n == 0 {
         return;
     }
-    assert!(dst_rs >= n && dst.len() >= (m - 1) * dst_rs + n, "matmul: dst bounds");
+    assert!(
+        dst_rs >= n && dst.len() >= (m - 1) * dst_rs + n,
+        "matmul: dst bounds"
+    );
     if k == 0 {
         if !accumulate {
             for i in 0..m {
@@ -524,7 +529,15 @@ pub fn causal_attention(qkv: &FlexTensor, spec: AttentionSpec) -> Option<(FlexTe
                 let r1 = (r0 + BLOCK).min(t);
                 // S = q·kᵀ
                 let rows = &mut p[r0 * t..];
-                matmul_rows((r1 - r0, r1, hd), rows, t, &q[r0 * hd..], (hd, 1), &k, (1, hd));
+                matmul_rows(
+                    (r1 - r0, r1, hd),
+                    rows,
+                    t,
+                    &q[r0 * hd..],
+                    (hd, 1),
+                    &k,
+                    (1, hd),
+                );
                 for i in r0..r1 {
                     let row = &mut p[i * t..(i + 1) * t];
                     let (past, future) = row.split_at_mut(i + 1);
@@ -600,7 +613,15 @@ pub fn causal_attention_backward(
                 );
                 // dP = dy·vᵀ, then dS = P ⊙ (dP − rowsum(P ⊙ dP)) · scale in place
                 let rows = &mut ds[r0 * t..];
-                matmul_rows((r1 - r0, r1, hd), rows, t, &gy[r0 * hd..], (hd, 1), &v, (1, hd));
+                matmul_rows(
+                    (r1 - r0, r1, hd),
+                    rows,
+                    t,
+                    &gy[r0 * hd..],
+                    (hd, 1),
+                    &v,
+                    (1, hd),
+                );
                 for i in r0..r1 {
                     let pr = &p[i * t..i * t + i + 1];
                     let dr = &mut ds[i * t..(i + 1) * t];

@@ -13,10 +13,15 @@ const LOG2E: f32 = std::f32::consts::LOG2_E;
 const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
 
-/// e^x for finite x (NaN stays NaN through the polynomial; callers never pass one).
+/// e^x: accurate on [−87.3, 88.3], exactly 0 below −87.3 and +inf above 88.3 (the true value overflows at
+/// 88.72; the lab's kernels call it with x ≤ 0 only). NaN is not expected.
+///
+/// Branch-free and without float→int casts (a saturating `as i32` keeps the loops scalar): the power of two is
+/// built from n's bits after adding 2²³ (n is an integer in [−126, 127], so n + 127 + 2²³ is exact and its low
+/// mantissa bits are n + 127).
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
-    let xc = x.clamp(-87.3, 88.7);
+    let xc = x.clamp(-87.3, 88.3);
     let n = (xc * LOG2E + 0.5).floor();
     let r = xc - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4_f32;
@@ -26,11 +31,15 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5; // Cephes: 5.0000001201E-1, which is 0.5 in f32
     let e = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) << 23) as u32);
+    const TWO_23: f32 = 8_388_608.0;
+    let biased = (n + (127.0 + TWO_23))
+        .to_bits()
+        .wrapping_sub(TWO_23.to_bits());
+    let scale = f32::from_bits(biased << 23);
     let y = e * scale;
     if x < -87.3 {
         0.0
-    } else if x > 88.7 {
+    } else if x > 88.3 {
         f32::INFINITY
     } else {
         y
@@ -79,6 +88,20 @@ pub fn gelu_grad(x: f32) -> f32 {
     cdf + x * pdf
 }
 
+/// Σ x with 16 partial sums (so that the loop vectorizes; inlined into the multiversioned callers).
+#[inline(always)]
+fn sum16(x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 16];
+    let chunks = x.chunks_exact(16);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 /// Loops over slices, compiled for AVX-512, AVX2+FMA and the baseline, picked at run time.
 #[multiversion::multiversion(targets(
     "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl+avx2+fma+bmi1+bmi2+lzcnt+popcnt+sse4.2",
@@ -110,25 +133,10 @@ pub fn gelu_backward_slice(x: &[f32], dy: &[f32], dx: &mut [f32]) {
     "aarch64+neon"
 ))]
 pub fn exp_shifted_sum(x: &[f32], shift: f32, y: &mut [f32]) -> f32 {
-    // Eight partial sums so that the reduction vectorizes without reassociating floats behind our back.
-    let mut acc = [0.0f32; 8];
-    let n = x.len().min(y.len());
-    let (xc, xr) = x[..n].split_at(n - n % 8);
-    let (yc, yr) = y[..n].split_at_mut(n - n % 8);
-    for (xs, ys) in xc.chunks_exact(8).zip(yc.chunks_exact_mut(8)) {
-        for i in 0..8 {
-            let e = exp(xs[i] - shift);
-            ys[i] = e;
-            acc[i] += e;
-        }
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = exp(x - shift);
     }
-    let mut tail = 0.0;
-    for (y, &x) in yr.iter_mut().zip(xr) {
-        let e = exp(x - shift);
-        *y = e;
-        tail += e;
-    }
-    acc.iter().sum::<f32>() + tail
+    sum16(&y[..x.len().min(y.len())])
 }
 
 /// The largest element (−inf for an empty slice).
@@ -138,17 +146,17 @@ pub fn exp_shifted_sum(x: &[f32], shift: f32, y: &mut [f32]) -> f32 {
     "aarch64+neon"
 ))]
 pub fn max(x: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; 8];
-    let chunks = x.chunks_exact(8);
+    let mut acc = [f32::NEG_INFINITY; 16];
+    let chunks = x.chunks_exact(16);
     let rest = chunks.remainder();
     for c in chunks {
-        for i in 0..8 {
-            acc[i] = acc[i].max(c[i]);
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = if v > *a { v } else { *a };
         }
     }
-    let mut m = acc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    for &v in rest {
-        m = m.max(v);
+    let mut m = f32::NEG_INFINITY;
+    for &v in acc.iter().chain(rest) {
+        m = if v > m { v } else { m };
     }
     m
 }
@@ -172,18 +180,26 @@ pub fn scale(y: &mut [f32], a: f32) {
     "aarch64+neon"
 ))]
 pub fn dot(x: &[f32], y: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
+    dot16(x, y)
+}
+
+/// Σ x·y with 16 partial sums (inlined into the multiversioned callers).
+#[inline(always)]
+fn dot16(x: &[f32], y: &[f32]) -> f32 {
     let n = x.len().min(y.len());
-    let (xc, xr) = x[..n].split_at(n - n % 8);
-    let (yc, yr) = y[..n].split_at(n - n % 8);
-    for (a, b) in xc.chunks_exact(8).zip(yc.chunks_exact(8)) {
-        for i in 0..8 {
-            acc[i] += a[i] * b[i];
+    let (x, y) = (&x[..n], &y[..n]);
+    let mut acc = [0.0f32; 16];
+    let (xc, yc) = (x.chunks_exact(16), y.chunks_exact(16));
+    let tail: f32 = xc
+        .remainder()
+        .iter()
+        .zip(yc.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    for (a, b) in xc.zip(yc) {
+        for ((s, &u), &v) in acc.iter_mut().zip(a).zip(b) {
+            *s += u * v;
         }
-    }
-    let mut tail = 0.0;
-    for (a, b) in xr.iter().zip(yr) {
-        tail += a * b;
     }
     acc.iter().sum::<f32>() + tail
 }
@@ -195,23 +211,10 @@ pub fn dot(x: &[f32], y: &[f32]) -> f32 {
     "aarch64+neon"
 ))]
 pub fn exp_shifted_sum_inplace(y: &mut [f32], shift: f32) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let n = y.len();
-    let (yc, yr) = y.split_at_mut(n - n % 8);
-    for ys in yc.chunks_exact_mut(8) {
-        for i in 0..8 {
-            let e = exp(ys[i] - shift);
-            ys[i] = e;
-            acc[i] += e;
-        }
+    for v in y.iter_mut() {
+        *v = exp(*v - shift);
     }
-    let mut tail = 0.0;
-    for y in yr.iter_mut() {
-        let e = exp(*y - shift);
-        *y = e;
-        tail += e;
-    }
-    acc.iter().sum::<f32>() + tail
+    sum16(y)
 }
 
 /// The softmax backward of one row, in place: dp ← p ⊙ (dp − c) · scale, with c = Σ p ⊙ dp.
@@ -234,23 +237,20 @@ pub fn softmax_backward_row(p: &[f32], dp: &mut [f32], c: f32, scale: f32) {
 ))]
 pub fn mean_rstd(x: &[f32], eps: f32) -> (f32, f32) {
     let n = x.len() as f32;
-    let mut acc = [0.0f32; 8];
-    let chunks = x.chunks_exact(8);
-    let rest = chunks.remainder();
-    for c in chunks.clone() {
-        for i in 0..8 {
-            acc[i] += c[i];
-        }
-    }
-    let mean = (acc.iter().sum::<f32>() + rest.iter().sum::<f32>()) / n;
-    let mut acc = [0.0f32; 8];
+    let mean = sum16(x) / n;
+    let mut acc = [0.0f32; 16];
+    let chunks = x.chunks_exact(16);
+    let tail: f32 = chunks
+        .remainder()
+        .iter()
+        .map(|v| (v - mean) * (v - mean))
+        .sum();
     for c in chunks {
-        for i in 0..8 {
-            let v = c[i] - mean;
-            acc[i] += v * v;
+        for (a, &v) in acc.iter_mut().zip(c) {
+            let d = v - mean;
+            *a += d * d;
         }
     }
-    let tail: f32 = rest.iter().map(|v| (v - mean) * (v - mean)).sum();
     let var = (acc.iter().sum::<f32>() + tail) / n;
     (mean, 1.0 / (var + eps).sqrt())
 }
@@ -295,8 +295,6 @@ pub fn layer_norm_row_backward(
     dx: &mut [f32],
 ) {
     let n = x.len();
-    let mut s1 = [0.0f32; 8];
-    let mut s2 = [0.0f32; 8];
     for j in 0..n {
         let xh = (x[j] - mean) * rstd;
         let g = dy[j] * gamma[j];
@@ -304,12 +302,10 @@ pub fn layer_norm_row_backward(
         gg[j] = g;
         dgamma[j] += dy[j] * xh;
         dbeta[j] += dy[j];
-        s1[j % 8] += g;
-        s2[j % 8] += g * xh;
     }
     let inv = 1.0 / n as f32;
-    let m1 = s1.iter().sum::<f32>() * inv;
-    let m2 = s2.iter().sum::<f32>() * inv;
+    let m1 = sum16(&gg[..n]) * inv;
+    let m2 = dot16(&gg[..n], &xhat[..n]) * inv;
     for j in 0..n {
         dx[j] = rstd * (gg[j] - m1 - xhat[j] * m2);
     }
