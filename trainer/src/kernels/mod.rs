@@ -385,38 +385,80 @@ pub mod plain {
 // ---------------------------------------------------------------------------------------------------------------
 // Autodiff: one node per fused op.
 
+/// A fused op with one differentiable input, as recorded by [`record_unary`]: what its backward keeps, and the
+/// inner backend's backward kernel.
+trait UnaryFused<B: Kernels>: core::fmt::Debug + 'static {
+    type State: Clone + Send + core::fmt::Debug + 'static;
+    fn backward(state: Self::State, dy: FloatTensor<B>) -> FloatTensor<B>;
+}
+
+/// The autodiff node of a [`UnaryFused`] op.
+#[derive(Debug)]
+struct UnaryNode<K>(core::marker::PhantomData<fn() -> K>);
+
+impl<B: Kernels, K: UnaryFused<B>> Backward<B, 1> for UnaryNode<K> {
+    type State = K::State;
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [parent] = ops.parents;
+        let dy = grads.consume::<B>(&ops.node);
+        if let Some(parent) = parent {
+            grads.register::<B>(parent.id, K::backward(ops.state, dy));
+        }
+    }
+}
+
+/// Records `output`, computed by a fused kernel from `input`, as one node whose backward is `K`'s (the state is
+/// built only when the input is tracked).
+fn record_unary<B: Kernels, C: CheckpointStrategy, K: UnaryFused<B>>(
+    input: &FloatTensor<Autodiff<B, C>>,
+    state: impl FnOnce() -> K::State,
+    output: FloatTensor<B>,
+) -> FloatTensor<Autodiff<B, C>> {
+    match UnaryNode::<K>(core::marker::PhantomData)
+        .prepare::<C>([input.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(state(), output),
+        OpsKind::UnTracked(prep) => prep.finish(output),
+    }
+}
+
+#[derive(Debug)]
+struct GeluOp;
+impl<B: Kernels> UnaryFused<B> for GeluOp {
+    type State = FloatTensor<B>;
+    fn backward(x: Self::State, dy: FloatTensor<B>) -> FloatTensor<B> {
+        B::fused_gelu_backward(x, dy)
+    }
+}
+
+#[derive(Debug)]
+struct CrossEntropyOp;
+impl<B: Kernels> UnaryFused<B> for CrossEntropyOp {
+    /// (logits, targets, log-sum-exp per row)
+    type State = (FloatTensor<B>, IntTensor<B>, FloatTensor<B>);
+    fn backward((logits, targets, lse): Self::State, dnll: FloatTensor<B>) -> FloatTensor<B> {
+        B::fused_cross_entropy_backward(logits, targets, lse, dnll)
+    }
+}
+
+#[derive(Debug)]
+struct AttentionOp;
+impl<B: Kernels> UnaryFused<B> for AttentionOp {
+    /// (qkv, probabilities, shape)
+    type State = (FloatTensor<B>, FloatTensor<B>, AttentionSpec);
+    fn backward((qkv, probs, spec): Self::State, dy: FloatTensor<B>) -> FloatTensor<B> {
+        B::fused_attention_backward(qkv, probs, dy, spec)
+    }
+}
+
 impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
     fn k_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
         let Some(y) = B::fused_gelu(&x.primitive) else {
             return prim(plain::gelu(tensor::<Self, 2>(flat2::<Self>(x))));
         };
-
-        #[derive(Debug)]
-        struct GeluBackward;
-        impl<B: Kernels> Backward<B, 1> for GeluBackward {
-            type State = FloatTensor<B>;
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let [parent] = ops.parents;
-                let dy = grads.consume::<B>(&ops.node);
-                if let Some(parent) = parent {
-                    grads.register::<B>(parent.id, B::fused_gelu_backward(ops.state, dy));
-                }
-            }
-        }
-
-        match GeluBackward
-            .prepare::<C>([x.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish(x.primitive.clone(), y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        }
+        record_unary::<B, C, GeluOp>(&x, || x.primitive.clone(), y)
     }
 
     fn k_linear(
@@ -526,82 +568,20 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
         let Some((nll, lse)) = B::fused_cross_entropy(&logits.primitive, &targets) else {
             return prim(plain::token_nll_flat::<Self>(logits, targets));
         };
-
-        #[derive(Debug)]
-        struct CrossEntropyBackward;
-        impl<B: Kernels> Backward<B, 1> for CrossEntropyBackward {
-            type State = (FloatTensor<B>, IntTensor<B>, FloatTensor<B>);
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let [parent] = ops.parents;
-                let dnll = grads.consume::<B>(&ops.node);
-                let (logits, targets, lse) = ops.state;
-                if let Some(parent) = parent {
-                    grads.register::<B>(
-                        parent.id,
-                        B::fused_cross_entropy_backward(logits, targets, lse, dnll),
-                    );
-                }
-            }
-        }
-
-        match CrossEntropyBackward
-            .prepare::<C>([logits.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((logits.primitive.clone(), targets, lse), nll),
-            OpsKind::UnTracked(prep) => prep.finish(nll),
-        }
+        record_unary::<B, C, CrossEntropyOp>(
+            &logits,
+            || (logits.primitive.clone(), targets, lse),
+            nll,
+        )
     }
 
     fn k_causal_attention(qkv: FloatTensor<Self>, spec: AttentionSpec) -> FloatTensor<Self> {
         let Some((y, probs)) = B::fused_attention(&qkv.primitive, spec) else {
             return prim(plain::causal_attention(tensor::<Self, 3>(qkv), spec));
         };
-
-        #[derive(Debug)]
-        struct AttentionBackward;
-        impl<B: Kernels> Backward<B, 1> for AttentionBackward {
-            type State = (FloatTensor<B>, FloatTensor<B>, AttentionSpecState);
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let [parent] = ops.parents;
-                let dy = grads.consume::<B>(&ops.node);
-                let (qkv, probs, spec) = ops.state;
-                if let Some(parent) = parent {
-                    grads.register::<B>(
-                        parent.id,
-                        B::fused_attention_backward(qkv, probs, dy, spec.0),
-                    );
-                }
-            }
-        }
-
-        match AttentionBackward
-            .prepare::<C>([qkv.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                prep.finish((qkv.primitive.clone(), probs, AttentionSpecState(spec)), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        }
+        record_unary::<B, C, AttentionOp>(&qkv, || (qkv.primitive.clone(), probs, spec), y)
     }
 }
-
-/// [`AttentionSpec`] as backward state (Clone + Send + Debug + 'static).
-#[derive(Clone, Copy, Debug)]
-struct AttentionSpecState(AttentionSpec);
 
 impl Kernels for burn::backend::Flex {
     fn fused_gelu(x: &FloatTensor<Self>) -> Option<FloatTensor<Self>> {
