@@ -137,6 +137,29 @@ pub fn fp32_peak_gflops() -> (f64, String) {
     )
 }
 
+/// What the machine's best dense kernel reaches here: a 2048³ f32 matmul on burn-flex, median of 5 after one
+/// warm-up. The training step's GFLOP/s are best read against this as well as against the clock-based estimate
+/// (a virtual machine may report a nominal clock below the one its cores run at).
+pub fn gemm_reference_gflops() -> f64 {
+    use physlab_trainer::burn::tensor::{Distribution, Tensor};
+    let n: usize = 2048;
+    let device = Default::default();
+    let a =
+        Tensor::<physlab_trainer::Cpu, 2>::random([n, n], Distribution::Normal(0.0, 1.0), &device);
+    let b =
+        Tensor::<physlab_trainer::Cpu, 2>::random([n, n], Distribution::Normal(0.0, 1.0), &device);
+    let mut times = Vec::new();
+    for i in 0..6 {
+        let start = Instant::now();
+        let c = a.clone().matmul(b.clone());
+        let _ = c.into_data();
+        if i > 0 {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    2.0 * (n * n * n) as f64 / median(times) / 1e9
+}
+
 /// Times the training step of `case` on burn-flex.
 pub fn run_burn(case: &BenchCase) -> Result<BenchResult> {
     run_burn_on::<CpuTrain>(case, &Default::default())
@@ -273,6 +296,11 @@ pub fn bench_train(
 ) -> Result<()> {
     let (peak, how) = fp32_peak_gflops();
     println!("FP32 peak estimate {peak:.0} GFLOP/s ({how}); training step = forward + loss + backward + clip + AdamW, median of the timed steps after warm-up");
+    let gemm = gemm_reference_gflops();
+    println!(
+        "reference: one 2048×2048×2048 f32 GEMM (burn-flex's matmul, the gemm crate, all cores) runs at {gemm:.1} GFLOP/s ({:.1}% of the estimate)",
+        100.0 * gemm / peak
+    );
     let mut rows = Vec::new();
     for case in cases(all, steps) {
         let fused_default = physlab_trainer::kernels::fused_enabled();
@@ -287,7 +315,7 @@ pub fn bench_train(
             &r,
             peak,
         );
-        let mut row = serde_json::json!({ "burn": r });
+        let mut row = serde_json::json!({ "burn": r, "gemm_reference_gflops": gemm });
         if plain && fused_default {
             physlab_trainer::kernels::set_fused(false);
             let p = run_burn(&case);
