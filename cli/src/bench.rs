@@ -292,6 +292,7 @@ pub fn bench_train(
     steps: usize,
     torch: bool,
     plain: bool,
+    rounds: usize,
     json: Option<&Path>,
 ) -> Result<()> {
     let (peak, how) = fp32_peak_gflops();
@@ -301,60 +302,97 @@ pub fn bench_train(
         "reference: one 2048×2048×2048 f32 GEMM (burn-flex's matmul, the gemm crate, all cores) runs at {gemm:.1} GFLOP/s ({:.1}% of the estimate)",
         100.0 * gemm / peak
     );
+    let rounds = rounds.max(1);
     let mut rows = Vec::new();
     for case in cases(all, steps) {
         let fused_default = physlab_trainer::kernels::fused_enabled();
-        let r = run_burn(&case)?;
-        print_burn(
-            if fused_default {
-                "burn-flex"
-            } else {
-                "burn-plain"
-            },
-            &case,
-            &r,
-            peak,
-        );
-        let mut row = serde_json::json!({ "burn": r, "gemm_reference_gflops": gemm });
-        if plain && fused_default {
-            physlab_trainer::kernels::set_fused(false);
-            let p = run_burn(&case);
-            physlab_trainer::kernels::set_fused(true);
-            let p = p?;
-            print_burn("burn-plain", &case, &p, peak);
-            println!(
-                "speed-up   {:<7} fused kernels / plain burn ops tokens/s = {:.2}",
-                case.name,
-                r.tokens_per_s / p.tokens_per_s
+        let (mut ratios, mut speedups) = (Vec::new(), Vec::new());
+        // Each round times every side once, one after the other, so that a burst of load from other tenants
+        // of the machine lands on one round rather than on one side.
+        for round in 0..rounds {
+            if rounds > 1 {
+                println!("round {}/{rounds}", round + 1);
+            }
+            let r = run_burn(&case)?;
+            print_burn(
+                if fused_default {
+                    "burn-flex"
+                } else {
+                    "burn-plain"
+                },
+                &case,
+                &r,
+                peak,
             );
-            row["plain"] = serde_json::json!(p);
+            let mut row =
+                serde_json::json!({ "round": round, "burn": r, "gemm_reference_gflops": gemm });
+            if plain && fused_default {
+                physlab_trainer::kernels::set_fused(false);
+                let p = run_burn(&case);
+                physlab_trainer::kernels::set_fused(true);
+                let p = p?;
+                print_burn("burn-plain", &case, &p, peak);
+                let speedup = r.tokens_per_s / p.tokens_per_s;
+                println!(
+                    "speed-up   {:<7} fused kernels / plain burn ops tokens/s = {speedup:.2}",
+                    case.name
+                );
+                speedups.push(speedup);
+                row["plain"] = serde_json::json!(p);
+            }
+            if torch {
+                if let Some(t) = run_torch(&case, r.params)? {
+                    let tps = t["tokens_per_s"].as_f64().unwrap_or(f64::NAN);
+                    let g = tps * r.gflops / r.tokens_per_s;
+                    println!(
+                        "pytorch    {:<7} {:<11} {:<38}{:>10} params  {:>9.1} ms/step  {:>9.0} tok/s  {:>7.1} GFLOP/s ({:>4.1}% of peak)  torch {} threads",
+                        case.name,
+                        case.preset,
+                        "(same model and step, eager)",
+                        t["params"].as_u64().unwrap_or(0),
+                        t["ms_per_step"].as_f64().unwrap_or(f64::NAN),
+                        tps,
+                        g,
+                        100.0 * g / peak,
+                        t["threads"]
+                    );
+                    let ratio = r.tokens_per_s / tps;
+                    println!(
+                        "ratio      {:<7} burn / pytorch tokens/s = {ratio:.2}",
+                        case.name
+                    );
+                    ratios.push(ratio);
+                    row["torch"] = t;
+                    row["ratio"] = serde_json::json!(ratio);
+                }
+            }
+            rows.push(row);
         }
-        if torch {
-            if let Some(t) = run_torch(&case, r.params)? {
-                let tps = t["tokens_per_s"].as_f64().unwrap_or(f64::NAN);
-                let g = tps * r.gflops / r.tokens_per_s;
+        if rounds > 1 {
+            let span = |v: &[f64]| {
+                let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                format!(
+                    "{:.2} (median of {} rounds; {lo:.2}–{hi:.2})",
+                    median(v.to_vec()),
+                    v.len()
+                )
+            };
+            if !ratios.is_empty() {
                 println!(
-                    "pytorch    {:<7} {:<11} {:<38}{:>10} params  {:>9.1} ms/step  {:>9.0} tok/s  {:>7.1} GFLOP/s ({:>4.1}% of peak)  torch {} threads",
+                    "ratio      {:<7} burn / pytorch tokens/s = {}",
                     case.name,
-                    case.preset,
-                    "(same model and step, eager)",
-                    t["params"].as_u64().unwrap_or(0),
-                    t["ms_per_step"].as_f64().unwrap_or(f64::NAN),
-                    tps,
-                    g,
-                    100.0 * g / peak,
-                    t["threads"]
+                    span(&ratios)
                 );
+            }
+            if !speedups.is_empty() {
                 println!(
-                    "ratio      {:<7} burn / pytorch tokens/s = {:.2}",
+                    "speed-up   {:<7} fused kernels / plain burn ops tokens/s = {}",
                     case.name,
-                    r.tokens_per_s / tps
+                    span(&speedups)
                 );
-                row["torch"] = t;
-                row["ratio"] = serde_json::json!(r.tokens_per_s / tps);
             }
         }
-        rows.push(row);
     }
     if let Some(p) = json {
         std::fs::write(p, serde_json::to_vec_pretty(&rows)?)

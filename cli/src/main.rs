@@ -110,6 +110,10 @@ enum BenchCommand {
         /// GPU peak for the MFU (TFLOP/s, dense bf16; H100 SXM: 989).
         #[arg(long, default_value_t = 989.0)]
         peak_tflops: f64,
+        /// Repeat the measurement this many times, the sides alternating, and print the median ratio (the
+        /// machines are shared: one round can land on a burst of someone else's load).
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
         /// Also time the plain composition of burn ops (the fused kernels off, as PHYSLAB_KERNELS=plain) and
         /// print the fused kernels' speed-up.
         #[arg(long)]
@@ -197,11 +201,14 @@ fn real_main() -> Result<()> {
             all,
             torch,
             plain,
+            rounds,
             json,
             backend,
             peak_tflops,
         }) => match backend {
-            run::BackendKind::Cpu => bench::bench_train(all, steps, torch, plain, json.as_deref()),
+            run::BackendKind::Cpu => {
+                bench::bench_train(all, steps, torch, plain, rounds, json.as_deref())
+            }
             #[cfg(feature = "cuda")]
             run::BackendKind::Cuda => {
                 bench::bench_train_cuda(steps, torch, peak_tflops, json.as_deref())
