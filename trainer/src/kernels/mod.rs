@@ -1,9 +1,9 @@
 //! Fused kernels through burn's backend extension: linear layers, GELU, LayerNorm, per-token cross-entropy and
-//! causal self-attention with rotary embedding, each with a real backward.
+//! causal self-attention with rotary embedding, each with a real backward, and the AdamW update.
 //!
 //! The model calls the functions of this module ([`linear`], [`gelu`], [`layer_norm`], [`token_nll`],
-//! [`causal_attention`]) instead of
-//! composing burn ops. [`Kernels`] is implemented for every backend the lab uses:
+//! [`causal_attention`]) instead of composing burn ops; `crate::optim` asks for [`Kernels::fused_adamw`].
+//! [`Kernels`] is implemented for every backend the lab uses:
 //! - `Flex` (CPU) runs hand-written kernels ([`flex`]) on the raw f32 buffers: one pass per op instead of a chain
 //!   of element-wise ops, layout copies and a T×T mask; rows and (batch, head) pairs spread over both cores.
 //! - `Autodiff<B>` records one graph node per fused op whose backward calls the inner backend's backward kernel,
@@ -11,8 +11,8 @@
 //!   composition, which autodiff differentiates op by op.
 //! - Any other backend (`Cuda`) uses the plain composition ([`plain`]) unchanged.
 //!
-//! Every fused kernel is checked against the plain path, forward and backward, in `trainer/tests/kernels.rs`
-//! (the tolerance is stated there). `PHYSLAB_KERNELS=plain` (or [`set_fused`]) turns the fused kernels off, so a
+//! Every fused kernel is checked against the plain path, forward and backward, in `trainer/tests/kernels.rs` and
+//! `kernels_model.rs` (the tolerances are stated there). `PHYSLAB_KERNELS=plain` (or [`set_fused`]) turns the fused kernels off, so a
 //! bench can time both paths in one process.
 
 pub mod flex;
