@@ -76,11 +76,6 @@ pub fn rope_tables(dims: usize, context: usize, base: f64) -> (Vec<f32>, Vec<f32
 }
 
 impl<B: Backend> Rope<B> {
-    /// See [`rope_tables`].
-    pub fn tables(dims: usize, context: usize, base: f64) -> (Vec<f32>, Vec<f32>) {
-        rope_tables(dims, context, base)
-    }
-
     pub fn new(dims: usize, context: usize, base: f64, device: &B::Device) -> Self {
         let (mut cos, mut sin) = rope_tables(dims, context, base);
         let shape = [context, dims.max(1)];

@@ -203,8 +203,8 @@ fn dims(qkv: &FlexTensor, spec: AttentionSpec) -> Dims {
     }
 }
 
-/// `dst[m×n]` (row-major) = lhs · rhs, where lhs(i, p) = `lhs[i·lrs + p·lcs]` and rhs(p, j) = `rhs[p·rrs + j·rcs]`;
-/// with `accumulate`, dst += lhs · rhs. Single-threaded (callers parallelise over heads); see [`matmul_par`].
+/// `dst[m×n]` (row-major) = lhs · rhs, where lhs(i, p) = `lhs[i·lrs + p·lcs]` and rhs(p, j) = `rhs[p·rrs + j·rcs]`.
+/// Single-threaded (callers parallelise over heads); [`matmul_par`] can also accumulate (dst += lhs · rhs).
 fn matmul(
     mnk: (usize, usize, usize),
     dst: &mut [f32],
