@@ -4,6 +4,7 @@
 mod bench;
 mod generate;
 mod recipe;
+mod report;
 mod run;
 
 use std::path::PathBuf;
@@ -86,6 +87,15 @@ enum Command {
         experiment: Option<String>,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
+    },
+    /// Summarise every finished run of an experiment: statistics over seeds (mean, std, n), the headline metrics
+    /// against the published figures (one-sided t-test), the capacity-law fit, SVG plots; writes
+    /// runs/<experiment>/report.md, report.json, summary.csv and plots/.
+    Report {
+        experiment: String,
+        /// Where run folders are.
+        #[arg(long, default_value = "runs")]
+        runs: PathBuf,
     },
 }
 
@@ -228,6 +238,22 @@ fn real_main() -> Result<()> {
             let out = out.unwrap_or_else(|| dir.join("text.jsonl"));
             let n = generate::export_jsonl(&ds, &out)?;
             println!("{n} documents → {}", out.display());
+            Ok(())
+        }
+        Command::Report { experiment, runs } => {
+            let ws = recipe::Workspace::load(&cli.workspace)?;
+            let spec = ws.report_spec(&experiment)?;
+            let description = ws
+                .points(&experiment, &[])
+                .ok()
+                .and_then(|p| p.first().map(|p| p.config.description.clone()))
+                .unwrap_or_default();
+            let md = report::report(&experiment, &runs, &spec, &description)?;
+            println!("{md}");
+            eprintln!(
+                "wrote {}/{{report.md, report.json, summary.csv, plots/}}",
+                runs.join(&experiment).display()
+            );
             Ok(())
         }
         Command::Validate { experiment, sets } => {

@@ -1,5 +1,8 @@
 //! Recipes: workspace.toml holds `[defaults]` and named `[experiment.<name>]` tables, each optionally with a
-//! `sweep` (a cartesian `grid` of dotted keys and a `seeds` axis).
+//! `sweep`: a cartesian `grid` of dotted keys, `zip` groups of keys that move together, and a `seeds` axis; and a
+//! `report` table (SPEC §5 row, claim, headline metrics with published figures) that `physlab report` reads.
+//! `train.init_from` may name `{runs}`, `{point}` and `{seed}`: a finetune follows its pretraining run per point
+//! and seed.
 //!
 //! Precedence (torchtitan's config manager): `--set key=value` > sweep point > experiment > `[defaults]` > code
 //! defaults. Unknown keys are errors naming the key path and the nearest valid key; validation collects every
@@ -59,6 +62,44 @@ impl RunConfig {
             p.push("eval.batch must be ≥ 1".into());
         }
         p
+    }
+}
+
+/// How `physlab report` summarises an experiment: which SPEC §5 row it reproduces, the published claim, and the
+/// headline metrics with the published figure each is tested against.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportSpec {
+    /// SPEC §5 row(s), e.g. "1" or "9–11".
+    pub row: String,
+    /// The published result in words.
+    pub claim: String,
+    pub metrics: Vec<MetricSpec>,
+}
+
+/// One headline metric: a path into eval.json (`bios.capacity_ratio`, `qa.qa_test.accuracy`, …: an array element
+/// is chosen by its `stream`), a label, and optionally the published figure with the side a one-sided t-test
+/// takes.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricSpec {
+    pub path: String,
+    pub label: String,
+    pub published: Option<f64>,
+    pub alternative: physlab_eval::stats::Alternative,
+    /// Only this point (its folder name); empty: every point.
+    pub point: String,
+}
+
+impl ReportSpec {
+    fn from_value(v: Value) -> Result<ReportSpec> {
+        let spec: ReportSpec = v.try_into().map_err(|e| anyhow!("report: {e}"))?;
+        for m in &spec.metrics {
+            if m.path.is_empty() {
+                bail!("report.metrics: every metric needs a `path` into eval.json");
+            }
+        }
+        Ok(spec)
     }
 }
 
@@ -188,11 +229,13 @@ pub fn parse_sets(sets: &[String]) -> Result<Vec<(String, Value)>> {
 fn point_label(v: &Value) -> String {
     let s = match v {
         Value::String(s) => s.clone(),
+        // `["qa_train", "inverse_train"]` → `qa_train+inverse_train`
+        Value::Array(a) => a.iter().map(point_label).collect::<Vec<_>>().join("+"),
         other => other.to_string(),
     };
     s.chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '+' {
                 c
             } else {
                 '_'
@@ -349,6 +392,19 @@ impl Workspace {
         Ok(recipe)
     }
 
+    /// The `report` table of experiment `name` (the default when it has none).
+    pub fn report_spec(&self, name: &str) -> Result<ReportSpec> {
+        let exp = self
+            .experiments
+            .get(name)
+            .with_context(|| format!("{}: no experiment `{name}`", self.path))?;
+        match exp.get("report") {
+            None => Ok(ReportSpec::default()),
+            Some(v) => ReportSpec::from_value(v.clone())
+                .with_context(|| format!("{} [experiment.{name}.report]", self.path)),
+        }
+    }
+
     /// Resolves every point of `name`, with `sets` applied last. Errors list every problem found.
     pub fn points(&self, name: &str, sets: &[(String, Value)]) -> Result<Vec<Point>> {
         let Some(exp) = self.experiments.get(name) else {
@@ -374,10 +430,18 @@ impl Workspace {
         unknown_keys(&self.defaults, &reference, "", &mut problems);
         let mut body = exp.clone();
         let sweep = body.remove("sweep");
+        // `report` describes how `physlab report` reads the runs; it does not change a run.
+        if let Some(r) = body.remove("report") {
+            if let Err(e) = ReportSpec::from_value(r) {
+                problems.push(format!("{e:#}"));
+            }
+        }
         unknown_keys(&body, &reference, "", &mut problems);
 
         // The sweep: grid axes (cartesian, in key order) and seeds.
-        let mut axes: Vec<(String, Vec<Value>)> = Vec::new();
+        // Each axis is a list of options; an option sets one or more keys (a `zip` group sets several together).
+        let mut axes: Vec<Vec<Vec<(String, Value)>>> = Vec::new();
+        let mut axis_keys: Vec<String> = Vec::new();
         let mut seeds: Option<Vec<u64>> = None;
         match sweep {
             None => {}
@@ -387,9 +451,37 @@ impl Workspace {
                         ("grid", Value::Table(g)) => {
                             for (key, vals) in g {
                                 match vals {
-                                    Value::Array(a) if !a.is_empty() => axes.push((key, a)),
+                                    Value::Array(a) if !a.is_empty() => {
+                                        axis_keys.push(key.clone());
+                                        axes.push(a.into_iter().map(|v| vec![(key.clone(), v)]).collect());
+                                    }
                                     _ => problems.push(format!("sweep.grid.\"{key}\" must be a non-empty array")),
                                 }
+                            }
+                        }
+                        ("zip", Value::Table(z)) => {
+                            // Keys that move together: option i sets every key to its i-th value.
+                            let mut len = None;
+                            let mut options: Vec<Vec<(String, Value)>> = Vec::new();
+                            for (key, vals) in z {
+                                match vals {
+                                    Value::Array(a) if !a.is_empty() => {
+                                        if len.is_some_and(|l| l != a.len()) {
+                                            problems.push(format!("sweep.zip.\"{key}\" has {} values; every key of a zip needs the same number", a.len()));
+                                            continue;
+                                        }
+                                        len = Some(a.len());
+                                        options.resize(a.len(), Vec::new());
+                                        for (o, v) in options.iter_mut().zip(a) {
+                                            o.push((key.clone(), v));
+                                        }
+                                        axis_keys.push(key);
+                                    }
+                                    _ => problems.push(format!("sweep.zip.\"{key}\" must be a non-empty array")),
+                                }
+                            }
+                            if !options.is_empty() {
+                                axes.push(options);
                             }
                         }
                         ("seeds", Value::Array(a)) => {
@@ -399,17 +491,13 @@ impl Workspace {
                                 _ => problems.push("sweep.seeds must be a non-empty array of non-negative integers".into()),
                             }
                         }
-                        (k, _) => problems.push(format!("unknown key `sweep.{k}`; expected `grid` (a table of arrays) or `seeds`")),
+                        (k, _) => problems.push(format!("unknown key `sweep.{k}`; expected `grid` or `zip` (tables of arrays) or `seeds`")),
                     }
                 }
             }
             Some(_) => problems.push("`sweep` must be a table".into()),
         }
-        for k in axes
-            .iter()
-            .map(|(k, _)| k)
-            .chain(sets.iter().map(|(k, _)| k))
-        {
+        for k in axis_keys.iter().chain(sets.iter().map(|(k, _)| k)) {
             let mut probe = Table::new();
             set_dotted(&mut probe, k, Value::Boolean(true));
             unknown_keys(&probe, &reference, "", &mut problems);
@@ -421,13 +509,13 @@ impl Workspace {
         }
 
         let mut combos: Vec<Vec<(String, Value)>> = vec![Vec::new()];
-        for (k, vals) in &axes {
+        for options in &axes {
             combos = combos
                 .into_iter()
                 .flat_map(|c| {
-                    vals.iter().map(move |v| {
+                    options.iter().map(move |o| {
                         let mut c = c.clone();
-                        c.push((k.clone(), v.clone()));
+                        c.extend(o.iter().cloned());
                         c
                     })
                 })
@@ -463,7 +551,16 @@ impl Workspace {
                 let mut t = t.clone();
                 t.insert("seed".into(), Value::Integer(seed as i64));
                 let cfg: RunConfig = match Value::Table(t).try_into() {
-                    Ok(c) => c,
+                    Ok(mut c) => {
+                        let c2: &mut RunConfig = &mut c;
+                        // A finetune's checkpoint follows its seed: `runs/base/s{seed}/checkpoints/final`.
+                        c2.train.init_from = c2
+                            .train
+                            .init_from
+                            .replace("{seed}", &seed.to_string())
+                            .replace("{point}", &name);
+                        c
+                    }
                     Err(e) => {
                         all_problems.push(format!("point {name}: {e}"));
                         continue;

@@ -232,14 +232,38 @@ pub fn run_experiment(
             .with_context(|| format!("--point {i}: {experiment} has {} point(s)", points.len()))?],
         None => points.iter().collect(),
     };
+    // `{runs}` in train.init_from is the --runs folder, so a finetune finds the pretraining run wherever runs go.
+    let selected: Vec<Point> = selected
+        .into_iter()
+        .map(|p| {
+            let mut p = p.clone();
+            p.config.train.init_from = p
+                .config
+                .train
+                .init_from
+                .replace("{runs}", &runs.display().to_string());
+            p
+        })
+        .collect();
     for p in &selected {
         info!("{}", plan_line(p)?);
+    }
+    for p in &selected {
+        let from = &p.config.train.init_from;
+        if !from.is_empty() && !dry_run && !Path::new(from).join("DONE").exists() {
+            bail!(
+                "point {} (seed {}): train.init_from = {from} is not a finished checkpoint (no DONE there): run the \
+                 pretraining experiment for this seed first",
+                p.name,
+                p.seed
+            );
+        }
     }
     if dry_run {
         return Ok(());
     }
     backend.check()?;
-    for p in selected {
+    for p in &selected {
         let dir = runs
             .join(experiment)
             .join(&p.name)

@@ -6,7 +6,10 @@
 //! employer and the pronoun, each given the name and its sentence's prefix, read from the canonical-order
 //! evaluation biography (employer before its city; the employer's city is reported but not counted).
 
+pub mod fit;
+pub mod plot;
 pub mod qa;
+pub mod stats;
 
 use burn::tensor::{Int, Tensor, TensorData};
 use physlab_generators::bios::BioS;

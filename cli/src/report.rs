@@ -1,0 +1,575 @@
+//! `physlab report <experiment>`: reads every finished run of `runs/<experiment>/<point>/s<seed>/` and writes
+//! `report.md` (statistics over seeds per point, the headline metrics against the published figures with a
+//! one-sided t-test, the capacity-law fit), `summary.csv` (one line per run), `report.json` and SVG plots (loss
+//! curves; bits against parameters with the 2- and 1-bit/param lines).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use physlab_eval::fit::{proportional, ProportionalFit};
+use physlab_eval::plot::{Plot, Series, Style};
+use physlab_eval::stats::{SeedStats, TTest};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::recipe::{MetricSpec, ReportSpec};
+
+/// One finished run.
+struct Run {
+    point: String,
+    seed: u64,
+    eval: Value,
+    /// (step, loss), the last line of each step.
+    curve: Vec<(f64, f64)>,
+}
+
+/// Looks `path` up in eval.json: dotted keys; inside an array, the element whose `stream`, `attribute` or `name`
+/// equals the segment.
+pub fn lookup(v: &Value, path: &str) -> Option<f64> {
+    let mut cur = v;
+    for seg in path.split('.') {
+        cur = match cur {
+            Value::Object(m) => m.get(seg)?,
+            Value::Array(a) => a.iter().find(|e| {
+                ["stream", "attribute", "name"]
+                    .iter()
+                    .any(|k| e.get(k).and_then(Value::as_str) == Some(seg))
+            })?,
+            _ => return None,
+        };
+    }
+    cur.as_f64()
+}
+
+/// Mean whole-value accuracy over the attributes counted in the bits.
+fn mean_whole_value(v: &Value) -> Option<f64> {
+    let attrs = v.pointer("/bios/attributes")?.as_array()?;
+    let acc: Vec<f64> = attrs
+        .iter()
+        .filter(|a| a.get("counted_in_bits").and_then(Value::as_bool) == Some(true))
+        .filter(|a| a.get("attribute").and_then(Value::as_str) != Some("pronoun"))
+        .filter_map(|a| a.get("whole_value_accuracy").and_then(Value::as_f64))
+        .collect();
+    (!acc.is_empty()).then(|| acc.iter().sum::<f64>() / acc.len() as f64)
+}
+
+fn read_curve(path: &Path) -> Vec<(f64, f64)> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let mut by_step: BTreeMap<u64, f64> = BTreeMap::new();
+    for line in text.lines() {
+        if let Ok(v) = serde_json::from_str::<Value>(line) {
+            if let (Some(s), Some(l)) = (
+                v.get("step").and_then(Value::as_u64),
+                v.get("loss").and_then(Value::as_f64),
+            ) {
+                by_step.insert(s, l); // readers keep the last line of a step
+            }
+        }
+    }
+    by_step.into_iter().map(|(s, l)| (s as f64, l)).collect()
+}
+
+fn collect_runs(dir: &Path) -> Result<Vec<Run>> {
+    let mut runs = Vec::new();
+    let entries = std::fs::read_dir(dir).with_context(|| {
+        format!(
+            "reading {}: no runs of this experiment (run it first: `physlab run <experiment>`)",
+            dir.display()
+        )
+    })?;
+    let mut points: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && !p.to_string_lossy().contains(".incomplete-"))
+        .collect();
+    points.sort();
+    for pdir in points {
+        let point = pdir
+            .file_name()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let mut seeds: Vec<PathBuf> = std::fs::read_dir(&pdir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_dir()
+                    && p.file_name()
+                        .map(|n| n.to_string_lossy())
+                        .is_some_and(|n| n.starts_with('s') && n[1..].parse::<u64>().is_ok())
+            })
+            .collect();
+        seeds.sort();
+        for sdir in seeds {
+            if !sdir.join("DONE").exists() {
+                continue;
+            }
+            let seed = sdir.file_name().unwrap().to_string_lossy()[1..]
+                .parse()
+                .unwrap_or(0);
+            let path = sdir.join("eval.json");
+            let eval: Value = serde_json::from_slice(
+                &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+            )
+            .with_context(|| format!("parsing {}", path.display()))?;
+            runs.push(Run {
+                point: point.clone(),
+                seed,
+                eval,
+                curve: read_curve(&sdir.join("metrics.jsonl")),
+            });
+        }
+    }
+    if runs.is_empty() {
+        bail!(
+            "{}: no finished run (a run is finished when its DONE file exists)",
+            dir.display()
+        );
+    }
+    Ok(runs)
+}
+
+/// A metric column: label, how to read it, decimals.
+struct Column {
+    label: String,
+    path: Option<String>,
+    digits: usize,
+}
+
+fn columns(runs: &[Run], spec: &ReportSpec) -> Vec<Column> {
+    let c = |label: &str, path: &str, digits: usize| Column {
+        label: label.into(),
+        path: Some(path.into()),
+        digits,
+    };
+    let mut cols = vec![
+        c("bits of knowledge", "bios.bits", 0),
+        c("bits/person", "bios.bits_per_person", 2),
+        c("R (bits/param)", "bios.capacity_ratio", 4),
+        c("R^max", "bios.capacity_ratio_max", 4),
+        c("p1 loss_name (nats)", "bios.loss_name", 3),
+        c("p2 loss_value (nats)", "bios.loss_value", 3),
+        Column {
+            label: "whole-value accuracy (mean of 5 attributes)".into(),
+            path: None,
+            digits: 3,
+        },
+    ];
+    let mut streams: Vec<String> = runs
+        .iter()
+        .flat_map(|r| {
+            r.eval
+                .get("qa")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|q| q.get("stream").and_then(Value::as_str).map(String::from))
+        })
+        .collect();
+    streams.sort();
+    streams.dedup();
+    for s in streams {
+        cols.push(c(
+            &format!("QA exact match, {s}"),
+            &format!("qa.{s}.accuracy"),
+            3,
+        ));
+    }
+    let mut quants: Vec<String> = runs
+        .iter()
+        .flat_map(|r| {
+            r.eval
+                .get("quantized")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flat_map(|m| m.keys().cloned())
+        })
+        .collect();
+    quants.sort();
+    quants.dedup();
+    for q in quants {
+        cols.push(c(&format!("bits, {q}"), &format!("quantized.{q}.bits"), 0));
+        cols.push(c(
+            &format!("R, {q}"),
+            &format!("quantized.{q}.capacity_ratio"),
+            4,
+        ));
+    }
+    cols.push(c("final training loss (nats/token)", "train.final_loss", 3));
+    cols.push(c("exposures", "exposures", 1));
+    cols.push(c("wall time (s)", "wall_s", 1));
+    for m in &spec.metrics {
+        if !cols
+            .iter()
+            .any(|c| c.path.as_deref() == Some(m.path.as_str()))
+        {
+            cols.push(c(&label_of(m), &m.path, 4));
+        }
+    }
+    cols
+}
+
+fn label_of(m: &MetricSpec) -> String {
+    if m.label.is_empty() {
+        m.path.clone()
+    } else {
+        m.label.clone()
+    }
+}
+
+fn value(run: &Run, col: &Column) -> Option<f64> {
+    match &col.path {
+        Some(p) => lookup(&run.eval, p),
+        None => mean_whole_value(&run.eval),
+    }
+}
+
+#[derive(Serialize)]
+struct Headline {
+    metric: String,
+    path: String,
+    point: String,
+    stats: SeedStats,
+    published: Option<f64>,
+    test: Option<TTest>,
+}
+
+#[derive(Serialize)]
+struct ReportJson {
+    experiment: String,
+    row: String,
+    claim: String,
+    runs: usize,
+    points: BTreeMap<String, BTreeMap<String, SeedStats>>,
+    headline: Vec<Headline>,
+    capacity_law: Option<ProportionalFit>,
+}
+
+fn fmt(v: f64, digits: usize) -> String {
+    if v.abs() >= 1e4 && digits == 0 {
+        // thousands separators for bits
+        let s = format!("{v:.0}");
+        let (sign, d) = s.strip_prefix('-').map_or(("", s.as_str()), |d| ("-", d));
+        let mut out = String::new();
+        for (i, ch) in d.chars().enumerate() {
+            if i > 0 && (d.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(ch);
+        }
+        format!("{sign}{out}")
+    } else {
+        format!("{v:.digits$}")
+    }
+}
+
+/// A p-value with three significant digits.
+fn fmt_p(p: f64) -> String {
+    if p >= 0.001 {
+        format!("{p:.3}")
+    } else {
+        format!("{p:.2e}")
+    }
+}
+
+fn stats_cell(s: &SeedStats, digits: usize) -> String {
+    if s.n == 1 {
+        format!("{} (n = 1)", fmt(s.mean, digits))
+    } else {
+        format!(
+            "{} ± {} (n = {})",
+            fmt(s.mean, digits),
+            fmt(s.std, digits),
+            s.n
+        )
+    }
+}
+
+/// Writes the report of `experiment` into `runs/<experiment>/` and returns the text of report.md.
+pub fn report(
+    experiment: &str,
+    runs_dir: &Path,
+    spec: &ReportSpec,
+    description: &str,
+) -> Result<String> {
+    let dir = runs_dir.join(experiment);
+    let runs = collect_runs(&dir)?;
+    let cols = columns(&runs, spec);
+    let mut points: Vec<String> = runs.iter().map(|r| r.point.clone()).collect();
+    points.dedup();
+
+    // Statistics per point and column.
+    let mut table: BTreeMap<String, BTreeMap<String, SeedStats>> = BTreeMap::new();
+    for p in &points {
+        let mine: Vec<&Run> = runs.iter().filter(|r| &r.point == p).collect();
+        for c in &cols {
+            let vals: Vec<f64> = mine.iter().filter_map(|r| value(r, c)).collect();
+            if let Some(s) = SeedStats::of(&vals) {
+                table
+                    .entry(p.clone())
+                    .or_default()
+                    .insert(c.label.clone(), s);
+            }
+        }
+    }
+
+    let mut md = String::new();
+    writeln!(md, "# Report: {experiment}\n")?;
+    if !description.is_empty() {
+        writeln!(md, "{description}\n")?;
+    }
+    if !spec.row.is_empty() || !spec.claim.is_empty() {
+        writeln!(
+            md,
+            "SPEC §5 row {}: **published:** {}\n",
+            spec.row, spec.claim
+        )?;
+    }
+    let seeds_of = |p: &str| -> String {
+        runs.iter()
+            .filter(|r| r.point == p)
+            .map(|r| r.seed.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    writeln!(
+        md,
+        "{} finished run(s) in `{}`; points: {}.\n",
+        runs.len(),
+        dir.display(),
+        points
+            .iter()
+            .map(|p| format!("`{p}` (seeds {})", seeds_of(p)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+
+    // Headline metrics against the published figures.
+    let mut headline = Vec::new();
+    if !spec.metrics.is_empty() {
+        writeln!(md, "## Headline\n")?;
+        writeln!(
+            md,
+            "| metric | point | ours: mean ± std (n) | published | one-sided t-test |"
+        )?;
+        writeln!(md, "|---|---|---|---|---|")?;
+        for m in &spec.metrics {
+            for p in points
+                .iter()
+                .filter(|p| m.point.is_empty() || **p == m.point)
+            {
+                let vals: Vec<f64> = runs
+                    .iter()
+                    .filter(|r| &r.point == p)
+                    .filter_map(|r| lookup(&r.eval, &m.path))
+                    .collect();
+                let Some(s) = SeedStats::of(&vals) else {
+                    continue;
+                };
+                let test = m.published.and_then(|pb| s.t_test(pb, m.alternative));
+                let test_cell = match (&test, m.published) {
+                    (Some(t), _) => format!(
+                        "H1: mean {} published; t = {:.2}, df = {}, p = {}",
+                        match m.alternative {
+                            physlab_eval::stats::Alternative::Less => "<",
+                            physlab_eval::stats::Alternative::Greater => ">",
+                        },
+                        t.t,
+                        t.df,
+                        fmt_p(t.p_value)
+                    ),
+                    (None, Some(_)) => "not defined (n < 2 or no spread)".into(),
+                    (None, None) => "-".into(),
+                };
+                writeln!(
+                    md,
+                    "| {} | `{p}` | {} | {} | {test_cell} |",
+                    label_of(m),
+                    stats_cell(&s, 4),
+                    m.published.map_or("-".into(), |v| format!("{v}")),
+                )?;
+                headline.push(Headline {
+                    metric: label_of(m),
+                    path: m.path.clone(),
+                    point: p.clone(),
+                    stats: s,
+                    published: m.published,
+                    test,
+                });
+            }
+        }
+        writeln!(md)?;
+    }
+
+    // Everything measured, per point.
+    writeln!(md, "## Per point (mean ± sample std over seeds)\n")?;
+    write!(md, "| metric |")?;
+    for p in &points {
+        write!(md, " `{p}` |")?;
+    }
+    writeln!(md)?;
+    write!(md, "|---|")?;
+    for _ in &points {
+        write!(md, "---|")?;
+    }
+    writeln!(md)?;
+    for c in &cols {
+        if !points
+            .iter()
+            .any(|p| table.get(p).is_some_and(|t| t.contains_key(&c.label)))
+        {
+            continue;
+        }
+        write!(md, "| {} |", c.label)?;
+        for p in &points {
+            match table.get(p).and_then(|t| t.get(&c.label)) {
+                Some(s) => write!(md, " {} |", stats_cell(s, c.digits))?,
+                None => write!(md, " - |")?,
+            }
+        }
+        writeln!(md)?;
+    }
+    writeln!(md)?;
+
+    // Capacity: bits against parameters, and the capacity-law fit when sizes differ.
+    let plots = dir.join("plots");
+    std::fs::create_dir_all(&plots).with_context(|| format!("creating {}", plots.display()))?;
+    let caps: Vec<(f64, f64)> = runs
+        .iter()
+        .filter_map(|r| {
+            Some((
+                lookup(&r.eval, "bios.params.capacity")?,
+                lookup(&r.eval, "bios.bits")?,
+            ))
+        })
+        .collect();
+    let mut distinct: Vec<f64> = caps.iter().map(|c| c.0).collect();
+    distinct.sort_by(f64::total_cmp);
+    distinct.dedup();
+    let capacity_law = if distinct.len() >= 2 {
+        let (x, y): (Vec<f64>, Vec<f64>) = caps.iter().copied().unzip();
+        proportional(&x, &y)
+    } else {
+        None
+    };
+    if let Some(f) = &capacity_law {
+        writeln!(md, "## Capacity law\n")?;
+        writeln!(
+            md,
+            "bits = R · parameters (counted for capacity), least squares through the origin over {} runs: \
+             **R = {:.4} bits/param** (standard error {:.4}; 95% CI {:.4} – {:.4}; R² {:.3}).\n",
+            f.points, f.slope.value, f.slope.std_error, f.slope.ci95.0, f.slope.ci95.1, f.r2
+        )?;
+    }
+    if !caps.is_empty() {
+        let mut series = Vec::new();
+        for p in &points {
+            let mine: Vec<(f64, f64)> = runs
+                .iter()
+                .filter(|r| &r.point == p)
+                .filter_map(|r| {
+                    Some((
+                        lookup(&r.eval, "bios.params.capacity")?,
+                        lookup(&r.eval, "bios.bits")?,
+                    ))
+                })
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let bits: Vec<f64> = mine.iter().map(|m| m.1).collect();
+            let s = SeedStats::of(&bits).expect("non-empty");
+            series.push(Series {
+                name: format!("{p} (mean ± std, n = {})", s.n),
+                points: vec![(mine[0].0, s.mean)],
+                error: Some(vec![s.std]),
+                style: Style::Points,
+            });
+        }
+        let plot = Plot {
+            title: format!("{experiment}: bits of knowledge vs parameters"),
+            x_label: "parameters (counted for capacity)".into(),
+            y_label: "bits of knowledge".into(),
+            log_x: true,
+            log_y: true,
+            series,
+            guides: vec![("2 bits/param".into(), 2.0), ("1 bit/param".into(), 1.0)],
+        };
+        plot.write_svg(&plots.join("capacity.svg"), 800, 560)
+            .map_err(anyhow::Error::msg)?;
+        writeln!(md, "![bits vs parameters](plots/capacity.svg)\n")?;
+    }
+
+    // Loss curves: the mean over seeds of each point.
+    let mut series = Vec::new();
+    for p in &points {
+        let mut by_step: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+        for r in runs.iter().filter(|r| &r.point == p) {
+            for &(s, l) in &r.curve {
+                by_step.entry(s as u64).or_default().push(l);
+            }
+        }
+        if by_step.is_empty() {
+            continue;
+        }
+        let n = runs.iter().filter(|r| &r.point == p).count();
+        series.push(Series {
+            name: format!("{p} (mean of {n} seed(s))"),
+            points: by_step
+                .into_iter()
+                .map(|(s, v)| (s as f64, v.iter().sum::<f64>() / v.len() as f64))
+                .collect(),
+            error: None,
+            style: Style::Line,
+        });
+    }
+    if !series.is_empty() {
+        Plot {
+            title: format!("{experiment}: training loss"),
+            x_label: "step".into(),
+            y_label: "loss (nats/token)".into(),
+            log_x: false,
+            log_y: true,
+            series,
+            guides: Vec::new(),
+        }
+        .write_svg(&plots.join("loss.svg"), 800, 560)
+        .map_err(anyhow::Error::msg)?;
+        writeln!(md, "![training loss](plots/loss.svg)\n")?;
+    }
+
+    // summary.csv: one line per run.
+    let mut csv = String::from("point,seed");
+    for c in &cols {
+        write!(csv, ",\"{}\"", c.label.replace('"', "'"))?;
+    }
+    csv.push('\n');
+    for r in &runs {
+        write!(csv, "\"{}\",{}", r.point, r.seed)?;
+        for c in &cols {
+            match value(r, c) {
+                Some(v) => write!(csv, ",{v}")?,
+                None => csv.push(','),
+            }
+        }
+        csv.push('\n');
+    }
+    let write = |name: &str, bytes: &[u8]| -> Result<()> {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
+    };
+    write("summary.csv", csv.as_bytes())?;
+    let json = ReportJson {
+        experiment: experiment.into(),
+        row: spec.row.clone(),
+        claim: spec.claim.clone(),
+        runs: runs.len(),
+        points: table,
+        headline,
+        capacity_law,
+    };
+    write("report.json", &serde_json::to_vec_pretty(&json)?)?;
+    write("report.md", md.as_bytes())?;
+    Ok(md)
+}

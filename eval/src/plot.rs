@@ -1,0 +1,181 @@
+//! SVG plots (plotters): lines and points with optional error bars, linear or log axes, and reference lines
+//! y = k·x (the 2- and 1-bit/param lines of a capacity plot).
+
+use std::path::Path;
+
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Style {
+    Line,
+    Points,
+}
+
+#[derive(Clone, Debug)]
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+    /// Half-widths of vertical error bars, one per point.
+    pub error: Option<Vec<f64>>,
+    pub style: Style,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Plot {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub log_x: bool,
+    pub log_y: bool,
+    pub series: Vec<Series>,
+    /// Reference lines y = k·x, with their labels.
+    pub guides: Vec<(String, f64)>,
+}
+
+fn range(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
+    let v: Vec<f64> = values
+        .filter(|v| v.is_finite() && (!log || *v > 0.0))
+        .collect();
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !lo.is_finite() {
+        return (if log { 0.1 } else { 0.0 }, 1.0);
+    }
+    if log {
+        (lo / 1.3, hi * 1.3)
+    } else {
+        let pad = ((hi - lo) * 0.05).max(1e-9 * hi.abs().max(1.0));
+        (lo - pad, hi + pad)
+    }
+}
+
+impl Plot {
+    /// Writes the plot as an SVG file of `width`×`height` pixels.
+    pub fn write_svg(&self, path: &Path, width: u32, height: u32) -> Result<(), String> {
+        let xs = self
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.0));
+        let (x0, x1) = range(xs, self.log_x);
+        let ys = self.series.iter().flat_map(|s| {
+            s.points.iter().enumerate().flat_map(move |(i, p)| {
+                let e = s.error.as_ref().map_or(0.0, |e| e[i]);
+                [p.1 - e, p.1 + e]
+            })
+        });
+        let guide_ys = self
+            .guides
+            .iter()
+            .flat_map(|(_, k)| [k * x0, k * x1])
+            .collect::<Vec<_>>();
+        let (mut y0, mut y1) = range(
+            ys.chain(guide_ys.iter().copied().filter(|_| false)),
+            self.log_y,
+        );
+        // Guides should be visible but not stretch the data off the plot: include them within a factor of 4.
+        for g in &guide_ys {
+            if *g > 0.0 || !self.log_y {
+                y0 = y0.min(g.max(y0 / 4.0));
+                y1 = y1.max(g.min(y1 * 4.0));
+            }
+        }
+        let root = SVGBackend::new(path, (width, height)).into_drawing_area();
+        let r = match (self.log_x, self.log_y) {
+            (false, false) => self.draw(&root, x0..x1, y0..y1),
+            (true, false) => self.draw(&root, (x0..x1).log_scale(), y0..y1),
+            (false, true) => self.draw(&root, x0..x1, (y0..y1).log_scale()),
+            (true, true) => self.draw(&root, (x0..x1).log_scale(), (y0..y1).log_scale()),
+        };
+        r.map_err(|e| format!("plotting {}: {e}", path.display()))?;
+        root.present()
+            .map_err(|e| format!("writing {}: {e}", path.display()))
+    }
+
+    fn draw<X, Y>(
+        &self,
+        root: &DrawingArea<SVGBackend<'_>, Shift>,
+        xr: X,
+        yr: Y,
+    ) -> Result<(), Box<dyn std::error::Error + '_>>
+    where
+        X: AsRangedCoord<Value = f64>,
+        Y: AsRangedCoord<Value = f64>,
+        X::CoordDescType: ValueFormatter<f64>,
+        Y::CoordDescType: ValueFormatter<f64>,
+    {
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(45)
+            .y_label_area_size(70)
+            .build_cartesian_2d(xr, yr)?;
+        chart
+            .configure_mesh()
+            .x_desc(self.x_label.as_str())
+            .y_desc(self.y_label.as_str())
+            .draw()?;
+        let (xa, xb) = {
+            let r = chart.x_range();
+            (r.start, r.end)
+        };
+        for (gi, (label, k)) in self.guides.iter().enumerate() {
+            let color = BLACK.mix(0.35 + 0.25 * gi as f64);
+            let n = 64;
+            let pts = (0..=n).map(|i| {
+                let x = if self.log_x {
+                    xa * (xb / xa).powf(i as f64 / n as f64)
+                } else {
+                    xa + (xb - xa) * i as f64 / n as f64
+                };
+                (x, k * x)
+            });
+            chart
+                .draw_series(DashedLineSeries::new(pts, 6, 4, color.stroke_width(1)))?
+                .label(label.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+        }
+        for (i, s) in self.series.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            match s.style {
+                Style::Line => {
+                    chart
+                        .draw_series(LineSeries::new(
+                            s.points.iter().copied(),
+                            color.stroke_width(2),
+                        ))?
+                        .label(s.name.as_str())
+                        .legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                        });
+                }
+                Style::Points => {
+                    chart
+                        .draw_series(
+                            s.points
+                                .iter()
+                                .map(|&(x, y)| Circle::new((x, y), 4, color.filled())),
+                        )?
+                        .label(s.name.as_str())
+                        .legend(move |(x, y)| Circle::new((x + 9, y), 4, color.filled()));
+                }
+            }
+            if let Some(err) = &s.error {
+                chart.draw_series(s.points.iter().zip(err).map(|(&(x, y), &e)| {
+                    ErrorBar::new_vertical(x, y - e, y, y + e, color.stroke_width(1), 8)
+                }))?;
+            }
+        }
+        if !self.series.is_empty() || !self.guides.is_empty() {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.3))
+                .position(SeriesLabelPosition::UpperLeft)
+                .draw()?;
+        }
+        Ok(())
+    }
+}
