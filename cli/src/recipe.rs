@@ -45,6 +45,10 @@ pub struct RunConfig {
     /// The recipe seed: every random stream (people, templates, data order, initialisation) derives from it.
     pub seed: u64,
     pub data: BioSConfig,
+    /// A corpus of known entropy instead of bioS (`kind` = "zipf", "markov" or "uniform" and that kind's keys):
+    /// trained on and evaluated against its exact entropy (`data` is then unused).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub corpus: Option<DataConfig>,
     pub model: ModelConfig,
     pub train: TrainConfig,
     pub eval: EvalConfig,
@@ -52,7 +56,13 @@ pub struct RunConfig {
 
 impl RunConfig {
     pub fn problems(&self) -> Vec<String> {
-        let mut p = self.data.problems();
+        let mut p = match &self.corpus {
+            None => self.data.problems(),
+            Some(DataConfig::BioS(_) | DataConfig::BioD(_)) => vec![
+                "corpus.kind: a run trains on bioS through `data.*`; bioD runs are not supported yet (generate it with `physlab generate`)".into(),
+            ],
+            Some(c) => c.problems().into_iter().map(|e| format!("corpus: {e}")).collect(),
+        };
         p.extend(self.model.problems());
         p.extend(self.train.problems());
         if !self.train.streams.is_empty() && self.train.steps == 0 && self.train.tokens == 0 {
@@ -75,6 +85,11 @@ pub struct ReportSpec {
     /// The published result in words.
     pub claim: String,
     pub metrics: Vec<MetricSpec>,
+    /// Power-law fit of the excess loss over the entropy (corpus runs): against "data" (training tokens) or
+    /// "params" (parameters counted for capacity); empty: none.
+    pub fit: String,
+    /// The exponent theory predicts for that fit (printed beside the fitted one).
+    pub expected_exponent: Option<f64>,
 }
 
 /// One headline metric: a path into eval.json (`bios.capacity_ratio`, `qa.qa_test.accuracy`, …: an array element
@@ -94,6 +109,12 @@ pub struct MetricSpec {
 impl ReportSpec {
     fn from_value(v: Value) -> Result<ReportSpec> {
         let spec: ReportSpec = v.try_into().map_err(|e| anyhow!("report: {e}"))?;
+        if !["", "data", "params"].contains(&spec.fit.as_str()) {
+            bail!(
+                "report.fit = {:?}: expected \"data\" or \"params\"",
+                spec.fit
+            );
+        }
         for m in &spec.metrics {
             if m.path.is_empty() {
                 bail!("report.metrics: every metric needs a `path` into eval.json");
@@ -436,7 +457,12 @@ impl Workspace {
                 problems.push(format!("{e:#}"));
             }
         }
+        // `corpus` is checked when it is parsed (its keys depend on its kind).
+        let corpus = body.remove("corpus");
         unknown_keys(&body, &reference, "", &mut problems);
+        if let Some(c) = corpus {
+            body.insert("corpus".into(), c);
+        }
 
         // The sweep: grid axes (cartesian, in key order) and seeds.
         // Each axis is a list of options; an option sets one or more keys (a `zip` group sets several together).
@@ -497,7 +523,11 @@ impl Workspace {
             }
             Some(_) => problems.push("`sweep` must be a table".into()),
         }
-        for k in axis_keys.iter().chain(sets.iter().map(|(k, _)| k)) {
+        for k in axis_keys
+            .iter()
+            .chain(sets.iter().map(|(k, _)| k))
+            .filter(|k| !k.starts_with("corpus."))
+        {
             let mut probe = Table::new();
             set_dotted(&mut probe, k, Value::Boolean(true));
             unknown_keys(&probe, &reference, "", &mut problems);

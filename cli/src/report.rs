@@ -196,6 +196,28 @@ fn columns(runs: &[Run], spec: &ReportSpec) -> Vec<Column> {
             4,
         ));
     }
+    cols.push(c(
+        "corpus: entropy rate H (bits/token)",
+        "corpus.entropy_bits_per_token",
+        4,
+    ));
+    cols.push(c(
+        "corpus: loss (bits/token)",
+        "corpus.loss_bits_per_token",
+        4,
+    ));
+    cols.push(c(
+        "corpus: excess loss − H (bits/token)",
+        "corpus.excess_bits_per_token",
+        4,
+    ));
+    cols.push(c("corpus: memorized bits", "corpus.memorized_bits", 0));
+    cols.push(c(
+        "corpus: memorized bits/param",
+        "corpus.bits_per_param",
+        4,
+    ));
+    cols.push(c("corpus: data tokens", "data_tokens", 0));
     cols.push(c("final training loss (nats/token)", "train.final_loss", 3));
     cols.push(c("exposures", "exposures", 1));
     cols.push(c("wall time (s)", "wall_s", 1));
@@ -244,6 +266,8 @@ struct ReportJson {
     points: BTreeMap<String, BTreeMap<String, SeedStats>>,
     headline: Vec<Headline>,
     capacity_law: Option<ProportionalFit>,
+    memorization_law: Option<ProportionalFit>,
+    excess_power_law: Option<physlab_eval::fit::PowerLawFit>,
 }
 
 fn fmt(v: f64, digits: usize) -> String {
@@ -501,6 +525,135 @@ pub fn report(
         writeln!(md, "![bits vs parameters](plots/capacity.svg)\n")?;
     }
 
+    // Corpus runs: memorized bits against parameters; excess loss against data or parameters.
+    let mem: Vec<(f64, f64)> = runs
+        .iter()
+        .filter_map(|r| {
+            Some((
+                lookup(&r.eval, "corpus.params.capacity")?,
+                lookup(&r.eval, "corpus.memorized_bits")?,
+            ))
+        })
+        .collect();
+    let mut mem_sizes: Vec<f64> = mem.iter().map(|m| m.0).collect();
+    mem_sizes.sort_by(f64::total_cmp);
+    mem_sizes.dedup();
+    let memorization_law = if mem_sizes.len() >= 2 {
+        let (x, y): (Vec<f64>, Vec<f64>) = mem.iter().copied().unzip();
+        proportional(&x, &y)
+    } else {
+        None
+    };
+    if let Some(f) = &memorization_law {
+        writeln!(
+            md,
+            "## Memorization capacity\n\nmemorized bits = k · parameters, least squares through the origin over {} runs: \
+             **k = {:.4} bits/param** (standard error {:.4}; 95% CI {:.4} – {:.4}; R² {:.3}).\n",
+            f.points, f.slope.value, f.slope.std_error, f.slope.ci95.0, f.slope.ci95.1, f.r2
+        )?;
+    }
+    let mut excess_fit = None;
+    if !spec.fit.is_empty() {
+        let xpath = if spec.fit == "data" {
+            "data_tokens"
+        } else {
+            "corpus.params.capacity"
+        };
+        let pts: Vec<(f64, f64)> = runs
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    lookup(&r.eval, xpath)?,
+                    lookup(&r.eval, "corpus.excess_bits_per_token")?,
+                ))
+            })
+            .collect();
+        let positive: Vec<(f64, f64)> = pts.iter().copied().filter(|p| p.1 > 0.0).collect();
+        if positive.len() < pts.len() {
+            writeln!(
+                md,
+                "**{} run(s) measured a loss below the entropy rate** (excess ≤ 0): left out of the fit; \
+                 a loss below H means a bug or too few tokens scored.\n",
+                pts.len() - positive.len()
+            )?;
+        }
+        let (x, y): (Vec<f64>, Vec<f64>) = positive.iter().copied().unzip();
+        let what = if spec.fit == "data" {
+            "training tokens D"
+        } else {
+            "parameters N"
+        };
+        match physlab_eval::fit::power_law(&x, &y) {
+            Some(f) => {
+                writeln!(
+                    md,
+                    "## Power law\n\nexcess loss = c · {what}^−a, least squares on logs over {} runs: **a = {:.4}** \
+                     (standard error {:.4}; 95% CI {:.4} – {:.4}; R² {:.3}){}.\n",
+                    f.points,
+                    f.exponent.value,
+                    f.exponent.std_error,
+                    f.exponent.ci95.0,
+                    f.exponent.ci95.1,
+                    f.r2,
+                    spec.expected_exponent
+                        .map(|e| format!("; theory: a = {e:.4}"))
+                        .unwrap_or_default()
+                )?;
+                let mut series = vec![Series {
+                    name: "runs".into(),
+                    points: positive.clone(),
+                    error: None,
+                    style: Style::Points,
+                }];
+                let (lo, hi) = x
+                    .iter()
+                    .fold((f64::INFINITY, 0.0f64), |(a, b), v| (a.min(*v), b.max(*v)));
+                let line = |a: f64, lc: f64| -> Vec<(f64, f64)> {
+                    (0..=32)
+                        .map(|i| {
+                            let xv = lo * (hi / lo).powf(i as f64 / 32.0);
+                            (xv, (lc - a * xv.ln()).exp())
+                        })
+                        .collect()
+                };
+                series.push(Series {
+                    name: format!("fit: a = {:.3}", f.exponent.value),
+                    points: line(f.exponent.value, f.log_coefficient.value),
+                    error: None,
+                    style: Style::Line,
+                });
+                if let Some(e) = spec.expected_exponent {
+                    // The theory's slope through the fit's centre (geometric means of x and y).
+                    let mx = x.iter().map(|v| v.ln()).sum::<f64>() / x.len() as f64;
+                    let my = y.iter().map(|v| v.ln()).sum::<f64>() / y.len() as f64;
+                    series.push(Series {
+                        name: format!("theory: a = {e:.3}"),
+                        points: line(e, my + e * mx),
+                        error: None,
+                        style: Style::Line,
+                    });
+                }
+                Plot {
+                    title: format!("{experiment}: excess loss over the entropy"),
+                    x_label: what.into(),
+                    y_label: "loss − H (bits/token)".into(),
+                    log_x: true,
+                    log_y: true,
+                    series,
+                    guides: Vec::new(),
+                }
+                .write_svg(&plots.join("excess.svg"), 800, 560)
+                .map_err(anyhow::Error::msg)?;
+                writeln!(md, "![excess loss](plots/excess.svg)\n")?;
+                excess_fit = Some(f);
+            }
+            None => writeln!(
+                md,
+                "No power-law fit: it needs ≥ 3 runs with a positive excess loss.\n"
+            )?,
+        }
+    }
+
     // Loss curves: the mean over seeds of each point.
     let mut series = Vec::new();
     for p in &points {
@@ -568,6 +721,8 @@ pub fn report(
         points: table,
         headline,
         capacity_law,
+        memorization_law,
+        excess_power_law: excess_fit,
     };
     write("report.json", &serde_json::to_vec_pretty(&json)?)?;
     write("report.md", md.as_bytes())?;

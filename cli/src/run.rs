@@ -6,12 +6,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
+use physlab_eval::corpus::{evaluate_corpus, render_corpus, CorpusEval};
 use physlab_eval::qa::{evaluate_qa, render_qa, QaEval};
 use physlab_eval::{evaluate_bios, render_table, BioSEval};
 use physlab_generators::bios::BioS;
+use physlab_generators::corpus::write_corpus;
 use physlab_generators::corpus::TokenStream;
 use physlab_generators::corpus::{mixer, mixture_sources, named_sources, Corpus, Dataset};
 use physlab_generators::people::Attribute;
+use physlab_generators::zipf::{Uniform, Zipf};
+use physlab_generators::DataConfig;
 use physlab_generators::WindowMixer;
 use physlab_trainer::quant::{quantize, Quant};
 use physlab_trainer::train::train;
@@ -156,6 +160,9 @@ pub struct Plan {
 }
 
 pub fn plan(cfg: &RunConfig) -> Result<Plan> {
+    if let Some(dc) = &cfg.corpus {
+        return plan_corpus(cfg, dc);
+    }
     let mut sample = cfg.data.clone();
     sample.people = sample.people.min(2000);
     let bios = BioS::build(&sample, cfg.seed)?;
@@ -187,9 +194,73 @@ pub fn plan(cfg: &RunConfig) -> Result<Plan> {
     })
 }
 
+/// The budget of a corpus run: one exposure is one pass over the documents (each followed by `<eot>`).
+fn plan_corpus(cfg: &RunConfig, dc: &DataConfig) -> Result<Plan> {
+    let corpus = dc.build(cfg.seed)?;
+    let (docs, tokens_per_doc, entropy) = corpus_size(dc);
+    let tokens_per_exposure = docs as f64 * (tokens_per_doc + 1) as f64;
+    let vocab = corpus.tokenizer().vocab_size();
+    let shape = cfg
+        .model
+        .shape(vocab, cfg.train.context)
+        .map_err(anyhow::Error::msg)?;
+    let steps = cfg.train.total_steps(tokens_per_exposure);
+    Ok(Plan {
+        tokens_per_biography: (tokens_per_doc + 1) as f64,
+        vocab_size: vocab,
+        steps,
+        tokens: (steps * cfg.train.tokens_per_step()) as f64,
+        perfect_bits: entropy * (docs * tokens_per_doc) as f64,
+        params_total: shape.num_params(vocab).total,
+    })
+}
+
+/// Documents, content tokens per document and entropy rate (bits/token) of a corpus config.
+fn corpus_size(dc: &DataConfig) -> (usize, usize, f64) {
+    match dc {
+        DataConfig::Zipf(c) | DataConfig::Markov(c) => (
+            c.documents,
+            c.doc_tokens,
+            physlab_generators::zipf::zipf_entropy_bits(c.vocab, c.exponent),
+        ),
+        DataConfig::Uniform(c) => (c.sequences, c.length, (c.vocab as f64).log2()),
+        DataConfig::BioS(_) | DataConfig::BioD(_) => (0, 0, f64::NAN),
+    }
+}
+
 pub fn plan_line(p: &Point) -> Result<String> {
     let c = &p.config;
     let pl = plan(c)?;
+    if let Some(dc) = &c.corpus {
+        let (docs, len, h) = corpus_size(dc);
+        let budget = if c.train.steps > 0 {
+            format!("train.steps = {}", c.train.steps)
+        } else if c.train.tokens > 0 {
+            format!("train.tokens = {}", c.train.tokens)
+        } else {
+            format!(
+                "{docs} documents × {} tokens × {} passes",
+                len + 1,
+                c.train.exposures
+            )
+        };
+        return Ok(format!(
+            "[{}] {}/s{}: {} corpus, H = {h:.4} bits/token, {:.0} bits in all; {budget} = {:.2}M tokens = {} steps of {}×{}; {} ({} params, vocab {}); entropy/params {:.3}",
+            p.index,
+            p.name,
+            p.seed,
+            dc.kind(),
+            pl.perfect_bits,
+            pl.tokens / 1e6,
+            pl.steps,
+            c.train.batch_size,
+            c.train.context,
+            c.model.preset,
+            pl.params_total,
+            pl.vocab_size,
+            pl.perfect_bits / pl.params_total as f64,
+        ));
+    }
     let budget = if c.train.steps > 0 {
         format!("train.steps = {}", c.train.steps)
     } else if c.train.tokens > 0 {
@@ -346,6 +417,11 @@ pub fn run_point(
         toml::to_string_pretty(cfg)?,
     )?;
     let started = Instant::now();
+    if let Some(dc) = &cfg.corpus {
+        return run_corpus(
+            experiment, p, dc, dir, resuming, resume, backend, &title, started,
+        );
+    }
 
     // 1. Data.
     let t0 = Instant::now();
@@ -529,6 +605,236 @@ pub fn run_point(
             e.loss_value
         ));
     }
+    write(&dir.join("table.txt"), &table)?;
+    write(&dir.join("DONE"), b"")?;
+    println!("{table}");
+    info!(
+        "run folder: {} ({:.1}s in all)",
+        dir.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Trains on a corpus of known entropy and evaluates it (`physlab_eval::corpus`).
+#[allow(clippy::too_many_arguments)]
+fn train_eval_corpus<B: physlab_trainer::kernels::TrainBackend>(
+    cfg: &RunConfig,
+    shape: GptShape,
+    windows: &mut WindowMixer<'_>,
+    tokens_per_exposure: f64,
+    dir: &Path,
+    resume: bool,
+    kind: &str,
+    eval_docs: &[Vec<u32>],
+    entropy: f64,
+    memorization: bool,
+    params: ParamCounts,
+) -> Result<(TrainOutcome, CorpusEval)> {
+    let device = B::Device::default();
+    let (model, outcome) = train::<B>(
+        &cfg.train,
+        shape,
+        windows,
+        tokens_per_exposure,
+        cfg.seed,
+        dir,
+        &device,
+        resume,
+    )?;
+    info!(
+        "trained {} steps ({:.1} passes) in {:.1}s: loss {:.3} → {:.3} nats/token, {:.0} tokens/s",
+        outcome.steps,
+        outcome.exposures,
+        outcome.wall_s,
+        outcome.first_loss,
+        outcome.final_loss,
+        outcome.tokens_per_s
+    );
+    let t = Instant::now();
+    let e = evaluate_corpus::<B::InnerBackend>(
+        &model,
+        kind,
+        eval_docs,
+        entropy,
+        !memorization,
+        memorization,
+        params,
+        cfg.train.context,
+        cfg.eval.batch,
+        &device,
+    );
+    info!(
+        "scored {} documents ({} tokens) in {:.1}s: {:.4} bits/token, H = {:.4}, excess {:.4}",
+        e.documents,
+        e.tokens,
+        t.elapsed().as_secs_f64(),
+        e.loss_bits_per_token,
+        e.entropy_bits_per_token,
+        e.excess_bits_per_token
+    );
+    Ok((outcome, e))
+}
+
+/// Documents scored on held-out data for Zipf and Markov corpora: fresh samples past the training set.
+const HELD_OUT_DOCUMENTS: usize = 256;
+
+#[allow(clippy::too_many_arguments)]
+fn run_corpus(
+    experiment: &str,
+    p: &Point,
+    dc: &DataConfig,
+    dir: &Path,
+    resuming: bool,
+    resume: bool,
+    backend: BackendKind,
+    title: &str,
+    started: Instant,
+) -> Result<()> {
+    let cfg = &p.config;
+    let t0 = Instant::now();
+    let corpus = dc.build(cfg.seed)?;
+    let data_dir = dir.join("data");
+    let dataset = match Dataset::open(&data_dir) {
+        Ok(d) if resuming => {
+            info!("resuming: reusing the dataset in {}", data_dir.display());
+            d
+        }
+        _ => {
+            write_corpus(corpus.as_ref(), &data_dir, 4096, |pr| {
+                info!("generated {}/{} documents", pr.done, pr.total)
+            })?;
+            Dataset::open(&data_dir)?
+        }
+    };
+    let manifest = dataset.manifest.clone();
+    let entropy = manifest
+        .fact("entropy_bits_per_token")
+        .context("the corpus manifest has no entropy_bits_per_token")?;
+    let (docs, _, _) = corpus_size(dc);
+    // Uniform tokens: the training set itself (memorization). Zipf / Markov: held-out documents.
+    let memorization = matches!(dc, DataConfig::Uniform(_));
+    let eval_docs: Vec<Vec<u32>> = match dc {
+        DataConfig::Uniform(c) => {
+            let u = Uniform::build(c, cfg.seed)?;
+            (0..docs as u64)
+                .map(|i| {
+                    let mut v = Vec::new();
+                    u.render_sequence(i, &mut v);
+                    v
+                })
+                .collect()
+        }
+        DataConfig::Zipf(c) | DataConfig::Markov(c) => {
+            let z = Zipf::build(c, cfg.seed)?;
+            (docs as u64..(docs + HELD_OUT_DOCUMENTS) as u64)
+                .map(|i| {
+                    let mut v = Vec::new();
+                    z.render_document(i, &mut v);
+                    v
+                })
+                .collect()
+        }
+        DataConfig::BioS(_) | DataConfig::BioD(_) => {
+            bail!("corpus.kind {}: not a corpus run", dc.kind())
+        }
+    };
+    info!(
+        "data: {} corpus, {} documents, {} tokens, vocab {} ({} used), H = {:.4} bits/token, in {:.1}s",
+        dc.kind(),
+        docs,
+        manifest.exposure.tokens,
+        manifest.vocab_size,
+        manifest.used_vocab,
+        entropy,
+        t0.elapsed().as_secs_f64()
+    );
+    let sources = mixture_sources(&dataset, Some(corpus.as_ref()))?;
+    let mut windows = mixer(&sources, cfg.seed)?;
+    let tokens_per_exposure = manifest.tokens_for_exposures(1.0);
+    let shape = cfg
+        .model
+        .shape(manifest.vocab_size, cfg.train.context)
+        .map_err(anyhow::Error::msg)?;
+    let params = shape.num_params(manifest.used_vocab);
+    let steps = cfg.train.total_steps(tokens_per_exposure);
+    info!(
+        "model {}: {} layers, {} heads, d={}, {} params ({} counted for capacity); {} steps of {}×{}",
+        cfg.model.preset,
+        shape.n_layer,
+        shape.n_head,
+        shape.d_model,
+        params.total,
+        params.capacity,
+        steps,
+        cfg.train.batch_size,
+        cfg.train.context
+    );
+    let run_manifest = serde_json::json!({
+        "experiment": experiment,
+        "point": p.name,
+        "point_index": p.index,
+        "seed": p.seed,
+        "git_sha": git_sha(),
+        "physlab_version": env!("CARGO_PKG_VERSION"),
+        "burn_version": "0.21.0",
+        "backend": backend.describe(),
+        "dataset_hash": manifest.dataset_hash,
+        "model_shape": shape,
+        "params": params,
+        "steps": steps,
+    });
+    write(
+        &dir.join("manifest.json"),
+        serde_json::to_vec_pretty(&run_manifest)?,
+    )?;
+    let kind = dc.kind();
+    let (outcome, e) = match backend {
+        BackendKind::Cpu => train_eval_corpus::<CpuTrain>(
+            cfg,
+            shape,
+            &mut windows,
+            tokens_per_exposure,
+            dir,
+            resume,
+            kind,
+            &eval_docs,
+            entropy,
+            memorization,
+            params,
+        )?,
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => train_eval_corpus::<physlab_trainer::GpuTrain>(
+            cfg,
+            shape,
+            &mut windows,
+            tokens_per_exposure,
+            dir,
+            resume,
+            kind,
+            &eval_docs,
+            entropy,
+            memorization,
+            params,
+        )?,
+        #[cfg(not(feature = "cuda"))]
+        BackendKind::Cuda => {
+            BackendKind::Cuda.check()?;
+            unreachable!("a build without the cuda feature refuses the cuda backend")
+        }
+    };
+    let report = serde_json::json!({
+        "experiment": experiment,
+        "point": p.name,
+        "seed": p.seed,
+        "exposures": outcome.exposures,
+        "data_tokens": docs as f64 * corpus_size(dc).1 as f64,
+        "train": outcome,
+        "corpus": e,
+        "wall_s": started.elapsed().as_secs_f64(),
+    });
+    write(&dir.join("eval.json"), serde_json::to_vec_pretty(&report)?)?;
+    let table = render_corpus(title, &e, outcome.exposures);
     write(&dir.join("table.txt"), &table)?;
     write(&dir.join("DONE"), b"")?;
     println!("{table}");

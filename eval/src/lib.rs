@@ -6,6 +6,7 @@
 //! employer and the pronoun, each given the name and its sentence's prefix, read from the canonical-order
 //! evaluation biography (employer before its city; the employer's city is reported but not counted).
 
+pub mod corpus;
 pub mod fit;
 pub mod plot;
 pub mod qa;
@@ -57,13 +58,13 @@ pub struct BioSEval {
 }
 
 /// Per-position results of one forward pass over a padded batch.
-struct Scored {
-    nll: Vec<f32>,
-    argmax: Vec<i64>,
-    width: usize,
+pub(crate) struct Scored {
+    pub(crate) nll: Vec<f32>,
+    pub(crate) argmax: Vec<i64>,
+    pub(crate) width: usize,
 }
 
-fn score<B: Kernels>(model: &Gpt<B>, seqs: &[Vec<u32>], device: &B::Device) -> Scored {
+pub(crate) fn score<B: Kernels>(model: &Gpt<B>, seqs: &[Vec<u32>], device: &B::Device) -> Scored {
     let width = seqs.iter().map(Vec::len).max().unwrap_or(1) - 1;
     let b = seqs.len();
     let mut x = Vec::with_capacity(b * width);

@@ -1,0 +1,167 @@
+//! What a model learned of a corpus with a known entropy (SPEC §2), in bits.
+//!
+//! - **Zipf / Markov**: the model's loss on held-out documents (document indices past the training set: fresh
+//!   samples of the same source) against the exact entropy rate H; the excess loss − H in bits/token is the only
+//!   meaningful "how good" number, and a loss below H is flagged (it means a bug, or too few tokens to measure).
+//! - **Uniform random tokens** (Morris et al. 2025): memorized bits = N·S·log2 V − the model's NLL of the training
+//!   sequences in bits, and memorized bits per parameter.
+//!
+//! Documents longer than the context are scored in consecutive windows of `context` predictions: the first window
+//! starts at the `<eot>` that precedes every document in training, the next ones at the last token of the
+//! previous window. For an i.i.d. source nothing is lost; for a Markov chain of order k the first k predictions of
+//! a later window lack part of their context, which can only raise the loss (never below H).
+
+use physlab_generators::tokenizer::EOT;
+use physlab_trainer::kernels::Kernels;
+use physlab_trainer::model::Gpt;
+use physlab_trainer::ParamCounts;
+use serde::{Deserialize, Serialize};
+
+use crate::score;
+
+/// Summed NLL (bits) of every token of `docs` (each predicted from `<eot>` and the document's own prefix) and the
+/// number of tokens scored. `context` is the model's context length; `batch` windows per forward pass.
+pub fn documents_nll_bits<B: Kernels>(
+    model: &Gpt<B>,
+    docs: &[Vec<u32>],
+    context: usize,
+    batch: usize,
+    device: &B::Device,
+) -> (f64, usize) {
+    assert!(context >= 2, "a context of at least two tokens");
+    // Windows of ≤ context + 1 tokens: input = window[..n-1], targets = window[1..].
+    let mut windows: Vec<Vec<u32>> = Vec::new();
+    for d in docs {
+        let mut seq = Vec::with_capacity(d.len() + 1);
+        seq.push(EOT);
+        seq.extend_from_slice(d);
+        let mut start = 0;
+        while start + 1 < seq.len() {
+            let end = (start + context + 1).min(seq.len());
+            windows.push(seq[start..end].to_vec());
+            start = end - 1;
+        }
+    }
+    let mut bits = 0.0f64;
+    let mut tokens = 0usize;
+    for chunk in windows.chunks(batch.max(1)) {
+        let s = score(model, chunk, device);
+        for (row, w) in chunk.iter().enumerate() {
+            for k in 0..w.len() - 1 {
+                bits += s.nll[row * s.width + k] as f64 / std::f64::consts::LN_2;
+            }
+            tokens += w.len() - 1;
+        }
+    }
+    (bits, tokens)
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CorpusEval {
+    pub kind: String,
+    /// The source's exact entropy rate (bits per content token).
+    pub entropy_bits_per_token: f64,
+    /// Documents and content tokens scored.
+    pub documents: usize,
+    pub tokens: usize,
+    /// Whether the documents scored are held out (fresh samples), or the training set itself.
+    pub held_out: bool,
+    /// The model's mean loss in bits per token.
+    pub loss_bits_per_token: f64,
+    /// loss − H (bits/token).
+    pub excess_bits_per_token: f64,
+    /// The loss is below the entropy rate: a bug, or too few tokens scored to resolve it.
+    pub below_entropy: bool,
+    /// Uniform tokens: entropy of the training set − its NLL under the model (bits).
+    pub memorized_bits: Option<f64>,
+    pub params: ParamCounts,
+    /// memorized bits / parameters counted for capacity.
+    pub bits_per_param: Option<f64>,
+}
+
+/// Evaluates `docs` against `entropy_bits_per_token`. With `memorization`, the documents are the training set
+/// and the memorized bits are reported.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_corpus<B: Kernels>(
+    model: &Gpt<B>,
+    kind: &str,
+    docs: &[Vec<u32>],
+    entropy_bits_per_token: f64,
+    held_out: bool,
+    memorization: bool,
+    params: ParamCounts,
+    context: usize,
+    batch: usize,
+    device: &B::Device,
+) -> CorpusEval {
+    let (bits, tokens) = documents_nll_bits(model, docs, context, batch, device);
+    let loss = bits / tokens.max(1) as f64;
+    let memorized = memorization.then(|| entropy_bits_per_token * tokens as f64 - bits);
+    CorpusEval {
+        kind: kind.into(),
+        entropy_bits_per_token,
+        documents: docs.len(),
+        tokens,
+        held_out,
+        loss_bits_per_token: loss,
+        excess_bits_per_token: loss - entropy_bits_per_token,
+        below_entropy: loss < entropy_bits_per_token,
+        memorized_bits: memorized,
+        bits_per_param: memorized.map(|m| m / params.capacity as f64),
+        params,
+    }
+}
+
+/// The result table of a corpus run.
+pub fn render_corpus(title: &str, e: &CorpusEval, exposures: f64) -> String {
+    let mut s = format!("== {title} ==\n");
+    let mut row = |k: &str, v: String| s.push_str(&format!("{k:<40}{v}\n"));
+    row("corpus", e.kind.clone());
+    row("parameters (total)", e.params.total.to_string());
+    row(
+        "parameters (counted for capacity)",
+        e.params.capacity.to_string(),
+    );
+    row(
+        "passes over the data (exposures)",
+        format!("{exposures:.1}"),
+    );
+    row(
+        "documents / tokens scored",
+        format!(
+            "{} / {} ({})",
+            e.documents,
+            e.tokens,
+            if e.held_out {
+                "held out"
+            } else {
+                "the training set"
+            }
+        ),
+    );
+    row(
+        "entropy rate H (bits/token, exact)",
+        format!("{:.4}", e.entropy_bits_per_token),
+    );
+    row(
+        "model loss (bits/token)",
+        format!("{:.4}", e.loss_bits_per_token),
+    );
+    row(
+        "excess loss − H (bits/token)",
+        format!(
+            "{:.4}{}",
+            e.excess_bits_per_token,
+            if e.below_entropy {
+                "   BELOW THE ENTROPY RATE: a bug, or too few tokens scored"
+            } else {
+                ""
+            }
+        ),
+    );
+    if let (Some(m), Some(b)) = (e.memorized_bits, e.bits_per_param) {
+        row("memorized bits", format!("{m:.0}"));
+        row("memorized bits per parameter", format!("{b:.4}"));
+    }
+    s
+}
