@@ -1,0 +1,216 @@
+//! End to end through the binary: corpus runs (uniform memorization, Zipf excess loss) over a seeds axis and a zip
+//! sweep, a finetune that finds its pretraining run by `{runs}`/`{point}`/`{seed}`, and `physlab report` over
+//! them: statistics over seeds, the one-sided t-test against the published figure, the power-law fit and the
+//! SVG plots. The t-test's p-value is checked against the closed form of Student's t with 2 degrees of freedom.
+
+use std::path::Path;
+use std::process::Command;
+
+const WORKSPACE: &str = r#"
+[experiment.mem]
+corpus = { kind = "uniform", sequences = 40, length = 16, vocab = 64 }
+model.preset = "gpt2-1-1"
+model.d_model = 32
+train.steps = 30
+train.batch_size = 8
+train.context = 32
+train.warmup_steps = 5
+train.log_every = 10
+report = { row = "16", claim = "test", metrics = [ { path = "corpus.bits_per_param", label = "bits/param", published = 3.8 } ] }
+[experiment.mem.sweep]
+seeds = [0, 1, 2]
+
+[experiment.zdata]
+corpus = { kind = "zipf", vocab = 128, exponent = 1.5, documents = 4, doc_tokens = 31 }
+model.preset = "gpt2-1-1"
+model.d_model = 32
+train.steps = 20
+train.batch_size = 8
+train.context = 32
+train.warmup_steps = 5
+train.log_every = 10
+report = { row = "17", claim = "test", fit = "data", expected_exponent = 0.3333, metrics = [ { path = "corpus.excess_bits_per_token" } ] }
+[experiment.zdata.sweep]
+grid = { "corpus.documents" = [4, 16, 64] }
+
+[experiment.pre]
+data.people = 30
+data.qa.enabled = true
+model.preset = "gpt2-1-1"
+model.d_model = 32
+train.steps = 10
+train.batch_size = 4
+train.context = 96
+train.warmup_steps = 2
+train.log_every = 5
+[experiment.pre.sweep]
+zip = { "data.multi" = [1, 2], "data.permute" = [false, true] }
+
+[experiment.ft]
+data.people = 30
+data.qa.enabled = true
+model.preset = "gpt2-1-1"
+model.d_model = 32
+train.init_from = "{runs}/pre/{point}/s{seed}/checkpoints/final"
+train.streams = ["qa_train"]
+train.loss_on = "answers"
+train.steps = 5
+train.batch_size = 4
+train.context = 96
+train.warmup_steps = 1
+train.log_every = 5
+[experiment.ft.sweep]
+zip = { "data.multi" = [1, 2], "data.permute" = [false, true] }
+"#;
+
+fn physlab(ws: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_physlab"))
+        .arg("--workspace")
+        .arg(ws)
+        .args(args)
+        .output()
+        .expect("runs the binary");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(
+        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
+}
+
+#[test]
+fn corpus_runs_seeds_and_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("workspace.toml");
+    std::fs::write(&ws, WORKSPACE).unwrap();
+    let runs = dir.path().join("runs");
+    let runs_s = runs.to_str().unwrap();
+
+    // Uniform memorization over three seeds.
+    let (ok, _, err) = physlab(&ws, &["run", "mem", "--runs", runs_s]);
+    assert!(ok, "{err}");
+    let mut bpp = Vec::new();
+    for s in 0..3 {
+        let e = json(&runs.join(format!("mem/base/s{s}/eval.json")));
+        let c = &e["corpus"];
+        // Entropy of the training set: 40 · 16 · log2 64 = 3840 bits exactly; memorized = that − NLL.
+        assert_eq!(c["tokens"].as_u64(), Some(640));
+        assert_eq!(c["entropy_bits_per_token"].as_f64(), Some(6.0));
+        let nll = c["loss_bits_per_token"].as_f64().unwrap() * 640.0;
+        let mem = c["memorized_bits"].as_f64().unwrap();
+        assert!((mem - (3840.0 - nll)).abs() < 1e-6 * 3840.0);
+        let cap = c["params"]["capacity"].as_f64().unwrap();
+        bpp.push(c["bits_per_param"].as_f64().unwrap());
+        assert!((bpp[s] - mem / cap).abs() < 1e-12);
+    }
+    let (ok, md, err) = physlab(&ws, &["report", "mem", "--runs", runs_s]);
+    assert!(ok, "{err}");
+    // mean ± std (n = 3) and the one-sided p-value of H1: mean < 3.8, from the closed form of t with 2 df.
+    let n = 3.0;
+    let mean = bpp.iter().sum::<f64>() / n;
+    let std = (bpp.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    let t = (mean - 3.8) / (std / n.sqrt());
+    let p = 0.5 + t / (2.0 * (2.0 + t * t).sqrt());
+    let report = json(&runs.join("mem/report.json"));
+    let h = &report["headline"][0];
+    assert_eq!(h["stats"]["n"].as_u64(), Some(3));
+    assert!((h["stats"]["mean"].as_f64().unwrap() - mean).abs() < 1e-12);
+    assert!((h["stats"]["std"].as_f64().unwrap() - std).abs() < 1e-12);
+    assert!((h["test"]["p_value"].as_f64().unwrap() - p).abs() < 1e-9);
+    assert!(md.contains("| bits/param | `base` |"), "{md}");
+    assert!(runs.join("mem/plots/loss.svg").exists());
+    assert!(runs.join("mem/summary.csv").exists());
+
+    // Zipf over three data sizes: held-out excess loss and a power-law fit in the report.
+    let (ok, _, err) = physlab(&ws, &["run", "zdata", "--runs", runs_s]);
+    assert!(ok, "{err}");
+    for d in [4, 16, 64] {
+        let e = json(&runs.join(format!("zdata/documents={d}/s0/eval.json")));
+        assert_eq!(e["data_tokens"].as_f64(), Some(d as f64 * 31.0));
+        assert_eq!(e["corpus"]["held_out"].as_bool(), Some(true));
+        // 256 held-out documents of 31 tokens.
+        assert_eq!(e["corpus"]["tokens"].as_u64(), Some(256 * 31));
+    }
+    let (ok, md, err) = physlab(&ws, &["report", "zdata", "--runs", runs_s]);
+    assert!(ok, "{err}");
+    assert!(
+        md.contains("## Power law") || md.contains("No power-law fit"),
+        "{md}"
+    );
+
+    // A finetune finds the pretraining run of its own point and seed; without it, it refuses clearly.
+    let (ok, _, err) = physlab(&ws, &["run", "ft", "--point", "1", "--runs", runs_s]);
+    assert!(!ok);
+    assert!(err.contains("not a finished checkpoint"), "{err}");
+    assert!(
+        err.contains("pre/multi=2,permute=true/s0/checkpoints/final"),
+        "{err}"
+    );
+    let (ok, _, err) = physlab(&ws, &["run", "pre", "--runs", runs_s]);
+    assert!(ok, "{err}");
+    let cfg = json(&runs.join("pre/multi=2,permute=true/s0/manifest.json"));
+    assert_eq!(cfg["point"].as_str(), Some("multi=2,permute=true"));
+    let (ok, _, err) = physlab(&ws, &["run", "ft", "--point", "1", "--runs", runs_s]);
+    assert!(ok, "{err}");
+    let resolved =
+        std::fs::read_to_string(runs.join("ft/multi=2,permute=true/s0/config.resolved.toml"))
+            .unwrap();
+    assert!(
+        resolved.contains("pre/multi=2,permute=true/s0/checkpoints/final"),
+        "{resolved}"
+    );
+    assert!(resolved.contains("multi = 2"), "{resolved}");
+
+    // A report of an experiment that has no runs says so.
+    let (ok, _, err) = physlab(
+        &ws,
+        &[
+            "report",
+            "ft",
+            "--runs",
+            dir.path().join("none").to_str().unwrap(),
+        ],
+    );
+    assert!(!ok);
+    assert!(err.contains("no runs of this experiment"), "{err}");
+}
+
+#[test]
+fn bad_recipes_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("workspace.toml");
+    let cases = [
+        (
+            "[experiment.x]\ncorpus = { kind = \"uniform\", sequencez = 4 }\n",
+            "sequencez",
+        ),
+        (
+            "[experiment.x]\ncorpus = { kind = \"bioS\" }\n",
+            "corpus.kind",
+        ),
+        (
+            "[experiment.x]\nreport = { fit = \"both\" }\n",
+            "report.fit",
+        ),
+        ("[experiment.x]\nreport = { metricz = [] }\n", "metricz"),
+        (
+            "[experiment.x.sweep]\nzip = { \"data.multi\" = [1, 2], \"data.permute\" = [false] }\n",
+            "same number",
+        ),
+    ];
+    for (text, needle) in cases {
+        std::fs::write(&ws, text).unwrap();
+        let (ok, out, err) = physlab(&ws, &["validate", "x"]);
+        assert!(!ok, "{text} validated");
+        assert!(
+            out.contains(needle) || err.contains(needle),
+            "{text}: expected `{needle}` in\n{out}\n{err}"
+        );
+    }
+}
