@@ -6,6 +6,7 @@ mod generate;
 mod recipe;
 mod report;
 mod run;
+mod sample;
 
 use std::path::PathBuf;
 
@@ -88,6 +89,40 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
     },
+    /// Look at a trained model's continuations: of --prompt texts, or of a question stream's prompts (the true
+    /// answer beside each, and the exact-match accuracy), with greedy decoding, sampling (temperature, top-k,
+    /// top-p) or beam search.
+    Sample {
+        /// A finished run folder (runs/<experiment>/<point>/s<seed>).
+        run: PathBuf,
+        /// A prompt in the dataset's words (repeatable); without one, the questions of --questions.
+        #[arg(long = "prompt")]
+        prompts: Vec<String>,
+        /// The question stream to draw prompts from (default: the dataset's first, e.g. qa_train).
+        #[arg(long)]
+        questions: Option<String>,
+        /// Continuations per prompt, or questions shown.
+        #[arg(long, default_value_t = 5)]
+        n: usize,
+        #[arg(long, value_enum, default_value = "greedy")]
+        strategy: Strategy,
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f64,
+        /// Keep only the k most likely tokens (0: all).
+        #[arg(long, default_value_t = 0)]
+        top_k: usize,
+        /// Keep the smallest set of tokens whose probability reaches p (1: all).
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f64,
+        /// Beams of beam search.
+        #[arg(long, default_value_t = 4)]
+        beams: usize,
+        #[arg(long, default_value_t = 32)]
+        max_tokens: usize,
+        /// Seed of the sampling stream.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Summarise every finished run of an experiment: statistics over seeds (mean, std, n), the headline metrics
     /// against the published figures (one-sided t-test), the capacity-law fit, SVG plots; writes
     /// runs/<experiment>/report.md, report.json, summary.csv and plots/.
@@ -97,6 +132,13 @@ enum Command {
         #[arg(long, default_value = "runs")]
         runs: PathBuf,
     },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Strategy {
+    Greedy,
+    Sample,
+    Beam,
 }
 
 #[derive(Subcommand)]
@@ -239,6 +281,38 @@ fn real_main() -> Result<()> {
             let n = generate::export_jsonl(&ds, &out)?;
             println!("{n} documents → {}", out.display());
             Ok(())
+        }
+        Command::Sample {
+            run,
+            prompts,
+            questions,
+            n,
+            strategy,
+            temperature,
+            top_k,
+            top_p,
+            beams,
+            max_tokens,
+            seed,
+        } => {
+            let decoding = match strategy {
+                Strategy::Greedy => physlab_eval::decode::Decoding::Greedy,
+                Strategy::Sample => physlab_eval::decode::Decoding::Sample {
+                    temperature,
+                    top_k,
+                    top_p,
+                },
+                Strategy::Beam => physlab_eval::decode::Decoding::Beam { width: beams },
+            };
+            sample::sample(sample::SampleArgs {
+                run: &run,
+                prompts: &prompts,
+                questions: questions.as_deref(),
+                n,
+                decoding,
+                max_tokens,
+                seed,
+            })
         }
         Command::Report { experiment, runs } => {
             let ws = recipe::Workspace::load(&cli.workspace)?;

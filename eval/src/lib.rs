@@ -7,6 +7,7 @@
 //! evaluation biography (employer before its city; the employer's city is reported but not counted).
 
 pub mod corpus;
+pub mod decode;
 pub mod fit;
 pub mod plot;
 pub mod qa;
