@@ -45,8 +45,8 @@ pub struct RunConfig {
     /// The recipe seed: every random stream (people, templates, data order, initialisation) derives from it.
     pub seed: u64,
     pub data: BioSConfig,
-    /// A corpus of known entropy instead of bioS (`kind` = "zipf", "markov" or "uniform" and that kind's keys):
-    /// trained on and evaluated against its exact entropy (`data` is then unused).
+    /// A corpus of known content instead of bioS (`kind` = "bioD", "zipf", "markov" or "uniform" and that kind's
+    /// keys): bioD is evaluated in bits (Def. 4.1), the others against their exact entropy (`data` is unused).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub corpus: Option<DataConfig>,
     pub model: ModelConfig,
@@ -58,10 +58,14 @@ impl RunConfig {
     pub fn problems(&self) -> Vec<String> {
         let mut p = match &self.corpus {
             None => self.data.problems(),
-            Some(DataConfig::BioS(_) | DataConfig::BioD(_)) => vec![
-                "corpus.kind: a run trains on bioS through `data.*`; bioD runs are not supported yet (generate it with `physlab generate`)".into(),
-            ],
-            Some(c) => c.problems().into_iter().map(|e| format!("corpus: {e}")).collect(),
+            Some(DataConfig::BioS(_)) => {
+                vec!["corpus.kind: a run trains on bioS through `data.*`, not `corpus`".into()]
+            }
+            Some(c) => c
+                .problems()
+                .into_iter()
+                .map(|e| format!("corpus: {e}"))
+                .collect(),
         };
         p.extend(self.model.problems());
         p.extend(self.train.problems());

@@ -43,6 +43,11 @@ pub fn lookup(v: &Value, path: &str) -> Option<f64> {
     cur.as_f64()
 }
 
+/// A bits-of-knowledge field of a bioS or a bioD evaluation.
+fn knowledge(v: &Value, field: &str) -> Option<f64> {
+    lookup(v, &format!("bios.{field}")).or_else(|| lookup(v, &format!("biod.{field}")))
+}
+
 /// Mean whole-value accuracy over the attributes counted in the bits.
 fn mean_whole_value(v: &Value) -> Option<f64> {
     let attrs = v.pointer("/bios/attributes")?.as_array()?;
@@ -196,6 +201,17 @@ fn columns(runs: &[Run], spec: &ReportSpec) -> Vec<Column> {
             4,
         ));
     }
+    cols.push(c("bioD: bits of knowledge (Def. 4.1)", "biod.bits", 0));
+    cols.push(c("bioD: R (bits/param)", "biod.capacity_ratio", 4));
+    cols.push(c("bioD: R^max", "biod.capacity_ratio_max", 4));
+    cols.push(c("bioD: p1 loss_name (nats)", "biod.loss_name", 3));
+    cols.push(c("bioD: p2 loss_value (nats)", "biod.loss_value", 3));
+    cols.push(c("bioD: p3 loss_value1 (nats)", "biod.loss_value1", 3));
+    cols.push(c(
+        "bioD: whole-value accuracy",
+        "biod.whole_value_accuracy",
+        3,
+    ));
     cols.push(c(
         "corpus: entropy rate H (bits/token)",
         "corpus.entropy_bits_per_token",
@@ -463,8 +479,8 @@ pub fn report(
         .iter()
         .filter_map(|r| {
             Some((
-                lookup(&r.eval, "bios.params.capacity")?,
-                lookup(&r.eval, "bios.bits")?,
+                knowledge(&r.eval, "params.capacity")?,
+                knowledge(&r.eval, "bits")?,
             ))
         })
         .collect();
@@ -494,8 +510,8 @@ pub fn report(
                 .filter(|r| &r.point == p)
                 .filter_map(|r| {
                     Some((
-                        lookup(&r.eval, "bios.params.capacity")?,
-                        lookup(&r.eval, "bios.bits")?,
+                        knowledge(&r.eval, "params.capacity")?,
+                        knowledge(&r.eval, "bits")?,
                     ))
                 })
                 .collect();

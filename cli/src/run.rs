@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
+use physlab_eval::biod::{evaluate_biod, render_biod, BioDEval};
 use physlab_eval::corpus::{evaluate_corpus, render_corpus, CorpusEval};
 use physlab_eval::qa::{evaluate_qa, render_qa, QaEval};
 use physlab_eval::{evaluate_bios, render_table, BioSEval};
+use physlab_generators::biod::BioD;
 use physlab_generators::bios::BioS;
 use physlab_generators::corpus::write_corpus;
 use physlab_generators::corpus::TokenStream;
@@ -198,6 +200,10 @@ pub fn plan(cfg: &RunConfig) -> Result<Plan> {
 fn plan_corpus(cfg: &RunConfig, dc: &DataConfig) -> Result<Plan> {
     let corpus = dc.build(cfg.seed)?;
     let (docs, tokens_per_doc, entropy) = corpus_size(dc);
+    let perfect_bits = match dc {
+        DataConfig::BioD(c) => BioD::build(c, cfg.seed)?.perfect_recall_bits(),
+        _ => entropy * (docs * tokens_per_doc) as f64,
+    };
     let tokens_per_exposure = docs as f64 * (tokens_per_doc + 1) as f64;
     let vocab = corpus.tokenizer().vocab_size();
     let shape = cfg
@@ -210,7 +216,7 @@ fn plan_corpus(cfg: &RunConfig, dc: &DataConfig) -> Result<Plan> {
         vocab_size: vocab,
         steps,
         tokens: (steps * cfg.train.tokens_per_step()) as f64,
-        perfect_bits: entropy * (docs * tokens_per_doc) as f64,
+        perfect_bits,
         params_total: shape.num_params(vocab).total,
     })
 }
@@ -224,7 +230,13 @@ fn corpus_size(dc: &DataConfig) -> (usize, usize, f64) {
             physlab_generators::zipf::zipf_entropy_bits(c.vocab, c.exponent),
         ),
         DataConfig::Uniform(c) => (c.sequences, c.length, (c.vocab as f64).log2()),
-        DataConfig::BioS(_) | DataConfig::BioD(_) => (0, 0, f64::NAN),
+        // One exposure = one biography per person; its tokens: 3 + 1 + K·(3 + C·L).
+        DataConfig::BioD(c) => (
+            c.people,
+            4 + c.attributes * (3 + c.chunks * c.value_tokens),
+            f64::NAN,
+        ),
+        DataConfig::BioS(_) => (0, 0, f64::NAN),
     }
 }
 
@@ -244,13 +256,24 @@ pub fn plan_line(p: &Point) -> Result<String> {
                 c.train.exposures
             )
         };
+        let what = if h.is_nan() {
+            format!(
+                "{} corpus, perfect-recall bits {:.0}",
+                dc.kind(),
+                pl.perfect_bits
+            )
+        } else {
+            format!(
+                "{} corpus, H = {h:.4} bits/token, {:.0} bits in all",
+                dc.kind(),
+                pl.perfect_bits
+            )
+        };
         return Ok(format!(
-            "[{}] {}/s{}: {} corpus, H = {h:.4} bits/token, {:.0} bits in all; {budget} = {:.2}M tokens = {} steps of {}×{}; {} ({} params, vocab {}); entropy/params {:.3}",
+            "[{}] {}/s{}: {what}; {budget} = {:.2}M tokens = {} steps of {}×{}; {} ({} params, vocab {}); bits/params {:.3}",
             p.index,
             p.name,
             p.seed,
-            dc.kind(),
-            pl.perfect_bits,
             pl.tokens / 1e6,
             pl.steps,
             c.train.batch_size,
@@ -616,7 +639,24 @@ pub fn run_point(
     Ok(())
 }
 
-/// Trains on a corpus of known entropy and evaluates it (`physlab_eval::corpus`).
+/// How a corpus run is evaluated.
+enum CorpusCheck<'a> {
+    /// Loss against the exact entropy, on `docs` (held out, or the training set for memorization).
+    Entropy {
+        docs: &'a [Vec<u32>],
+        entropy: f64,
+        memorization: bool,
+    },
+    /// Bits of knowledge (Def. 4.1).
+    BioD(&'a BioD),
+}
+
+enum CorpusResult {
+    Entropy(CorpusEval),
+    BioD(BioDEval),
+}
+
+/// Trains on a corpus of known content and evaluates it (`physlab_eval::corpus`, `physlab_eval::biod`).
 #[allow(clippy::too_many_arguments)]
 fn train_eval_corpus<B: physlab_trainer::kernels::TrainBackend>(
     cfg: &RunConfig,
@@ -626,11 +666,9 @@ fn train_eval_corpus<B: physlab_trainer::kernels::TrainBackend>(
     dir: &Path,
     resume: bool,
     kind: &str,
-    eval_docs: &[Vec<u32>],
-    entropy: f64,
-    memorization: bool,
+    check: &CorpusCheck<'_>,
     params: ParamCounts,
-) -> Result<(TrainOutcome, CorpusEval)> {
+) -> Result<(TrainOutcome, CorpusResult)> {
     let device = B::Device::default();
     let (model, outcome) = train::<B>(
         &cfg.train,
@@ -652,28 +690,48 @@ fn train_eval_corpus<B: physlab_trainer::kernels::TrainBackend>(
         outcome.tokens_per_s
     );
     let t = Instant::now();
-    let e = evaluate_corpus::<B::InnerBackend>(
-        &model,
-        kind,
-        eval_docs,
-        entropy,
-        !memorization,
-        memorization,
-        params,
-        cfg.train.context,
-        cfg.eval.batch,
-        &device,
-    );
-    info!(
-        "scored {} documents ({} tokens) in {:.1}s: {:.4} bits/token, H = {:.4}, excess {:.4}",
-        e.documents,
-        e.tokens,
-        t.elapsed().as_secs_f64(),
-        e.loss_bits_per_token,
-        e.entropy_bits_per_token,
-        e.excess_bits_per_token
-    );
-    Ok((outcome, e))
+    let result = match check {
+        CorpusCheck::Entropy {
+            docs,
+            entropy,
+            memorization,
+        } => {
+            let e = evaluate_corpus::<B::InnerBackend>(
+                &model,
+                kind,
+                docs,
+                *entropy,
+                !memorization,
+                *memorization,
+                params,
+                cfg.train.context,
+                cfg.eval.batch,
+                &device,
+            );
+            info!(
+                "scored {} documents ({} tokens) in {:.1}s: {:.4} bits/token, H = {:.4}, excess {:.4}",
+                e.documents,
+                e.tokens,
+                t.elapsed().as_secs_f64(),
+                e.loss_bits_per_token,
+                e.entropy_bits_per_token,
+                e.excess_bits_per_token
+            );
+            CorpusResult::Entropy(e)
+        }
+        CorpusCheck::BioD(data) => {
+            let e = evaluate_biod::<B::InnerBackend>(&model, data, params, cfg.eval.batch, &device);
+            info!(
+                "evaluated {} people in {:.1}s: {:.0} bits, R = {:.4}",
+                e.people,
+                t.elapsed().as_secs_f64(),
+                e.bits,
+                e.capacity_ratio
+            );
+            CorpusResult::BioD(e)
+        }
+    };
+    Ok((outcome, result))
 }
 
 /// Documents scored on held-out data for Zipf and Markov corpora: fresh samples past the training set.
@@ -708,10 +766,12 @@ fn run_corpus(
         }
     };
     let manifest = dataset.manifest.clone();
-    let entropy = manifest
-        .fact("entropy_bits_per_token")
-        .context("the corpus manifest has no entropy_bits_per_token")?;
+    let entropy = manifest.fact("entropy_bits_per_token").unwrap_or(f64::NAN);
     let (docs, _, _) = corpus_size(dc);
+    let biod = match dc {
+        DataConfig::BioD(c) => Some(BioD::build(c, cfg.seed)?),
+        _ => None,
+    };
     // Uniform tokens: the training set itself (memorization). Zipf / Markov: held-out documents.
     let memorization = matches!(dc, DataConfig::Uniform(_));
     let eval_docs: Vec<Vec<u32>> = match dc {
@@ -735,9 +795,18 @@ fn run_corpus(
                 })
                 .collect()
         }
-        DataConfig::BioS(_) | DataConfig::BioD(_) => {
+        DataConfig::BioD(_) => Vec::new(),
+        DataConfig::BioS(_) => {
             bail!("corpus.kind {}: not a corpus run", dc.kind())
         }
+    };
+    let check = match &biod {
+        Some(b) => CorpusCheck::BioD(b),
+        None => CorpusCheck::Entropy {
+            docs: &eval_docs,
+            entropy,
+            memorization,
+        },
     };
     info!(
         "data: {} corpus, {} documents, {} tokens, vocab {} ({} used), H = {:.4} bits/token, in {:.1}s",
@@ -798,9 +867,7 @@ fn run_corpus(
             dir,
             resume,
             kind,
-            &eval_docs,
-            entropy,
-            memorization,
+            &check,
             params,
         )?,
         #[cfg(feature = "cuda")]
@@ -812,9 +879,7 @@ fn run_corpus(
             dir,
             resume,
             kind,
-            &eval_docs,
-            entropy,
-            memorization,
+            &check,
             params,
         )?,
         #[cfg(not(feature = "cuda"))]
@@ -823,18 +888,29 @@ fn run_corpus(
             unreachable!("a build without the cuda feature refuses the cuda backend")
         }
     };
-    let report = serde_json::json!({
+    let (key, value, table) = match &e {
+        CorpusResult::Entropy(c) => (
+            "corpus",
+            serde_json::to_value(c)?,
+            render_corpus(title, c, outcome.exposures),
+        ),
+        CorpusResult::BioD(b) => (
+            "biod",
+            serde_json::to_value(b)?,
+            render_biod(title, b, outcome.exposures),
+        ),
+    };
+    let mut report = serde_json::json!({
         "experiment": experiment,
         "point": p.name,
         "seed": p.seed,
         "exposures": outcome.exposures,
         "data_tokens": docs as f64 * corpus_size(dc).1 as f64,
         "train": outcome,
-        "corpus": e,
         "wall_s": started.elapsed().as_secs_f64(),
     });
+    report[key] = value;
     write(&dir.join("eval.json"), serde_json::to_vec_pretty(&report)?)?;
-    let table = render_corpus(title, &e, outcome.exposures);
     write(&dir.join("table.txt"), &table)?;
     write(&dir.join("DONE"), b"")?;
     println!("{table}");

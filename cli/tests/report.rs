@@ -33,6 +33,16 @@ report = { row = "17", claim = "test", fit = "data", expected_exponent = 0.3333,
 [experiment.zdata.sweep]
 grid = { "corpus.documents" = [4, 16, 64] }
 
+[experiment.bd]
+corpus = { kind = "bioD", people = 60, attributes = 3, chunks = 2, values = 20, value_tokens = 2, vocab = 50 }
+model.preset = "gpt2-1-1"
+model.d_model = 32
+train.exposures = 30
+train.batch_size = 8
+train.context = 32
+train.warmup_steps = 5
+train.log_every = 10
+
 [experiment.pre]
 data.people = 30
 data.qa.enabled = true
@@ -143,6 +153,40 @@ fn corpus_runs_seeds_and_report() {
         md.contains("## Power law") || md.contains("No power-law fit"),
         "{md}"
     );
+
+    // bioD: the three Def. 4.1 terms, their sum, and invariants of the losses (a value's first chunk is part of
+    // the value, so p3 ≤ p2; whole-value hits are first-token hits).
+    let (ok, _, err) = physlab(&ws, &["run", "bd", "--runs", runs_s]);
+    assert!(ok, "{err}");
+    let e = json(&runs.join("bd/base/s0/eval.json"));
+    let b = &e["biod"];
+    let f = |k: &str| b[k].as_f64().unwrap_or_else(|| panic!("{k} in {b}"));
+    let terms: Vec<f64> = (0..3).map(|i| b["terms"][i].as_f64().unwrap()).collect();
+    assert!((terms.iter().sum::<f64>() - f("bits")).abs() < 1e-6 * f("perfect_recall_bits"));
+    assert!(f("bits") <= f("perfect_recall_bits"));
+    assert!(f("loss_value1") <= f("loss_value") + 1e-9);
+    assert!(f("whole_value_accuracy") <= f("first_token_accuracy"));
+    assert!(
+        (f("capacity_ratio") - f("bits") / b["params"]["capacity"].as_f64().unwrap()).abs() < 1e-12
+    );
+    // Perfect-recall terms from the closed form: N·log2(N0/N), N·K·C·log2 D, K·D·log2(T^L/D) with
+    // N0 = 400·400·1000.
+    let want = [
+        60.0 * (1.6e8f64 / 60.0).log2(),
+        60.0 * 3.0 * 2.0 * 20f64.log2(),
+        3.0 * 20.0 * (50f64.powi(2) / 20.0).log2(),
+    ];
+    for (i, w) in want.iter().enumerate() {
+        assert!(
+            (b["perfect_terms"][i].as_f64().unwrap() - w).abs() < 1e-6 * w,
+            "term {i}"
+        );
+    }
+    // The report reads bioD runs too.
+    let (ok, md, err) = physlab(&ws, &["report", "bd", "--runs", runs_s]);
+    assert!(ok, "{err}");
+    assert!(md.contains("bioD: bits of knowledge"), "{md}");
+    assert!(runs.join("bd/plots/capacity.svg").exists());
 
     // A finetune finds the pretraining run of its own point and seed; without it, it refuses clearly.
     let (ok, _, err) = physlab(&ws, &["run", "ft", "--point", "1", "--runs", runs_s]);

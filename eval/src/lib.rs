@@ -6,6 +6,7 @@
 //! employer and the pronoun, each given the name and its sentence's prefix, read from the canonical-order
 //! evaluation biography (employer before its city; the employer's city is reported but not counted).
 
+pub mod biod;
 pub mod corpus;
 pub mod decode;
 pub mod fit;
