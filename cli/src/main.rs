@@ -3,6 +3,7 @@
 
 mod bench;
 mod generate;
+mod probe;
 mod recipe;
 mod report;
 mod run;
@@ -123,6 +124,26 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// P- and Q-probing of a finished bioS run (Part 3.1 §5): can a linear head on the last hidden layer, at the
+    /// person's name, read each attribute? Writes probe.json into the run folder.
+    Probe {
+        /// A finished run folder (runs/<experiment>/<point>/s<seed>).
+        run: PathBuf,
+        /// Which probes: p (the biography read, probed at the name), q (only the name read), or both.
+        #[arg(long, value_enum, default_value = "both")]
+        kind: ProbeChoice,
+        #[arg(long, default_value_t = 300)]
+        steps: usize,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+        /// Rank of the embedding update.
+        #[arg(long, default_value_t = 16)]
+        rank: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Summarise every finished run of an experiment: statistics over seeds (mean, std, n), the headline metrics
     /// against the published figures (one-sided t-test), the capacity-law fit, SVG plots; writes
     /// runs/<experiment>/report.md, report.json, summary.csv and plots/.
@@ -132,6 +153,13 @@ enum Command {
         #[arg(long, default_value = "runs")]
         runs: PathBuf,
     },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ProbeChoice {
+    P,
+    Q,
+    Both,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -313,6 +341,36 @@ fn real_main() -> Result<()> {
                 max_tokens,
                 seed,
             })
+        }
+        Command::Probe {
+            run,
+            kind,
+            steps,
+            batch,
+            lr,
+            rank,
+            seed,
+        } => {
+            use physlab_eval::probe::{ProbeConfig, ProbeKind};
+            let kinds = match kind {
+                ProbeChoice::P => vec![ProbeKind::P],
+                ProbeChoice::Q => vec![ProbeKind::Q],
+                ProbeChoice::Both => vec![ProbeKind::P, ProbeKind::Q],
+            };
+            if steps == 0 || batch == 0 || rank == 0 || !(lr > 0.0) {
+                anyhow::bail!("--steps, --batch, --rank and --lr must be positive");
+            }
+            probe::probe_run(
+                &run,
+                &kinds,
+                &ProbeConfig {
+                    steps,
+                    batch,
+                    lr,
+                    embedding_rank: rank,
+                    seed,
+                },
+            )
         }
         Command::Report { experiment, runs } => {
             let ws = recipe::Workspace::load(&cli.workspace)?;

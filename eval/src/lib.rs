@@ -11,6 +11,7 @@ pub mod corpus;
 pub mod decode;
 pub mod fit;
 pub mod plot;
+pub mod probe;
 pub mod qa;
 pub mod stats;
 

@@ -579,6 +579,16 @@ impl<B: Kernels> Gpt<B> {
 
     /// Logits and, for a mixture of experts, the load-balancing loss summed over layers.
     pub fn forward_aux(&self, tokens: Tensor<B, 2, Int>) -> (Tensor<B, 3>, Option<Tensor<B, 1>>) {
+        let (x, aux, table) = self.hidden_aux(tokens);
+        (self.head(x, table), aux)
+    }
+
+    /// Final-norm hidden states, the MoE loss, and the LoRA-updated embedding table when there is one.
+    #[allow(clippy::type_complexity)]
+    fn hidden_aux(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+    ) -> (Tensor<B, 3>, Option<Tensor<B, 1>>, Option<Tensor<B, 2>>) {
         let [b, t] = tokens.dims();
         let device = tokens.device();
         // With an embedding LoRA the table is W + scale·A·B, for the input and the tied output alike.
@@ -615,17 +625,25 @@ impl<B: Kernels> Gpt<B> {
                 });
             }
         }
-        let x = self.ln_f.forward(x);
-        let [_, _, d] = x.dims();
-        let logits = match &self.lm_head {
+        (self.ln_f.forward(x), aux, table)
+    }
+
+    /// The last hidden layer (after the final norm), [batch, T, d]: what a linear probe reads (Part 3.1 §5).
+    pub fn forward_hidden(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        self.hidden_aux(tokens).0
+    }
+
+    /// The output layer on hidden states [batch, T, d] → logits [batch, T, vocab].
+    fn head(&self, x: Tensor<B, 3>, table: Option<Tensor<B, 2>>) -> Tensor<B, 3> {
+        let [b, t, d] = x.dims();
+        match &self.lm_head {
             Some(head) => crate::layers::linear(head, x),
             None => {
                 let w = table.unwrap_or_else(|| self.wte.weight.val()); // [V, d]
                 let v = w.dims()[0];
                 crate::kernels::linear_transposed(x.reshape([b * t, d]), w).reshape([b, t, v])
             }
-        };
-        (logits, aux)
+        }
     }
 }
 
