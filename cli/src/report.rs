@@ -304,6 +304,15 @@ fn fmt(v: f64, digits: usize) -> String {
     }
 }
 
+/// Decimals for a headline number: none for counts of bits, more for ratios and accuracies.
+fn auto_digits(v: f64) -> usize {
+    match v.abs() {
+        a if a >= 100.0 => 0,
+        a if a >= 1.0 => 3,
+        _ => 4,
+    }
+}
+
 /// A p-value with three significant digits.
 fn fmt_p(p: f64) -> String {
     if p >= 0.001 {
@@ -426,7 +435,7 @@ pub fn report(
                     md,
                     "| {} | `{p}` | {} | {} | {test_cell} |",
                     label_of(m),
-                    stats_cell(&s, 4),
+                    stats_cell(&s, auto_digits(s.mean)),
                     m.published.map_or("-".into(), |v| format!("{v}")),
                 )?;
                 headline.push(Headline {

@@ -86,6 +86,10 @@ pub struct BioDConfig {
     pub permute: bool,
     /// Replacement name pool files (only first, middle and last names are used).
     pub pools: PoolFiles,
+    /// Keep only the first `[first, middle, last]` names of the pools (empty: all). Smaller pools shrink the
+    /// vocabulary, so that a small model's embedding does not dwarf the rest (N0 shrinks with them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub name_pool_sizes: Vec<usize>,
 }
 
 impl Default for BioDConfig {
@@ -100,6 +104,7 @@ impl Default for BioDConfig {
             multi: 1,
             permute: true,
             pools: PoolFiles::default(),
+            name_pool_sizes: Vec::new(),
         }
     }
 }
@@ -154,8 +159,24 @@ impl BioDConfig {
             &self.pools.middle_names,
             &self.pools.last_names,
         ];
+        if !self.name_pool_sizes.is_empty()
+            && (self.name_pool_sizes.len() != 3 || self.name_pool_sizes.contains(&0))
+        {
+            p.push(format!(
+                "data.name_pool_sizes = {:?}: give three positive sizes [first, middle, last]",
+                self.name_pool_sizes
+            ));
+        }
         if names.iter().all(|f| f.is_empty()) {
-            let n0 = (PAPER_FIRST * PAPER_MIDDLE * PAPER_LAST) as u128;
+            let sizes = match self.name_pool_sizes.as_slice() {
+                [f, m, l] => [
+                    (*f).min(PAPER_FIRST),
+                    (*m).min(PAPER_MIDDLE),
+                    (*l).min(PAPER_LAST),
+                ],
+                _ => [PAPER_FIRST, PAPER_MIDDLE, PAPER_LAST],
+            };
+            let n0 = (sizes[0] * sizes[1] * sizes[2]) as u128;
             if self.people as u128 > n0 {
                 p.push(format!(
                     "data.people = {} is more than the N0 = {n0} possible full names; use larger name pools",
@@ -288,11 +309,31 @@ pub struct BioD {
 impl BioD {
     pub fn build(config: &BioDConfig, seed: u64) -> Result<Self, GenError> {
         let mut problems = config.problems();
+        let truncate = |mut p: Pools| -> Result<Pools, GenError> {
+            if let [f, m, l] = config.name_pool_sizes[..] {
+                for (pool, k, key) in [
+                    (&mut p.first_names, f, "first"),
+                    (&mut p.middle_names, m, "middle"),
+                    (&mut p.last_names, l, "last"),
+                ] {
+                    if k > pool.len() {
+                        return Err(GenError::Config(format!(
+                            "data.name_pool_sizes: {k} {key} names asked, the pool has {}",
+                            pool.len()
+                        )));
+                    }
+                    pool.truncate(k);
+                }
+            }
+            Ok(p)
+        };
         let pools = if problems.is_empty() {
-            Some(Pools::load(&config.pools)?)
+            Some(truncate(Pools::load(&config.pools)?)?)
         } else {
             // Load the pools anyway to report N > N0 for replacement files, but keep config problems first.
-            Pools::load(&config.pools).ok()
+            Pools::load(&config.pools)
+                .ok()
+                .and_then(|p| truncate(p).ok())
         };
         if let Some(pools) = &pools {
             if config.people as f64 > pools.n0() && !problems.iter().any(|p| p.contains("N0")) {

@@ -437,11 +437,13 @@ fn config_problems_are_all_reported_naming_keys() {
             cities: "x.txt".into(),
             ..Default::default()
         },
+        name_pool_sizes: vec![10, 0],
     };
     let problems = bad.problems();
     for p in &problems {
         println!("problem: {p}");
     }
+    assert!(problems.iter().any(|p| p.contains("data.name_pool_sizes")));
     for key in [
         "data.attributes",
         "data.chunks",
@@ -455,7 +457,7 @@ fn config_problems_are_all_reported_naming_keys() {
             "{key} missing from {problems:?}"
         );
     }
-    assert_eq!(problems.len(), 6, "{problems:?}");
+    assert_eq!(problems.len(), 7, "{problems:?}");
     let err = BioD::build(&bad, 0).err().expect("refused").to_string();
     for key in [
         "data.attributes",
@@ -538,4 +540,38 @@ fn replacement_name_pools_are_checked() {
         err.contains("data.pools") && err.contains("\"v3\""),
         "{err}"
     );
+}
+
+/// Truncated name pools: N0 and the vocabulary shrink with them, the name bits follow N0, and asking for more
+/// names than a pool holds is an error naming the key.
+#[test]
+fn name_pool_sizes_shrink_the_vocabulary_and_n0() {
+    let base = BioDConfig {
+        people: 500,
+        ..BioDConfig::default()
+    };
+    let full = BioD::build(&base, 1).unwrap();
+    let small = BioD::build(
+        &BioDConfig {
+            name_pool_sizes: vec![20, 20, 50],
+            ..base.clone()
+        },
+        1,
+    )
+    .unwrap();
+    // N0 = 20 · 20 · 50 = 20,000 (closed form).
+    assert!((small.log2_n0() - 20_000f64.log2()).abs() < 1e-12);
+    assert!(small.tokenizer.vocab_size() + 800 < full.tokenizer.vocab_size());
+    // The name term of the perfect bound: N·log2(N0/N) = 500·log2(40).
+    assert!((small.perfect_terms()[0] - 500.0 * 40f64.log2()).abs() < 1e-9);
+    let err = BioD::build(
+        &BioDConfig {
+            name_pool_sizes: vec![20, 20, 5000],
+            ..base
+        },
+        1,
+    )
+    .err()
+    .expect("too many names");
+    assert!(err.to_string().contains("name_pool_sizes"), "{err}");
 }
