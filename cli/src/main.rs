@@ -222,6 +222,12 @@ fn tune_allocator() {
 }
 
 fn main() {
+    // `physlab validate | head` should end quietly when the reader goes away, as other command-line tools do,
+    // not panic on a broken pipe: restore the default SIGPIPE action that Rust's runtime ignores.
+    // SAFETY: called first, before any thread exists; SIG_DFL is a valid action for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -89,8 +89,9 @@ pub struct ReportSpec {
     /// The published result in words.
     pub claim: String,
     pub metrics: Vec<MetricSpec>,
-    /// Power-law fit of the excess loss over the entropy (corpus runs): against "data" (training tokens) or
-    /// "params" (parameters counted for capacity); empty: none.
+    /// "capacity": the capacity law bits = R·parameters over the points (one family at several sizes);
+    /// "data" / "params": a power law of the excess loss over the entropy (corpus runs) against the training
+    /// tokens or the parameters counted for capacity; empty: no fit.
     pub fit: String,
     /// The exponent theory predicts for that fit (printed beside the fitted one).
     pub expected_exponent: Option<f64>,
@@ -113,9 +114,9 @@ pub struct MetricSpec {
 impl ReportSpec {
     fn from_value(v: Value) -> Result<ReportSpec> {
         let spec: ReportSpec = v.try_into().map_err(|e| anyhow!("report: {e}"))?;
-        if !["", "data", "params"].contains(&spec.fit.as_str()) {
+        if !["", "capacity", "data", "params"].contains(&spec.fit.as_str()) {
             bail!(
-                "report.fit = {:?}: expected \"data\" or \"params\"",
+                "report.fit = {:?}: expected \"capacity\", \"data\" or \"params\"",
                 spec.fit
             );
         }

@@ -496,7 +496,8 @@ pub fn report(
     let mut distinct: Vec<f64> = caps.iter().map(|c| c.0).collect();
     distinct.sort_by(f64::total_cmp);
     distinct.dedup();
-    let capacity_law = if distinct.len() >= 2 {
+    // The capacity law is one family at several sizes: fitted only when the experiment asks (`fit = "capacity"`).
+    let capacity_law = if spec.fit == "capacity" && distinct.len() >= 2 {
         let (x, y): (Vec<f64>, Vec<f64>) = caps.iter().copied().unzip();
         proportional(&x, &y)
     } else {
@@ -578,7 +579,7 @@ pub fn report(
         )?;
     }
     let mut excess_fit = None;
-    if !spec.fit.is_empty() {
+    if spec.fit == "data" || spec.fit == "params" {
         let xpath = if spec.fit == "data" {
             "data_tokens"
         } else {
