@@ -34,6 +34,19 @@ pub struct Plot {
     pub guides: Vec<(String, f64)>,
 }
 
+/// A tick label: plain decimals (trailing zeros cut) between 1e-3 and 1e5, scientific notation outside.
+pub fn tick(v: f64) -> String {
+    let a = v.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if !(1e-3..1e5).contains(&a) {
+        format!("{v:.1e}")
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
 fn range(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
     let v: Vec<f64> = values
         .filter(|v| v.is_finite() && (!log || *v > 0.0))
@@ -44,7 +57,9 @@ fn range(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
         return (if log { 0.1 } else { 0.0 }, 1.0);
     }
     if log {
-        (lo / 1.3, hi * 1.3)
+        // At least a factor of 10 in all, so that a log axis shows a labelled tick.
+        let pad = (10.0 / (hi / lo)).sqrt().max(1.3);
+        (lo / pad, hi * pad)
     } else {
         let pad = ((hi - lo) * 0.05).max(1e-9 * hi.abs().max(1.0));
         (lo - pad, hi + pad)
@@ -116,6 +131,10 @@ impl Plot {
             .configure_mesh()
             .x_desc(self.x_label.as_str())
             .y_desc(self.y_label.as_str())
+            .x_label_formatter(&|v| tick(*v))
+            .y_label_formatter(&|v| tick(*v))
+            .light_line_style(BLACK.mix(0.04))
+            .bold_line_style(BLACK.mix(0.12))
             .draw()?;
         let (xa, xb) = {
             let r = chart.x_range();

@@ -1,7 +1,7 @@
 //! Statistics, fits and plots against closed forms. Every expected number says where it came from.
 
 use physlab_eval::fit::{power_law, proportional, scaling_law};
-use physlab_eval::plot::{Plot, Series, Style};
+use physlab_eval::plot::{tick, Plot, Series, Style};
 use physlab_eval::stats::{t_quantile, Alternative, SeedStats};
 
 fn close(a: f64, b: f64, tol: f64) -> bool {
@@ -167,4 +167,13 @@ fn svg_plot_holds_its_series_and_guides() {
         assert!(svg.contains(s), "{s} missing");
     }
     assert!(svg.matches("<circle").count() >= 3);
+}
+
+#[test]
+fn tick_labels_are_short() {
+    assert_eq!(tick(0.6000000001), "0.6");
+    assert_eq!(tick(50.0), "50");
+    assert_eq!(tick(0.125), "0.125");
+    assert_eq!(tick(700000.0), "7.0e5");
+    assert_eq!(tick(0.0), "0");
 }
