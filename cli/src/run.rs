@@ -645,6 +645,8 @@ enum CorpusCheck<'a> {
     Entropy {
         docs: &'a [Vec<u32>],
         entropy: f64,
+        /// Σ −log2 p(token) of `docs` under the source, when known.
+        surprisal: Option<f64>,
         memorization: bool,
     },
     /// Bits of knowledge (Def. 4.1).
@@ -694,6 +696,7 @@ fn train_eval_corpus<B: physlab_trainer::kernels::TrainBackend>(
         CorpusCheck::Entropy {
             docs,
             entropy,
+            surprisal,
             memorization,
         } => {
             let e = evaluate_corpus::<B::InnerBackend>(
@@ -701,6 +704,7 @@ fn train_eval_corpus<B: physlab_trainer::kernels::TrainBackend>(
                 kind,
                 docs,
                 *entropy,
+                *surprisal,
                 !memorization,
                 *memorization,
                 params,
@@ -735,7 +739,7 @@ fn train_eval_corpus<B: physlab_trainer::kernels::TrainBackend>(
 }
 
 /// Documents scored on held-out data for Zipf and Markov corpora: fresh samples past the training set.
-const HELD_OUT_DOCUMENTS: usize = 256;
+const HELD_OUT_DOCUMENTS: usize = 1024;
 
 #[allow(clippy::too_many_arguments)]
 fn run_corpus(
@@ -800,11 +804,25 @@ fn run_corpus(
             bail!("corpus.kind {}: not a corpus run", dc.kind())
         }
     };
+    // The sample's own surprisal under the source: Zipf and Markov know each token's true probability.
+    let surprisal = match dc {
+        DataConfig::Zipf(c) | DataConfig::Markov(c) => {
+            let z = Zipf::build(c, cfg.seed)?;
+            Some(
+                eval_docs
+                    .iter()
+                    .map(|d| z.surprisal_bits(d).iter().sum::<f64>())
+                    .sum::<f64>(),
+            )
+        }
+        _ => None,
+    };
     let check = match &biod {
         Some(b) => CorpusCheck::BioD(b),
         None => CorpusCheck::Entropy {
             docs: &eval_docs,
             entropy,
+            surprisal,
             memorization,
         },
     };

@@ -144,8 +144,19 @@ fn corpus_runs_seeds_and_report() {
         let e = json(&runs.join(format!("zdata/documents={d}/s0/eval.json")));
         assert_eq!(e["data_tokens"].as_f64(), Some(d as f64 * 31.0));
         assert_eq!(e["corpus"]["held_out"].as_bool(), Some(true));
-        // 256 held-out documents of 31 tokens.
-        assert_eq!(e["corpus"]["tokens"].as_u64(), Some(256 * 31));
+        // 1024 held-out documents of 31 tokens.
+        assert_eq!(e["corpus"]["tokens"].as_u64(), Some(1024 * 31));
+        // The excess is measured against the sample's own surprisal, which averages to H (0.077 bits at most
+        // off for 31,744 tokens of a V = 128, s = 1.5 source: 5 standard errors of a 2.755-bit surprisal sd, closed form).
+        let c = &e["corpus"];
+        let f = |k: &str| c[k].as_f64().unwrap();
+        assert!(
+            (f("excess_bits_per_token")
+                - (f("loss_bits_per_token") - f("sample_entropy_bits_per_token")))
+            .abs()
+                < 1e-9
+        );
+        assert!((f("sample_entropy_bits_per_token") - f("entropy_bits_per_token")).abs() < 0.077);
     }
     let (ok, md, err) = physlab(&ws, &["report", "zdata", "--runs", runs_s]);
     assert!(ok, "{err}");

@@ -68,9 +68,15 @@ pub struct CorpusEval {
     pub held_out: bool,
     /// The model's mean loss in bits per token.
     pub loss_bits_per_token: f64,
-    /// loss − H (bits/token).
+    /// The source's own mean surprisal of the scored tokens (−log2 of their true probabilities), when known:
+    /// H up to the sample's noise.
+    pub sample_entropy_bits_per_token: Option<f64>,
+    /// The excess loss in bits/token: loss − the sample's own surprisal when it is known (an estimate of
+    /// KL(source ‖ model) on these tokens, free of the sample's noise), else loss − H.
     pub excess_bits_per_token: f64,
-    /// The loss is below the entropy rate: a bug, or too few tokens scored to resolve it.
+    /// loss − H (bits/token), noisy by the sample's fluctuation around H.
+    pub excess_over_rate_bits_per_token: f64,
+    /// The excess loss is negative: a bug, or too few tokens scored to resolve it.
     pub below_entropy: bool,
     /// Uniform tokens: entropy of the training set − its NLL under the model (bits).
     pub memorized_bits: Option<f64>,
@@ -87,6 +93,7 @@ pub fn evaluate_corpus<B: Kernels>(
     kind: &str,
     docs: &[Vec<u32>],
     entropy_bits_per_token: f64,
+    sample_surprisal_bits: Option<f64>,
     held_out: bool,
     memorization: bool,
     params: ParamCounts,
@@ -96,6 +103,8 @@ pub fn evaluate_corpus<B: Kernels>(
 ) -> CorpusEval {
     let (bits, tokens) = documents_nll_bits(model, docs, context, batch, device);
     let loss = bits / tokens.max(1) as f64;
+    let sample = sample_surprisal_bits.map(|s| s / tokens.max(1) as f64);
+    let excess = loss - sample.unwrap_or(entropy_bits_per_token);
     let memorized = memorization.then(|| entropy_bits_per_token * tokens as f64 - bits);
     CorpusEval {
         kind: kind.into(),
@@ -104,8 +113,10 @@ pub fn evaluate_corpus<B: Kernels>(
         tokens,
         held_out,
         loss_bits_per_token: loss,
-        excess_bits_per_token: loss - entropy_bits_per_token,
-        below_entropy: loss < entropy_bits_per_token,
+        sample_entropy_bits_per_token: sample,
+        excess_bits_per_token: excess,
+        excess_over_rate_bits_per_token: loss - entropy_bits_per_token,
+        below_entropy: excess < 0.0,
         memorized_bits: memorized,
         bits_per_param: memorized.map(|m| m / params.capacity as f64),
         params,
@@ -147,13 +158,27 @@ pub fn render_corpus(title: &str, e: &CorpusEval, exposures: f64) -> String {
         "model loss (bits/token)",
         format!("{:.4}", e.loss_bits_per_token),
     );
+    if let Some(sample) = e.sample_entropy_bits_per_token {
+        row(
+            "the sample's true surprisal (bits/token)",
+            format!("{sample:.4}"),
+        );
+        row(
+            "loss − H (bits/token)",
+            format!("{:.4}", e.excess_over_rate_bits_per_token),
+        );
+    }
     row(
-        "excess loss − H (bits/token)",
+        if e.sample_entropy_bits_per_token.is_some() {
+            "excess: loss − true surprisal (bits/token)"
+        } else {
+            "excess loss − H (bits/token)"
+        },
         format!(
             "{:.4}{}",
             e.excess_bits_per_token,
             if e.below_entropy {
-                "   BELOW THE ENTROPY RATE: a bug, or too few tokens scored"
+                "   NEGATIVE: a bug, or too few tokens scored"
             } else {
                 ""
             }
