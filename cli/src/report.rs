@@ -223,8 +223,13 @@ fn columns(runs: &[Run], spec: &ReportSpec) -> Vec<Column> {
         4,
     ));
     cols.push(c(
-        "corpus: excess loss − H (bits/token)",
+        "corpus: excess loss (bits/token; over the sample's true surprisal where known, else over H)",
         "corpus.excess_bits_per_token",
+        4,
+    ));
+    cols.push(c(
+        "corpus: loss − H (bits/token)",
+        "corpus.excess_over_rate_bits_per_token",
         4,
     ));
     cols.push(c("corpus: memorized bits", "corpus.memorized_bits", 0));
