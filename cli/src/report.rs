@@ -667,7 +667,7 @@ pub fn report(
                 Plot {
                     title: format!("{experiment}: excess loss over the entropy"),
                     x_label: what.into(),
-                    y_label: "loss − H (bits/token)".into(),
+                    y_label: "excess loss (bits/token)".into(),
                     log_x: true,
                     log_y: true,
                     series,

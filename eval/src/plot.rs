@@ -108,6 +108,21 @@ impl Plot {
             .map_err(|e| format!("writing {}: {e}", path.display()))
     }
 
+    /// Upper right for falling data (loss curves, power laws), upper left otherwise: where the data is not.
+    fn legend_position(&self) -> SeriesLabelPosition {
+        let pts: Vec<(f64, f64)> = self
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().copied())
+            .collect();
+        let first = pts.iter().copied().min_by(|a, b| a.0.total_cmp(&b.0));
+        let last = pts.iter().copied().max_by(|a, b| a.0.total_cmp(&b.0));
+        match (first, last) {
+            (Some(f), Some(l)) if f.1 > l.1 => SeriesLabelPosition::UpperRight,
+            _ => SeriesLabelPosition::UpperLeft,
+        }
+    }
+
     fn draw<X, Y>(
         &self,
         root: &DrawingArea<SVGBackend<'_>, Shift>,
@@ -192,7 +207,7 @@ impl Plot {
                 .configure_series_labels()
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK.mix(0.3))
-                .position(SeriesLabelPosition::UpperLeft)
+                .position(self.legend_position())
                 .draw()?;
         }
         Ok(())
