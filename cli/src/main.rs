@@ -363,7 +363,7 @@ fn real_main() -> Result<()> {
                 ProbeChoice::Q => vec![ProbeKind::Q],
                 ProbeChoice::Both => vec![ProbeKind::P, ProbeKind::Q],
             };
-            if steps == 0 || batch == 0 || rank == 0 || !(lr > 0.0) {
+            if steps == 0 || batch == 0 || rank == 0 || lr.is_nan() || lr <= 0.0 {
                 anyhow::bail!("--steps, --batch, --rank and --lr must be positive");
             }
             probe::probe_run(

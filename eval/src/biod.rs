@@ -144,11 +144,8 @@ pub fn render_biod(title: &str, e: &BioDEval, exposures: f64) -> String {
         format!("{:.3}   (perfect: 0)", e.loss_value1),
     );
     let names = ["name bits", "value bits", "value-set bits"];
-    for i in 0..3 {
-        row(
-            names[i],
-            format!("{:.0}   (perfect {:.0})", e.terms[i], e.perfect_terms[i]),
-        );
+    for ((name, term), perfect) in names.iter().zip(e.terms).zip(e.perfect_terms) {
+        row(name, format!("{term:.0}   (perfect {perfect:.0})"));
     }
     row(
         "bits of knowledge (Def. 4.1)",

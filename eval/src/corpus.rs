@@ -105,7 +105,7 @@ pub fn evaluate_corpus<B: Kernels>(
     let loss = bits / tokens.max(1) as f64;
     let sample = sample_surprisal_bits.map(|s| s / tokens.max(1) as f64);
     let excess = loss - sample.unwrap_or(entropy_bits_per_token);
-    let memorized = memorization.then(|| entropy_bits_per_token * tokens as f64 - bits);
+    let memorized = memorization.then_some(entropy_bits_per_token * tokens as f64 - bits);
     CorpusEval {
         kind: kind.into(),
         entropy_bits_per_token,

@@ -11,6 +11,9 @@ use physlab_trainer::model::Gpt;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+/// Next-token log-probabilities (one vector over the vocabulary per sequence) of a batch of token sequences.
+pub type NextFn<'a> = dyn FnMut(&[Vec<u32>]) -> Vec<Vec<f32>> + 'a;
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub enum Decoding {
     Greedy,
@@ -108,7 +111,7 @@ fn argmax(v: &[f32]) -> u32 {
 /// Continues every prompt by up to `steps` tokens with `decoding`; a continuation ends after `stop` (kept). Returns
 /// the continuations (prompt excluded). Beam search returns the best beam of each prompt.
 pub fn generate(
-    next: &mut dyn FnMut(&[Vec<u32>]) -> Vec<Vec<f32>>,
+    next: &mut NextFn<'_>,
     prompts: &[Vec<u32>],
     steps: usize,
     decoding: &Decoding,
@@ -169,7 +172,7 @@ pub fn generate(
 /// Beam search: keeps the `width` highest summed log-probabilities; a beam that emits `stop` is finished. Returns
 /// the best finished-or-final continuation.
 fn beam(
-    next: &mut dyn FnMut(&[Vec<u32>]) -> Vec<Vec<f32>>,
+    next: &mut NextFn<'_>,
     prompt: &[u32],
     steps: usize,
     width: usize,
