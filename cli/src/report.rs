@@ -489,15 +489,13 @@ pub fn report(
     // Capacity: bits against parameters, and the capacity-law fit when sizes differ.
     let plots = dir.join("plots");
     std::fs::create_dir_all(&plots).with_context(|| format!("creating {}", plots.display()))?;
-    let caps: Vec<(f64, f64)> = runs
-        .iter()
-        .filter_map(|r| {
-            Some((
-                knowledge(&r.eval, "params.capacity")?,
-                knowledge(&r.eval, "bits")?,
-            ))
-        })
-        .collect();
+    let capacity_point = |r: &Run| -> Option<(f64, f64)> {
+        Some((
+            knowledge(&r.eval, "params.capacity")?,
+            knowledge(&r.eval, "bits")?,
+        ))
+    };
+    let caps: Vec<(f64, f64)> = runs.iter().filter_map(capacity_point).collect();
     let mut distinct: Vec<f64> = caps.iter().map(|c| c.0).collect();
     distinct.sort_by(f64::total_cmp);
     distinct.dedup();
@@ -523,12 +521,7 @@ pub fn report(
             let mine: Vec<(f64, f64)> = runs
                 .iter()
                 .filter(|r| &r.point == p)
-                .filter_map(|r| {
-                    Some((
-                        knowledge(&r.eval, "params.capacity")?,
-                        knowledge(&r.eval, "bits")?,
-                    ))
-                })
+                .filter_map(capacity_point)
                 .collect();
             if mine.is_empty() {
                 continue;

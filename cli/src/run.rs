@@ -377,6 +377,35 @@ fn git_sha() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The run folder's manifest.json: where the run came from (git sha, versions, backend, dataset) and its model.
+#[allow(clippy::too_many_arguments)]
+fn write_run_manifest(
+    dir: &Path,
+    experiment: &str,
+    p: &Point,
+    backend: BackendKind,
+    dataset_hash: &str,
+    shape: GptShape,
+    params: ParamCounts,
+    steps: usize,
+) -> Result<()> {
+    let m = serde_json::json!({
+        "experiment": experiment,
+        "point": p.name,
+        "point_index": p.index,
+        "seed": p.seed,
+        "git_sha": git_sha(),
+        "physlab_version": env!("CARGO_PKG_VERSION"),
+        "burn_version": "0.21.0",
+        "backend": backend.describe(),
+        "dataset_hash": dataset_hash,
+        "model_shape": shape,
+        "params": params,
+        "steps": steps,
+    });
+    write(&dir.join("manifest.json"), serde_json::to_vec_pretty(&m)?)
+}
+
 fn write(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
@@ -540,23 +569,15 @@ pub fn run_point(
             cfg.train.context
         );
     }
-    let run_manifest = serde_json::json!({
-        "experiment": experiment,
-        "point": p.name,
-        "point_index": p.index,
-        "seed": p.seed,
-        "git_sha": git_sha(),
-        "physlab_version": env!("CARGO_PKG_VERSION"),
-        "burn_version": "0.21.0",
-        "backend": backend.describe(),
-        "dataset_hash": manifest.dataset_hash,
-        "model_shape": shape,
-        "params": params,
-        "steps": steps,
-    });
-    write(
-        &dir.join("manifest.json"),
-        serde_json::to_vec_pretty(&run_manifest)?,
+    write_run_manifest(
+        dir,
+        experiment,
+        p,
+        backend,
+        &manifest.dataset_hash,
+        shape,
+        params,
+        steps,
     )?;
     // 3. Training and evaluation.
     // Every question stream (QA and Part 3.2 tasks, P_train and P_test) is evaluated by generation.
@@ -857,23 +878,15 @@ fn run_corpus(
         cfg.train.batch_size,
         cfg.train.context
     );
-    let run_manifest = serde_json::json!({
-        "experiment": experiment,
-        "point": p.name,
-        "point_index": p.index,
-        "seed": p.seed,
-        "git_sha": git_sha(),
-        "physlab_version": env!("CARGO_PKG_VERSION"),
-        "burn_version": "0.21.0",
-        "backend": backend.describe(),
-        "dataset_hash": manifest.dataset_hash,
-        "model_shape": shape,
-        "params": params,
-        "steps": steps,
-    });
-    write(
-        &dir.join("manifest.json"),
-        serde_json::to_vec_pretty(&run_manifest)?,
+    write_run_manifest(
+        dir,
+        experiment,
+        p,
+        backend,
+        &manifest.dataset_hash,
+        shape,
+        params,
+        steps,
     )?;
     let kind = dc.kind();
     let (outcome, e) = match backend {
