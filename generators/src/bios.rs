@@ -218,6 +218,12 @@ impl BioSConfig {
             ));
         }
         p.extend(self.qa.problems());
+        if self.qa.train_population == crate::tasks::QaPopulation::Celebrity && c.people == 0 {
+            p.push(
+                "data.qa.train_population = \"celebrity\" needs a celebrity population (data.celebrity.people > 0)"
+                    .into(),
+            );
+        }
         for (i, t) in self.tasks.iter().enumerate() {
             p.extend(t.problems(i));
         }
@@ -880,6 +886,13 @@ impl Corpus for BioS {
         let company = &pools.companies[p.employer as usize];
         let population = if row < n { "main" } else { "celebrity" };
         let split = match (row < n, (row as usize) < self.tasks.n_train) {
+            _ if self.tasks.qa_celebrity.is_some() => {
+                if row < n {
+                    r#","split":"p_test""#
+                } else {
+                    r#","split":"p_train""#
+                }
+            }
             (false, _) => "",
             (true, true) => r#","split":"p_train""#,
             (true, false) => r#","split":"p_test""#,

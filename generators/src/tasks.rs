@@ -33,6 +33,20 @@ pub struct QaConfig {
     pub train_fraction: f64,
     /// Mixed training: share of pretraining windows drawn from `qa_train` (0: QA is not in pretraining).
     pub mix_ratio: f64,
+    /// Whose QA is trained on. `main` (the default): P_train is the first `train_fraction` of the main
+    /// population and P_test the rest. `celebrity` (Part 3.1 §6): `qa_train` holds every celebrity's questions
+    /// and `qa_test` every person of the main (minority) population, so a QA finetune on the celebrities is tested
+    /// on the minority. The Part 3.2 tasks keep the main population's split.
+    pub train_population: QaPopulation,
+}
+
+/// The population whose questions make `qa_train` (see [`QaConfig::train_population`]).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum QaPopulation {
+    #[default]
+    Main,
+    Celebrity,
 }
 
 impl Default for QaConfig {
@@ -41,6 +55,7 @@ impl Default for QaConfig {
             enabled: false,
             train_fraction: 0.5,
             mix_ratio: 0.0,
+            train_population: QaPopulation::Main,
         }
     }
 }
@@ -315,6 +330,9 @@ pub struct Tasks {
     pub(crate) n_train: usize,
     n_people: usize,
     qa: bool,
+    /// `Some((first, count))`: `qa_train` is the celebrities `first..first + count` and `qa_test` the whole main
+    /// population (`qa.train_population = "celebrity"`).
+    pub(crate) qa_celebrity: Option<(u64, usize)>,
     list: Vec<TaskConfig>,
     /// Score (1..=100) of each major.
     pub(crate) major_score: Vec<u32>,
@@ -333,6 +351,8 @@ impl Tasks {
             n_train,
             n_people: c.people,
             qa: c.qa.enabled,
+            qa_celebrity: (c.qa.train_population == QaPopulation::Celebrity)
+                .then_some((c.people as u64, c.celebrity.people)),
             list: c.tasks.clone(),
             major_score,
             ids: Ids::default(),
@@ -389,12 +409,30 @@ impl Tasks {
         }
     }
 
+    /// The QA questions of `train` (P_train) or P_test: (first person, people).
+    pub(crate) fn qa_people(&self, train: bool) -> (u64, usize) {
+        match (self.qa_celebrity, train) {
+            (Some(c), true) => c,
+            (Some(_), false) => (0, self.n_people),
+            (None, true) => (0, self.n_train),
+            (None, false) => (self.n_train as u64, self.n_people - self.n_train),
+        }
+    }
+
     pub(crate) fn streams(&self) -> Vec<StreamSpec> {
         self.layout()
             .into_iter()
             .map(|(name, task, train)| {
-                let people = self.people_in(train) as u64;
-                let split = if train { "P_train" } else { "P_test" };
+                let people = match task {
+                    None => self.qa_people(train).1,
+                    Some(_) => self.people_in(train),
+                } as u64;
+                let split = match (task, self.qa_celebrity, train) {
+                    (None, Some(_), true) => "P_train (the celebrities)",
+                    (None, Some(_), false) => "P_test (the whole main population)",
+                    (_, _, true) => "P_train",
+                    (_, _, false) => "P_test",
+                };
                 match task {
                     None => StreamSpec {
                         name,
@@ -524,7 +562,7 @@ impl BioS {
         let start = out.len();
         match task {
             None => {
-                let person = offset + doc / 6;
+                let person = self.tasks.qa_people(train).0 + doc / 6;
                 let a = (doc % 6) as usize;
                 let p = self.population.person(person);
                 for w in QA_TEMPLATES[a].split(' ') {

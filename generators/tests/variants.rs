@@ -6,7 +6,7 @@ use physlab_generators::bios::{BioS, BioSConfig, CelebrityConfig, JunkConfig, DO
 use physlab_generators::corpus::{mixer, mixture_sources, write_corpus, Corpus, Dataset};
 use physlab_generators::people::Attribute;
 use physlab_generators::tasks::{
-    Compare, Field, HintForm, NameAnswer, QaConfig, TaskConfig, TaskKind,
+    Compare, Field, HintForm, NameAnswer, QaConfig, QaPopulation, TaskConfig, TaskKind,
 };
 
 fn stream_index(b: &BioS, name: &str) -> usize {
@@ -74,6 +74,7 @@ fn rich(people: usize) -> BioSConfig {
             enabled: true,
             train_fraction: 0.5,
             mix_ratio: 0.2,
+            ..QaConfig::default()
         },
         tasks: tasks(),
         celebrity: CelebrityConfig {
@@ -165,6 +166,55 @@ fn qa_answers_are_the_ground_truth_and_the_split_is_disjoint() {
     }
     assert!(seen_train.is_disjoint(&seen_test));
     assert_eq!(seen_train.len() + seen_test.len(), 300);
+}
+
+/// Part 3.1 §6: with `qa.train_population = "celebrity"`, `qa_train` asks about every celebrity and `qa_test`
+/// about every person of the main (minority) population, with the true answers; the tasks keep the main split.
+#[test]
+fn celebrity_qa_trains_on_the_celebrities_and_tests_the_minority() {
+    let mut c = BioSConfig {
+        people: 40,
+        permute: true,
+        qa: QaConfig {
+            enabled: true,
+            train_population: QaPopulation::Celebrity,
+            ..QaConfig::default()
+        },
+        celebrity: CelebrityConfig {
+            people: 30,
+            ..CelebrityConfig::default()
+        },
+        ..BioSConfig::default()
+    };
+    let data = BioS::build(&c, 5).unwrap();
+    let (tr, te) = (
+        stream_index(&data, "qa_train"),
+        stream_index(&data, "qa_test"),
+    );
+    let specs = data.streams();
+    assert_eq!(specs[tr].documents, 30 * 6);
+    assert_eq!(specs[te].documents, 40 * 6);
+    for (s, people) in [(tr, 40..70), (te, 0..40)] {
+        for (k, person) in people.enumerate() {
+            let name = data.tokenizer.decode(&data.name_tokens(person));
+            for a in Attribute::ALL {
+                let (prompt, answer) = data.question_text(s, (k * 6 + a.index()) as u64);
+                assert!(prompt.contains(&name), "{prompt} should ask about {name}");
+                let truth = data.person(person).value(a, &data.pools);
+                assert_eq!(answer, format!("{truth} ."));
+            }
+        }
+    }
+    // Without celebrities the setting is refused, naming the keys.
+    c.celebrity.people = 0;
+    let err = match BioS::build(&c, 5) {
+        Ok(_) => panic!("a celebrity QA without celebrities was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("data.qa.train_population") && err.contains("data.celebrity.people"),
+        "{err}"
+    );
 }
 
 fn number(s: &str) -> i64 {
@@ -590,6 +640,7 @@ fn bad_configs_report_every_problem() {
             enabled: false,
             train_fraction: 1.5,
             mix_ratio: 0.3,
+            ..QaConfig::default()
         },
         tasks: vec![
             TaskConfig {
