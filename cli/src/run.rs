@@ -412,6 +412,56 @@ fn write(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
 
 /// Runs one point into `dir`. With `resume`, an unfinished folder of the same config is continued from its newest
 /// complete checkpoint (its dataset is reused when complete); otherwise it is moved aside and the run starts over.
+/// Calls the generic `f::<B>(args)` with the training backend `backend` names: burn-flex on CPU, or burn-cuda in a
+/// `--features cuda` build (a build without it refuses the cuda backend with the error of `BackendKind::check`).
+macro_rules! on_backend {
+    ($backend:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        match $backend {
+            BackendKind::Cpu => $f::<CpuTrain>($($arg),*),
+            #[cfg(feature = "cuda")]
+            BackendKind::Cuda => $f::<physlab_trainer::GpuTrain>($($arg),*),
+            #[cfg(not(feature = "cuda"))]
+            BackendKind::Cuda => match BackendKind::Cuda.check() {
+                Err(e) => Err(e),
+                Ok(()) => unreachable!("a build without the cuda feature refuses the cuda backend"),
+            },
+        }
+    };
+}
+
+/// The run's dataset in `dir/data`: reused when resuming and it opens, else written by `generate` and opened.
+fn open_or_write(
+    dir: &Path,
+    resuming: bool,
+    generate: impl FnOnce(&Path) -> Result<()>,
+) -> Result<Dataset> {
+    let data_dir = dir.join("data");
+    match Dataset::open(&data_dir) {
+        Ok(d) if resuming => {
+            info!("resuming: reusing the dataset in {}", data_dir.display());
+            Ok(d)
+        }
+        _ => {
+            generate(&data_dir)?;
+            Ok(Dataset::open(&data_dir)?)
+        }
+    }
+}
+
+/// Writes eval.json, table.txt and DONE (last: a run without DONE is unfinished), and prints the table.
+fn finish_run(dir: &Path, report: &serde_json::Value, table: &str, started: Instant) -> Result<()> {
+    write(&dir.join("eval.json"), serde_json::to_vec_pretty(report)?)?;
+    write(&dir.join("table.txt"), table)?;
+    write(&dir.join("DONE"), b"")?;
+    println!("{table}");
+    info!(
+        "run folder: {} ({:.1}s in all)",
+        dir.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 pub fn run_point(
     experiment: &str,
     p: &Point,
@@ -478,19 +528,12 @@ pub fn run_point(
     // 1. Data.
     let t0 = Instant::now();
     let bios = BioS::build(&cfg.data, cfg.seed)?;
-    let data_dir = dir.join("data");
-    let dataset = match Dataset::open(&data_dir) {
-        Ok(d) if resuming => {
-            info!("resuming: reusing the dataset in {}", data_dir.display());
-            d
-        }
-        _ => {
-            bios.write(&data_dir, |p| {
-                info!("generated {}/{} documents", p.done, p.total)
-            })?;
-            Dataset::open(&data_dir)?
-        }
-    };
+    let dataset = open_or_write(dir, resuming, |data_dir| {
+        bios.write(data_dir, |p| {
+            info!("generated {}/{} documents", p.done, p.total)
+        })?;
+        Ok(())
+    })?;
     let manifest = dataset.manifest.clone();
     let bio = manifest
         .stream("bio")
@@ -592,8 +635,9 @@ pub fn run_point(
         eval,
         quantized,
         qa,
-    } = match backend {
-        BackendKind::Cpu => train_eval::<CpuTrain>(
+    } = on_backend!(
+        backend,
+        train_eval(
             cfg,
             shape,
             &mut windows,
@@ -603,25 +647,8 @@ pub fn run_point(
             &bios,
             params,
             &qa_streams,
-        )?,
-        #[cfg(feature = "cuda")]
-        BackendKind::Cuda => train_eval::<physlab_trainer::GpuTrain>(
-            cfg,
-            shape,
-            &mut windows,
-            tokens_per_exposure,
-            dir,
-            resume,
-            &bios,
-            params,
-            &qa_streams,
-        )?,
-        #[cfg(not(feature = "cuda"))]
-        BackendKind::Cuda => {
-            BackendKind::Cuda.check()?;
-            unreachable!("a build without the cuda feature refuses the cuda backend")
-        }
-    };
+        )
+    )?;
     let report = serde_json::json!({
         "experiment": experiment,
         "point": p.name,
@@ -636,7 +663,6 @@ pub fn run_point(
             .collect::<serde_json::Map<_, _>>(),
         "wall_s": started.elapsed().as_secs_f64(),
     });
-    write(&dir.join("eval.json"), serde_json::to_vec_pretty(&report)?)?;
     let mut table = render_table(&title, &eval, outcome.exposures);
     table.push_str(&render_qa(&qa));
     for (q, e) in &quantized {
@@ -649,15 +675,7 @@ pub fn run_point(
             e.loss_value
         ));
     }
-    write(&dir.join("table.txt"), &table)?;
-    write(&dir.join("DONE"), b"")?;
-    println!("{table}");
-    info!(
-        "run folder: {} ({:.1}s in all)",
-        dir.display(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    finish_run(dir, &report, &table, started)
 }
 
 /// How a corpus run is evaluated.
@@ -777,19 +795,12 @@ fn run_corpus(
     let cfg = &p.config;
     let t0 = Instant::now();
     let corpus = dc.build(cfg.seed)?;
-    let data_dir = dir.join("data");
-    let dataset = match Dataset::open(&data_dir) {
-        Ok(d) if resuming => {
-            info!("resuming: reusing the dataset in {}", data_dir.display());
-            d
-        }
-        _ => {
-            write_corpus(corpus.as_ref(), &data_dir, 4096, |pr| {
-                info!("generated {}/{} documents", pr.done, pr.total)
-            })?;
-            Dataset::open(&data_dir)?
-        }
-    };
+    let dataset = open_or_write(dir, resuming, |data_dir| {
+        write_corpus(corpus.as_ref(), data_dir, 4096, |pr| {
+            info!("generated {}/{} documents", pr.done, pr.total)
+        })?;
+        Ok(())
+    })?;
     let manifest = dataset.manifest.clone();
     let entropy = manifest.fact("entropy_bits_per_token").unwrap_or(f64::NAN);
     let (docs, _, _) = corpus_size(dc);
@@ -889,8 +900,9 @@ fn run_corpus(
         steps,
     )?;
     let kind = dc.kind();
-    let (outcome, e) = match backend {
-        BackendKind::Cpu => train_eval_corpus::<CpuTrain>(
+    let (outcome, e) = on_backend!(
+        backend,
+        train_eval_corpus(
             cfg,
             shape,
             &mut windows,
@@ -900,25 +912,8 @@ fn run_corpus(
             kind,
             &check,
             params,
-        )?,
-        #[cfg(feature = "cuda")]
-        BackendKind::Cuda => train_eval_corpus::<physlab_trainer::GpuTrain>(
-            cfg,
-            shape,
-            &mut windows,
-            tokens_per_exposure,
-            dir,
-            resume,
-            kind,
-            &check,
-            params,
-        )?,
-        #[cfg(not(feature = "cuda"))]
-        BackendKind::Cuda => {
-            BackendKind::Cuda.check()?;
-            unreachable!("a build without the cuda feature refuses the cuda backend")
-        }
-    };
+        )
+    )?;
     let (key, value, table) = match &e {
         CorpusResult::Entropy(c) => (
             "corpus",
@@ -941,14 +936,5 @@ fn run_corpus(
         "wall_s": started.elapsed().as_secs_f64(),
     });
     report[key] = value;
-    write(&dir.join("eval.json"), serde_json::to_vec_pretty(&report)?)?;
-    write(&dir.join("table.txt"), &table)?;
-    write(&dir.join("DONE"), b"")?;
-    println!("{table}");
-    info!(
-        "run folder: {} ({:.1}s in all)",
-        dir.display(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    finish_run(dir, &report, &table, started)
 }
