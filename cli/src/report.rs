@@ -78,6 +78,28 @@ fn read_curve(path: &Path) -> Vec<(f64, f64)> {
     by_step.into_iter().map(|(s, l)| (s as f64, l)).collect()
 }
 
+/// A sort key that orders the numbers inside names by value: `d_model=8` before `d_model=16`, `s2` before `s10`.
+fn natural_key(s: &str) -> Vec<(String, u128)> {
+    let mut key = Vec::new();
+    let mut text = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c.is_ascii_digit() {
+            let mut n: u128 = 0;
+            while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
+                n = n.saturating_mul(10).saturating_add(d as u128);
+                chars.next();
+            }
+            key.push((std::mem::take(&mut text), n));
+        } else {
+            text.push(c);
+            chars.next();
+        }
+    }
+    key.push((text, 0));
+    key
+}
+
 fn collect_runs(dir: &Path) -> Result<Vec<Run>> {
     let mut runs = Vec::new();
     let entries = std::fs::read_dir(dir).with_context(|| {
@@ -90,7 +112,7 @@ fn collect_runs(dir: &Path) -> Result<Vec<Run>> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir() && !p.to_string_lossy().contains(".incomplete-"))
         .collect();
-    points.sort();
+    points.sort_by_key(|p| natural_key(&p.to_string_lossy()));
     for pdir in points {
         let point = pdir
             .file_name()
@@ -105,7 +127,7 @@ fn collect_runs(dir: &Path) -> Result<Vec<Run>> {
                         .is_some_and(|n| n.starts_with('s') && n[1..].parse::<u64>().is_ok())
             })
             .collect();
-        seeds.sort();
+        seeds.sort_by_key(|p| natural_key(&p.to_string_lossy()));
         for sdir in seeds {
             if !sdir.join("DONE").exists() {
                 continue;
@@ -751,4 +773,19 @@ pub fn report(
     write("report.json", &serde_json::to_vec_pretty(&json)?)?;
     write("report.md", md.as_bytes())?;
     Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::natural_key;
+
+    #[test]
+    fn numbers_in_point_names_sort_by_value() {
+        let mut v = vec!["d_model=16", "d_model=128", "d_model=8", "s10", "s2", "a"];
+        v.sort_by_key(|s| natural_key(s));
+        assert_eq!(
+            v,
+            ["a", "d_model=8", "d_model=16", "d_model=128", "s2", "s10"]
+        );
+    }
 }
