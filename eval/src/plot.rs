@@ -47,6 +47,23 @@ pub fn tick(v: f64) -> String {
     }
 }
 
+/// With `sparse`, a tick's label only at 1, 2 and 5 times a power of ten (on a wide log axis plotters puts key
+/// points at every integer multiple, and 5e4 … 9e4 then run into each other); `tick` otherwise.
+fn log_tick(v: f64, sparse: bool) -> String {
+    if !sparse || v <= 0.0 {
+        return tick(v);
+    }
+    let mantissa = v / 10f64.powf(v.log10().floor());
+    if [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .any(|m| (mantissa - m).abs() < 1e-6 * m)
+    {
+        tick(v)
+    } else {
+        String::new()
+    }
+}
+
 fn range(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
     let v: Vec<f64> = values
         .filter(|v| v.is_finite() && (!log || *v > 0.0))
@@ -97,11 +114,13 @@ impl Plot {
             }
         }
         let root = SVGBackend::new(path, (width, height)).into_drawing_area();
+        // On a log axis that spans 1.5 decades or more, label only 1, 2 and 5 times a power of ten.
+        let sparse = (self.log_x && x1 / x0 >= 30.0, self.log_y && y1 / y0 >= 30.0);
         let r = match (self.log_x, self.log_y) {
-            (false, false) => self.draw(&root, x0..x1, y0..y1),
-            (true, false) => self.draw(&root, (x0..x1).log_scale(), y0..y1),
-            (false, true) => self.draw(&root, x0..x1, (y0..y1).log_scale()),
-            (true, true) => self.draw(&root, (x0..x1).log_scale(), (y0..y1).log_scale()),
+            (false, false) => self.draw(&root, x0..x1, y0..y1, sparse),
+            (true, false) => self.draw(&root, (x0..x1).log_scale(), y0..y1, sparse),
+            (false, true) => self.draw(&root, x0..x1, (y0..y1).log_scale(), sparse),
+            (true, true) => self.draw(&root, (x0..x1).log_scale(), (y0..y1).log_scale(), sparse),
         };
         r.map_err(|e| format!("plotting {}: {e}", path.display()))?;
         root.present()
@@ -128,6 +147,7 @@ impl Plot {
         root: &DrawingArea<SVGBackend<'_>, Shift>,
         xr: X,
         yr: Y,
+        sparse: (bool, bool),
     ) -> Result<(), Box<dyn std::error::Error + '_>>
     where
         X: AsRangedCoord<Value = f64>,
@@ -146,8 +166,10 @@ impl Plot {
             .configure_mesh()
             .x_desc(self.x_label.as_str())
             .y_desc(self.y_label.as_str())
-            .x_label_formatter(&|v| tick(*v))
-            .y_label_formatter(&|v| tick(*v))
+            .x_labels(if self.log_x { 30 } else { 10 })
+            .y_labels(if self.log_y { 30 } else { 10 })
+            .x_label_formatter(&|v| log_tick(*v, sparse.0))
+            .y_label_formatter(&|v| log_tick(*v, sparse.1))
             .light_line_style(BLACK.mix(0.04))
             .bold_line_style(BLACK.mix(0.12))
             .draw()?;
@@ -211,5 +233,23 @@ impl Plot {
                 .draw()?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_tick;
+
+    #[test]
+    fn a_wide_log_axis_labels_only_one_two_and_five() {
+        let labels: Vec<String> = [1e4, 2e4, 3e4, 5e4, 7e4, 1e5, 0.2, 0.3]
+            .iter()
+            .map(|v| log_tick(*v, true))
+            .collect();
+        assert_eq!(
+            labels,
+            ["10000", "20000", "", "50000", "", "1.0e5", "0.2", ""]
+        );
+        assert_eq!(log_tick(3e4, false), "30000");
     }
 }
