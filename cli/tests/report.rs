@@ -118,6 +118,17 @@ fn corpus_runs_seeds_and_report() {
         let cap = c["params"]["capacity"].as_f64().unwrap();
         bpp.push(c["bits_per_param"].as_f64().unwrap());
         assert!((bpp[s] - mem / cap).abs() < 1e-12);
+        // Scored on the training set: a loss below H is memorization (here 108–118 bits are), not flagged as a bug.
+        assert!(
+            mem > 0.0,
+            "the run memorized nothing ({mem} bits): the flag check below would be vacuous"
+        );
+        assert_eq!(c["held_out"].as_bool(), Some(false));
+        assert_eq!(
+            c["below_entropy"].as_bool(),
+            Some(false),
+            "memorization is not a negative-excess bug"
+        );
     }
     let (ok, md, err) = physlab(&ws, &["report", "mem", "--runs", runs_s]);
     assert!(ok, "{err}");

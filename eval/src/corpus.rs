@@ -76,7 +76,8 @@ pub struct CorpusEval {
     pub excess_bits_per_token: f64,
     /// loss − H (bits/token), noisy by the sample's fluctuation around H.
     pub excess_over_rate_bits_per_token: f64,
-    /// The excess loss is negative: a bug, or too few tokens scored to resolve it.
+    /// The excess loss on held-out documents is negative: a bug, or too few tokens scored to resolve it. (On the
+    /// training set, as in memorization, a loss below H is what memorizing means, and is not flagged.)
     pub below_entropy: bool,
     /// Uniform tokens: entropy of the training set − its NLL under the model (bits).
     pub memorized_bits: Option<f64>,
@@ -116,7 +117,7 @@ pub fn evaluate_corpus<B: Kernels>(
         sample_entropy_bits_per_token: sample,
         excess_bits_per_token: excess,
         excess_over_rate_bits_per_token: loss - entropy_bits_per_token,
-        below_entropy: excess < 0.0,
+        below_entropy: held_out && excess < 0.0,
         memorized_bits: memorized,
         bits_per_param: memorized.map(|m| m / params.capacity as f64),
         params,
@@ -179,6 +180,8 @@ pub fn render_corpus(title: &str, e: &CorpusEval, exposures: f64) -> String {
             e.excess_bits_per_token,
             if e.below_entropy {
                 "   NEGATIVE: a bug, or too few tokens scored"
+            } else if !e.held_out && e.excess_bits_per_token < 0.0 {
+                "   (the training set, below H: memorized)"
             } else {
                 ""
             }
