@@ -410,8 +410,6 @@ fn write(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Runs one point into `dir`. With `resume`, an unfinished folder of the same config is continued from its newest
-/// complete checkpoint (its dataset is reused when complete); otherwise it is moved aside and the run starts over.
 /// Calls the generic `f::<B>(args)` with the training backend `backend` names: burn-flex on CPU, or burn-cuda in a
 /// `--features cuda` build (a build without it refuses the cuda backend with the error of `BackendKind::check`).
 macro_rules! on_backend {
@@ -462,6 +460,8 @@ fn finish_run(dir: &Path, report: &serde_json::Value, table: &str, started: Inst
     Ok(())
 }
 
+/// Runs one point into `dir`. With `resume`, an unfinished folder of the same config is continued from its newest
+/// complete checkpoint (its dataset is reused when complete); otherwise it is moved aside and the run starts over.
 pub fn run_point(
     experiment: &str,
     p: &Point,

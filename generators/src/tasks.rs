@@ -401,21 +401,23 @@ impl Tasks {
         v
     }
 
-    fn people_in(&self, train: bool) -> usize {
+    /// The main population's P_train (`train`) or P_test, which the Part 3.2 tasks ask about: (first person,
+    /// people).
+    fn split(&self, train: bool) -> (u64, usize) {
         if train {
-            self.n_train
+            (0, self.n_train)
         } else {
-            self.n_people - self.n_train
+            (self.n_train as u64, self.n_people - self.n_train)
         }
     }
 
-    /// The QA questions of `train` (P_train) or P_test: (first person, people).
+    /// The people the QA questions of `train` (P_train) or P_test ask about: (first person, people). The main
+    /// population's split, unless `qa_train` is the celebrities (then `qa_test` is the whole main population).
     pub(crate) fn qa_people(&self, train: bool) -> (u64, usize) {
         match (self.qa_celebrity, train) {
             (Some(c), true) => c,
             (Some(_), false) => (0, self.n_people),
-            (None, true) => (0, self.n_train),
-            (None, false) => (self.n_train as u64, self.n_people - self.n_train),
+            (None, _) => self.split(train),
         }
     }
 
@@ -425,7 +427,7 @@ impl Tasks {
             .map(|(name, task, train)| {
                 let people = match task {
                     None => self.qa_people(train).1,
-                    Some(_) => self.people_in(train),
+                    Some(_) => self.split(train).1,
                 } as u64;
                 let split = match (task, self.qa_celebrity, train) {
                     (None, Some(_), true) => "P_train (the celebrities)",
@@ -557,7 +559,7 @@ impl BioS {
     /// length.
     pub(crate) fn render_task(&self, i: usize, doc: u64, out: &mut Vec<u32>) -> u32 {
         let (_, task, train) = self.tasks.layout()[i].clone();
-        let offset = if train { 0 } else { self.tasks.n_train as u64 };
+        let offset = self.tasks.split(train).0;
         let ids = &self.tasks.ids;
         let start = out.len();
         match task {
@@ -695,14 +697,8 @@ impl BioS {
     /// The comparison partner of `person` for question `rep`: another person of the same split, drawn from the
     /// task's stream; for `rank`, one whose field differs (so the answer is defined).
     fn partner(&self, task: usize, person: u64, rep: u64, train: bool, f: Field) -> Person {
-        let (lo, n) = if train {
-            (0u64, self.tasks.n_train as u64)
-        } else {
-            (
-                self.tasks.n_train as u64,
-                (self.tasks.n_people - self.tasks.n_train) as u64,
-            )
-        };
+        let (lo, n) = self.tasks.split(train);
+        let n = n as u64;
         let p = self.population.person(person);
         let mut rng = stream(
             self.seed,
