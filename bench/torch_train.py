@@ -5,6 +5,11 @@ head's dims with base 10,000, tied embedding, no dropout) and the same training 
 backward, global-norm clipping to 1.0, AdamW with β = (0.9, 0.98), ε = 1e-6, weight decay 0.01 on ≥2-D weights
 only), in eager mode on all CPU cores. Random tokens; median step time after warm-up. Prints one JSON line.
 
+As a PyTorch user would write it: attention by `F.scaled_dot_product_attention(is_causal=True)` (`--attention
+naive` keeps the explicit softmax(q·kᵀ)·v as a second column), AdamW `fused=True` on CUDA (`foreach` elsewhere),
+and on the GPU f32 parameters under `torch.autocast(dtype=torch.bfloat16)` (`--autocast bf16`: the same
+precision as physlab's `bf16-mixed`; `--dtype bfloat16` is pure-bf16 parameters instead).
+
 Exit status 3 when PyTorch is not installed (the bench then skips this side). PyTorch is never needed by the
 build or the tests."""
 import argparse
@@ -50,15 +55,20 @@ class Block(nn.Module):
         self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
         self.fc, self.fc_proj = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
         self.heads = heads
+        self.sdpa = True
 
     def forward(self, x, rope, mask):
         b, t, d = x.shape
         hd = d // self.heads
         q, k, v = self.qkv(self.ln_1(x)).view(b, t, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
-        q, k = rope.apply(q), rope.apply(k)
-        att = (q @ k.transpose(-1, -2)) / math.sqrt(hd)
-        att = att.masked_fill(mask[:t, :t], float("-inf")).softmax(-1)
-        y = (att @ v).transpose(1, 2).reshape(b, t, d)
+        q, k = rope.apply(q).to(v.dtype), rope.apply(k).to(v.dtype)
+        if self.sdpa:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            att = (q @ k.transpose(-1, -2)) / math.sqrt(hd)
+            att = att.masked_fill(mask[:t, :t], float("-inf")).softmax(-1)
+            y = att @ v
+        y = y.transpose(1, 2).reshape(b, t, d)
         x = x + self.proj(y)
         return x + self.fc_proj(F.gelu(self.fc(self.ln_2(x))))
 
@@ -86,7 +96,9 @@ def main():
     for k in ["layers", "heads", "d-model", "vocab", "context", "batch", "steps", "warmup", "expect-params"]:
         ap.add_argument(f"--{k}", type=int, required=k != "expect-params", default=0)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
-    ap.add_argument("--dtype", default="float32", help="parameters' dtype: float32 or bfloat16 (as burn-cuda's bf16)")
+    ap.add_argument("--dtype", default="float32", help="parameters' dtype: float32 or bfloat16 (pure bf16)")
+    ap.add_argument("--autocast", default="none", help="none or bf16: torch.autocast(bfloat16) around the forward")
+    ap.add_argument("--attention", default="sdpa", help="sdpa (scaled_dot_product_attention) or naive")
     a = ap.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(os.cpu_count())
@@ -97,6 +109,8 @@ def main():
     params = sum(p.numel() for p in model.parameters())
     if a.expect_params and params != a.expect_params:
         sys.exit(f"parameter count {params} differs from physlab's {a.expect_params}: not the same model")
+    for blk in model.blocks:
+        blk.sdpa = a.attention == "sdpa"
     model = model.to(device=device, dtype=dtype)
     model.rope.cos, model.rope.sin = model.rope.cos.to(device, dtype), model.rope.sin.to(device, dtype)
     model.mask = model.mask.to(device)
@@ -106,15 +120,18 @@ def main():
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": 0.01}, {"params": rest, "weight_decay": 0.0}],
         lr=1e-4, betas=(0.9, 0.98), eps=1e-6,
+        **({"fused": True} if device.type == "cuda" else {"foreach": True}),
     )
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=a.autocast == "bf16")
     times = []
     for i in range(a.warmup + a.steps):
         x = torch.randint(0, a.vocab, (a.batch, a.context), device=device)
         y = torch.randint(0, a.vocab, (a.batch, a.context), device=device)
         sync()
         t0 = time.perf_counter()
-        logits = model(x)
-        loss = F.cross_entropy(logits.view(-1, a.vocab), y.view(-1))
+        with autocast:
+            logits = model(x)
+        loss = F.cross_entropy(logits.float().view(-1, a.vocab), y.view(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -131,6 +148,9 @@ def main():
         "torch": torch.__version__,
         "device": str(device),
         "dtype": a.dtype,
+        "autocast": a.autocast,
+        "attention": a.attention,
+        "optimizer": "AdamW fused" if device.type == "cuda" else "AdamW foreach",
     }))
 
 

@@ -1,17 +1,112 @@
 #!/usr/bin/env bash
-# GPU check: trains the same tiny recipe (`gpu-check` in workspace.toml) on CPU (burn-flex, f32) and on CUDA
-# (burn-cuda, bf16), then compares the two loss curves and prints tokens/s and MFU.
-# Run it on a machine with an NVIDIA GPU and driver; it needs no CUDA toolkit (NVRTC and the driver load at run time).
-#   scripts/gpu-check.sh                      # PEAK_TFLOPS defaults to 989 (H100 SXM, dense bf16)
-#   PEAK_TFLOPS=1979 scripts/gpu-check.sh     # e.g. for a peak with sparsity, or another GPU's figure
-set -euo pipefail
+# The GPU check (issue 15): one prepared run on a machine with an NVIDIA GPU and driver but no Rust toolchain.
+# Build the binary on a machine with Rust (its glibc needs stay at 2.35 or below: check with
+# `objdump -T target/release/physlab | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1`), copy the repository with
+# it, and run this script from the repository root:
+#   cargo build --release --features cuda -p physlab            # on the build machine
+#   scripts/gpu-check.sh                                         # on the GPU machine: writes $OUT/gpu-check.json
+# Environment: PHYSLAB (the binary; default target/release/physlab), OUT (default /tmp/physlab-gpu-check),
+# PEAK_TFLOPS (dense bf16 peak for the MFU; default 989, H100 SXM), BENCH_STEPS (default 20; 0 skips the bench),
+# DEADLINE (seconds for the whole check; default 540: each step gets at most what is left), NVRTC_DIR (a folder holding
+# libnvrtc.so*, for a machine with neither a CUDA toolkit nor PyTorch's NVRTC wheel), PHYSLAB_FUSION (optional: a
+# binary built with `--features cuda-fusion`, checked and timed after everything else).
+#
+# What it runs, most important first (every step has its own time limit; a failed step is recorded and the others
+# still run):
+#   1. `gpu-check` on CPU in f32 and in bf16-mixed, and on CUDA in f32 and in bf16-mixed (the CUDA default);
+#   2. the CPU-trained f32 weights evaluated on CUDA (a 1-step finetune at lr 1e-30, which leaves f32 weights
+#      unchanged): the evaluator's numbers on both backends for the same weights;
+#   3. `physlab bench train --backend cuda --torch`: GPT2-12-12 at context 512, steady-state tokens/s and MFU,
+#      burn in bf16-mixed and f32, PyTorch (bf16 autocast, SDPA and naive attention, fused AdamW) where installed;
+#   4. scripts/gpu_check.py: compares the bits and loss curves at the tolerances it states, and writes
+#      $OUT/gpu-check.json with everything. Exit status 1 when a comparison is outside its tolerance.
+set -uo pipefail
 cd "$(dirname "$0")/.."
+PHYSLAB=${PHYSLAB:-target/release/physlab}
 OUT=${OUT:-/tmp/physlab-gpu-check}
 PEAK_TFLOPS=${PEAK_TFLOPS:-989}
-TOLERANCE=${TOLERANCE:-0.05}
-cargo build --release --features cuda
-rm -rf "$OUT"
-./target/release/physlab run gpu-check --backend cpu --runs "$OUT/cpu"
-./target/release/physlab run gpu-check --backend cuda --runs "$OUT/cuda"
-python3 scripts/compare_metrics.py "$OUT/cpu/gpu-check/base/s0" "$OUT/cuda/gpu-check/base/s0" \
-  --tolerance "$TOLERANCE" --peak-tflops "$PEAK_TFLOPS"
+BENCH_STEPS=${BENCH_STEPS:-20}
+DEADLINE=${DEADLINE:-540}
+
+if [ ! -e /dev/nvidiactl ]; then
+  echo "gpu-check: no NVIDIA GPU on this machine (/dev/nvidiactl is missing): run it on a GPU machine" >&2
+  exit 1
+fi
+if [ ! -x "$PHYSLAB" ]; then
+  echo "gpu-check: no physlab binary at $PHYSLAB: build it with \`cargo build --release --features cuda -p physlab\` and copy it here (or set PHYSLAB)" >&2
+  exit 1
+fi
+mkdir -p "$OUT"
+if [ -n "$(ls -A "$OUT" 2>/dev/null)" ]; then
+  echo "gpu-check: $OUT is not empty: choose another OUT (nothing is deleted)" >&2
+  exit 1
+fi
+
+# NVRTC compiles burn-cuda's kernels at run time; without a CUDA toolkit, PyTorch's wheels bring one.
+if [ -n "${NVRTC_DIR:-}" ]; then
+  export LD_LIBRARY_PATH="$NVRTC_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  echo "gpu-check: NVRTC from $NVRTC_DIR"
+elif ! ldconfig -p 2>/dev/null | grep -q 'libnvrtc\.so'; then
+  for d in $(python3 -c 'import site,glob; print(" ".join(sorted({p.rsplit("/",1)[0] for s in site.getsitepackages() for p in glob.glob(s+"/nvidia/*/lib/libnvrtc.so*")})))' 2>/dev/null) \
+           /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+    if ls "$d"/libnvrtc.so* >/dev/null 2>&1; then
+      export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+      echo "gpu-check: NVRTC from $d"
+      break
+    fi
+  done
+fi
+
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true; } > "$OUT/nvidia-smi.txt" 2>&1
+cat "$OUT/nvidia-smi.txt"
+nproc > "$OUT/nproc.txt"
+
+step() { # step NAME LIMIT_S COMMAND...: runs it, logs to $OUT/NAME.log, records its exit status and seconds
+  local name=$1 limit=$2; shift 2
+  local t0=$SECONDS left=$((DEADLINE - SECONDS))
+  [ "$limit" -gt "$left" ] && limit=$left
+  if [ "$limit" -le 5 ]; then
+    echo "{\"step\": \"$name\", \"rc\": \"skipped: past the deadline\"}" >> "$OUT/steps.jsonl"
+    return 1
+  fi
+  echo "== $name: $*"
+  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  echo "{\"step\": \"$name\", \"rc\": $rc, \"seconds\": $((SECONDS - t0))}" >> "$OUT/steps.jsonl"
+  tail -n 3 "$OUT/$name.log"
+  return $rc
+}
+
+# The CPU runs need nothing the GPU runs need: they run beside them, in the background (bf16-mixed on the CPU is
+# slow: burn-flex converts bf16 element by element).
+step cpu-f32 600 "$PHYSLAB" run gpu-check --backend cpu --runs "$OUT/cpu-f32" &
+cpu1=$!
+step cpu-bf16 600 "$PHYSLAB" run gpu-check --backend cpu --set train.precision=bf16-mixed --runs "$OUT/cpu-bf16" &
+cpu2=$!
+
+step cuda-bf16 180 "$PHYSLAB" run gpu-check --backend cuda --runs "$OUT/cuda-bf16"
+[ "$BENCH_STEPS" -gt 0 ] && step bench 240 "$PHYSLAB" bench train --backend cuda --torch --steps "$BENCH_STEPS" --peak-tflops "$PEAK_TFLOPS" --json "$OUT/bench.json"
+# The evaluator on CUDA for the CPU's f32 weights (waits for the CPU run's checkpoint).
+for _ in $(seq 1 60); do
+  final=$(ls -d "$OUT"/cpu-f32/gpu-check/*/s0/checkpoints/final 2>/dev/null | head -n 1)
+  [ -n "$final" ] && [ -e "$final/DONE" ] && break
+  sleep 2
+done
+if [ -n "$final" ]; then
+  step cuda-eval 120 "$PHYSLAB" run gpu-check --backend cuda --runs "$OUT/cuda-eval" \
+    --set "train.init_from=$(cd "$final" && pwd)" --set train.steps=1 --set train.lr=1e-30 \
+    --set train.weight_decay=0 --set train.precision=f32
+fi
+step cuda-f32 150 "$PHYSLAB" run gpu-check --backend cuda --set train.precision=f32 --runs "$OUT/cuda-f32"
+if [ -n "${PHYSLAB_FUSION:-}" ]; then
+  step fusion-bf16 150 "$PHYSLAB_FUSION" run gpu-check --backend cuda --runs "$OUT/fusion-bf16"
+  [ "$BENCH_STEPS" -gt 0 ] && step fusion-bench 200 "$PHYSLAB_FUSION" bench train --backend cuda --steps "$BENCH_STEPS" --peak-tflops "$PEAK_TFLOPS" --json "$OUT/bench-fusion.json"
+fi
+# The CPU runs get what is left of the deadline, then stop.
+while kill -0 $cpu1 2>/dev/null || kill -0 $cpu2 2>/dev/null; do
+  [ $SECONDS -ge "$DEADLINE" ] && break
+  sleep 2
+done
+pkill -P $cpu1 2>/dev/null; pkill -P $cpu2 2>/dev/null
+wait 2>/dev/null
+python3 scripts/gpu_check.py "$OUT" --peak-tflops "$PEAK_TFLOPS"

@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use physlab_trainer::kernels::TrainBackend;
 use physlab_trainer::train::{optimizer, train_step};
-use physlab_trainer::{CpuTrain, ModelConfig, TrainConfig};
+use physlab_trainer::{CpuTrain, ModelConfig, Precision, TrainConfig};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
@@ -162,11 +162,17 @@ pub fn gemm_reference_gflops() -> f64 {
 
 /// Times the training step of `case` on burn-flex.
 pub fn run_burn(case: &BenchCase) -> Result<BenchResult> {
-    run_burn_on::<CpuTrain>(case, &Default::default())
+    run_burn_on::<CpuTrain>(case, &Default::default(), Precision::F32)
 }
 
-/// Times the training step of `case` on backend `B` (waiting for the device at the end of every step).
-pub fn run_burn_on<B: TrainBackend>(case: &BenchCase, device: &B::Device) -> Result<BenchResult> {
+/// Times the training step of `case` on backend `B` in `precision` (waiting for the device at the end of every
+/// step; the first `case.warmup` steps, which compile and autotune the kernels on a GPU, are not timed).
+pub fn run_burn_on<B: TrainBackend>(
+    case: &BenchCase,
+    device: &B::Device,
+    precision: Precision,
+) -> Result<BenchResult> {
+    let _scope = physlab_trainer::precision::PrecisionScope::enter(precision.resolve::<B>());
     let shape = ModelConfig {
         preset: case.preset.clone(),
         d_model: case.d_model,
@@ -221,15 +227,16 @@ pub fn run_burn_on<B: TrainBackend>(case: &BenchCase, device: &B::Device) -> Res
 
 /// Runs `bench/torch_train.py` for `case` on the CPU; `Ok(None)` with a message when PyTorch is missing.
 pub fn run_torch(case: &BenchCase, params: usize) -> Result<Option<serde_json::Value>> {
-    run_torch_on(case, params, "cpu", "float32")
+    run_torch_on(case, params, "cpu", &["--dtype", "float32"])
 }
 
-/// Runs `bench/torch_train.py` for `case` on `device` (cpu, cuda) with parameters in `dtype` (float32, bfloat16).
+/// Runs `bench/torch_train.py` for `case` on `device` (cpu, cuda) with the extra arguments `args` (e.g.
+/// `--autocast bf16`, `--attention naive`).
 pub fn run_torch_on(
     case: &BenchCase,
     params: usize,
     device: &str,
-    dtype: &str,
+    args: &[&str],
 ) -> Result<Option<serde_json::Value>> {
     let script = Path::new("bench/torch_train.py");
     if !script.exists() {
@@ -251,7 +258,8 @@ pub fn run_torch_on(
         .args(["--steps", &case.steps.to_string()])
         .args(["--warmup", &case.warmup.to_string()])
         .args(["--expect-params", &params.to_string()])
-        .args(["--device", device, "--dtype", dtype])
+        .args(["--device", device])
+        .args(args)
         .output()
         .context("running python3 (needed for --torch)")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -417,8 +425,10 @@ pub fn gpu_case(steps: usize) -> BenchCase {
     }
 }
 
-/// `physlab bench train --backend cuda`: the GPU case on burn-cuda (bf16) and, with `--torch`, PyTorch on the
-/// same GPU (bf16 parameters, eager); tokens/s and MFU against `peak_tflops` (dense bf16: H100 SXM 989).
+/// `physlab bench train --backend cuda`: the GPU case on burn-cuda in bf16-mixed (the training default) and in
+/// f32, and, with `--torch`, PyTorch on the same GPU as a PyTorch user would run it (f32 parameters under bf16
+/// autocast, `scaled_dot_product_attention(is_causal=True)`, fused AdamW), with the explicit-softmax attention
+/// as a second column; tokens/s and MFU against `peak_tflops` (dense bf16: H100 SXM 989).
 #[cfg(feature = "cuda")]
 pub fn bench_train_cuda(
     steps: usize,
@@ -426,55 +436,86 @@ pub fn bench_train_cuda(
     peak_tflops: f64,
     json: Option<&Path>,
 ) -> Result<()> {
-    physlab_trainer::cuda_available().map_err(anyhow::Error::msg)?;
+    let found = physlab_trainer::cuda_available().map_err(anyhow::Error::msg)?;
+    println!("cuda: {found}");
     let case = gpu_case(steps);
     let device = Default::default();
-    let r = run_burn_on::<physlab_trainer::GpuTrain>(&case, &device)?;
-    let flops_per_token = r.gflops * 1e9 / r.tokens_per_s;
-    let mfu = |tps: f64| 100.0 * tps * flops_per_token / (peak_tflops * 1e12);
+    let mut row = serde_json::json!({ "peak_tflops": peak_tflops, "cuda": found });
+    let mut burn_bf16 = f64::NAN;
+    let mut flops_per_token = f64::NAN;
+    for precision in [Precision::Bf16Mixed, Precision::F32] {
+        let r = run_burn_on::<physlab_trainer::GpuTrain>(&case, &device, precision)?;
+        flops_per_token = r.gflops * 1e9 / r.tokens_per_s;
+        let mfu = 100.0 * r.tokens_per_s * flops_per_token / (peak_tflops * 1e12);
+        println!(
+            "burn-cuda  {:<7} {:<11} d={:<4} V={:<5} T={:<4} B={:<3} {:<10} {:>10} params  {:>9.1} ms/step  {:>9.0} tok/s  MFU {:>5.1}%",
+            case.name,
+            case.preset,
+            case.d_model,
+            case.vocab,
+            case.context,
+            case.batch,
+            precision.name(),
+            r.params,
+            r.ms_per_step,
+            r.tokens_per_s,
+            mfu
+        );
+        if precision == Precision::Bf16Mixed {
+            burn_bf16 = r.tokens_per_s;
+        }
+        row[format!("burn_{}", precision.name())] =
+            serde_json::json!({ "result": r, "mfu_percent": mfu });
+    }
     println!(
-        "MFU against {peak_tflops} TFLOP/s (dense bf16); training FLOPs per token {:.3e} (matmuls, 6N + attention)",
-        flops_per_token
+        "MFU against {peak_tflops} TFLOP/s (dense bf16); training FLOPs per token {flops_per_token:.3e} (matmuls, 6N + attention)"
     );
-    println!(
-        "burn-cuda  {:<7} {:<11} d={:<4} V={:<5} T={:<4} B={:<3} {:>10} params  {:>9.1} ms/step  {:>9.0} tok/s  MFU {:>5.1}%",
-        case.name,
-        case.preset,
-        case.d_model,
-        case.vocab,
-        case.context,
-        case.batch,
-        r.params,
-        r.ms_per_step,
-        r.tokens_per_s,
-        mfu(r.tokens_per_s)
-    );
-    let mut row = serde_json::json!({ "burn": r, "peak_tflops": peak_tflops });
     if torch {
-        if let Some(t) = run_torch_on(&case, r.params, "cuda", "bfloat16")? {
-            let tps = t["tokens_per_s"].as_f64().unwrap_or(f64::NAN);
-            println!(
-                "pytorch    {:<7} {:<11} {:<38}{:>10} params  {:>9.1} ms/step  {:>9.0} tok/s  MFU {:>5.1}%",
-                case.name,
-                case.preset,
-                "(same model and step, eager, bf16)",
-                t["params"].as_u64().unwrap_or(0),
-                t["ms_per_step"].as_f64().unwrap_or(f64::NAN),
-                tps,
-                mfu(tps)
-            );
-            println!(
-                "ratio      {:<7} burn / pytorch tokens/s = {:.2}",
-                case.name,
-                r.tokens_per_s / tps
-            );
-            row["torch"] = t;
-            row["ratio"] = serde_json::json!(r.tokens_per_s / tps);
+        let n = params_of(&case)?;
+        for (label, args) in [
+            ("sdpa", ["--autocast", "bf16", "--attention", "sdpa"]),
+            ("naive", ["--autocast", "bf16", "--attention", "naive"]),
+        ] {
+            if let Some(t) = run_torch_on(&case, n, "cuda", &args)? {
+                let tps = t["tokens_per_s"].as_f64().unwrap_or(f64::NAN);
+                let mfu = 100.0 * tps * flops_per_token / (peak_tflops * 1e12);
+                println!(
+                    "pytorch    {:<7} {:<11} {:<49}{:>10} params  {:>9.1} ms/step  {:>9.0} tok/s  MFU {:>5.1}%",
+                    case.name,
+                    case.preset,
+                    format!("(bf16 autocast, {label} attention, fused AdamW)"),
+                    t["params"].as_u64().unwrap_or(0),
+                    t["ms_per_step"].as_f64().unwrap_or(f64::NAN),
+                    tps,
+                    mfu
+                );
+                println!(
+                    "ratio      {:<7} burn bf16-mixed / pytorch ({label}) tokens/s = {:.2}",
+                    case.name,
+                    burn_bf16 / tps
+                );
+                row[format!("torch_{label}")] = serde_json::json!({ "result": t, "mfu_percent": mfu, "ratio": burn_bf16 / tps });
+            } else {
+                break;
+            }
         }
     }
     if let Some(p) = json {
-        std::fs::write(p, serde_json::to_vec_pretty(&[row])?)
+        std::fs::write(p, serde_json::to_vec_pretty(&row)?)
             .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
+}
+
+/// The parameter count of a bench case's model.
+#[cfg(feature = "cuda")]
+fn params_of(case: &BenchCase) -> Result<usize> {
+    let shape = ModelConfig {
+        preset: case.preset.clone(),
+        d_model: case.d_model,
+        ..ModelConfig::default()
+    }
+    .shape(case.vocab, case.context)
+    .map_err(anyhow::Error::msg)?;
+    Ok(shape.num_params(case.vocab).total)
 }

@@ -183,7 +183,7 @@ enum BenchCommand {
         /// Also run the same model and step in PyTorch (bench/torch_train.py) and print the ratio.
         #[arg(long)]
         torch: bool,
-        /// Where to time it: cpu (burn-flex, the small/medium/Part 3.3 models) or cuda (burn-cuda bf16, a
+        /// Where to time it: cpu (burn-flex, the small/medium/Part 3.3 models) or cuda (burn-cuda, bf16-mixed and f32, a
         /// GPT2-12-12-size model at context 512, 16 sequences; needs `--features cuda` and an NVIDIA driver).
         #[arg(long, value_enum, default_value = "cpu")]
         backend: run::BackendKind,

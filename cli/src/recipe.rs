@@ -447,10 +447,16 @@ impl Workspace {
                     .join(", ")
             );
         };
-        let reference = match Value::try_from(RunConfig::default()).expect("serialises") {
+        let mut reference = match Value::try_from(RunConfig::default()).expect("serialises") {
             Value::Table(t) => t,
             _ => unreachable!("a struct serialises to a table"),
         };
+        // A key that is serialised only away from its default is valid all the same.
+        if let Some(Value::Table(train)) = reference.get_mut("train") {
+            train
+                .entry("precision")
+                .or_insert(Value::String("auto".into()));
+        }
         let ctx = format!("{} [experiment.{name}]", self.path);
         let mut problems = Vec::new();
         unknown_keys(&self.defaults, &reference, "", &mut problems);
@@ -649,6 +655,28 @@ mod tests {
             3,
             "capacity-cpu sweeps 3 model sizes"
         );
+    }
+
+    /// `train.precision` is a recipe key although its default (`auto`) is not written out; a wrong value is
+    /// refused by name.
+    #[test]
+    fn train_precision_is_a_recipe_key() {
+        let ws = Workspace::parse(SHIPPED, "workspace.toml").expect("parses");
+        let set = |v: &str| vec![("train.precision".to_string(), Value::String(v.into()))];
+        let p = ws.points("quickstart", &[]).unwrap();
+        assert_eq!(
+            p[0].config.train.precision,
+            physlab_trainer::Precision::Auto
+        );
+        let p = ws.points("quickstart", &set("bf16-mixed")).unwrap();
+        assert_eq!(
+            p[0].config.train.precision,
+            physlab_trainer::Precision::Bf16Mixed
+        );
+        let p = ws.points("quickstart", &set("f32")).unwrap();
+        assert_eq!(p[0].config.train.precision, physlab_trainer::Precision::F32);
+        let e = format!("{:#}", ws.points("quickstart", &set("fp16")).unwrap_err());
+        assert!(e.contains("fp16") || e.contains("precision"), "{e}");
     }
 
     #[test]

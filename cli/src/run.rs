@@ -31,15 +31,26 @@ use crate::recipe::{Point, RunConfig};
 pub enum BackendKind {
     /// burn-flex, f32 (the default; needs nothing).
     Cpu,
-    /// burn-cuda, bf16 (a build with `--features cuda` and an NVIDIA driver).
+    /// burn-cuda, f32 weights with bf16 matrix products by default (a build with `--features cuda` and an NVIDIA
+    /// driver).
     Cuda,
 }
 
 impl BackendKind {
     pub fn describe(self) -> &'static str {
         match self {
-            BackendKind::Cpu => "flex (CPU, f32)",
-            BackendKind::Cuda => "cuda (GPU, bf16)",
+            BackendKind::Cpu => "flex (CPU, f32 tensors)",
+            BackendKind::Cuda => "cuda (GPU, f32 tensors)",
+        }
+    }
+
+    /// `train.precision` as this backend trains it (`auto`: f32 on CPU, bf16-mixed on CUDA).
+    pub fn precision(self, p: physlab_trainer::Precision) -> physlab_trainer::Precision {
+        use physlab_trainer::Precision;
+        match (self, p) {
+            (BackendKind::Cpu, Precision::Auto) => Precision::F32,
+            (BackendKind::Cuda, Precision::Auto) => Precision::Bf16Mixed,
+            (_, p) => p,
         }
     }
 
@@ -47,7 +58,11 @@ impl BackendKind {
     pub fn check(self) -> Result<()> {
         match self {
             BackendKind::Cpu => Ok(()),
-            BackendKind::Cuda => physlab_trainer::cuda_available().map_err(anyhow::Error::msg),
+            BackendKind::Cuda => {
+                let found = physlab_trainer::cuda_available().map_err(anyhow::Error::msg)?;
+                info!("cuda: {found}");
+                Ok(())
+            }
         }
     }
 }
@@ -398,6 +413,7 @@ fn write_run_manifest(
         "physlab_version": env!("CARGO_PKG_VERSION"),
         "burn_version": "0.21.0",
         "backend": backend.describe(),
+        "precision": backend.precision(p.config.train.precision).name(),
         "dataset_hash": dataset_hash,
         "model_shape": shape,
         "params": params,

@@ -17,6 +17,7 @@ use crate::kernels::TrainBackend;
 use crate::lora::{FreezeAllButLora, LoraShape};
 use crate::model::{token_nll, Gpt, GptShape};
 use crate::optim::{clip_grad_norm, AdamW};
+use crate::precision::{Precision, PrecisionScope};
 use crate::schedule::lr_at;
 
 /// The training part of a recipe. The budget is `exposures` (converted to steps from the dataset's measured
@@ -63,6 +64,11 @@ pub struct TrainConfig {
     pub lora_embedding_rank: usize,
     /// LoRA α: updates are scaled by α / rank (0: α = rank).
     pub lora_alpha: f64,
+    /// Matrix-product precision: `auto` (f32 on CPU, bf16-mixed on CUDA), `f32`, `bf16-mixed` (bf16 products
+    /// with f32 master weights, optimizer moments, norms, softmax and loss; see `crate::precision`). Not written
+    /// when `auto`, so the resolved configs of runs made before the key existed stay the same.
+    #[serde(skip_serializing_if = "Precision::is_auto")]
+    pub precision: Precision,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -98,6 +104,7 @@ impl Default for TrainConfig {
             lora_qv_rank: 0,
             lora_embedding_rank: 0,
             lora_alpha: 0.0,
+            precision: Precision::Auto,
         }
     }
 }
@@ -239,6 +246,9 @@ pub struct TrainOutcome {
     pub checkpoint: PathBuf,
     /// The step this process started from (0, or the checkpoint it resumed).
     pub resumed_from: usize,
+    /// The precision it trained in (`train.precision` resolved for the backend).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 fn fmt_duration(s: f64) -> String {
@@ -397,6 +407,10 @@ pub fn train<B: TrainBackend>(
         return Err(TrainError::Config(problems.join("; ")));
     }
     let total = cfg.total_steps(tokens_per_exposure);
+    // Products in the run's precision until training ends; the returned model is evaluated in f32.
+    let precision = cfg.precision.resolve::<B>();
+    let scope = PrecisionScope::enter(precision);
+    tracing::info!("precision: {}", precision.name());
     let lora = LoraShape {
         qv_rank: cfg.lora_qv_rank,
         embedding_rank: cfg.lora_embedding_rank,
@@ -406,7 +420,7 @@ pub fn train<B: TrainBackend>(
     // burn-flex's seed is process-global: one training per process.
     B::seed(device, seed);
     let mut model: Gpt<B> = if cfg.init_from.is_empty() {
-        shape.init(device)
+        init_model::<B>(&shape, seed, device)?
     } else {
         let dir = Path::new(&cfg.init_from);
         let (m, s) = load_checkpoint::<B>(dir, device)?;
@@ -582,6 +596,7 @@ pub fn train<B: TrainBackend>(
         pb.finish_and_clear();
     }
     let wall = start.elapsed().as_secs_f64();
+    drop(scope);
     let model = model.valid();
     let tokens = (total * b * t) as u64;
     let checkpoint = save_checkpoint(&model, &shape, run_dir, total, tokens)?;
@@ -597,6 +612,7 @@ pub fn train<B: TrainBackend>(
             tokens_per_s: ((total - resumed_from) * b * t) as f64 / wall,
             checkpoint,
             resumed_from,
+            precision,
         },
     ))
 }
@@ -734,6 +750,33 @@ pub fn save_checkpoint<B: burn::tensor::backend::Backend>(
     Ok(dst)
 }
 
+/// A fresh model of `shape` whose initial weights are drawn on the CPU backend from `seed` and then moved to `B`,
+/// so that one seed gives the same initial weights on every backend (burn-cuda's random numbers are not
+/// burn-flex's: the first GPU check saw CPU and CUDA runs of one recipe end 12% apart in bits from different
+/// initial weights, while their evaluators agreed to 6e-6 on the same weights).
+pub fn init_model<B: burn::tensor::backend::Backend>(
+    shape: &GptShape,
+    seed: u64,
+    device: &B::Device,
+) -> Result<Gpt<B>, TrainError> {
+    use burn::tensor::backend::Backend as _;
+    let cpu_device = Default::default();
+    crate::Cpu::seed(&cpu_device, seed);
+    let cpu: Gpt<crate::Cpu> = shape.init(&cpu_device);
+    let fail = |msg: String| TrainError::Checkpoint {
+        path: PathBuf::from("<initial weights>"),
+        msg,
+    };
+    let mut store = SafetensorsStore::from_bytes(None);
+    cpu.save_into(&mut store).map_err(|e| fail(e.to_string()))?;
+    let bytes = store.get_bytes().map_err(|e| fail(e.to_string()))?;
+    let mut model = shape.init::<B>(device);
+    model
+        .load_from(&mut SafetensorsStore::from_bytes(Some(bytes)))
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(model)
+}
+
 /// Loads a checkpoint written by [`save_checkpoint`]; refuses one without its DONE marker.
 pub fn load_checkpoint<B: burn::tensor::backend::Backend>(
     dir: &Path,
@@ -760,5 +803,29 @@ pub fn load_checkpoint<B: burn::tensor::backend::Backend>(
             path: weights.clone(),
             msg: e.to_string(),
         })?;
-    Ok((model, shape))
+    // burn-store keeps the file's dtype; the lab computes in f32 on every backend, so a file written in another
+    // float dtype (bf16 or f16 by an older GPU build, or by another tool) is converted as it loads.
+    Ok((model.map(&mut ToF32), shape))
+}
+
+/// Casts every float parameter that is not f32 to f32 (keeping its id and trainability).
+pub struct ToF32;
+
+impl<B: burn::tensor::backend::Backend> burn::module::ModuleMapper<B> for ToF32 {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<Tensor<B, D>>,
+    ) -> burn::module::Param<Tensor<B, D>> {
+        param.map(|t| {
+            if t.dtype() == burn::tensor::DType::F32 {
+                t
+            } else {
+                // A leaf again (the cast is not part of any graph), as trainable as before.
+                let trainable = t.is_require_grad();
+                t.cast(burn::tensor::FloatDType::F32)
+                    .detach()
+                    .set_require_grad(trainable)
+            }
+        })
+    }
 }

@@ -74,6 +74,12 @@ pub fn set_fused(on: bool) {
 /// A backend with the lab's kernels. The `k_*` functions are what models call; the `fused_*` functions are a
 /// backend's raw kernels (`None`: it has none for this input, use the plain composition).
 pub trait Kernels: Backend {
+    /// The training precision `train.precision = "auto"` means on this backend (see `crate::precision`): f32,
+    /// unless a backend says otherwise (CUDA: bf16-mixed).
+    fn default_precision() -> crate::precision::Precision {
+        crate::precision::Precision::F32
+    }
+
     /// GELU, erf form. The result may come back as a 2-D view of the input's shape ([`gelu`] restores it).
     fn k_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
         match Self::fused_gelu(&x) {
@@ -238,6 +244,17 @@ fn plain_linear<B: Backend>(
     b: Option<FloatTensor<B>>,
     transposed: bool,
 ) -> FloatTensor<B> {
+    if crate::precision::matmuls_in_bf16() {
+        // bf16 inputs, f32 accumulation, f32 result; the bias is added in f32.
+        let x = tensor::<B, 2>(x);
+        let w = tensor::<B, 2>(w);
+        let w = if transposed { w.transpose() } else { w };
+        let y = crate::precision::matmul(x, w);
+        return prim(match b {
+            Some(b) => y + tensor::<B, 1>(b).unsqueeze_dim(0),
+            None => y,
+        });
+    }
     if transposed {
         let y = B::float_matmul(x, B::float_swap_dims(w, 0, 1));
         match b {
@@ -273,16 +290,23 @@ pub fn layer_norm<B: Kernels, const D: usize>(
 }
 
 /// x `[N, in]` · W + b for W `[in, out]` (see [`Kernels::k_linear`]).
+/// In bf16-mixed precision (`crate::precision`) the plain composition runs with bf16 products.
 pub fn linear<B: Kernels>(
     x: Tensor<B, 2>,
     w: Tensor<B, 2>,
     b: Option<Tensor<B, 1>>,
 ) -> Tensor<B, 2> {
+    if crate::precision::matmuls_in_bf16() {
+        return plain::linear(x, w, b, false);
+    }
     tensor(B::k_linear(prim(x), prim(w), b.map(prim), false))
 }
 
 /// x `[N, d]` · Wᵀ for a `[V, d]` table W (the tied output head).
 pub fn linear_transposed<B: Kernels>(x: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor<B, 2> {
+    if crate::precision::matmuls_in_bf16() {
+        return plain::linear(x, w, None, true);
+    }
     tensor(B::k_linear(prim(x), prim(w), None, true))
 }
 
@@ -299,7 +323,11 @@ pub fn token_nll<B: Kernels>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -
 }
 
 /// Causal self-attention with rotary embedding on a fused qkv projection (see [`Kernels::k_causal_attention`]).
+/// In bf16-mixed precision the plain composition runs, with bf16 products and an f32 softmax.
 pub fn causal_attention<B: Kernels>(qkv: Tensor<B, 3>, spec: AttentionSpec) -> Tensor<B, 3> {
+    if crate::precision::matmuls_in_bf16() {
+        return plain::causal_attention(qkv, spec);
+    }
     tensor(B::k_causal_attention(prim(qkv), spec))
 }
 
@@ -374,11 +402,13 @@ pub mod plain {
                 .swap_dims(1, 2)
         };
         let (q, k, v) = (rope.apply(split(0)), rope.apply(split(1)), split(2));
-        let scores = q
-            .matmul(k.swap_dims(2, 3))
-            .mul_scalar(1.0 / (hd as f64).sqrt());
+        // The two products follow the training precision (`crate::precision::matmul`); the softmax is f32.
+        let scores =
+            crate::precision::matmul(q, k.swap_dims(2, 3)).mul_scalar(1.0 / (hd as f64).sqrt());
         let att = burn::tensor::activation::softmax(scores.mask_fill(mask, f32::NEG_INFINITY), 3);
-        att.matmul(v).swap_dims(1, 2).reshape([b, t, d])
+        crate::precision::matmul(att, v)
+            .swap_dims(1, 2)
+            .reshape([b, t, d])
     }
 }
 
@@ -454,6 +484,9 @@ impl<B: Kernels> UnaryFused<B> for AttentionOp {
 }
 
 impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
+    fn default_precision() -> crate::precision::Precision {
+        B::default_precision()
+    }
     fn k_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
         let Some(y) = B::fused_gelu(&x.primitive) else {
             return prim(plain::gelu(tensor::<Self, 2>(flat2::<Self>(x))));
@@ -675,8 +708,14 @@ impl Kernels for burn::backend::Flex {
     }
 }
 
+/// CUDA has no fused kernels of the lab's own (burn-cuda's fusion compiles element-wise chains); it trains in
+/// bf16-mixed precision by default.
 #[cfg(feature = "cuda")]
-impl Kernels for crate::Gpu {}
+impl Kernels for crate::Gpu {
+    fn default_precision() -> crate::precision::Precision {
+        crate::precision::Precision::Bf16Mixed
+    }
+}
 
 /// A backend the trainer can train on: autodiff with kernels, over an inner backend with kernels (the
 /// evaluators run the inner one).
