@@ -173,13 +173,7 @@ pub fn run_burn_on<B: TrainBackend>(
     precision: Precision,
 ) -> Result<BenchResult> {
     let _scope = physlab_trainer::precision::PrecisionScope::enter(precision.resolve::<B>());
-    let shape = ModelConfig {
-        preset: case.preset.clone(),
-        d_model: case.d_model,
-        ..ModelConfig::default()
-    }
-    .shape(case.vocab, case.context)
-    .map_err(anyhow::Error::msg)?;
+    let shape = case_shape(case)?;
     let cfg = TrainConfig::default();
     let mut model = shape.init::<B>(device);
     let mut optim = optimizer::<B>(&cfg);
@@ -510,12 +504,16 @@ pub fn bench_train_cuda(
 /// The parameter count of a bench case's model.
 #[cfg(feature = "cuda")]
 fn params_of(case: &BenchCase) -> Result<usize> {
-    let shape = ModelConfig {
+    Ok(case_shape(case)?.num_params(case.vocab).total)
+}
+
+/// The model shape a bench case times.
+fn case_shape(case: &BenchCase) -> Result<physlab_trainer::GptShape> {
+    ModelConfig {
         preset: case.preset.clone(),
         d_model: case.d_model,
         ..ModelConfig::default()
     }
     .shape(case.vocab, case.context)
-    .map_err(anyhow::Error::msg)?;
-    Ok(shape.num_params(case.vocab).total)
+    .map_err(anyhow::Error::msg)
 }

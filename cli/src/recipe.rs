@@ -95,6 +95,10 @@ pub struct ReportSpec {
     pub fit: String,
     /// The exponent theory predicts for that fit (printed beside the fitted one).
     pub expected_exponent: Option<f64>,
+    /// With `fit = "capacity"`: only runs whose R^max (perfect-recall bits per parameter) is at least this enter
+    /// the fit, the points where capacity binds (a model with room to spare stores all its data and would pull a
+    /// fit through the origin below the capacity); every run is still plotted. None: every run.
+    pub fit_min_rmax: Option<f64>,
 }
 
 /// One headline metric: a path into eval.json (`bios.capacity_ratio`, `qa.qa_test.accuracy`, …: an array element
@@ -119,6 +123,9 @@ impl ReportSpec {
                 "report.fit = {:?}: expected \"capacity\", \"data\" or \"params\"",
                 spec.fit
             );
+        }
+        if spec.fit_min_rmax.is_some() && spec.fit != "capacity" {
+            bail!("report.fit_min_rmax selects the runs of the capacity fit: it needs fit = \"capacity\"");
         }
         for m in &spec.metrics {
             if m.path.is_empty() {

@@ -162,6 +162,17 @@ struct Column {
     label: String,
     path: Option<String>,
     digits: usize,
+    /// A value computed from the run rather than read from eval.json (then `path` is unused).
+    derived: Option<fn(&Run) -> Option<f64>>,
+}
+
+/// How much the training loss still fell over the last 10% of the run, in percent of its value there (the mean
+/// loss of the first logging interval at or after 90% of the steps against the last one): near 0 when the curve
+/// has flattened, the convergence check of a capacity measurement (issue 13).
+fn loss_drop_last_tenth(run: &Run) -> Option<f64> {
+    let last = run.curve.last()?;
+    let from = run.curve.iter().find(|(s, _)| *s >= 0.9 * last.0)?;
+    (from.0 < last.0).then(|| 100.0 * (from.1 - last.1) / from.1)
 }
 
 fn columns(runs: &[Run], spec: &ReportSpec) -> Vec<Column> {
@@ -169,6 +180,7 @@ fn columns(runs: &[Run], spec: &ReportSpec) -> Vec<Column> {
         label: label.into(),
         path: Some(path.into()),
         digits,
+        derived: None,
     };
     let mut cols = vec![
         c("bits of knowledge", "bios.bits", 0),
@@ -181,6 +193,7 @@ fn columns(runs: &[Run], spec: &ReportSpec) -> Vec<Column> {
             label: "whole-value accuracy (mean of 5 attributes)".into(),
             path: None,
             digits: 3,
+            derived: None,
         },
     ];
     let mut streams: Vec<String> = runs
@@ -262,6 +275,12 @@ fn columns(runs: &[Run], spec: &ReportSpec) -> Vec<Column> {
     ));
     cols.push(c("corpus: data tokens", "data_tokens", 0));
     cols.push(c("final training loss (nats/token)", "train.final_loss", 3));
+    cols.push(Column {
+        label: "training loss still falling over the last 10% of steps (%)".into(),
+        path: None,
+        digits: 2,
+        derived: Some(loss_drop_last_tenth),
+    });
     cols.push(c("exposures", "exposures", 1));
     cols.push(c("wall time (s)", "wall_s", 1));
     for m in &spec.metrics {
@@ -284,6 +303,9 @@ fn label_of(m: &MetricSpec) -> String {
 }
 
 fn value(run: &Run, col: &Column) -> Option<f64> {
+    if let Some(f) = col.derived {
+        return f(run);
+    }
     match &col.path {
         Some(p) => lookup(&run.eval, p),
         None => mean_whole_value(&run.eval),
@@ -518,12 +540,30 @@ pub fn report(
         ))
     };
     let caps: Vec<(f64, f64)> = runs.iter().filter_map(capacity_point).collect();
-    let mut distinct: Vec<f64> = caps.iter().map(|c| c.0).collect();
+    // The runs the fit uses: those where capacity binds (R^max ≥ `fit_min_rmax`), or every run.
+    let binds = |r: &&Run| match spec.fit_min_rmax {
+        None => true,
+        Some(m) => knowledge(&r.eval, "capacity_ratio_max").is_some_and(|x| x >= m),
+    };
+    let fitted: Vec<(f64, f64)> = runs
+        .iter()
+        .filter(binds)
+        .filter_map(capacity_point)
+        .collect();
+    let mut distinct: Vec<f64> = fitted.iter().map(|c| c.0).collect();
     distinct.sort_by(f64::total_cmp);
     distinct.dedup();
+    let which = match spec.fit_min_rmax {
+        Some(m) => format!(
+            " with R^max ≥ {m} (where capacity binds; {} of {} runs)",
+            fitted.len(),
+            caps.len()
+        ),
+        None => String::new(),
+    };
     // The capacity law is one family at several sizes: fitted only when the experiment asks (`fit = "capacity"`).
     let capacity_law = if spec.fit == "capacity" && distinct.len() >= 2 {
-        let (x, y): (Vec<f64>, Vec<f64>) = caps.iter().copied().unzip();
+        let (x, y): (Vec<f64>, Vec<f64>) = fitted.iter().copied().unzip();
         proportional(&x, &y)
     } else {
         None
@@ -532,9 +572,14 @@ pub fn report(
         writeln!(md, "## Capacity law\n")?;
         writeln!(
             md,
-            "bits = R · parameters (counted for capacity), least squares through the origin over {} runs: \
+            "bits = R · parameters (counted for capacity), least squares through the origin over {} runs{which}: \
              **R = {:.4} bits/param** (standard error {:.4}; 95% CI {:.4} – {:.4}; R² {:.3}).\n",
             f.points, f.slope.value, f.slope.std_error, f.slope.ci95.0, f.slope.ci95.1, f.r2
+        )?;
+    } else if spec.fit == "capacity" {
+        writeln!(
+            md,
+            "No capacity-law fit yet: it needs runs at ≥ 2 model sizes{which}.\n"
         )?;
     }
     if !caps.is_empty() {
@@ -777,7 +822,36 @@ pub fn report(
 
 #[cfg(test)]
 mod tests {
-    use super::natural_key;
+    use super::{loss_drop_last_tenth, natural_key, Run};
+
+    /// The drop is read between the first logged step at or after 90% of the run and the last: a curve falling
+    /// from 2.0 to 1.9 there has fallen 5%; a flat one 0; a run with one logged step has no tenth to read.
+    #[test]
+    fn the_loss_drop_over_the_last_tenth() {
+        let run = |curve: Vec<(f64, f64)>| Run {
+            point: String::new(),
+            seed: 0,
+            eval: serde_json::Value::Null,
+            curve,
+        };
+        let falling: Vec<(f64, f64)> = (1..=20)
+            .map(|i| {
+                (
+                    i as f64 * 50.0,
+                    if i >= 18 {
+                        2.0 - 0.05 * (i - 18) as f64
+                    } else {
+                        3.0
+                    },
+                )
+            })
+            .collect();
+        // 90% of 1,000 is step 900 (i = 18, loss 2.0); the last is 1.9.
+        assert!((loss_drop_last_tenth(&run(falling)).unwrap() - 5.0).abs() < 1e-9);
+        let flat: Vec<(f64, f64)> = (1..=20).map(|i| (i as f64 * 50.0, 1.5)).collect();
+        assert_eq!(loss_drop_last_tenth(&run(flat)), Some(0.0));
+        assert_eq!(loss_drop_last_tenth(&run(vec![(10.0, 2.0)])), None);
+    }
 
     #[test]
     fn numbers_in_point_names_sort_by_value() {

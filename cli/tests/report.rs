@@ -43,6 +43,18 @@ train.context = 32
 train.warmup_steps = 5
 train.log_every = 10
 
+[experiment.bdfit]
+corpus = { kind = "bioD", people = 60, attributes = 3, chunks = 2, values = 20, value_tokens = 2, vocab = 50 }
+model.preset = "gpt2-1-1"
+train.exposures = 10
+train.batch_size = 8
+train.context = 32
+train.warmup_steps = 2
+train.log_every = 10
+report = { row = "1", claim = "test", fit = "capacity", fit_min_rmax = FIT_MIN_RMAX, metrics = [ { path = "biod.bits" } ] }
+[experiment.bdfit.sweep]
+grid = { "model.d_model" = [8, 16, 32] }
+
 [experiment.pre]
 data.people = 30
 data.qa.enabled = true
@@ -73,6 +85,11 @@ train.log_every = 5
 zip = { "data.multi" = [1, 2], "data.permute" = [false, true] }
 "#;
 
+/// The shipped test workspace, with the capacity fit's R^max threshold.
+fn workspace(fit_min_rmax: f64) -> String {
+    WORKSPACE.replace("FIT_MIN_RMAX", &format!("{fit_min_rmax:?}"))
+}
+
 fn physlab(ws: &Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_physlab"))
         .arg("--workspace")
@@ -98,7 +115,7 @@ fn json(path: &Path) -> serde_json::Value {
 fn corpus_runs_seeds_and_report() {
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path().join("workspace.toml");
-    std::fs::write(&ws, WORKSPACE).unwrap();
+    std::fs::write(&ws, workspace(0.0)).unwrap();
     let runs = dir.path().join("runs");
     let runs_s = runs.to_str().unwrap();
 
@@ -247,6 +264,42 @@ fn corpus_runs_seeds_and_report() {
     assert!(err.contains("no runs of this experiment"), "{err}");
 }
 
+/// The capacity fit over the runs where capacity binds: three widths of one bioD, R^max falling with width; a
+/// threshold between the widest model's R^max and the next leaves it out of the fit (2 of 3 runs), a threshold
+/// below all of them keeps every run, one above all of them leaves no fit and says so.
+#[test]
+fn the_capacity_fit_takes_the_runs_where_capacity_binds() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("workspace.toml");
+    std::fs::write(&ws, workspace(0.0)).unwrap();
+    let runs = dir.path().join("runs");
+    let runs_s = runs.to_str().unwrap();
+    let (ok, _, err) = physlab(&ws, &["run", "bdfit", "--runs", runs_s]);
+    assert!(ok, "{err}");
+    let rmax = |d: usize| {
+        json(&runs.join(format!("bdfit/d_model={d}/s0/eval.json")))["biod"]["capacity_ratio_max"]
+            .as_f64()
+            .unwrap()
+    };
+    let (r8, r16, r32) = (rmax(8), rmax(16), rmax(32));
+    assert!(r8 > r16 && r16 > r32, "{r8} {r16} {r32}");
+    let fit_points = |threshold: f64| {
+        std::fs::write(&ws, workspace(threshold)).unwrap();
+        let (ok, md, err) = physlab(&ws, &["report", "bdfit", "--runs", runs_s]);
+        assert!(ok, "{err}");
+        let r = json(&runs.join("bdfit/report.json"));
+        (r["capacity_law"]["points"].as_u64(), md)
+    };
+    let (all, _) = fit_points(0.0);
+    assert_eq!(all, Some(3));
+    let (binding, md) = fit_points((r16 + r32) / 2.0);
+    assert_eq!(binding, Some(2), "{md}");
+    assert!(md.contains("(where capacity binds; 2 of 3 runs)"), "{md}");
+    let (none, md) = fit_points(r8 * 2.0);
+    assert_eq!(none, None);
+    assert!(md.contains("No capacity-law fit yet"), "{md}");
+}
+
 #[test]
 fn bad_recipes_name_the_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -265,6 +318,10 @@ fn bad_recipes_name_the_key() {
             "report.fit",
         ),
         ("[experiment.x]\nreport = { metricz = [] }\n", "metricz"),
+        (
+            "[experiment.x]\nreport = { fit = \"data\", fit_min_rmax = 2.0 }\n",
+            "fit_min_rmax",
+        ),
         (
             "[experiment.x.sweep]\nzip = { \"data.multi\" = [1, 2], \"data.permute\" = [false] }\n",
             "same number",
