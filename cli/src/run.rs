@@ -476,6 +476,16 @@ fn finish_run(dir: &Path, report: &serde_json::Value, table: &str, started: Inst
     Ok(())
 }
 
+/// Whether the run folder `dir` was made for `cfg`: its config.resolved.toml parsed and compared as a config, so
+/// that a key added later with a default (absent from older files, or written out at its default) still matches,
+/// while any real difference, or a key this build does not know, does not.
+fn same_config(dir: &Path, cfg: &crate::recipe::RunConfig) -> bool {
+    std::fs::read_to_string(dir.join("config.resolved.toml"))
+        .ok()
+        .and_then(|t| toml::from_str::<crate::recipe::RunConfig>(&t).ok())
+        .is_some_and(|c| &c == cfg)
+}
+
 /// Runs one point into `dir`. With `resume`, an unfinished folder of the same config is continued from its newest
 /// complete checkpoint (its dataset is reused when complete); otherwise it is moved aside and the run starts over.
 pub fn run_point(
@@ -486,11 +496,8 @@ pub fn run_point(
     backend: BackendKind,
 ) -> Result<()> {
     let title = format!("{experiment} / {} / seed {}", p.name, p.seed);
-    let resolved = toml::to_string_pretty(&p.config)?;
     if dir.join("DONE").exists() {
-        let previous =
-            std::fs::read_to_string(dir.join("config.resolved.toml")).unwrap_or_default();
-        if previous != resolved {
+        if !same_config(dir, &p.config) {
             bail!(
                 "{} holds a finished run of a different config (compare its config.resolved.toml): it is not \
                  overwritten; choose another --runs folder or delete that one",
@@ -502,12 +509,7 @@ pub fn run_point(
         info!("{} is finished already (DONE exists): not overwritten; delete the folder to run it again", dir.display());
         return Ok(());
     }
-    let resuming = resume
-        && dir.exists()
-        && std::fs::read_to_string(dir.join("config.resolved.toml"))
-            .ok()
-            .as_deref()
-            == Some(resolved.as_str());
+    let resuming = resume && dir.exists() && same_config(dir, &p.config);
     if resume && dir.exists() && !resuming {
         info!(
             "{} holds an unfinished run of another config: it is moved aside, not resumed",

@@ -127,4 +127,24 @@ fn a_killed_run_resumes_on_the_same_loss_curve() {
         v["bios"]["bits"].as_f64().unwrap().to_bits()
     };
     assert_eq!(bits(&run_a), bits(&run_b));
+
+    // A finished run is recognised by its config, not its text: a key written out at its default (as
+    // `train.precision = "auto"` was by one build) still matches and the run is not redone; a changed value is
+    // refused, and the folder is left as it was.
+    let cfg = run_a.join("config.resolved.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(!text.contains("precision"), "{text}");
+    let with_default = text.replace("[train]\n", "[train]\nprecision = \"auto\"\n");
+    assert_ne!(with_default, text);
+    std::fs::write(&cfg, &with_default).unwrap();
+    let out = physlab(&ws, &a, &[]).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("finished already"), "{log}");
+    std::fs::write(&cfg, with_default.replace("lr = 0.003", "lr = 0.004")).unwrap();
+    let out = physlab(&ws, &a, &[]).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(log.contains("finished run of a different config"), "{log}");
+    assert!(run_a.join("DONE").exists() && run_a.join("eval.json").exists());
 }
