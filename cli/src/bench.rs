@@ -172,43 +172,17 @@ pub fn run_burn_on<B: TrainBackend>(
     device: &B::Device,
     precision: Precision,
 ) -> Result<BenchResult> {
-    let _scope = physlab_trainer::precision::PrecisionScope::enter(precision.resolve::<B>());
     let shape = case_shape(case)?;
-    let cfg = TrainConfig::default();
-    let mut model = shape.init::<B>(device);
-    let mut optim = optimizer::<B>(&cfg);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let (b, t) = (case.batch, case.context);
-    let mut times = Vec::new();
-    for i in 0..case.warmup + case.steps {
-        let x: Vec<i32> = (0..b * t)
-            .map(|_| rng.random_range(0..case.vocab as i32))
-            .collect();
-        let y: Vec<i32> = (0..b * t)
-            .map(|_| rng.random_range(0..case.vocab as i32))
-            .collect();
-        let start = Instant::now();
-        let (m, r) = train_step(
-            model,
-            &mut optim,
-            &cfg,
-            &shape,
-            1e-4,
-            (x, y, vec![1.0; b * t]),
-            [b, t],
-            device,
-        );
-        B::sync(device).map_err(|e| anyhow::anyhow!("waiting for the device: {e:?}"))?;
-        model = m;
-        if !r.loss.is_finite() {
-            bail!("{}: the loss became {}", case.name, r.loss);
-        }
-        if i >= case.warmup {
-            times.push(start.elapsed().as_secs_f64());
-        }
-    }
-    let s = median(times);
-    let tokens_per_s = (b * t) as f64 / s;
+    let s = time_step::<B>(
+        &shape,
+        case.batch,
+        case.warmup,
+        case.steps,
+        device,
+        precision,
+    )
+    .with_context(|| case.name)?;
+    let tokens_per_s = (case.batch * case.context) as f64 / s;
     Ok(BenchResult {
         case: case.clone(),
         params: shape.num_params(case.vocab).total,
@@ -217,6 +191,50 @@ pub fn run_burn_on<B: TrainBackend>(
         gflops: tokens_per_s * shape.flops_per_token() / 1e9,
         peak_rss_mb: peak_rss_mb(),
     })
+}
+
+/// The median seconds of a training step (forward, loss, backward, clipping, AdamW) of a model of `shape` on
+/// `batch` random windows of its context, over `steps` steps after `warmup` untimed ones, on backend `B` in
+/// `precision` (waiting for the device at the end of every step).
+pub fn time_step<B: TrainBackend>(
+    shape: &physlab_trainer::GptShape,
+    batch: usize,
+    warmup: usize,
+    steps: usize,
+    device: &B::Device,
+    precision: Precision,
+) -> Result<f64> {
+    let _scope = physlab_trainer::precision::PrecisionScope::enter(precision.resolve::<B>());
+    let cfg = TrainConfig::default();
+    let mut model = shape.init::<B>(device);
+    let mut optim = optimizer::<B>(&cfg);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let (b, t, v) = (batch, shape.context, shape.vocab_size as i32);
+    let mut times = Vec::new();
+    for i in 0..warmup + steps {
+        let x: Vec<i32> = (0..b * t).map(|_| rng.random_range(0..v)).collect();
+        let y: Vec<i32> = (0..b * t).map(|_| rng.random_range(0..v)).collect();
+        let start = Instant::now();
+        let (m, r) = train_step(
+            model,
+            &mut optim,
+            &cfg,
+            shape,
+            1e-4,
+            (x, y, vec![1.0; b * t]),
+            [b, t],
+            device,
+        );
+        B::sync(device).map_err(|e| anyhow::anyhow!("waiting for the device: {e:?}"))?;
+        model = m;
+        if !r.loss.is_finite() {
+            bail!("the loss became {}", r.loss);
+        }
+        if i >= warmup {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    Ok(median(times))
 }
 
 /// Runs `bench/torch_train.py` for `case` on the CPU; `Ok(None)` with a message when PyTorch is missing.

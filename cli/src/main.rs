@@ -89,6 +89,9 @@ enum Command {
         experiment: Option<String>,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
+        /// Also predict each point's training time on this machine's CPU (its model's step timed here).
+        #[arg(long)]
+        time: bool,
     },
     /// Look at a trained model's continuations: of --prompt texts, or of a question stream's prompts (the true
     /// answer beside each, and the exact-match accuracy), with greedy decoding, sampling (temperature, top-k,
@@ -394,7 +397,12 @@ fn real_main() -> Result<()> {
             );
             Ok(())
         }
-        Command::Validate { experiment, sets } => {
+        Command::Validate {
+            experiment,
+            sets,
+            time,
+        } => {
+            let mut timings = std::collections::HashMap::new();
             let ws = recipe::Workspace::load(&cli.workspace)?;
             let sets = recipe::parse_sets(&sets)?;
             let (names, datasets): (Vec<String>, Vec<String>) = match experiment {
@@ -432,6 +440,9 @@ fn real_main() -> Result<()> {
                         println!("{name}: ok, {} point(s)", points.len());
                         for p in &points {
                             println!("  {}", run::plan_line(p)?);
+                            if time {
+                                println!("      {}", run::predicted_runtime(p, &mut timings)?);
+                            }
                         }
                     }
                     Err(e) => {

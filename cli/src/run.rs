@@ -326,6 +326,49 @@ pub fn plan_line(p: &Point) -> Result<String> {
     ))
 }
 
+/// The training time a point should take on this machine's CPU: its model's training step timed here (5 steps
+/// after 2 of warm-up, on random windows of its batch and context; `cache` keeps one timing per model shape and
+/// batch), times its steps. Generation and evaluation are not counted.
+pub fn predicted_runtime(
+    p: &Point,
+    cache: &mut std::collections::HashMap<String, f64>,
+) -> Result<String> {
+    let c = &p.config;
+    let pl = plan(c)?;
+    let shape = c
+        .model
+        .shape(pl.vocab_size, c.train.context)
+        .map_err(anyhow::Error::msg)?;
+    let key = format!("{shape:?}/{}", c.train.batch_size);
+    let step = match cache.get(&key) {
+        Some(s) => *s,
+        None => {
+            let s = crate::bench::time_step::<CpuTrain>(
+                &shape,
+                c.train.batch_size,
+                2,
+                5,
+                &Default::default(),
+                physlab_trainer::Precision::F32,
+            )?;
+            cache.insert(key, s);
+            s
+        }
+    };
+    let secs = step * pl.steps as f64;
+    let hms = format!(
+        "{}:{:02}:{:02}",
+        secs as u64 / 3600,
+        (secs as u64 / 60) % 60,
+        secs as u64 % 60
+    );
+    Ok(format!(
+        "predicted training time on this CPU: {hms} ({} steps × {:.1} ms/step, timed here over 5 steps; data generation and evaluation not counted)",
+        pl.steps,
+        step * 1000.0
+    ))
+}
+
 pub fn run_experiment(
     experiment: &str,
     points: &[Point],

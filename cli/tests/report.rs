@@ -274,6 +274,14 @@ fn the_capacity_fit_takes_the_runs_where_capacity_binds() {
     std::fs::write(&ws, workspace(0.0)).unwrap();
     let runs = dir.path().join("runs");
     let runs_s = runs.to_str().unwrap();
+    // Before running: each point's budget and, with --time, its training time predicted from a timed step.
+    let (ok, out, err) = physlab(&ws, &["validate", "bdfit", "--time"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.matches("predicted training time on this CPU: ").count(),
+        3,
+        "{out}"
+    );
     let (ok, _, err) = physlab(&ws, &["run", "bdfit", "--runs", runs_s]);
     assert!(ok, "{err}");
     let rmax = |d: usize| {
