@@ -36,6 +36,7 @@ pub fn probe_run(run: &Path, kinds: &[ProbeKind], cfg: &ProbeConfig) -> Result<(
         let device = Default::default();
         let (gpt, shape) = load_checkpoint::<CpuTrain>(&ckpt, &device)
             .with_context(|| format!("loading {}", ckpt.display()))?;
+        let gpt = gpt.without_token_dropping();
         let t = std::time::Instant::now();
         let e = probe::<CpuTrain>(gpt, &shape, &data, kind, cfg, &device);
         info!(

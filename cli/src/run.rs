@@ -99,6 +99,8 @@ fn train_eval<B: physlab_trainer::kernels::TrainBackend>(
         &device,
         resume,
     )?;
+    // Evaluated with every token routed (a mixture of experts drops none; other models are unchanged).
+    let model = model.without_token_dropping();
     info!(
         "trained {} steps ({:.1} exposures) in {:.1}s: loss {:.3} → {:.3}, {:.0} tokens/s",
         outcome.steps,
@@ -782,6 +784,8 @@ fn train_eval_corpus<B: physlab_trainer::kernels::TrainBackend>(
         &device,
         resume,
     )?;
+    // Evaluated with every token routed (a mixture of experts drops none; other models are unchanged).
+    let model = model.without_token_dropping();
     info!(
         "trained {} steps ({:.1} passes) in {:.1}s: loss {:.3} → {:.3} nats/token, {:.0} tokens/s",
         outcome.steps,

@@ -35,6 +35,7 @@ pub fn sample(a: SampleArgs<'_>) -> Result<()> {
             a.run.display()
         )
     })?;
+    let model = model.without_token_dropping();
     let data = Dataset::open(&a.run.join("data"))
         .with_context(|| format!("opening the dataset of {}", a.run.display()))?;
     let tok = &data.tokenizer;

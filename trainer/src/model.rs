@@ -549,6 +549,19 @@ pub struct Gpt<B: Backend> {
 }
 
 impl<B: Kernels> Gpt<B> {
+    /// The same model with every mixture-of-experts layer routing every token to its expert (capacity unlimited):
+    /// how it is evaluated, sampled and probed. Training drops the tokens over an expert's capacity
+    /// (`model.capacity_factor`), which depend on the rest of the batch; an evaluation that did so would score a
+    /// sequence by what else, padding included, shares its batch (Part 3.3 evaluates at a capacity factor of 8).
+    pub fn without_token_dropping(mut self) -> Self {
+        for block in self.blocks.iter_mut() {
+            if let Some(crate::layers::Ffn::Moe(m)) = block.ffn.as_mut() {
+                m.capacity_factor = f64::INFINITY;
+            }
+        }
+        self
+    }
+
     /// Adds fresh LoRA adapters of `lora` (zero update at first) to a pretrained model.
     pub fn with_lora(mut self, shape: &GptShape, device: &B::Device) -> Self {
         let lora = GptShape {

@@ -29,6 +29,7 @@ impl<B: crate::kernels::Kernels> Moe<B> {
         let flat = x.reshape([n, d]);
         let probs = softmax(self.router.forward(flat.clone()), 1);
         let choice: Vec<i64> = probs.clone().argmax(1).into_data().iter::<i64>().collect();
+        // An infinite factor (evaluation: `Gpt::without_token_dropping`) saturates to no limit.
         let capacity = ((self.capacity_factor * n as f64) / e as f64).ceil() as usize;
         let mut out = Tensor::<B, 2>::zeros([n, d], &device);
         let mut counts = vec![0usize; e];

@@ -133,6 +133,49 @@ fn experts_take_at_most_their_capacity() {
     );
 }
 
+/// A mixture of experts at a tight capacity drops tokens, which depend on the whole batch, so a sequence's logits
+/// change with what shares its batch; `without_token_dropping` (how models are evaluated) routes every token, so
+/// each sequence's logits are the same alone and in a batch (within f32 summation: 1e-5), and the dropping model
+/// differs from it.
+#[test]
+fn evaluation_routes_every_token_of_a_mixture() {
+    let device = Default::default();
+    let shape = ModelConfig {
+        capacity_factor: 0.05,
+        ..cfg("moe-2-1")
+    }
+    .shape(100, 32)
+    .unwrap();
+    let model = shape.init::<Cpu>(&device);
+    let seqs: Vec<i64> = (0..64).map(|i| (i * 37 + 11) % 100).collect();
+    let batch = Tensor::<Cpu, 2, Int>::from_data(TensorData::new(seqs.clone(), [2, 32]), &device);
+    let alone = |i: usize| {
+        Tensor::<Cpu, 2, Int>::from_data(
+            TensorData::new(seqs[i * 32..(i + 1) * 32].to_vec(), [1, 32]),
+            &device,
+        )
+    };
+    let values = |t: Tensor<Cpu, 3>| t.into_data().iter::<f32>().collect::<Vec<f32>>();
+    let max_diff = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max)
+    };
+    let routed = model.clone().without_token_dropping();
+    let in_batch = values(routed.forward(batch.clone()));
+    let mut by_one = values(routed.forward(alone(0)));
+    by_one.extend(values(routed.forward(alone(1))));
+    assert!(
+        max_diff(&in_batch, &by_one) < 1e-5,
+        "{}",
+        max_diff(&in_batch, &by_one)
+    );
+    // The training model, at capacity ⌈0.05·64/4⌉ = 1 token per expert, drops and so differs.
+    let dropping = values(model.forward(batch));
+    assert!(max_diff(&in_batch, &dropping) > 1e-3);
+}
+
 /// A router with zero weights gives uniform probabilities 1/E; every token goes to expert 0 (argmax ties), so
 /// f = (1, 0, …), P = (1/E, …) and the loss E·Σ f·P = 1 exactly.
 #[test]
