@@ -289,15 +289,18 @@ pub fn run_torch_on(
     })?))
 }
 
+/// A case's columns of a bench line: name, preset, d, V, T, B.
+fn case_columns(case: &BenchCase) -> String {
+    format!(
+        "{:<7} {:<11} d={:<4} V={:<5} T={:<4} B={:<3}",
+        case.name, case.preset, case.d_model, case.vocab, case.context, case.batch
+    )
+}
+
 fn print_burn(label: &str, case: &BenchCase, r: &BenchResult, peak: f64) {
     println!(
-        "{label:<10} {:<7} {:<11} d={:<4} V={:<5} T={:<4} B={:<3} {:>10} params  {:>9.1} ms/step  {:>9.0} tok/s  {:>7.1} GFLOP/s ({:>4.1}% of peak)  peak RSS {:.0} MB",
-        case.name,
-        case.preset,
-        case.d_model,
-        case.vocab,
-        case.context,
-        case.batch,
+        "{label:<10} {} {:>10} params  {:>9.1} ms/step  {:>9.0} tok/s  {:>7.1} GFLOP/s ({:>4.1}% of peak)  peak RSS {:.0} MB",
+        case_columns(case),
         r.params,
         r.ms_per_step,
         r.tokens_per_s,
@@ -460,13 +463,8 @@ pub fn bench_train_cuda(
         flops_per_token = r.gflops * 1e9 / r.tokens_per_s;
         let mfu = 100.0 * r.tokens_per_s * flops_per_token / (peak_tflops * 1e12);
         println!(
-            "burn-cuda  {:<7} {:<11} d={:<4} V={:<5} T={:<4} B={:<3} {:<10} {:>10} params  {:>9.1} ms/step  {:>9.0} tok/s  MFU {:>5.1}%",
-            case.name,
-            case.preset,
-            case.d_model,
-            case.vocab,
-            case.context,
-            case.batch,
+            "burn-cuda  {} {:<10} {:>10} params  {:>9.1} ms/step  {:>9.0} tok/s  MFU {:>5.1}%",
+            case_columns(&case),
             precision.name(),
             r.params,
             r.ms_per_step,
