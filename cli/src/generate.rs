@@ -40,7 +40,24 @@ pub fn generate(name: &str, recipe: &DatasetRecipe, out: &Path, jsonl: bool) -> 
             out.display()
         );
     }
-    if out.exists() && std::fs::read_dir(out)?.next().is_some() {
+    if out.exists()
+        && std::fs::read_dir(out)
+            .with_context(|| format!("reading {}", out.display()))?
+            .next()
+            .is_some()
+    {
+        // Only a folder physlab began to write (its recipe.toml, written first, reads as a dataset recipe) is
+        // moved aside; anything else is the user's and is left alone.
+        let ours = std::fs::read_to_string(&recipe_path)
+            .ok()
+            .is_some_and(|t| toml::from_str::<DatasetRecipe>(&t).is_ok());
+        if !ours {
+            bail!(
+                "{} is not empty and is not a physlab dataset folder (no manifest.json or recipe.toml of physlab's): \
+                 nothing is written there; choose another --out",
+                out.display()
+            );
+        }
         let stamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -55,7 +72,7 @@ pub fn generate(name: &str, recipe: &DatasetRecipe, out: &Path, jsonl: bool) -> 
         );
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    std::fs::write(&recipe_path, &recipe_text)
+    physlab_generators::fsio::atomic_write(&recipe_path, recipe_text.as_bytes())
         .with_context(|| format!("writing {}", recipe_path.display()))?;
     let corpus = recipe.data.build(recipe.seed)?;
     let start = Instant::now();
@@ -114,7 +131,7 @@ pub fn generate(name: &str, recipe: &DatasetRecipe, out: &Path, jsonl: bool) -> 
     print_summary(&ds, 1)?;
     if jsonl {
         let path = out.join("text.jsonl");
-        export_jsonl(&ds, &path)?;
+        export_jsonl(&ds, &path, true)?;
         info!("text export: {}", path.display());
     }
     Ok(())
@@ -199,9 +216,53 @@ pub fn print_summary(ds: &Dataset, samples: usize) -> Result<()> {
 
 /// Every stored document as one JSON line: `{"stream", "doc", "text"}` plus `"prompt"` and `"answer"` for
 /// question documents. The ground-truth table is already JSONL (`people.jsonl`).
-pub fn export_jsonl(ds: &Dataset, path: &Path) -> Result<u64> {
-    let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut w = BufWriter::new(f);
+///
+/// The output is written to a temporary file beside `path` and renamed over it once complete. `path` may not be
+/// a file the dataset is read from (its manifest, vocabulary, truth table, shards or indexes: anything in the
+/// dataset folder but a previous `text.jsonl`), and an existing file is replaced only with `force`.
+pub fn export_jsonl(ds: &Dataset, path: &Path, force: bool) -> Result<u64> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let canon_parent = parent
+        .canonicalize()
+        .with_context(|| format!("export --out {}: its folder", path.display()))?;
+    let name = path
+        .file_name()
+        .with_context(|| format!("export --out {}: not a file name", path.display()))?;
+    let target = canon_parent.join(name);
+    let data = ds
+        .dir
+        .canonicalize()
+        .with_context(|| format!("reading {}", ds.dir.display()))?;
+    let target = target.canonicalize().unwrap_or(target);
+    if target.starts_with(&data) && target != data.join("text.jsonl") {
+        bail!(
+            "export --out {}: that is inside the dataset folder {} and could be one of its own files; write the \
+             export elsewhere (or to {}/text.jsonl)",
+            path.display(),
+            ds.dir.display(),
+            ds.dir.display()
+        );
+    }
+    if target.is_dir() {
+        bail!(
+            "export --out {}: is a folder; give a file name",
+            path.display()
+        );
+    }
+    if target.exists() && !force {
+        bail!(
+            "export --out {}: the file exists; it is not overwritten without --force",
+            path.display()
+        );
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix(".physlab-export-")
+        .tempfile_in(&canon_parent)
+        .with_context(|| format!("creating a temporary file in {}", canon_parent.display()))?;
+    let mut w = BufWriter::new(tmp);
     let mut n = 0u64;
     for s in ds.manifest.streams.iter().filter(|s| s.materialized) {
         let st = ds.load(&s.name)?;
@@ -219,7 +280,18 @@ pub fn export_jsonl(ds: &Dataset, path: &Path) -> Result<u64> {
             n += 1;
         }
     }
-    w.flush()?;
+    let tmp = w
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .with_context(|| format!("writing {}", path.display()))?;
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("writing {}", path.display()))?;
+    tmp.persist(&target)
+        .map_err(|e| e.error)
+        .with_context(|| format!("writing {}", path.display()))?;
+    physlab_generators::fsio::sync_dir(&canon_parent)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(n)
 }
 

@@ -76,9 +76,12 @@ enum Command {
     /// Write every document of a dataset as JSON lines (text, and prompt/answer for questions).
     Export {
         dir: PathBuf,
-        /// Output file (default: <dir>/text.jsonl).
+        /// Output file (default: <dir>/text.jsonl). Never a file of the dataset itself.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Replace an existing output file.
+        #[arg(long)]
+        force: bool,
     },
     /// Benchmarks (see `physlab bench train --help`).
     #[command(subcommand)]
@@ -275,11 +278,20 @@ fn real_main() -> Result<()> {
                 ws.dataset(&name, &sets)?
             } else {
                 let p = ws.points(&name, &sets)?.remove(0);
-                recipe::DatasetRecipe {
-                    description: p.config.description.clone(),
-                    seed: p.seed,
-                    shard_documents: p.config.data.shard_biographies as u64,
-                    data: physlab_generators::DataConfig::BioS(p.config.data),
+                // The data the experiment's first point trains on: its corpus (bioD, Zipf, …), else its bioS.
+                match p.config.corpus {
+                    Some(corpus) => recipe::DatasetRecipe {
+                        description: p.config.description.clone(),
+                        seed: p.seed,
+                        shard_documents: run::CORPUS_SHARD_DOCUMENTS,
+                        data: corpus,
+                    },
+                    None => recipe::DatasetRecipe {
+                        description: p.config.description.clone(),
+                        seed: p.seed,
+                        shard_documents: p.config.data.shard_biographies as u64,
+                        data: physlab_generators::DataConfig::BioS(p.config.data),
+                    },
                 }
             };
             let out = out.unwrap_or_else(|| PathBuf::from("data").join(&name));
@@ -312,10 +324,10 @@ fn real_main() -> Result<()> {
             let ds = physlab_generators::Dataset::open(&dir)?;
             generate::print_summary(&ds, samples)
         }
-        Command::Export { dir, out } => {
+        Command::Export { dir, out, force } => {
             let ds = physlab_generators::Dataset::open(&dir)?;
             let out = out.unwrap_or_else(|| dir.join("text.jsonl"));
-            let n = generate::export_jsonl(&ds, &out)?;
+            let n = generate::export_jsonl(&ds, &out, force)?;
             println!("{n} documents → {}", out.display());
             Ok(())
         }

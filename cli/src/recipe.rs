@@ -259,6 +259,29 @@ pub fn parse_sets(sets: &[String]) -> Result<Vec<(String, Value)>> {
     sets.iter().map(|s| parse_set(s)).collect()
 }
 
+/// Every float of `t` that is infinite or NaN (TOML spells them `inf` and `nan`), by its dotted key: no recipe
+/// number means anything there, and one would otherwise validate and fail (or loop, or allocate) at run time.
+fn non_finite(t: &Table, path: &str, out: &mut Vec<String>) {
+    fn walk(v: &Value, key: &str, out: &mut Vec<String>) {
+        match v {
+            Value::Float(f) if !f.is_finite() => {
+                out.push(format!("{key} = {f}: every number must be finite"))
+            }
+            Value::Table(t) => non_finite(t, key, out),
+            Value::Array(a) => a.iter().for_each(|v| walk(v, key, out)),
+            _ => {}
+        }
+    }
+    for (k, v) in t {
+        let key = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
+        walk(v, &key, out);
+    }
+}
+
 fn point_label(v: &Value) -> String {
     let s = match v {
         Value::String(s) => s.clone(),
@@ -306,6 +329,11 @@ impl Workspace {
                 for (name, v) in t {
                     match v {
                         Value::Table(e) => {
+                            if let Err(e) =
+                                physlab_generators::fsio::check_name("experiment", &name)
+                            {
+                                problems.push(format!("[experiment.{name:?}]: {e}"));
+                            }
                             experiments.insert(name, e);
                         }
                         _ => problems.push(format!("`experiment.{name}` must be a table")),
@@ -321,6 +349,9 @@ impl Workspace {
                 for (name, v) in t {
                     match v {
                         Value::Table(e) => {
+                            if let Err(e) = physlab_generators::fsio::check_name("dataset", &name) {
+                                problems.push(format!("[dataset.{name:?}]: {e}"));
+                            }
                             datasets.insert(name, e);
                         }
                         _ => problems.push(format!("`dataset.{name}` must be a table")),
@@ -377,6 +408,7 @@ impl Workspace {
         reference.insert("shard_documents".into(), Value::Integer(1 << 20));
         let mut problems = Vec::new();
         unknown_keys(&t, &reference, "", &mut problems);
+        non_finite(&t, "", &mut problems);
         if !problems.is_empty() {
             bail!("{ctx}:\n  - {}", problems.join("\n  - "));
         }
@@ -541,6 +573,14 @@ impl Workspace {
             }
             Some(_) => problems.push("`sweep` must be a table".into()),
         }
+        for (k, _) in sets {
+            if axis_keys.contains(k) {
+                problems.push(format!(
+                    "--set {k}: the experiment sweeps this key (its points differ by it), so one value would make \
+                     every point the same under its old folder name; choose a point with --point, or edit the sweep"
+                ));
+            }
+        }
         for k in axis_keys
             .iter()
             .chain(sets.iter().map(|(k, _)| k))
@@ -591,6 +631,17 @@ impl Workspace {
             }
             for (k, v) in sets {
                 set_dotted(&mut t, k, v.clone());
+            }
+            non_finite(&t, "", &mut all_problems);
+            if let Err(e) = physlab_generators::fsio::check_name("point", &name) {
+                all_problems.push(e);
+            }
+            if points.iter().any(|p: &Point| p.name == name) {
+                all_problems.push(format!(
+                    "two points of the sweep are both named {name} (duplicate values, or values that differ only \
+                     in characters a folder name cannot hold): they would share one run folder; remove the \
+                     duplicate"
+                ));
             }
             let seed_list = seeds.clone().unwrap_or_else(|| {
                 vec![t.get("seed").and_then(Value::as_integer).unwrap_or(0) as u64]

@@ -140,6 +140,19 @@ fn collect_runs(dir: &Path) -> Result<Vec<Run>> {
                 &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
             )
             .with_context(|| format!("parsing {}", path.display()))?;
+            // A run counts only with the evaluation a finished run writes (an empty or foreign eval.json beside
+            // a DONE marker would enter the statistics as n = 1 with no values).
+            let complete = ["experiment", "point", "seed"]
+                .iter()
+                .all(|k| eval.get(k).is_some());
+            if !complete {
+                bail!(
+                    "{}: not the evaluation of a finished run (no experiment, point or seed in it), though {} \
+                     exists; rerun that point (delete its DONE) or remove the folder",
+                    path.display(),
+                    sdir.join("DONE").display()
+                );
+            }
             runs.push(Run {
                 point: point.clone(),
                 seed,
@@ -801,7 +814,8 @@ pub fn report(
     }
     let write = |name: &str, bytes: &[u8]| -> Result<()> {
         let path = dir.join(name);
-        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
+        physlab_generators::fsio::atomic_write(&path, bytes)
+            .with_context(|| format!("writing {}", path.display()))
     };
     write("summary.csv", csv.as_bytes())?;
     let json = ReportJson {

@@ -26,6 +26,9 @@ use tracing::info;
 
 use crate::recipe::{Point, RunConfig};
 
+/// Documents per shard of a run's corpus dataset (and of `physlab generate <experiment>` for one).
+pub const CORPUS_SHARD_DOCUMENTS: u64 = 4096;
+
 /// Where training and evaluation run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendKind {
@@ -176,6 +179,83 @@ pub struct Plan {
     pub tokens: f64,
     pub perfect_bits: f64,
     pub params_total: usize,
+    /// What training the point should hold in memory, by part.
+    pub memory: MemoryEstimate,
+}
+
+/// An estimate of the memory a training run holds at its peak (f32 throughout): the parameters with their
+/// gradients and AdamW's two moments (and a spare copy), the activations autodiff keeps for the backward pass
+/// (per layer and token about 32·d values for the residual stream, norms, q/k/v and the 4d MLP, plus the h·T
+/// attention scores and probabilities; per token 3·V for the logits, their softmax and its gradient) and the
+/// dataset's tokens. It counts tensors, not the program itself (about 60 MB more); it is there to refuse a recipe
+/// that cannot fit before anything is allocated (a context of 1e8 once aborted asking for 51 GB).
+#[derive(Clone, Copy, Debug)]
+pub struct MemoryEstimate {
+    pub params_bytes: f64,
+    pub activation_bytes: f64,
+    pub dataset_bytes: f64,
+}
+
+impl MemoryEstimate {
+    pub fn new(shape: &GptShape, params: usize, batch: usize, dataset_tokens: f64) -> Self {
+        let (b, t) = (batch as f64, shape.context as f64);
+        let (l, h, d, v) = (
+            shape.n_layer as f64,
+            shape.n_head as f64,
+            shape.d_model as f64,
+            shape.vocab_size as f64,
+        );
+        MemoryEstimate {
+            params_bytes: 4.0 * 5.0 * params as f64,
+            activation_bytes: 4.0 * b * t * (l * (32.0 * d + 2.0 * h * t) + 3.0 * v),
+            dataset_bytes: 4.0 * dataset_tokens,
+        }
+    }
+
+    pub fn total(&self) -> f64 {
+        self.params_bytes + self.activation_bytes + self.dataset_bytes
+    }
+
+    /// `about 1.2 GB (parameters, gradients and AdamW moments 0.1 GB; activations 1.0 GB; dataset 0.1 GB)`.
+    pub fn describe(&self) -> String {
+        let gb = |x: f64| x / 1e9;
+        format!(
+            "about {:.2} GB (parameters, gradients and AdamW moments {:.2} GB; activations {:.2} GB; dataset {:.2} GB)",
+            gb(self.total()),
+            gb(self.params_bytes),
+            gb(self.activation_bytes),
+            gb(self.dataset_bytes)
+        )
+    }
+}
+
+/// The memory this machine has available now (`MemAvailable` of /proc/meminfo), in bytes; None where that is not
+/// known.
+pub fn available_memory() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024.0)
+}
+
+/// Refuses a point whose estimated training memory exceeds what this machine has available, with the figures.
+pub fn check_memory(p: &Point, pl: &Plan) -> Result<()> {
+    if let Some(avail) = available_memory() {
+        if pl.memory.total() > avail {
+            bail!(
+                "point {} (seed {}): training needs {}, more than the {:.2} GB this machine has available \
+                 (MemAvailable in /proc/meminfo); lower train.batch_size ({}) or train.context ({}), or use a \
+                 smaller model",
+                p.name,
+                p.seed,
+                pl.memory.describe(),
+                avail / 1e9,
+                p.config.train.batch_size,
+                p.config.train.context
+            );
+        }
+    }
+    Ok(())
 }
 
 pub fn plan(cfg: &RunConfig) -> Result<Plan> {
@@ -200,16 +280,23 @@ pub fn plan(cfg: &RunConfig) -> Result<Plan> {
         .model
         .shape(bios.tokenizer.vocab_size(), cfg.train.context)
         .map_err(anyhow::Error::msg)?;
-    let steps = cfg
-        .train
-        .total_steps(cfg.data.people as f64 * tpb / bio_share);
+    let tokens_per_exposure = cfg.data.people as f64 * tpb / bio_share;
+    let steps = cfg.train.total_steps(tokens_per_exposure);
+    let params_total = shape.num_params(bios.tokenizer.vocab_size()).total;
     Ok(Plan {
         tokens_per_biography: tpb,
         vocab_size: bios.tokenizer.vocab_size(),
         steps,
         tokens: (steps * cfg.train.tokens_per_step()) as f64,
         perfect_bits: perfect,
-        params_total: shape.num_params(bios.tokenizer.vocab_size()).total,
+        params_total,
+        // The stored streams: the biographies (all of them with multi·permute variants) and the questions.
+        memory: MemoryEstimate::new(
+            &shape,
+            params_total,
+            cfg.train.batch_size,
+            tokens_per_exposure * cfg.data.multi.max(1) as f64,
+        ),
     })
 }
 
@@ -228,13 +315,20 @@ fn plan_corpus(cfg: &RunConfig, dc: &DataConfig) -> Result<Plan> {
         .shape(vocab, cfg.train.context)
         .map_err(anyhow::Error::msg)?;
     let steps = cfg.train.total_steps(tokens_per_exposure);
+    let params_total = shape.num_params(vocab).total;
     Ok(Plan {
         tokens_per_biography: (tokens_per_doc + 1) as f64,
         vocab_size: vocab,
         steps,
         tokens: (steps * cfg.train.tokens_per_step()) as f64,
         perfect_bits,
-        params_total: shape.num_params(vocab).total,
+        params_total,
+        memory: MemoryEstimate::new(
+            &shape,
+            params_total,
+            cfg.train.batch_size,
+            tokens_per_exposure,
+        ),
     })
 }
 
@@ -287,7 +381,7 @@ pub fn plan_line(p: &Point) -> Result<String> {
             )
         };
         return Ok(format!(
-            "[{}] {}/s{}: {what}; {budget} = {:.2}M tokens = {} steps of {}×{}; {} ({} params, vocab {}); bits/params {:.3}",
+            "[{}] {}/s{}: {what}; {budget} = {:.2}M tokens = {} steps of {}×{}; {} ({} params, vocab {}); bits/params {:.3}; memory ≈ {:.2} GB",
             p.index,
             p.name,
             p.seed,
@@ -299,6 +393,7 @@ pub fn plan_line(p: &Point) -> Result<String> {
             pl.params_total,
             pl.vocab_size,
             pl.perfect_bits / pl.params_total as f64,
+            pl.memory.total() / 1e9,
         ));
     }
     let budget = if c.train.steps > 0 {
@@ -312,7 +407,7 @@ pub fn plan_line(p: &Point) -> Result<String> {
         )
     };
     Ok(format!(
-        "[{}] {}/s{}: {budget} = {:.2}M tokens = {} steps of {}×{}; {} ({} params, vocab {}); perfect bits {:.0}, R^max ≥ {:.3}",
+        "[{}] {}/s{}: {budget} = {:.2}M tokens = {} steps of {}×{}; {} ({} params, vocab {}); perfect bits {:.0}, R^max ≥ {:.3}; memory ≈ {:.2} GB",
         p.index,
         p.name,
         p.seed,
@@ -325,6 +420,7 @@ pub fn plan_line(p: &Point) -> Result<String> {
         pl.vocab_size,
         pl.perfect_bits,
         pl.perfect_bits / pl.params_total as f64,
+        pl.memory.total() / 1e9,
     ))
 }
 
@@ -401,6 +497,10 @@ pub fn run_experiment(
         .collect();
     for p in &selected {
         info!("{}", plan_line(p)?);
+        // On a GPU the activations live in its memory, which this check does not know.
+        if backend == BackendKind::Cpu {
+            check_memory(p, &plan(&p.config)?)?;
+        }
     }
     for p in &selected {
         let from = &p.config.train.init_from;
@@ -467,8 +567,11 @@ fn write_run_manifest(
     write(&dir.join("manifest.json"), serde_json::to_vec_pretty(&m)?)
 }
 
+/// Writes a run file atomically and durably (temporary file, fsync, rename, fsync of the folder): a killed
+/// process leaves the old file or the new one, and DONE, written last, follows everything before it to disk.
 fn write(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
-    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+    physlab_generators::fsio::atomic_write(path, bytes.as_ref())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Calls the generic `f::<B>(args)` with the training backend `backend` names: burn-flex on CPU, or burn-cuda in a
@@ -488,23 +591,54 @@ macro_rules! on_backend {
     };
 }
 
-/// The run's dataset in `dir/data`: reused when resuming and it opens, else written by `generate` and opened.
+/// The run's dataset in `dir/data`: reused when resuming, if it opens and was made by this run's data recipe (its
+/// kind, seed and config in the manifest); else written by `generate` and opened. A dataset of another recipe found
+/// there (copied in from another run) is moved aside, never reused or overwritten.
 fn open_or_write(
     dir: &Path,
     resuming: bool,
+    corpus: &dyn Corpus,
     generate: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<Dataset> {
     let data_dir = dir.join("data");
     match Dataset::open(&data_dir) {
-        Ok(d) if resuming => {
+        Ok(d)
+            if resuming
+                && d.manifest.kind == corpus.kind()
+                && d.manifest.seed == corpus.seed()
+                && d.manifest.config == corpus.config_json() =>
+        {
             info!("resuming: reusing the dataset in {}", data_dir.display());
-            Ok(d)
+            return Ok(d);
         }
-        _ => {
-            generate(&data_dir)?;
-            Ok(Dataset::open(&data_dir)?)
+        Ok(d) if resuming => {
+            let aside = aside_path(&data_dir);
+            std::fs::rename(&data_dir, &aside)
+                .with_context(|| format!("moving {} aside", data_dir.display()))?;
+            tracing::warn!(
+                "{} holds a dataset of another recipe (kind {}, seed {}; this run: kind {}, seed {}): moved to {}, \
+                 and this run's dataset is written",
+                data_dir.display(),
+                d.manifest.kind,
+                d.manifest.seed,
+                corpus.kind(),
+                corpus.seed(),
+                aside.display()
+            );
         }
+        _ => {}
     }
+    generate(&data_dir)?;
+    Ok(Dataset::open(&data_dir)?)
+}
+
+/// `<path>.incomplete-<unix seconds>`: where an unfinished folder physlab wrote is moved aside.
+fn aside_path(path: &Path) -> PathBuf {
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    PathBuf::from(format!("{}.incomplete-{stamp}", path.display()))
 }
 
 /// Writes eval.json, table.txt and DONE (last: a run without DONE is unfinished), and prints the table.
@@ -562,11 +696,22 @@ pub fn run_point(
         );
     }
     if dir.exists() && !resuming {
-        let stamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let aside = PathBuf::from(format!("{}.incomplete-{stamp}", dir.display()));
+        // Only a folder physlab made for a run (its config.resolved.toml, written first) is ever moved; an empty
+        // one is simply used.
+        let empty = std::fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .next()
+            .is_none();
+        if !empty && !dir.join("config.resolved.toml").is_file() {
+            bail!(
+                "{} exists and is not a physlab run folder (no config.resolved.toml): it is left as it is; choose \
+                 another --runs folder or move it yourself",
+                dir.display()
+            );
+        }
+    }
+    if dir.exists() && !resuming && dir.join("config.resolved.toml").is_file() {
+        let aside = aside_path(dir);
         std::fs::rename(dir, &aside)
             .with_context(|| format!("moving the unfinished {} aside", dir.display()))?;
         info!(
@@ -591,7 +736,7 @@ pub fn run_point(
     // 1. Data.
     let t0 = Instant::now();
     let bios = BioS::build(&cfg.data, cfg.seed)?;
-    let dataset = open_or_write(dir, resuming, |data_dir| {
+    let dataset = open_or_write(dir, resuming, &bios, |data_dir| {
         bios.write(data_dir, |p| {
             info!("generated {}/{} documents", p.done, p.total)
         })?;
@@ -860,8 +1005,8 @@ fn run_corpus(
     let cfg = &p.config;
     let t0 = Instant::now();
     let corpus = dc.build(cfg.seed)?;
-    let dataset = open_or_write(dir, resuming, |data_dir| {
-        write_corpus(corpus.as_ref(), data_dir, 4096, |pr| {
+    let dataset = open_or_write(dir, resuming, corpus.as_ref(), |data_dir| {
+        write_corpus(corpus.as_ref(), data_dir, CORPUS_SHARD_DOCUMENTS, |pr| {
             info!("generated {}/{} documents", pr.done, pr.total)
         })?;
         Ok(())
@@ -923,14 +1068,22 @@ fn run_corpus(
             memorization,
         },
     };
+    // bioD's content is counted in bits of knowledge (perfect-recall bits), not as an entropy rate.
+    let content = if entropy.is_finite() {
+        format!("H = {entropy:.4} bits/token")
+    } else {
+        format!(
+            "perfect-recall bits {:.0}",
+            manifest.fact("perfect_recall_bits").unwrap_or(f64::NAN)
+        )
+    };
     info!(
-        "data: {} corpus, {} documents, {} tokens, vocab {} ({} used), H = {:.4} bits/token, in {:.1}s",
+        "data: {} corpus, {} documents, {} tokens, vocab {} ({} used), {content}, in {:.1}s",
         dc.kind(),
         docs,
         manifest.exposure.tokens,
         manifest.vocab_size,
         manifest.used_vocab,
-        entropy,
         t0.elapsed().as_secs_f64()
     );
     let sources = mixture_sources(&dataset, Some(corpus.as_ref()))?;
@@ -1002,4 +1155,56 @@ fn run_corpus(
     });
     report[key] = value;
     finish_run(dir, &report, &table, started)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use physlab_generators::BioSConfig;
+
+    fn bios(seed: u64) -> BioS {
+        BioS::build(
+            &BioSConfig {
+                people: 20,
+                ..BioSConfig::default()
+            },
+            seed,
+        )
+        .unwrap()
+    }
+
+    /// Resuming reuses the run's own dataset, but one of another seed found in `data/` (copied in from another
+    /// run) is moved aside and this run's is written: it once resumed on the other seed's data ("reusing the
+    /// dataset").
+    #[test]
+    fn a_resumed_run_never_reuses_the_dataset_of_another_recipe() {
+        let d = tempfile::tempdir().unwrap();
+        let (s0, s1) = (bios(0), bios(1));
+        s1.write(&d.path().join("data"), |_| {}).unwrap();
+        let written = std::cell::Cell::new(false);
+        let ds = open_or_write(d.path(), true, &s0, |dir| {
+            written.set(true);
+            s0.write(dir, |_| {})?;
+            Ok(())
+        })
+        .unwrap();
+        assert!(written.get());
+        assert_eq!(ds.manifest.seed, 0);
+        let aside: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("data.incomplete-")
+            })
+            .collect();
+        assert_eq!(aside.len(), 1, "the other dataset is kept, aside");
+        // Its own dataset is reused as it is.
+        let ds = open_or_write(d.path(), true, &s0, |_| {
+            panic!("regenerated its own dataset")
+        })
+        .unwrap();
+        assert_eq!(ds.manifest.seed, 0);
+    }
 }

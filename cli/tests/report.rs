@@ -197,6 +197,9 @@ fn corpus_runs_seeds_and_report() {
     // the value, so p3 ≤ p2; whole-value hits are first-token hits).
     let (ok, _, err) = physlab(&ws, &["run", "bd", "--runs", runs_s]);
     assert!(ok, "{err}");
+    // Its data line counts bits of knowledge; bioD has no entropy rate to print (it once said "H = NaN").
+    assert!(!err.contains("NaN"), "{err}");
+    assert!(err.contains("perfect-recall bits"), "{err}");
     let e = json(&runs.join("bd/base/s0/eval.json"));
     let b = &e["biod"];
     let f = |k: &str| b[k].as_f64().unwrap_or_else(|| panic!("{k} in {b}"));

@@ -113,14 +113,30 @@ impl Plot {
                 y1 = y1.max(g.min(y1 * 4.0));
             }
         }
-        let root = SVGBackend::new(path, (width, height)).into_drawing_area();
+        // Drawn into memory, then written atomically: a failed write never leaves a truncated plot.
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
+            self.render(&root, path, (x0, x1), (y0, y1))?;
+        }
+        physlab_generators::fsio::atomic_write(path, svg.as_bytes())
+            .map_err(|e| format!("writing {}: {e}", path.display()))
+    }
+
+    fn render(
+        &self,
+        root: &DrawingArea<SVGBackend<'_>, Shift>,
+        path: &Path,
+        (x0, x1): (f64, f64),
+        (y0, y1): (f64, f64),
+    ) -> Result<(), String> {
         // On a log axis that spans 1.5 decades or more, label only 1, 2 and 5 times a power of ten.
         let sparse = (self.log_x && x1 / x0 >= 30.0, self.log_y && y1 / y0 >= 30.0);
         let r = match (self.log_x, self.log_y) {
-            (false, false) => self.draw(&root, x0..x1, y0..y1, sparse),
-            (true, false) => self.draw(&root, (x0..x1).log_scale(), y0..y1, sparse),
-            (false, true) => self.draw(&root, x0..x1, (y0..y1).log_scale(), sparse),
-            (true, true) => self.draw(&root, (x0..x1).log_scale(), (y0..y1).log_scale(), sparse),
+            (false, false) => self.draw(root, x0..x1, y0..y1, sparse),
+            (true, false) => self.draw(root, (x0..x1).log_scale(), y0..y1, sparse),
+            (false, true) => self.draw(root, x0..x1, (y0..y1).log_scale(), sparse),
+            (true, true) => self.draw(root, (x0..x1).log_scale(), (y0..y1).log_scale(), sparse),
         };
         r.map_err(|e| format!("plotting {}: {e}", path.display()))?;
         root.present()

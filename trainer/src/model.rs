@@ -230,10 +230,10 @@ impl ModelConfig {
                 self.rotary_fraction
             ));
         }
-        if self.rope_base <= 1.0 {
+        if !self.rope_base.is_finite() || self.rope_base <= 1.0 {
             p.push("model.rope_base must be > 1".into());
         }
-        if self.init_std <= 0.0 {
+        if !self.init_std.is_finite() || self.init_std <= 0.0 {
             p.push("model.init_std must be > 0".into());
         }
         if family == Family::Moe {

@@ -20,6 +20,10 @@ use crate::optim::{clip_grad_norm, AdamW};
 use crate::precision::{Precision, PrecisionScope};
 use crate::schedule::lr_at;
 
+/// The largest `train.exposures` a recipe may ask for (the papers go to 1000; more is a typo, and a budget of
+/// 1e30 exposures would overflow the step count).
+pub const MAX_EXPOSURES: f64 = 1e6;
+
 /// The training part of a recipe. The budget is `exposures` (converted to steps from the dataset's measured
 /// tokens per biography) unless `steps` is set.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -112,11 +116,30 @@ impl Default for TrainConfig {
 impl TrainConfig {
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
-        if self.steps == 0 && (self.exposures.is_nan() || self.exposures <= 0.0) {
+        if self.steps == 0
+            && (self.exposures.is_nan() || self.exposures <= 0.0 || self.exposures > MAX_EXPOSURES)
+        {
             p.push(format!(
-                "train.exposures = {} must be > 0 (or set train.steps)",
+                "train.exposures = {} must lie in (0, {MAX_EXPOSURES}] (or set train.steps)",
                 self.exposures
             ));
+        }
+        // A number that is not finite validates against `> 0` or `≥ 0` and then fails (or never updates) at
+        // run time: every float of the config must be finite.
+        for (k, v) in [
+            ("exposures", self.exposures),
+            ("lr", self.lr),
+            ("min_lr_ratio", self.min_lr_ratio),
+            ("weight_decay", self.weight_decay),
+            ("beta1", self.beta1),
+            ("beta2", self.beta2),
+            ("epsilon", self.epsilon),
+            ("grad_clip", self.grad_clip),
+            ("lora_alpha", self.lora_alpha),
+        ] {
+            if !v.is_finite() {
+                p.push(format!("train.{k} = {v} must be a finite number"));
+            }
         }
         if self.batch_size == 0 {
             p.push("train.batch_size must be ≥ 1".into());
@@ -138,8 +161,14 @@ impl TrainConfig {
                 p.push(format!("train.{k} = {v} must lie in [0, 1)"));
             }
         }
-        if self.weight_decay < 0.0 || self.epsilon <= 0.0 {
-            p.push("train.weight_decay must be ≥ 0 and train.epsilon > 0".into());
+        if self.weight_decay.is_nan() || self.weight_decay < 0.0 {
+            p.push(format!(
+                "train.weight_decay = {} must be ≥ 0",
+                self.weight_decay
+            ));
+        }
+        if self.epsilon.is_nan() || self.epsilon <= 0.0 {
+            p.push(format!("train.epsilon = {} must be > 0", self.epsilon));
         }
         if self.log_every == 0 {
             p.push("train.log_every must be ≥ 1".into());
