@@ -56,6 +56,10 @@ pub const VALUE_SET_STREAM: u64 = 1 << 62;
 pub const VALUE_SETS_IN_MANIFEST: usize = 1 << 16;
 /// Emissions per person must stay below this (the emission is the low 24 bits of its stream index).
 pub const MAX_MULTI: usize = 1 << 24;
+/// The most attributes (and chunks per value) a bioD config may have.
+pub const MAX_ATTRIBUTES: usize = 1 << 12;
+/// The largest value vocabulary (value tokens `v0…`) of a bioD config.
+pub const MAX_VALUE_VOCAB: usize = 1 << 20;
 /// Value-set tokens (K·D·L) held in memory must stay at or below this.
 pub const MAX_VALUE_SET_TOKENS: u128 = 1 << 28;
 
@@ -131,6 +135,19 @@ impl BioDConfig {
         for (key, v) in positive {
             if v == 0 {
                 p.push(format!("data.{key} must be ≥ 1"));
+            }
+        }
+        // Upper bounds far above any experiment's, so that no size derived from them can overflow or allocate
+        // beyond a machine (a vocabulary of 2^63 once overflowed a Vec's capacity while building).
+        for (key, v, max) in [
+            ("people", self.people, crate::MAX_PEOPLE),
+            ("attributes", self.attributes, MAX_ATTRIBUTES),
+            ("chunks", self.chunks, MAX_ATTRIBUTES),
+            ("value_tokens", self.value_tokens, 256),
+            ("vocab", self.vocab, MAX_VALUE_VOCAB),
+        ] {
+            if v > max {
+                p.push(format!("data.{key} = {v} must be ≤ {max}"));
             }
         }
         if self.multi >= MAX_MULTI {

@@ -163,8 +163,26 @@ impl BioSConfig {
     /// Problems with the config, all of them (empty when valid).
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
-        if self.people == 0 {
-            p.push("data.people must be ≥ 1".to_string());
+        if self.people == 0 || self.people > crate::MAX_PEOPLE {
+            p.push(format!(
+                "data.people = {} must be in 1..={}",
+                self.people,
+                crate::MAX_PEOPLE
+            ));
+        }
+        if self.celebrity.people > crate::MAX_PEOPLE {
+            p.push(format!(
+                "data.celebrity.people = {} must be ≤ {}",
+                self.celebrity.people,
+                crate::MAX_PEOPLE
+            ));
+        }
+        if self.junk.people > crate::MAX_PEOPLE as u64 {
+            p.push(format!(
+                "data.junk.people = {} must be ≤ {}",
+                self.junk.people,
+                crate::MAX_PEOPLE
+            ));
         }
         augmentation_problems("data", self.multi, self.permutations, self.permute, &mut p);
         if self.name_sentence >= 6 {

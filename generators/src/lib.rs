@@ -19,6 +19,10 @@ pub mod templates;
 pub mod tokenizer;
 pub mod zipf;
 
+/// The most people a population may have (the papers go to 20M): a larger count is a typo, and sizes derived
+/// from it must stay far from overflowing.
+pub const MAX_PEOPLE: usize = 1 << 28;
+
 pub use bios::{BioS, BioSConfig, RenderedBio};
 pub use corpus::{write_corpus, Corpus, Dataset, Manifest, TokenStream, WindowMixer};
 pub use data::DataConfig;
