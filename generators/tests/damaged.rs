@@ -35,7 +35,8 @@ fn set_offset(dir: &Path, file: &str, slot: usize, value: u64) {
 /// down made it slice `tokens[10..5]` and panic; a truncated or padded index went unnoticed by `peek`.
 #[test]
 fn a_damaged_index_is_an_error_not_a_panic_or_an_abort() {
-    let cases: Vec<(&str, Box<dyn Fn(&Path)>)> = vec![
+    type Damage = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Damage)> = vec![
         (
             "an offset of 2^40",
             Box::new(|d| set_offset(d, "bio-00000.idx", 3, 1 << 40)),
