@@ -19,6 +19,12 @@
 //! Integrity: documents are hashed in fixed blocks of [`BLOCK_DOCS`] (tokens, lengths and prompt lengths); a
 //! shard's sha256 is the hash of its blocks' hashes and the dataset hash covers every block of every stream, so
 //! it does not depend on the shard size. Reading a shard recomputes its blocks' hashes.
+//!
+//! Reading is safe on a damaged folder (issue 17): `Dataset::open` checks the manifest (version, counts that
+//! agree and fit in a file size, file names inside the folder, weights), the vocabulary (sha256 and length) and
+//! the truth table (sha256 and rows); every shard reader checks file sizes against the manifest before it
+//! allocates and offsets against the shard before it slices; [`Dataset::verify`] checks every file. A damaged
+//! file is a `GenError::Dataset` naming it, never a panic (`tests/damaged.rs`, fuzzed by `tests/fuzz.rs`).
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -660,56 +666,569 @@ impl TokenStream {
 pub type Peeked = (Vec<u32>, Option<u32>);
 
 /// A dataset folder: the manifest and the vocabulary; streams load on demand, checked against their hashes.
+///
+/// Reading a damaged folder never panics and never allocates more than the files' real sizes: every reader checks
+/// the manifest's counts against each other and against the files' lengths before it reads, and the offsets of
+/// an index against its shard before it slices. A damaged file is a [`GenError::Dataset`] whose path is the file
+/// and whose one-line message says what is wrong.
 pub struct Dataset {
     pub dir: PathBuf,
     pub manifest: Manifest,
     pub tokenizer: Tokenizer,
 }
 
+/// What [`Dataset::verify`] read and found intact.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VerifyReport {
+    /// Files read and checked against the manifest (vocabulary, truth table, every shard file).
+    pub files: usize,
+    /// Shards whose sha256 matched.
+    pub shards: usize,
+    /// Documents and tokens in those shards.
+    pub documents: u64,
+    pub tokens: u64,
+    /// Bytes read.
+    pub bytes: u64,
+}
+
+/// One shard read back and checked.
+struct Shard {
+    tokens: Vec<u32>,
+    /// Document offsets into `tokens` (documents + 1 values, from 0 to `tokens.len()`, non-decreasing).
+    offsets: Vec<usize>,
+    /// Prompt length per document (empty for a stream without prompts).
+    prompts: Vec<u32>,
+    bytes: u64,
+}
+
 fn read_u32s(b: &[u8]) -> Vec<u32> {
     b.chunks_exact(4)
-        .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect()
 }
 
+/// `s` on one line and at most about 300 characters: control characters escaped (a message may quote a file).
+fn one_line(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if out.len() > 300 {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The error for file `file` of the dataset in `dir`.
+fn damaged(dir: &Path, file: &str, msg: impl AsRef<str>) -> GenError {
+    GenError::Dataset {
+        path: dir.join(file),
+        msg: one_line(msg.as_ref()),
+    }
+}
+
+/// A file name the manifest may refer to: one plain component of the folder (no separator, not hidden, not `..`),
+/// and not the manifest itself.
+fn plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && name != MANIFEST
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Bytes of a shard's files by the manifest's counts: (tokens, index, prompts), `None` if they overflow.
+fn shard_sizes(s: &ShardInfo, prompts: bool) -> Option<(u64, u64, u64)> {
+    Some((
+        s.tokens.checked_mul(4)?,
+        s.documents.checked_add(1)?.checked_mul(8)?,
+        if prompts {
+            s.documents.checked_mul(4)?
+        } else {
+            0
+        },
+    ))
+}
+
+/// Every inconsistency of a manifest that a reader would trip on (counts that disagree, overflow or exceed what
+/// an id can hold, file names outside the folder, weights that are not positive numbers), all of them.
+fn manifest_problems(m: &Manifest) -> Vec<String> {
+    let mut p = Vec::new();
+    if m.vocab_size == 0 || m.vocab_size as u64 > 1 << 32 {
+        p.push(format!(
+            "vocab_size {} (token ids are u32: 1 to 2^32)",
+            m.vocab_size
+        ));
+    }
+    if m.used_vocab > m.vocab_size {
+        p.push(format!(
+            "used_vocab {} exceeds vocab_size {}",
+            m.used_vocab, m.vocab_size
+        ));
+    }
+    for (what, h) in [
+        ("vocab_sha256", &m.vocab_sha256),
+        ("truth_sha256", &m.truth_sha256),
+        ("dataset_hash", &m.dataset_hash),
+    ] {
+        if !is_sha256_hex(h) {
+            p.push(format!("{what} {h:?} is not a sha256 in hex"));
+        }
+    }
+    match &m.truth_file {
+        Some(f) if !plain_file_name(f) || f == "vocab.json" => {
+            p.push(format!("truth_file {f:?} is not a file name in the folder"))
+        }
+        None if m.truth_rows != 0 => {
+            p.push(format!("truth_rows {} without a truth_file", m.truth_rows))
+        }
+        _ => {}
+    }
+    if m.streams.is_empty() {
+        p.push("no streams".into());
+    }
+    let mut files: Vec<&str> = Vec::new();
+    for (i, s) in m.streams.iter().enumerate() {
+        let at = format!("stream {:?}", s.name);
+        if validate_stream_name(&s.name).is_err() {
+            p.push(format!(
+                "{at}: not a stream name (letters, digits, `_`, `-`)"
+            ));
+        }
+        if m.streams[..i].iter().any(|o| o.name == s.name) {
+            p.push(format!("{at} appears twice"));
+        }
+        if !(s.tokens_per_document.is_finite() && s.tokens_per_document >= 0.0) {
+            p.push(format!(
+                "{at}: tokens_per_document {} is not a non-negative number",
+                s.tokens_per_document
+            ));
+        }
+        if !s.materialized {
+            if !s.shards.is_empty() {
+                p.push(format!("{at} is generated on the fly but lists shards"));
+            }
+            continue;
+        }
+        let (mut docs, mut tokens) = (Some(0u64), Some(0u64));
+        for (k, sh) in s.shards.iter().enumerate() {
+            let at = format!("{at}, shard {k}");
+            docs = docs.and_then(|d| d.checked_add(sh.documents));
+            tokens = tokens.and_then(|t| t.checked_add(sh.tokens));
+            if sh.documents == 0 {
+                p.push(format!("{at} has no documents"));
+            }
+            if shard_sizes(sh, s.prompts).is_none() {
+                p.push(format!(
+                    "{at}: {} documents, {} tokens overflow a file size",
+                    sh.documents, sh.tokens
+                ));
+            }
+            if !is_sha256_hex(&sh.sha256) {
+                p.push(format!(
+                    "{at}: sha256 {:?} is not a sha256 in hex",
+                    sh.sha256
+                ));
+            }
+            if sh.prompt_file.is_some() != s.prompts {
+                p.push(format!(
+                    "{at}: prompt_file {:?} but prompts = {}",
+                    sh.prompt_file, s.prompts
+                ));
+            }
+            for f in [
+                Some(&sh.tokens_file),
+                Some(&sh.index_file),
+                sh.prompt_file.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if !plain_file_name(f)
+                    || f == "vocab.json"
+                    || m.truth_file.as_deref() == Some(f.as_str())
+                {
+                    p.push(format!(
+                        "{at}: {f:?} is not a shard file name in the folder"
+                    ));
+                } else if files.contains(&f.as_str()) {
+                    p.push(format!("{at}: {f:?} is listed twice"));
+                }
+                files.push(f);
+            }
+        }
+        if docs != Some(s.documents) {
+            p.push(format!(
+                "{at}: documents {} but its shards hold {}",
+                s.documents,
+                docs.map_or("more than 2^64".into(), |d| d.to_string())
+            ));
+        }
+        if tokens != Some(s.tokens) {
+            p.push(format!(
+                "{at}: tokens {} but its shards hold {}",
+                s.tokens,
+                tokens.map_or("more than 2^64".into(), |t| t.to_string())
+            ));
+        }
+    }
+    if m.mixture.is_empty() {
+        p.push("an empty training mixture".into());
+    }
+    for e in &m.mixture {
+        if m.stream(&e.stream).is_none() {
+            p.push(format!(
+                "the mixture names stream {:?}, which is not listed",
+                e.stream
+            ));
+        }
+        if !(e.weight.is_finite() && e.weight > 0.0) {
+            p.push(format!(
+                "mixture weight {} of {:?} is not a positive number",
+                e.weight, e.stream
+            ));
+        }
+    }
+    if m.stream(&m.exposure.stream).is_none() {
+        p.push(format!(
+            "the exposure counts stream {:?}, which is not listed",
+            m.exposure.stream
+        ));
+    }
+    if !(m.exposure.tokens.is_finite() && m.exposure.tokens >= 0.0) {
+        p.push(format!(
+            "exposure tokens {} is not a non-negative number",
+            m.exposure.tokens
+        ));
+    }
+    p
+}
+
+/// Reads `file` of `dir` whole, after checking that it holds exactly `expected` bytes (the size the manifest's
+/// counts give): the allocation is bounded by both.
+fn read_sized(dir: &Path, file: &str, expected: u64) -> Result<Vec<u8>, GenError> {
+    use std::io::Read;
+    let p = dir.join(file);
+    let f = std::fs::File::open(&p).map_err(|e| GenError::io(&p, e))?;
+    let len = f.metadata().map_err(|e| GenError::io(&p, e))?.len();
+    if len != expected {
+        return Err(damaged(
+            dir,
+            file,
+            format!("{len} bytes; the manifest's counts make it {expected} (truncated or padded)"),
+        ));
+    }
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(expected as usize)
+        .map_err(|_| damaged(dir, file, format!("{expected} bytes do not fit in memory")))?;
+    f.take(expected)
+        .read_to_end(&mut buf)
+        .map_err(|e| GenError::io(&p, e))?;
+    if buf.len() as u64 != expected {
+        return Err(damaged(
+            dir,
+            file,
+            format!(
+                "{} bytes read, {expected} expected (changed while read)",
+                buf.len()
+            ),
+        ));
+    }
+    Ok(buf)
+}
+
+/// The sha256 and the line count of a file, read in pieces (whatever its size).
+fn hash_lines(path: &Path) -> Result<(String, u64, u64), GenError> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| GenError::io(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut lines, mut bytes) = (0u64, 0u64);
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(GenError::io(path, e)),
+        };
+        h.update(&buf[..n]);
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        bytes += n as u64;
+    }
+    Ok((hex(h.finalize()), lines, bytes))
+}
+
 impl Dataset {
+    /// Opens a dataset folder: reads the manifest and checks it (format version, counts, names, numbers), the
+    /// vocabulary (sha256 and length against the manifest's `vocab_size`) and the truth table (sha256 and rows;
+    /// read in pieces, it is small next to the shards). Shards are checked when read.
     pub fn open(dir: &Path) -> Result<Self, GenError> {
+        let bad = |file: &str, msg: String| damaged(dir, file, msg);
         let mpath = dir.join(MANIFEST);
         let text = std::fs::read(&mpath).map_err(|e| GenError::io(&mpath, e))?;
         let value: serde_json::Value =
-            serde_json::from_slice(&text).map_err(|e| GenError::Dataset {
-                path: mpath.clone(),
-                msg: format!("not JSON: {e}"),
-            })?;
+            serde_json::from_slice(&text).map_err(|e| bad(MANIFEST, format!("not JSON: {e}")))?;
         let version = value.get("format_version").and_then(|v| v.as_u64());
-        if version != Some(FORMAT_VERSION as u64) {
-            return Err(GenError::Dataset {
-                path: mpath,
-                msg: format!(
-                    "format_version {version:?}; this build reads {FORMAT_VERSION}: generate the dataset again"
-                ),
-            });
+        match version {
+            Some(v) if v == FORMAT_VERSION as u64 => {}
+            Some(v) if v > FORMAT_VERSION as u64 => {
+                return Err(bad(
+                    MANIFEST,
+                    format!(
+                        "format_version {v} is newer than this build reads ({FORMAT_VERSION}): update physlab"
+                    ),
+                ))
+            }
+            _ => {
+                return Err(bad(
+                    MANIFEST,
+                    format!(
+                        "format_version {}; this build reads {FORMAT_VERSION}: generate the dataset again",
+                        value
+                            .get("format_version")
+                            .map_or("missing".into(), |v| v.to_string())
+                    ),
+                ))
+            }
         }
-        let manifest: Manifest = serde_json::from_value(value).map_err(|e| GenError::Dataset {
-            path: mpath.clone(),
-            msg: format!("bad manifest: {e}"),
-        })?;
-        let vpath = dir.join("vocab.json");
-        let vtext = std::fs::read(&vpath).map_err(|e| GenError::io(&vpath, e))?;
-        if hex(Sha256::digest(&vtext)) != manifest.vocab_sha256 {
-            return Err(GenError::Dataset {
-                path: vpath,
-                msg: "does not match the manifest's vocab_sha256".into(),
-            });
+        let manifest: Manifest = serde_json::from_value(value)
+            .map_err(|e| bad(MANIFEST, format!("bad manifest: {e}")))?;
+        let problems = manifest_problems(&manifest);
+        if !problems.is_empty() {
+            return Err(bad(MANIFEST, problems.join("; ")));
         }
-        let words: Vec<String> = serde_json::from_slice(&vtext).map_err(|e| GenError::Dataset {
-            path: vpath.clone(),
-            msg: e.to_string(),
-        })?;
+        let tokenizer = Self::check_vocab(dir, &manifest)?.1;
+        Self::check_truth(dir, &manifest)?;
         Ok(Dataset {
             dir: dir.to_path_buf(),
             manifest,
-            tokenizer: Tokenizer::from_words(words),
+            tokenizer,
+        })
+    }
+
+    /// vocab.json against the manifest: its sha256, that it is a list of words, and its length. Returns the bytes
+    /// read and the tokenizer.
+    fn check_vocab(dir: &Path, m: &Manifest) -> Result<(u64, Tokenizer), GenError> {
+        let file = "vocab.json";
+        let vpath = dir.join(file);
+        let vtext = std::fs::read(&vpath).map_err(|e| GenError::io(&vpath, e))?;
+        if hex(Sha256::digest(&vtext)) != m.vocab_sha256 {
+            return Err(damaged(
+                dir,
+                file,
+                "does not match the manifest's vocab_sha256",
+            ));
+        }
+        let words: Vec<String> = serde_json::from_slice(&vtext)
+            .map_err(|e| damaged(dir, file, format!("not a list of words: {e}")))?;
+        if words.len() != m.vocab_size {
+            return Err(damaged(
+                dir,
+                file,
+                format!(
+                    "{} words; the manifest's vocab_size is {}: token ids would decode to the wrong words",
+                    words.len(),
+                    m.vocab_size
+                ),
+            ));
+        }
+        Ok((vtext.len() as u64, Tokenizer::from_words(words)))
+    }
+
+    /// The truth table against the manifest: its sha256 and its row count (one row a line). Returns the bytes
+    /// read.
+    fn check_truth(dir: &Path, m: &Manifest) -> Result<u64, GenError> {
+        let Some(file) = &m.truth_file else {
+            if m.truth_sha256 != hex(Sha256::digest(b"")) {
+                return Err(damaged(
+                    dir,
+                    MANIFEST,
+                    "a truth_sha256 without a truth_file",
+                ));
+            }
+            return Ok(0);
+        };
+        let (sha, lines, bytes) = hash_lines(&dir.join(file))?;
+        if sha != m.truth_sha256 {
+            return Err(damaged(
+                dir,
+                file,
+                "does not match the manifest's truth_sha256",
+            ));
+        }
+        if lines != m.truth_rows {
+            return Err(damaged(
+                dir,
+                file,
+                format!(
+                    "{lines} rows; the manifest's truth_rows is {}",
+                    m.truth_rows
+                ),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// The stream `name` if it is stored on disk.
+    fn stored(&self, name: &str) -> Result<&StreamInfo, GenError> {
+        let info = self.manifest.stream(name).ok_or_else(|| {
+            damaged(
+                &self.dir,
+                MANIFEST,
+                format!(
+                    "no stream {name:?}; it has {}",
+                    self.manifest.stream_names()
+                ),
+            )
+        })?;
+        if !info.materialized {
+            return Err(damaged(
+                &self.dir,
+                MANIFEST,
+                format!("stream {name:?} is generated on the fly, not stored"),
+            ));
+        }
+        Ok(info)
+    }
+
+    /// Reads shard `s` of stream `info` and checks it: file sizes against the manifest's counts, offsets (from 0,
+    /// non-decreasing, ending at the shard's last token), the blocks' hashes against the shard's sha256, then
+    /// token ids against the vocabulary and prompt lengths against their documents.
+    fn read_shard(&self, info: &StreamInfo, s: &ShardInfo) -> Result<Shard, GenError> {
+        let dir = &self.dir;
+        let (tsize, isize_, psize) = shard_sizes(s, info.prompts).ok_or_else(|| {
+            damaged(
+                dir,
+                MANIFEST,
+                format!("{}: counts overflow a file size", s.tokens_file),
+            )
+        })?;
+        let prompt_file = match (&s.prompt_file, info.prompts) {
+            (Some(f), true) => Some(f.as_str()),
+            (None, false) => None,
+            _ => {
+                return Err(damaged(
+                    dir,
+                    MANIFEST,
+                    format!("{}: prompt_file disagrees with prompts", s.tokens_file),
+                ))
+            }
+        };
+        // The index first: it is the smallest, and a damaged one is the likeliest.
+        let ib = read_sized(dir, &s.index_file, isize_)?;
+        let tb = read_sized(dir, &s.tokens_file, tsize)?;
+        let prompts = match prompt_file {
+            Some(f) => read_u32s(&read_sized(dir, f, psize)?),
+            None => Vec::new(),
+        };
+        let bytes = (ib.len() + tb.len() + prompts.len() * 4) as u64;
+        let n = s.documents as usize;
+        let total = tb.len() / 4;
+        let mut offsets = Vec::with_capacity(n + 1);
+        for (i, c) in ib.chunks_exact(8).enumerate() {
+            let o = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            let prev = offsets.last().copied().unwrap_or(0);
+            let ok = if i == 0 {
+                o == 0
+            } else {
+                o >= prev as u64 && o <= total as u64 && (i < n || o == total as u64)
+            };
+            if !ok {
+                return Err(damaged(
+                    dir,
+                    &s.index_file,
+                    format!(
+                        "offset {i} is {o}: offsets must rise from 0 to the {total} tokens of {}",
+                        s.tokens_file
+                    ),
+                ));
+            }
+            offsets.push(o as usize);
+        }
+        let lens_fit = offsets
+            .windows(2)
+            .all(|w| u32::try_from(w[1] - w[0]).is_ok());
+        if !lens_fit {
+            return Err(damaged(dir, &s.index_file, "a document over 2^32 tokens"));
+        }
+        let hashes: Vec<[u8; 32]> = (0..n)
+            .step_by(BLOCK_DOCS)
+            .collect::<Vec<_>>()
+            .par_iter()
+            .map(|&a| {
+                let b = (a + BLOCK_DOCS).min(n);
+                let lens: Vec<u32> = (a..b)
+                    .map(|i| (offsets[i + 1] - offsets[i]) as u32)
+                    .collect();
+                let p = if info.prompts {
+                    &prompts[a..b]
+                } else {
+                    &[][..]
+                };
+                block_hash(&tb[offsets[a] * 4..offsets[b] * 4], &lens, p)
+            })
+            .collect();
+        let mut h = Sha256::new();
+        hashes.iter().for_each(|x| h.update(x));
+        if hex(h.finalize()) != s.sha256 {
+            let files = [
+                Some(&s.tokens_file),
+                Some(&s.index_file),
+                s.prompt_file.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(" / ");
+            return Err(damaged(
+                dir,
+                &s.tokens_file,
+                format!("{files} do not match the manifest's sha256"),
+            ));
+        }
+        drop(ib);
+        let tokens = read_u32s(&tb);
+        drop(tb);
+        let vocab = self.manifest.vocab_size as u64;
+        if let Some(t) = tokens.iter().find(|&&t| t as u64 >= vocab) {
+            return Err(damaged(
+                dir,
+                &s.tokens_file,
+                format!("token id {t} outside the vocabulary of {vocab}"),
+            ));
+        }
+        if let Some(i) =
+            (0..prompts.len()).find(|&i| prompts[i] as usize > offsets[i + 1] - offsets[i])
+        {
+            return Err(damaged(
+                dir,
+                prompt_file.unwrap_or(&s.index_file),
+                format!(
+                    "document {i}: a prompt of {} tokens in a document of {}",
+                    prompts[i],
+                    offsets[i + 1] - offsets[i]
+                ),
+            ));
+        }
+        Ok(Shard {
+            tokens,
+            offsets,
+            prompts,
+            bytes,
         })
     }
 
@@ -718,53 +1237,24 @@ impl Dataset {
         self.load_shards(name, usize::MAX)
     }
 
-    /// The first `k` documents of a stored stream, as (tokens, prompt length), read without loading the shard
-    /// (and without checking its hash: for a look, not for training).
+    /// The first `k` documents of a stored stream, as (tokens, prompt length), checked: the manifest records one
+    /// sha256 per shard (over its blocks' hashes), so checking the blocks shown means reading and hashing the
+    /// stream's first shard whole (at most the shard size, `shard_documents`, however large the stream). A stream
+    /// that is missing or generated on the fly gives no documents. [`Dataset::verify`] checks every file.
     pub fn peek(&self, name: &str, k: usize) -> Result<Vec<Peeked>, GenError> {
-        use std::io::{Read, Seek, SeekFrom};
-        let Some(info) = self.manifest.stream(name) else {
+        let Some(info) = self.manifest.stream(name).filter(|s| s.materialized) else {
             return Ok(Vec::new());
         };
         let Some(s) = info.shards.first() else {
             return Ok(Vec::new());
         };
-        let k = k.min(s.documents as usize);
-        let open = |f: &str| {
-            let p = self.dir.join(f);
-            std::fs::File::open(&p).map_err(|e| GenError::io(&p, e))
-        };
-        let mut ib = vec![0u8; (k + 1) * 8];
-        let ip = self.dir.join(&s.index_file);
-        open(&s.index_file)?
-            .read_exact(&mut ib)
-            .map_err(|e| GenError::io(&ip, e))?;
-        let offs: Vec<u64> = ib
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-            .collect();
-        let tp = self.dir.join(&s.tokens_file);
-        let mut tb = vec![0u8; offs[k] as usize * 4];
-        open(&s.tokens_file)?
-            .read_exact(&mut tb)
-            .map_err(|e| GenError::io(&tp, e))?;
-        let toks = read_u32s(&tb);
-        let prompts = match &s.prompt_file {
-            Some(f) => {
-                let mut pb = vec![0u8; k * 4];
-                let pp = self.dir.join(f);
-                let mut file = open(f)?;
-                file.seek(SeekFrom::Start(0))
-                    .map_err(|e| GenError::io(&pp, e))?;
-                file.read_exact(&mut pb).map_err(|e| GenError::io(&pp, e))?;
-                Some(read_u32s(&pb))
-            }
-            None => None,
-        };
+        let shard = self.read_shard(info, s)?;
+        let k = k.min(shard.offsets.len() - 1);
         Ok((0..k)
             .map(|i| {
                 (
-                    toks[offs[i] as usize..offs[i + 1] as usize].to_vec(),
-                    prompts.as_ref().map(|p| p[i]),
+                    shard.tokens[shard.offsets[i]..shard.offsets[i + 1]].to_vec(),
+                    info.prompts.then(|| shard.prompts[i]),
                 )
             })
             .collect())
@@ -772,97 +1262,123 @@ impl Dataset {
 
     /// Loads the first `shards` shards of a stream (all of them: [`Dataset::load`]), checked.
     pub fn load_shards(&self, name: &str, shards: usize) -> Result<TokenStream, GenError> {
-        let err = |msg: String| GenError::Dataset {
-            path: self.dir.clone(),
-            msg,
-        };
-        let info = self.manifest.stream(name).ok_or_else(|| {
-            err(format!(
-                "no stream {name:?}; it has {}",
-                self.manifest.stream_names()
-            ))
-        })?;
-        if !info.materialized {
-            return Err(err(format!(
-                "stream {name:?} is generated on the fly, not stored"
-            )));
+        let info = self.stored(name)?;
+        let chosen = &info.shards[..shards.min(info.shards.len())];
+        // Size the stream from the files' real lengths (checked against the manifest), not from its counts.
+        let mut capacity = 0u64;
+        for s in chosen {
+            let p = self.dir.join(&s.tokens_file);
+            let len = std::fs::metadata(&p)
+                .map_err(|e| GenError::io(&p, e))?
+                .len();
+            if Some(len) != s.tokens.checked_mul(4) {
+                return Err(damaged(
+                    &self.dir,
+                    &s.tokens_file,
+                    format!(
+                        "{len} bytes; the manifest's {} tokens make it {}",
+                        s.tokens,
+                        s.tokens.saturating_mul(4)
+                    ),
+                ));
+            }
+            capacity += s.tokens;
         }
         let mut out = TokenStream {
             name: name.into(),
-            tokens: Vec::with_capacity(info.tokens as usize),
+            tokens: Vec::new(),
             offsets: vec![0],
             prompts: info.prompts.then(Vec::new),
         };
-        for s in info.shards.iter().take(shards) {
-            let read = |f: &str| {
-                let p = self.dir.join(f);
-                std::fs::read(&p).map_err(|e| GenError::io(&p, e))
-            };
-            let tb = read(&s.tokens_file)?;
-            let ib = read(&s.index_file)?;
-            let pb = match &s.prompt_file {
-                Some(f) => read(f)?,
-                None => Vec::new(),
-            };
-            let n = s.documents as usize;
-            let bad =
-                tb.len() % 4 != 0 || ib.len() != (n + 1) * 8 || (info.prompts && pb.len() != n * 4);
-            if bad {
-                return Err(err(format!("{} has a malformed size", s.tokens_file)));
-            }
-            let toks = read_u32s(&tb);
-            let offs: Vec<usize> = ib
-                .chunks_exact(8)
-                .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")) as usize)
-                .collect();
-            let prompts = read_u32s(&pb);
-            if offs[0] != 0
-                || *offs.last().expect("n+1") != toks.len()
-                || offs.windows(2).any(|w| w[0] > w[1])
-            {
-                return Err(err(format!(
-                    "{} / {} do not match the manifest's sha256 (offsets out of range)",
-                    s.tokens_file, s.index_file
-                )));
-            }
-            let hashes: Vec<[u8; 32]> = (0..n)
-                .step_by(BLOCK_DOCS)
-                .collect::<Vec<_>>()
-                .par_iter()
-                .map(|&a| {
-                    let b = (a + BLOCK_DOCS).min(n);
-                    let lens: Vec<u32> = (a..b).map(|i| (offs[i + 1] - offs[i]) as u32).collect();
-                    let p = if info.prompts {
-                        &prompts[a..b]
-                    } else {
-                        &[][..]
-                    };
-                    block_hash(&tb[offs[a] * 4..offs[b] * 4], &lens, p)
-                })
-                .collect();
-            let mut h = Sha256::new();
-            hashes.iter().for_each(|x| h.update(x));
-            if hex(h.finalize()) != s.sha256 {
-                return Err(err(format!(
-                    "{} / {} do not match the manifest's sha256",
-                    s.tokens_file, s.index_file
-                )));
-            }
+        out.tokens
+            .try_reserve_exact(capacity as usize)
+            .map_err(|_| {
+                damaged(
+                    &self.dir,
+                    MANIFEST,
+                    format!("stream {name:?}: {capacity} tokens do not fit in memory"),
+                )
+            })?;
+        for s in chosen {
+            let shard = self.read_shard(info, s)?;
             let base = out.tokens.len();
-            out.tokens.extend_from_slice(&toks);
-            out.offsets.extend(offs[1..].iter().map(|o| base + o));
+            out.tokens.extend_from_slice(&shard.tokens);
+            out.offsets
+                .extend(shard.offsets[1..].iter().map(|o| base + o));
             if let Some(p) = out.prompts.as_mut() {
-                p.extend_from_slice(&prompts);
+                p.extend_from_slice(&shard.prompts);
             }
         }
-        if shards >= info.shards.len() && out.documents() as u64 != info.documents {
-            return Err(err(format!(
-                "stream {name:?}: {} documents on disk, {} in the manifest",
-                out.documents(),
-                info.documents
-            )));
+        if chosen.len() == info.shards.len() && out.documents() as u64 != info.documents {
+            return Err(damaged(
+                &self.dir,
+                MANIFEST,
+                format!(
+                    "stream {name:?}: {} documents on disk, {} in the manifest",
+                    out.documents(),
+                    info.documents
+                ),
+            ));
         }
         Ok(out)
+    }
+
+    /// Checks every file of the dataset against the manifest: the manifest's own consistency, the vocabulary
+    /// (sha256, length), the truth table (sha256, rows) and every shard of every stored stream (sizes, offsets,
+    /// blocks against the shard's sha256, token ids, prompt lengths), one shard in memory at a time. Every file is
+    /// checked even after a damaged one; the error names each damaged file, on one line. For `physlab inspect`,
+    /// and before trusting a copied or old dataset.
+    pub fn verify(&self) -> Result<VerifyReport, GenError> {
+        let mut report = VerifyReport::default();
+        let mut problems: Vec<GenError> = manifest_problems(&self.manifest)
+            .into_iter()
+            .map(|p| damaged(&self.dir, MANIFEST, p))
+            .collect();
+        if problems.is_empty() {
+            match Self::check_vocab(&self.dir, &self.manifest) {
+                Ok((bytes, _)) => {
+                    report.files += 1;
+                    report.bytes += bytes;
+                }
+                Err(e) => problems.push(e),
+            }
+            match Self::check_truth(&self.dir, &self.manifest) {
+                Ok(bytes) => {
+                    report.files += usize::from(self.manifest.truth_file.is_some());
+                    report.bytes += bytes;
+                }
+                Err(e) => problems.push(e),
+            }
+            for info in self.manifest.streams.iter().filter(|s| s.materialized) {
+                for s in &info.shards {
+                    match self.read_shard(info, s) {
+                        Ok(shard) => {
+                            report.files += 2 + usize::from(info.prompts);
+                            report.shards += 1;
+                            report.documents += s.documents;
+                            report.tokens += shard.tokens.len() as u64;
+                            report.bytes += shard.bytes;
+                        }
+                        Err(e) => problems.push(e),
+                    }
+                }
+            }
+        }
+        match problems.len() {
+            0 => Ok(report),
+            1 => Err(problems.remove(0)),
+            n => Err(GenError::Dataset {
+                path: self.dir.clone(),
+                msg: format!(
+                    "{n} damaged files: {}",
+                    problems
+                        .iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            }),
+        }
     }
 }
 
