@@ -1,6 +1,12 @@
 //! The training loop, written by hand (burn's custom-training-loop example): it counts steps, tokens and
 //! exposures, takes the learning rate as a pure function of the step, appends metrics.jsonl and saves a
 //! final checkpoint (safetensors weights + config), complete only once its DONE marker is written.
+//!
+//! Checkpoints are written crash-safe (every file flushed to disk, a temporary folder renamed into place, DONE
+//! last) with a `checksums.json` (sha256 of each file) that every load verifies; a load also checks the model
+//! shape before burn sees a record and that every parameter is finite, so a damaged, foreign or diverged
+//! checkpoint is a one-line error naming it and the file, never a panic or a silently wrong model. `--resume`
+//! takes the newest step checkpoint that loads, reporting each newer one that does not.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -10,6 +16,7 @@ use burn::module::{AutodiffModule, Module};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::{Int, Tensor, TensorData};
 use burn_store::{ModuleSnapshot, SafetensorsStore};
+use physlab_generators::fsio::{atomic_write, sync_dir, sync_file};
 use physlab_generators::WindowMixer;
 use serde::{Deserialize, Serialize};
 
@@ -231,8 +238,14 @@ pub enum TrainError {
     NonFinite { step: usize, loss: f32 },
     #[error("saving the checkpoint to {path}: {msg}")]
     Checkpoint { path: PathBuf, msg: String },
+    /// A finished checkpoint (`checkpoints/final`, or `train.init_from`) that cannot be read or verified.
+    #[error("loading the checkpoint {path}: {msg}")]
+    LoadCheckpoint { path: PathBuf, msg: String },
+    #[error("drawing the initial weights: {0}")]
+    InitialWeights(String),
     #[error("config: {0}")]
     Config(String),
+    /// A step checkpoint that cannot be read or verified, or (with `path` the checkpoints folder) none that can.
     #[error("cannot resume from {path}: {msg}")]
     Resume { path: PathBuf, msg: String },
 }
@@ -385,26 +398,41 @@ pub struct TrainState {
     /// The data cursor: windows drawn from the mixer so far (a resumed run draws and drops as many).
     pub windows: u64,
     /// The logging interval in progress (sum of losses and of gradient norms, steps).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub interval_loss: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub interval_grad_norm: f64,
     /// Sum of the mixture-of-experts load-balancing losses over the interval (0 for other models).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub interval_router: f64,
     pub interval_n: usize,
+    /// Mean loss of the first and of the last logging interval: NaN until the first one ends (JSON `null`).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub first_loss: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub last_loss: f64,
     /// Training seconds before this checkpoint (over all processes).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub elapsed_s: f64,
     pub train: TrainConfig,
     pub shape: GptShape,
 }
 
+/// serde_json writes a non-finite f64 as `null` (a state saved before the first logging interval ended has NaN
+/// losses): `null` reads back as NaN.
+fn f64_or_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// The optimizer the trainer uses on a model.
 pub type Optim<B> = burn::optim::adaptor::OptimizerAdaptor<AdamW, Gpt<B>, B>;
 
-/// The newest complete step checkpoint of a run (`checkpoints/step-*/DONE`), if any.
-pub fn newest_checkpoint(run_dir: &Path) -> Option<PathBuf> {
-    let mut steps: Vec<(usize, PathBuf)> = std::fs::read_dir(run_dir.join("checkpoints"))
-        .ok()?
+/// The complete step checkpoints of a run (`checkpoints/step-NNNNNNNN/DONE`), newest first.
+pub fn complete_checkpoints(run_dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(run_dir.join("checkpoints")) else {
+        return Vec::new();
+    };
+    let mut steps: Vec<(usize, PathBuf)> = entries
         .filter_map(|e| {
             let e = e.ok()?;
             let name = e.file_name().to_string_lossy().to_string();
@@ -413,7 +441,12 @@ pub fn newest_checkpoint(run_dir: &Path) -> Option<PathBuf> {
         })
         .collect();
     steps.sort();
-    steps.pop().map(|s| s.1)
+    steps.into_iter().rev().map(|s| s.1).collect()
+}
+
+/// The newest complete step checkpoint of a run (`checkpoints/step-*/DONE`), if any.
+pub fn newest_checkpoint(run_dir: &Path) -> Option<PathBuf> {
+    complete_checkpoints(run_dir).into_iter().next()
 }
 
 /// Trains a model of `shape` on windows from `data` and saves it under `run_dir/checkpoints/final`, with a
@@ -495,30 +528,74 @@ pub fn train<B: TrainBackend>(
         shape,
     };
     if resume {
-        if let Some(ck) = newest_checkpoint(run_dir) {
-            let (m, o, s) = load_step_checkpoint::<B>(&ck, model, optim, device)?;
-            if s.train != *cfg || s.shape != shape {
+        // The newest complete step checkpoint that verifies and fits this run; a damaged or foreign one is
+        // reported and the next older one tried. Nothing is deleted here.
+        let candidates = complete_checkpoints(run_dir);
+        let mut failures: Vec<String> = Vec::new();
+        let mut resumed = None;
+        for ck in &candidates {
+            let attempt =
+                load_step_checkpoint::<B>(ck, &shape, model.clone(), optimizer(cfg), device)
+                    .and_then(|(m, o, s)| {
+                        if s.train != *cfg {
+                            Err(TrainError::Resume {
+                                path: ck.clone(),
+                                msg: "its train config (state.json) differs from this run's".into(),
+                            })
+                        } else {
+                            Ok((m, o, s))
+                        }
+                    });
+            match attempt {
+                Ok(loaded) => {
+                    resumed = Some((ck.clone(), loaded));
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!("{e}; trying an older checkpoint");
+                    let name = ck.file_name().unwrap_or_default().to_string_lossy();
+                    failures.push(match e {
+                        TrainError::Resume { msg, .. } => format!("{name}: {msg}"),
+                        other => format!("{name}: {other}"),
+                    });
+                }
+            }
+        }
+        match resumed {
+            Some((ck, (m, o, s))) => {
+                model = if lora.any() {
+                    m.map(&mut FreezeAllButLora::new())
+                } else {
+                    m
+                };
+                optim = o;
+                data.fast_forward(s.windows, t + 1);
+                tracing::info!(
+                    "resumed from {} (step {}/{}, {} windows replayed)",
+                    ck.display(),
+                    s.step,
+                    total,
+                    s.windows
+                );
+                st = s;
+            }
+            None if !candidates.is_empty() => {
                 return Err(TrainError::Resume {
-                    path: ck,
-                    msg: "its train config or model shape differs from this run's".into(),
+                    path: run_dir.join("checkpoints"),
+                    msg: format!(
+                        "none of its {} complete step checkpoints loads (all are kept): {}",
+                        candidates.len(),
+                        failures.join("; ")
+                    ),
                 });
             }
-            model = if lora.any() {
-                m.map(&mut FreezeAllButLora::new())
-            } else {
-                m
-            };
-            optim = o;
-            data.fast_forward(s.windows, t + 1);
-            tracing::info!(
-                "resumed from {} (step {}/{}, {} windows replayed)",
-                ck.display(),
-                s.step,
-                total,
-                s.windows
-            );
-            st = s;
+            None => tracing::info!(
+                "no complete step checkpoint in {}: training from step 0",
+                run_dir.join("checkpoints").display()
+            ),
         }
+        // Lines after the step resumed from were written before the run stopped: they are written again.
+        truncate_metrics(&run_dir.join("metrics.jsonl"), st.step)?;
     }
     let resumed_from = st.step;
 
@@ -646,8 +723,176 @@ pub fn train<B: TrainBackend>(
     ))
 }
 
-/// Writes `checkpoints/step-NNNNNNNN/{model.bin, optimizer.bin, state.json, DONE}` through a temporary
-/// folder and a rename (DONE written last), then removes all but the newest `keep` complete step checkpoints.
+/// The files of a step checkpoint that its checksums.json covers (DONE and checksums.json aside).
+pub const STEP_FILES: [&str; 3] = ["model.bin", "optimizer.bin", "state.json"];
+/// The files of a final checkpoint that its checksums.json covers (DONE and checksums.json aside).
+pub const FINAL_FILES: [&str; 3] = ["model.safetensors", "config.json", "state.json"];
+/// The file, written after every other file and before DONE, holding the sha256 of each of them.
+pub const CHECKSUMS: &str = "checksums.json";
+
+/// checksums.json: file name → sha256 (lowercase hex) of that file of the checkpoint folder.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Checksums {
+    sha256: std::collections::BTreeMap<String, String>,
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut h)?;
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Writes `dir/checksums.json` for `files` (already written and flushed to disk).
+fn write_checksums(dir: &Path, files: &[&str]) -> Result<(), TrainError> {
+    let mut sha256 = std::collections::BTreeMap::new();
+    for f in files {
+        let p = dir.join(f);
+        sha256.insert(f.to_string(), sha256_file(&p).map_err(io(&p))?);
+    }
+    let p = dir.join(CHECKSUMS);
+    atomic_write(
+        &p,
+        &serde_json::to_vec_pretty(&Checksums { sha256 }).expect("json"),
+    )
+    .map_err(io(&p))
+}
+
+/// Checks the checkpoint folder `dir` against its checksums.json, which must list each of `files` (and every file
+/// it lists must match). `Ok(false)`: no checksums.json, a checkpoint written before physlab recorded checksums,
+/// which is read without verification (warned). `Err`: a one-line reason naming the file.
+fn verify_checksums(dir: &Path, files: &[&str]) -> Result<bool, String> {
+    let p = dir.join(CHECKSUMS);
+    let text = match std::fs::read(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::warn!(
+                "{}: no {CHECKSUMS} (written by an older physlab): its files cannot be verified",
+                dir.display()
+            );
+            return Ok(false);
+        }
+        Err(e) => return Err(format!("{CHECKSUMS}: {e}")),
+    };
+    let sums: Checksums = serde_json::from_slice(&text).map_err(|e| format!("{CHECKSUMS}: {e}"))?;
+    if let Some(f) = files.iter().find(|f| !sums.sha256.contains_key(**f)) {
+        return Err(format!("{CHECKSUMS} does not list {f}"));
+    }
+    for (f, want) in &sums.sha256 {
+        // Names come from the file: only plain file names inside the checkpoint are followed.
+        if f.contains(['/', '\\']) || f.starts_with('.') {
+            return Err(format!(
+                "{CHECKSUMS} lists {f:?}, not a file of the checkpoint"
+            ));
+        }
+        let got = sha256_file(&dir.join(f)).map_err(|e| format!("{f}: {e}"))?;
+        if got != *want {
+            return Err(format!(
+                "{f}: its sha256 {got} differs from {want} recorded in {CHECKSUMS} when the checkpoint was \
+                 written (the file was changed or damaged since)"
+            ));
+        }
+    }
+    Ok(true)
+}
+
+/// Each float parameter's dotted name and dims, and (if asked) the first non-finite value found.
+struct ParamScan {
+    path: Vec<String>,
+    shapes: Vec<(String, Vec<usize>)>,
+    check_finite: bool,
+    non_finite: Option<String>,
+}
+
+impl<B: burn::tensor::backend::Backend> burn::module::ModuleVisitor<B> for ParamScan {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
+        let name = self.path.join(".");
+        let t = param.val();
+        let dims = t.dims().to_vec();
+        if self.check_finite && self.non_finite.is_none() {
+            let data = t.into_data();
+            let bad = data.iter::<f32>().enumerate().find(|(_, v)| !v.is_finite());
+            if let Some((i, v)) = bad {
+                self.non_finite = Some(format!(
+                    "parameter {name} {dims:?} holds {v} at element {i}: the weights are not finite"
+                ));
+            }
+        }
+        self.shapes.push((name, dims));
+    }
+}
+
+fn scan_params<B: burn::tensor::backend::Backend>(model: &Gpt<B>, check_finite: bool) -> ParamScan {
+    let mut s = ParamScan {
+        path: Vec::new(),
+        shapes: Vec::new(),
+        check_finite,
+        non_finite: None,
+    };
+    model.visit(&mut s);
+    s
+}
+
+fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "burn panicked".into())
+}
+
+/// One line: a library's multi-line message joined with "; ".
+fn one_line(s: &str) -> String {
+    s.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Keeps the lines of metrics.jsonl up to `step` (atomically): a resumed run writes the later steps again.
+/// Lines that do not parse (a line cut short by a crash) are dropped too.
+fn truncate_metrics(path: &Path, step: usize) -> Result<(), TrainError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(path)(e)),
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let (mut kept, mut dropped) = (String::new(), 0usize);
+    for line in text.lines() {
+        let s = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v.get("step")?.as_u64());
+        match s {
+            Some(s) if s as usize <= step => {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+            _ => dropped += 1,
+        }
+    }
+    if dropped > 0 {
+        atomic_write(path, kept.as_bytes()).map_err(io(path))?;
+        tracing::info!(
+            "{}: {dropped} lines after step {step} dropped (they are written again)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Writes `checkpoints/step-NNNNNNNN/{model.bin, optimizer.bin, state.json, checksums.json, DONE}` into a
+/// temporary folder (each file flushed to disk, checksums.json after the files it covers, DONE last), renames it
+/// into place and flushes `checkpoints/`, then removes all but the newest `keep` complete step checkpoints.
 pub fn save_step_checkpoint<B: TrainBackend>(
     model: &Gpt<B>,
     optim: &Optim<B>,
@@ -665,6 +910,7 @@ pub fn save_step_checkpoint<B: TrainBackend>(
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
     }
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    sync_dir(run_dir).map_err(io(run_dir))?;
     // burn's record keeps each parameter's id, which keys the optimizer's moments: both are written with it.
     let weights = tmp.join("model");
     BinFileRecorder::<FullPrecisionSettings>::default()
@@ -680,14 +926,13 @@ pub fn save_step_checkpoint<B: TrainBackend>(
             path: opt.clone(),
             msg: e.to_string(),
         })?;
-    let state = tmp.join("state.json");
-    std::fs::write(&state, serde_json::to_vec_pretty(st).expect("json")).map_err(io(&state))?;
-    let marker = tmp.join("DONE");
-    std::fs::write(&marker, b"").map_err(io(&marker))?;
-    if dst.exists() {
-        std::fs::remove_dir_all(&dst).map_err(io(&dst))?;
+    for f in ["model.bin", "optimizer.bin"] {
+        let p = tmp.join(f);
+        sync_file(&p).map_err(io(&p))?;
     }
-    std::fs::rename(&tmp, &dst).map_err(io(&dst))?;
+    let state = tmp.join("state.json");
+    atomic_write(&state, &serde_json::to_vec_pretty(st).expect("json")).map_err(io(&state))?;
+    finish_checkpoint(&tmp, &dst, &STEP_FILES)?;
     // Keep the newest `keep` complete step checkpoints; drop older ones and leftovers of interrupted writes.
     let mut complete: Vec<(usize, PathBuf)> = Vec::new();
     for e in std::fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
@@ -710,15 +955,35 @@ pub fn save_step_checkpoint<B: TrainBackend>(
     Ok(dst)
 }
 
-/// Loads a step checkpoint into `model` and `optim` (which must have the checkpoint's shape).
+/// Completes the temporary checkpoint folder `tmp` whose `files` are written and flushed: checksums.json, DONE,
+/// the folder flushed, renamed to `dst` (replacing an older one of the same name), the parent flushed.
+fn finish_checkpoint(tmp: &Path, dst: &Path, files: &[&str]) -> Result<(), TrainError> {
+    write_checksums(tmp, files)?;
+    let marker = tmp.join("DONE");
+    atomic_write(&marker, b"").map_err(io(&marker))?;
+    sync_dir(tmp).map_err(io(tmp))?;
+    if dst.exists() {
+        std::fs::remove_dir_all(dst).map_err(io(dst))?;
+    }
+    std::fs::rename(tmp, dst).map_err(io(dst))?;
+    let parent = dst.parent().unwrap_or(Path::new("."));
+    sync_dir(parent).map_err(io(parent))
+}
+
+/// Loads a step checkpoint into `model` and `optim`, which must have `shape`. The checkpoint is verified first
+/// (DONE; checksums.json, or a warning for one written before it existed; the model shape in state.json), and the
+/// loaded weights after (each parameter's dims, all finite): every failure is a one-line `TrainError::Resume`
+/// naming the folder and the file.
 pub fn load_step_checkpoint<B: TrainBackend>(
     dir: &Path,
+    shape: &GptShape,
     model: Gpt<B>,
     optim: Optim<B>,
     device: &B::Device,
 ) -> Result<(Gpt<B>, Optim<B>, TrainState), TrainError> {
     use burn::optim::Optimizer;
     use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+    use std::panic::{catch_unwind, AssertUnwindSafe};
     let fail = |msg: String| TrainError::Resume {
         path: dir.to_path_buf(),
         msg,
@@ -726,23 +991,63 @@ pub fn load_step_checkpoint<B: TrainBackend>(
     if !dir.join("DONE").exists() {
         return Err(fail("incomplete checkpoint (no DONE marker)".into()));
     }
-    let sp = dir.join("state.json");
-    let text = std::fs::read(&sp).map_err(io(&sp))?;
+    verify_checksums(dir, &STEP_FILES).map_err(fail)?;
+    let text =
+        std::fs::read(dir.join("state.json")).map_err(|e| fail(format!("state.json: {e}")))?;
     let st: TrainState =
         serde_json::from_slice(&text).map_err(|e| fail(format!("state.json: {e}")))?;
+    if st.shape != *shape {
+        return Err(fail(format!(
+            "state.json records a model of shape {:?}, this run's model has shape {:?}",
+            st.shape, shape
+        )));
+    }
+    let expected = scan_params(&model, false).shapes;
     let model_record = BinFileRecorder::<FullPrecisionSettings>::default()
         .load(dir.join("model"), device)
-        .map_err(|e| fail(format!("model.bin: {e}")))?;
-    let model = model.load_record(model_record);
+        .map_err(|e| fail(format!("model.bin: {}", one_line(&e.to_string()))))?;
+    // burn panics on a record of another structure; state.json's shape rules that out for checkpoints whose files
+    // verify, and this catches an unverifiable (older) one whose model.bin is foreign.
+    let model =
+        catch_unwind(AssertUnwindSafe(|| model.load_record(model_record))).map_err(|p| {
+            fail(format!(
+                "model.bin does not fit the model: {}",
+                one_line(&panic_text(p))
+            ))
+        })?;
+    let loaded = scan_params(&model, true);
+    if let Some(((name, want), (_, got))) =
+        expected.iter().zip(&loaded.shapes).find(|(a, b)| a != b)
+    {
+        return Err(fail(format!(
+            "model.bin: parameter {name} has dims {got:?}, the model {want:?}"
+        )));
+    }
+    if expected.len() != loaded.shapes.len() {
+        return Err(fail(format!(
+            "model.bin holds {} parameters, the model {}",
+            loaded.shapes.len(),
+            expected.len()
+        )));
+    }
+    if let Some(m) = loaded.non_finite {
+        return Err(fail(format!("model.bin: {m}")));
+    }
     let record = BinFileRecorder::<FullPrecisionSettings>::default()
         .load(dir.join("optimizer"), device)
-        .map_err(|e| fail(format!("optimizer.bin: {e}")))?;
-    let optim = optim.load_record(record);
+        .map_err(|e| fail(format!("optimizer.bin: {}", one_line(&e.to_string()))))?;
+    let optim = catch_unwind(AssertUnwindSafe(|| optim.load_record(record))).map_err(|p| {
+        fail(format!(
+            "optimizer.bin does not fit the model: {}",
+            one_line(&panic_text(p))
+        ))
+    })?;
     Ok((model, optim, st))
 }
 
-/// Writes `checkpoints/final/{model.safetensors, config.json, state.json}` into a temporary folder, then the
-/// DONE marker, then renames the folder into place: a checkpoint without DONE is never read.
+/// Writes `checkpoints/final/{model.safetensors, config.json, state.json, checksums.json}` into a temporary
+/// folder (each file flushed to disk), then the DONE marker, then renames the folder into place: a checkpoint
+/// without DONE is never read.
 pub fn save_checkpoint<B: burn::tensor::backend::Backend>(
     model: &Gpt<B>,
     shape: &GptShape,
@@ -757,6 +1062,7 @@ pub fn save_checkpoint<B: burn::tensor::backend::Backend>(
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
     }
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    sync_dir(run_dir).map_err(io(run_dir))?;
     let weights = tmp.join("model.safetensors");
     let mut store = SafetensorsStore::from_file(&weights).metadata("physlab.model", "gpt2-rotary");
     model
@@ -765,17 +1071,14 @@ pub fn save_checkpoint<B: burn::tensor::backend::Backend>(
             path: weights.clone(),
             msg: e.to_string(),
         })?;
+    drop(store);
+    sync_file(&weights).map_err(io(&weights))?;
     let cfg = tmp.join("config.json");
-    std::fs::write(&cfg, serde_json::to_vec_pretty(shape).expect("json")).map_err(io(&cfg))?;
+    atomic_write(&cfg, &serde_json::to_vec_pretty(shape).expect("json")).map_err(io(&cfg))?;
     let state = tmp.join("state.json");
     let st = serde_json::json!({ "step": step, "tokens": tokens });
-    std::fs::write(&state, serde_json::to_vec_pretty(&st).expect("json")).map_err(io(&state))?;
-    let marker = tmp.join("DONE");
-    std::fs::write(&marker, b"").map_err(io(&marker))?;
-    if dst.exists() {
-        std::fs::remove_dir_all(&dst).map_err(io(&dst))?;
-    }
-    std::fs::rename(&tmp, &dst).map_err(io(&dst))?;
+    atomic_write(&state, &serde_json::to_vec_pretty(&st).expect("json")).map_err(io(&state))?;
+    finish_checkpoint(&tmp, &dst, &FINAL_FILES)?;
     Ok(dst)
 }
 
@@ -792,10 +1095,7 @@ pub fn init_model<B: burn::tensor::backend::Backend>(
     let cpu_device = Default::default();
     crate::Cpu::seed(&cpu_device, seed);
     let cpu: Gpt<crate::Cpu> = shape.init(&cpu_device);
-    let fail = |msg: String| TrainError::Checkpoint {
-        path: PathBuf::from("<initial weights>"),
-        msg,
-    };
+    let fail = TrainError::InitialWeights;
     let mut store = SafetensorsStore::from_bytes(None);
     cpu.save_into(&mut store).map_err(|e| fail(e.to_string()))?;
     let bytes = store.get_bytes().map_err(|e| fail(e.to_string()))?;
@@ -806,35 +1106,61 @@ pub fn init_model<B: burn::tensor::backend::Backend>(
     Ok(model)
 }
 
-/// Loads a checkpoint written by [`save_checkpoint`]; refuses one without its DONE marker.
+/// Loads a checkpoint written by [`save_checkpoint`]. Refuses one without its DONE marker, one whose files do
+/// not match its checksums.json (one written before checksums existed loads with a warning), weights whose
+/// tensors do not fit the model of its config.json, and weights that are not all finite: each a one-line
+/// `TrainError::LoadCheckpoint` naming the folder and the file.
 pub fn load_checkpoint<B: burn::tensor::backend::Backend>(
     dir: &Path,
     device: &B::Device,
 ) -> Result<(Gpt<B>, GptShape), TrainError> {
+    let fail = |msg: String| TrainError::LoadCheckpoint {
+        path: dir.to_path_buf(),
+        msg,
+    };
     if !dir.join("DONE").exists() {
-        return Err(TrainError::Checkpoint {
-            path: dir.to_path_buf(),
-            msg: "incomplete checkpoint (no DONE marker)".into(),
-        });
+        return Err(fail("incomplete checkpoint (no DONE marker)".into()));
     }
-    let cfg = dir.join("config.json");
-    let text = std::fs::read(&cfg).map_err(io(&cfg))?;
-    let shape: GptShape = serde_json::from_slice(&text).map_err(|e| TrainError::Checkpoint {
-        path: cfg.clone(),
-        msg: e.to_string(),
-    })?;
+    verify_checksums(dir, &FINAL_FILES).map_err(fail)?;
+    let text =
+        std::fs::read(dir.join("config.json")).map_err(|e| fail(format!("config.json: {e}")))?;
+    let shape: GptShape =
+        serde_json::from_slice(&text).map_err(|e| fail(format!("config.json: {e}")))?;
     let mut model = shape.init::<B>(device);
     let weights = dir.join("model.safetensors");
-    let mut store = SafetensorsStore::from_file(&weights);
-    model
+    // burn-store refuses a tensor of other dims; missing and extra tensors are refused here (a partial load would
+    // keep random initial weights, and extra tensors mean the weights are another model's).
+    let mut store = SafetensorsStore::from_file(&weights).allow_partial(true);
+    let applied = model
         .load_from(&mut store)
-        .map_err(|e| TrainError::Checkpoint {
-            path: weights.clone(),
-            msg: e.to_string(),
-        })?;
+        .map_err(|e| fail(format!("model.safetensors: {}", one_line(&e.to_string()))))?;
+    let listed = |v: &[String]| {
+        let mut s = v.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+        if v.len() > 3 {
+            s.push_str(&format!(" … ({} in all)", v.len()));
+        }
+        s
+    };
+    let missing: Vec<String> = applied.missing.iter().map(|(p, _)| p.clone()).collect();
+    if !missing.is_empty() {
+        return Err(fail(format!(
+            "model.safetensors lacks tensors of the model in config.json: {}",
+            listed(&missing)
+        )));
+    }
+    if !applied.unused.is_empty() {
+        return Err(fail(format!(
+            "model.safetensors holds tensors the model in config.json does not have: {}",
+            listed(&applied.unused)
+        )));
+    }
     // burn-store keeps the file's dtype; the lab computes in f32 on every backend, so a file written in another
     // float dtype (bf16 or f16 by an older GPU build, or by another tool) is converted as it loads.
-    Ok((model.map(&mut ToF32), shape))
+    let model = model.map(&mut ToF32);
+    if let Some(m) = scan_params(&model, true).non_finite {
+        return Err(fail(format!("model.safetensors: {m}")));
+    }
+    Ok((model, shape))
 }
 
 /// Casts every float parameter that is not f32 to f32 (keeping its id and trainability).
