@@ -65,7 +65,8 @@ enum Command {
         #[arg(long)]
         jsonl: bool,
     },
-    /// Print a dataset's manifest (facts, streams, mixture) and sample documents.
+    /// Check a dataset against its manifest (every shard's sha256, the vocabulary, the truth table), then print
+    /// the manifest (facts, streams, mixture) and sample documents.
     Inspect {
         /// A dataset folder.
         dir: PathBuf,
@@ -322,7 +323,18 @@ fn real_main() -> Result<()> {
         },
         Command::Inspect { dir, samples } => {
             let ds = physlab_generators::Dataset::open(&dir)?;
-            generate::print_summary(&ds, samples)
+            // Everything shown is checked first: every shard against its sha256, the vocabulary and the truth table.
+            let v = ds.verify()?;
+            generate::print_summary(&ds, samples)?;
+            println!(
+                "  verified    {} files ({} shards, {} documents, {} tokens, {:.1} MB) against the manifest",
+                v.files,
+                v.shards,
+                v.documents,
+                v.tokens,
+                v.bytes as f64 / 1e6
+            );
+            Ok(())
         }
         Command::Export { dir, out, force } => {
             let ds = physlab_generators::Dataset::open(&dir)?;

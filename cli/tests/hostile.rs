@@ -334,3 +334,31 @@ train.steps = 2
     assert_eq!(m["kind"], "bioD", "{stdout}");
     assert_eq!(m["config"]["people"], 30);
 }
+
+/// `inspect` checks what it shows: a shard with one flipped byte is refused naming the shard (it used to print
+/// samples from it), and an intact dataset says how much it verified.
+#[test]
+fn inspect_verifies_before_it_shows() {
+    let d = tempfile::tempdir().unwrap();
+    let ws = workspace(d.path(), "[dataset.small]\npeople = 20\n");
+    let (ok, _, err) = physlab_in(d.path(), &ws, &["generate", "small", "--out", "ds"]);
+    assert!(ok, "{err}");
+    let (ok, stdout, err) = physlab_in(d.path(), &ws, &["inspect", "ds"]);
+    assert!(ok, "{err}");
+    assert!(
+        stdout.contains("verified") && stdout.contains("against the manifest"),
+        "{stdout}"
+    );
+    let shard = d.path().join("ds/bio-00000.tok");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    bytes[10] ^= 0x01;
+    std::fs::write(&shard, bytes).unwrap();
+    let (ok, stdout, err) = physlab_in(d.path(), &ws, &["inspect", "ds"]);
+    assert!(!ok, "{stdout}");
+    assert!(err.contains("bio-00000.tok"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        !stdout.contains("[0]"),
+        "showed a sample of a damaged shard: {stdout}"
+    );
+}
