@@ -614,10 +614,22 @@ pub fn write_corpus(
     };
     let mpath = dir.join(MANIFEST);
     let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
-    // The manifest goes last, through a rename: a folder with a manifest is a complete dataset.
-    let tmp = dir.join("manifest.json.tmp");
-    std::fs::write(&tmp, json).map_err(|e| GenError::io(&tmp, e))?;
-    std::fs::rename(&tmp, &mpath).map_err(|e| GenError::io(&mpath, e))?;
+    // The manifest goes last, through a rename: a folder with a manifest is a complete dataset. Every file it
+    // names is flushed to disk first, so a power cut cannot leave a manifest over files that never reached it.
+    let mut files = vec!["vocab.json".to_string()];
+    files.extend(manifest.truth_file.clone());
+    for st in &manifest.streams {
+        for sh in &st.shards {
+            files.push(sh.tokens_file.clone());
+            files.push(sh.index_file.clone());
+            files.extend(sh.prompt_file.clone());
+        }
+    }
+    for f in &files {
+        let p = dir.join(f);
+        crate::fsio::sync_file(&p).map_err(|e| GenError::io(&p, e))?;
+    }
+    crate::fsio::atomic_write(&mpath, &json).map_err(|e| GenError::io(&mpath, e))?;
     Ok(manifest)
 }
 
