@@ -214,13 +214,9 @@ pub fn print_summary(ds: &Dataset, samples: usize) -> Result<()> {
     Ok(())
 }
 
-/// Every stored document as one JSON line: `{"stream", "doc", "text"}` plus `"prompt"` and `"answer"` for
-/// question documents. The ground-truth table is already JSONL (`people.jsonl`).
-///
-/// The output is written to a temporary file beside `path` and renamed over it once complete. `path` may not be
-/// a file the dataset is read from (its manifest, vocabulary, truth table, shards or indexes: anything in the
-/// dataset folder but a previous `text.jsonl`), and an existing file is replaced only with `force`.
-pub fn export_jsonl(ds: &Dataset, path: &Path, force: bool) -> Result<u64> {
+/// Where an export of `ds` may write `path`: its absolute path, after refusing a path inside the dataset folder
+/// (one of its own files, except the export names in `own`), a folder, or an existing file without `force`.
+fn export_target(ds: &Dataset, path: &Path, own: &[&str], force: bool) -> Result<PathBuf> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -237,13 +233,15 @@ pub fn export_jsonl(ds: &Dataset, path: &Path, force: bool) -> Result<u64> {
         .canonicalize()
         .with_context(|| format!("reading {}", ds.dir.display()))?;
     let target = target.canonicalize().unwrap_or(target);
-    if target.starts_with(&data) && target != data.join("text.jsonl") {
+    let allowed = |t: &Path| own.iter().any(|o| t == data.join(o));
+    if target.starts_with(&data) && !allowed(&target) {
         bail!(
             "export --out {}: that is inside the dataset folder {} and could be one of its own files; write the \
-             export elsewhere (or to {}/text.jsonl)",
+             export elsewhere (or to {}/{})",
             path.display(),
             ds.dir.display(),
-            ds.dir.display()
+            ds.dir.display(),
+            own.join(" or ")
         );
     }
     if target.is_dir() {
@@ -258,40 +256,305 @@ pub fn export_jsonl(ds: &Dataset, path: &Path, force: bool) -> Result<u64> {
             path.display()
         );
     }
+    Ok(target)
+}
+
+/// Writes `bytes` produced by `write` to `target` through a temporary file in its folder (fsync, rename, fsync of
+/// the folder): an interrupted export leaves no partial file.
+fn write_through_temp(
+    target: &Path,
+    write: impl FnOnce(std::fs::File) -> Result<std::fs::File>,
+) -> Result<()> {
+    let dir = target.parent().expect("an absolute file path");
     let tmp = tempfile::Builder::new()
         .prefix(".physlab-export-")
-        .tempfile_in(&canon_parent)
-        .with_context(|| format!("creating a temporary file in {}", canon_parent.display()))?;
-    let mut w = BufWriter::new(tmp);
-    let mut n = 0u64;
-    for s in ds.manifest.streams.iter().filter(|s| s.materialized) {
-        let st = ds.load(&s.name)?;
-        for i in 0..st.documents() {
-            let mut row = serde_json::Map::new();
-            row.insert("stream".into(), s.name.clone().into());
-            row.insert("doc".into(), i.into());
-            row.insert("text".into(), ds.tokenizer.decode(st.document(i)).into());
-            if let Some((p, a)) = st.question(i) {
-                row.insert("prompt".into(), ds.tokenizer.decode(p).into());
-                row.insert("answer".into(), ds.tokenizer.decode(a).into());
-            }
-            serde_json::to_writer(&mut w, &row)?;
-            w.write_all(b"\n")?;
-            n += 1;
-        }
-    }
-    let tmp = w
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.persist(&target)
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    let (file, tmp_path) = tmp.into_parts();
+    let file = write(file)?;
+    file.sync_all()
+        .with_context(|| format!("writing {}", target.display()))?;
+    tmp_path
+        .persist(target)
         .map_err(|e| e.error)
-        .with_context(|| format!("writing {}", path.display()))?;
-    physlab_generators::fsio::sync_dir(&canon_parent)
-        .with_context(|| format!("writing {}", path.display()))?;
+        .with_context(|| format!("writing {}", target.display()))?;
+    physlab_generators::fsio::sync_dir(dir).with_context(|| format!("writing {}", target.display()))
+}
+
+/// The documents of `ds` as Parquet, readable by `datasets.load_dataset("parquet", data_files=…)`:
+/// `documents.parquet` (stream, doc, person, text, prompt, answer: one row a stored document; `person` is the row
+/// of the ground-truth table the document is about, where the data has people; `prompt`/`answer` for questions)
+/// and, where the dataset has one, `truth.parquet` (the ground-truth table, one row a person, its columns typed
+/// from the JSON rows). Returns (documents, truth rows).
+pub fn export_parquet(ds: &Dataset, out: &Path, force: bool) -> Result<(u64, u64)> {
+    use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+    use std::sync::Arc;
+
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let docs_target = export_target(
+        ds,
+        &out.join("documents.parquet"),
+        &["parquet/documents.parquet"],
+        force,
+    )?;
+    let truth_target = match &ds.manifest.truth_file {
+        Some(_) => Some(export_target(
+            ds,
+            &out.join("truth.parquet"),
+            &["parquet/truth.parquet"],
+            force,
+        )?),
+        None => None,
+    };
+    // The generator, built again from the manifest, names each document's person; it must render the stored
+    // documents, which is checked on each stream's first one.
+    let corpus = physlab_generators::DataConfig::from_manifest(&ds.manifest)
+        .and_then(|c| c.build(ds.manifest.seed))
+        .ok();
+    let spec_index = |name: &str| {
+        corpus
+            .as_ref()
+            .and_then(|c| c.streams().iter().position(|s| s.name == name))
+    };
+    let props = Arc::new(WriterProperties::builder().build());
+    let schema = Arc::new(parse_message_type(
+        "message documents { REQUIRED BYTE_ARRAY stream (UTF8); REQUIRED INT64 doc; OPTIONAL INT64 person; \
+         REQUIRED BYTE_ARRAY text (UTF8); OPTIONAL BYTE_ARRAY prompt (UTF8); OPTIONAL BYTE_ARRAY answer (UTF8); }",
+    )?);
+    let mut n_docs = 0u64;
+    write_through_temp(&docs_target, |file| {
+        let mut w = SerializedFileWriter::new(file, schema, props.clone())?;
+        for s in ds.manifest.streams.iter().filter(|s| s.materialized) {
+            let st = ds.load(&s.name)?;
+            let n = st.documents();
+            // The person column only where the rebuilt generator renders this stream's stored documents.
+            let person_of = match (corpus.as_ref(), spec_index(&s.name)) {
+                (Some(c), Some(k)) if n > 0 => {
+                    let mut first = Vec::new();
+                    c.render(k, 0, &mut first);
+                    (first == st.document(0)).then_some((c, k))
+                }
+                _ => None,
+            };
+            if person_of.is_none() && corpus.is_some() {
+                tracing::warn!("stream {}: the person column is left empty (its documents could not be matched to the generator)", s.name);
+            }
+            let mut rg = w.next_row_group()?;
+            let strings = |f: &dyn Fn(usize) -> Option<String>| -> (Vec<ByteArray>, Vec<i16>) {
+                let mut vals = Vec::new();
+                let mut defs = Vec::with_capacity(n);
+                for i in 0..n {
+                    match f(i) {
+                        Some(v) => {
+                            vals.push(ByteArray::from(v.into_bytes()));
+                            defs.push(1);
+                        }
+                        None => defs.push(0),
+                    }
+                }
+                (vals, defs)
+            };
+            let mut col = rg.next_column()?.context("the stream column")?;
+            let stream_vals: Vec<ByteArray> =
+                (0..n).map(|_| ByteArray::from(s.name.as_str())).collect();
+            col.typed::<ByteArrayType>()
+                .write_batch(&stream_vals, None, None)?;
+            col.close()?;
+            let mut col = rg.next_column()?.context("the doc column")?;
+            let docs: Vec<i64> = (0..n as i64).collect();
+            col.typed::<Int64Type>().write_batch(&docs, None, None)?;
+            col.close()?;
+            let mut col = rg.next_column()?.context("the person column")?;
+            let person: Vec<Option<i64>> = (0..n)
+                .map(|i| {
+                    person_of
+                        .and_then(|(c, k)| c.document_person(k, i as u64))
+                        .map(|p| p as i64)
+                })
+                .collect();
+            let persons: Vec<i64> = person.iter().flatten().copied().collect();
+            let defs: Vec<i16> = person.iter().map(|p| p.is_some() as i16).collect();
+            col.typed::<Int64Type>()
+                .write_batch(&persons, Some(&defs), None)?;
+            col.close()?;
+            let mut col = rg.next_column()?.context("the text column")?;
+            let texts: Vec<ByteArray> = (0..n)
+                .map(|i| ByteArray::from(ds.tokenizer.decode(st.document(i)).into_bytes()))
+                .collect();
+            col.typed::<ByteArrayType>()
+                .write_batch(&texts, None, None)?;
+            col.close()?;
+            for part in 0..2 {
+                let (vals, defs) = strings(&|i| {
+                    st.question(i)
+                        .map(|(p, a)| ds.tokenizer.decode(if part == 0 { p } else { a }))
+                });
+                let mut col = rg.next_column()?.context("the prompt/answer column")?;
+                col.typed::<ByteArrayType>()
+                    .write_batch(&vals, Some(&defs), None)?;
+                col.close()?;
+            }
+            rg.close()?;
+            n_docs += n as u64;
+        }
+        Ok(w.into_inner()?)
+    })?;
+    let mut n_truth = 0u64;
+    if let (Some(target), Some(name)) = (truth_target, &ds.manifest.truth_file) {
+        let path = ds.dir.join(name);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let rows: Vec<serde_json::Map<String, serde_json::Value>> = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| {
+                serde_json::from_str(l)
+                    .with_context(|| format!("{}, line {}", path.display(), i + 1))
+            })
+            .collect::<Result<_>>()?;
+        n_truth = rows.len() as u64;
+        write_truth_parquet(&target, &rows, props)?;
+    }
+    Ok((n_docs, n_truth))
+}
+
+/// The ground-truth table as Parquet: one column a key of its first row, INT64 / DOUBLE / BOOLEAN / UTF8 by that
+/// row's JSON type (arrays and objects as JSON text); a value of another type in a later row is written as null.
+fn write_truth_parquet(
+    target: &Path,
+    rows: &[serde_json::Map<String, serde_json::Value>],
+    props: std::sync::Arc<parquet::file::properties::WriterProperties>,
+) -> Result<()> {
+    use parquet::data_type::{BoolType, ByteArray, ByteArrayType, DoubleType, Int64Type};
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+    use serde_json::Value;
+    #[derive(Clone, Copy)]
+    enum Kind {
+        Int,
+        Float,
+        Bool,
+        Text,
+    }
+    let first = rows.first().cloned().unwrap_or_default();
+    let cols: Vec<(String, Kind)> = first
+        .iter()
+        .map(|(k, v)| {
+            let kind = match v {
+                Value::Number(n) if n.is_i64() => Kind::Int,
+                Value::Number(_) => Kind::Float,
+                Value::Bool(_) => Kind::Bool,
+                _ => Kind::Text,
+            };
+            (k.clone(), kind)
+        })
+        .collect();
+    if cols
+        .iter()
+        .any(|(k, _)| !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    {
+        bail!(
+            "{}: a column name of the truth table is not a plain identifier",
+            target.display()
+        );
+    }
+    let fields: Vec<String> = cols
+        .iter()
+        .map(|(k, kind)| match kind {
+            Kind::Int => format!("OPTIONAL INT64 {k};"),
+            Kind::Float => format!("OPTIONAL DOUBLE {k};"),
+            Kind::Bool => format!("OPTIONAL BOOLEAN {k};"),
+            Kind::Text => format!("OPTIONAL BYTE_ARRAY {k} (UTF8);"),
+        })
+        .collect();
+    let schema = std::sync::Arc::new(parse_message_type(&format!(
+        "message truth {{ {} }}",
+        fields.join(" ")
+    ))?);
+    write_through_temp(target, |file| {
+        let mut w = SerializedFileWriter::new(file, schema, props)?;
+        let mut rg = w.next_row_group()?;
+        for (k, kind) in &cols {
+            let vals = rows.iter().map(|r| r.get(k));
+            let defs: Vec<i16> = vals
+                .clone()
+                .map(|v| match (kind, v) {
+                    (Kind::Int, Some(Value::Number(n))) if n.is_i64() => 1,
+                    (Kind::Float, Some(Value::Number(_))) => 1,
+                    (Kind::Bool, Some(Value::Bool(_))) => 1,
+                    (Kind::Text, Some(v)) if !v.is_null() => 1,
+                    _ => 0,
+                })
+                .collect();
+            let mut col = rg.next_column()?.context("a truth column")?;
+            match kind {
+                Kind::Int => {
+                    let v: Vec<i64> = vals.filter_map(|v| v.and_then(Value::as_i64)).collect();
+                    col.typed::<Int64Type>()
+                        .write_batch(&v, Some(&defs), None)?;
+                }
+                Kind::Float => {
+                    let v: Vec<f64> = vals.filter_map(|v| v.and_then(Value::as_f64)).collect();
+                    col.typed::<DoubleType>()
+                        .write_batch(&v, Some(&defs), None)?;
+                }
+                Kind::Bool => {
+                    let v: Vec<bool> = vals.filter_map(|v| v.and_then(Value::as_bool)).collect();
+                    col.typed::<BoolType>().write_batch(&v, Some(&defs), None)?;
+                }
+                Kind::Text => {
+                    let v: Vec<ByteArray> = vals
+                        .filter(|v| v.is_some_and(|v| !v.is_null()))
+                        .map(|v| match v.expect("filtered") {
+                            Value::String(s) => ByteArray::from(s.as_str()),
+                            other => ByteArray::from(other.to_string().into_bytes()),
+                        })
+                        .collect();
+                    col.typed::<ByteArrayType>()
+                        .write_batch(&v, Some(&defs), None)?;
+                }
+            }
+            col.close()?;
+        }
+        rg.close()?;
+        Ok(w.into_inner()?)
+    })
+}
+
+/// Every stored document as one JSON line: `{"stream", "doc", "text"}` plus `"prompt"` and `"answer"` for
+/// question documents. The ground-truth table is already JSONL (`people.jsonl`).
+///
+/// The output is written to a temporary file beside `path` and renamed over it once complete. `path` may not be
+/// a file the dataset is read from (its manifest, vocabulary, truth table, shards or indexes: anything in the
+/// dataset folder but a previous `text.jsonl`), and an existing file is replaced only with `force`.
+pub fn export_jsonl(ds: &Dataset, path: &Path, force: bool) -> Result<u64> {
+    let target = export_target(ds, path, &["text.jsonl"], force)?;
+    let mut n = 0u64;
+    write_through_temp(&target, |file| {
+        let mut w = BufWriter::new(file);
+        for s in ds.manifest.streams.iter().filter(|s| s.materialized) {
+            let st = ds.load(&s.name)?;
+            for i in 0..st.documents() {
+                let mut row = serde_json::Map::new();
+                row.insert("stream".into(), s.name.clone().into());
+                row.insert("doc".into(), i.into());
+                row.insert("text".into(), ds.tokenizer.decode(st.document(i)).into());
+                if let Some((p, a)) = st.question(i) {
+                    row.insert("prompt".into(), ds.tokenizer.decode(p).into());
+                    row.insert("answer".into(), ds.tokenizer.decode(a).into());
+                }
+                serde_json::to_writer(&mut w, &row)?;
+                w.write_all(b"\n")?;
+                n += 1;
+            }
+        }
+        w.into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("writing {}", path.display()))
+    })?;
     Ok(n)
 }
 

@@ -74,10 +74,15 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         samples: usize,
     },
-    /// Write every document of a dataset as JSON lines (text, and prompt/answer for questions).
+    /// Write every document of a dataset as JSON lines (text, and prompt/answer for questions), or as Parquet
+    /// (documents.parquet with stream, doc, person, text, prompt, answer; truth.parquet, the ground truth).
     Export {
         dir: PathBuf,
-        /// Output file (default: <dir>/text.jsonl). Never a file of the dataset itself.
+        /// jsonl (one file) or parquet (a folder of two files, for `datasets.load_dataset("parquet", …)`).
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+        /// Output file for jsonl (default: <dir>/text.jsonl), folder for parquet (default: <dir>/parquet). Never a
+        /// file of the dataset itself.
         #[arg(long)]
         out: Option<PathBuf>,
         /// Replace an existing output file.
@@ -160,6 +165,12 @@ enum Command {
         #[arg(long, default_value = "runs")]
         runs: PathBuf,
     },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum ExportFormat {
+    Jsonl,
+    Parquet,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -336,11 +347,36 @@ fn real_main() -> Result<()> {
             );
             Ok(())
         }
-        Command::Export { dir, out, force } => {
+        Command::Export {
+            dir,
+            format,
+            out,
+            force,
+        } => {
             let ds = physlab_generators::Dataset::open(&dir)?;
-            let out = out.unwrap_or_else(|| dir.join("text.jsonl"));
-            let n = generate::export_jsonl(&ds, &out, force)?;
-            println!("{n} documents → {}", out.display());
+            match format {
+                ExportFormat::Jsonl => {
+                    let out = out.unwrap_or_else(|| dir.join("text.jsonl"));
+                    let n = generate::export_jsonl(&ds, &out, force)?;
+                    println!("{n} documents → {}", out.display());
+                }
+                ExportFormat::Parquet => {
+                    let out = out.unwrap_or_else(|| dir.join("parquet"));
+                    let (docs, truth) = generate::export_parquet(&ds, &out, force)?;
+                    println!(
+                        "{docs} documents → {}/documents.parquet{}",
+                        out.display(),
+                        if truth > 0 {
+                            format!(
+                                ", {truth} ground-truth rows → {}/truth.parquet",
+                                out.display()
+                            )
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
+            }
             Ok(())
         }
         Command::Sample {

@@ -702,6 +702,10 @@ impl Corpus for BioD {
         }]
     }
 
+    fn document_person(&self, _stream: usize, doc: u64) -> Option<u64> {
+        Some(doc / self.config.multi as u64)
+    }
+
     fn render(&self, stream: usize, doc: u64, out: &mut Vec<u32>) -> u32 {
         debug_assert_eq!(stream, 0, "bioD has one stream");
         let multi = self.config.multi as u64;

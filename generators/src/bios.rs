@@ -763,27 +763,45 @@ impl Corpus for BioS {
         self.stream_kinds().into_iter().map(|s| s.1).collect()
     }
 
+    fn document_person(&self, stream: usize, doc: u64) -> Option<u64> {
+        let c = &self.config;
+        Some(match self.stream_kinds()[stream].0 {
+            // Emission `doc / N` of person `doc % N`.
+            StreamKind::Bio if c.fresh => doc % c.people as u64,
+            StreamKind::Bio => doc / (c.multi as u64 * c.permutations as u64),
+            StreamKind::Celebrity => {
+                let cel = &c.celebrity;
+                c.people as u64 + doc / (cel.multi as u64 * cel.permutations as u64)
+            }
+            StreamKind::Junk => (c.people + c.celebrity.people) as u64 + doc % c.junk.people,
+            StreamKind::Task(i) => self.task_person(i, doc),
+        })
+    }
+
     fn render(&self, stream: usize, doc: u64, out: &mut Vec<u32>) -> u32 {
         let c = &self.config;
         let kinds = self.stream_kinds();
+        let person = || {
+            self.document_person(stream, doc)
+                .expect("every bioS document has a person")
+        };
         match kinds[stream].0 {
             StreamKind::Bio if c.fresh => {
                 // Emission `doc / N` of person `doc % N`: fresh templates and order each time.
                 let n = c.people as u64;
-                self.push_bio(doc % n, doc / n, 0, true, self.style(), out);
+                self.push_bio(person(), doc / n, 0, true, self.style(), out);
                 0
             }
             StreamKind::Bio => {
                 let (m, pp) = (c.multi as u64, c.permutations as u64);
-                let person = doc / (m * pp);
                 let entry = (doc / pp) % m;
-                self.push_bio(person, entry, doc % pp, c.permute, self.style(), out);
+                self.push_bio(person(), entry, doc % pp, c.permute, self.style(), out);
                 0
             }
             StreamKind::Celebrity => {
                 let cel = &c.celebrity;
                 let (m, pp) = (cel.multi as u64, cel.permutations as u64);
-                let person = c.people as u64 + doc / (m * pp);
+                let person = person();
                 let entry = (doc / pp) % m;
                 let style = Style {
                     fullname: cel.fullname,
@@ -795,7 +813,7 @@ impl Corpus for BioS {
             }
             StreamKind::Junk => {
                 let n = c.junk.people;
-                let person = (c.people + c.celebrity.people) as u64 + doc % n;
+                let person = person();
                 let style = Style {
                     fullname: c.fullname,
                     name_sentence: 0,

@@ -119,6 +119,11 @@ pub trait Corpus: Sync {
     /// Exact facts about the content (bits of knowledge, entropy rate…), from the measured streams.
     fn facts(&self, measured: &[StreamSummary]) -> serde_json::Value;
     /// The ground-truth table's file name and row count, if the corpus has one.
+    /// The person (row of the truth table) document `doc` of stream `stream` is about, where there is one: a
+    /// biography's subject, a question's person. `None` for corpora without people.
+    fn document_person(&self, _stream: usize, _doc: u64) -> Option<u64> {
+        None
+    }
     fn truth(&self) -> Option<(&'static str, u64)> {
         None
     }

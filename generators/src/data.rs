@@ -36,6 +36,21 @@ impl Default for DataConfig {
 pub const KINDS: &[&str] = &["bioS", "bioD", "zipf", "markov", "uniform"];
 
 impl DataConfig {
+    /// The config a dataset was written from, read back from its manifest (`kind` and `config`), so that its
+    /// generator can be built again (e.g. to name the person of each stored document).
+    pub fn from_manifest(manifest: &crate::corpus::Manifest) -> Result<Self, GenError> {
+        let mut v = manifest.config.clone();
+        let obj = v
+            .as_object_mut()
+            .ok_or_else(|| GenError::Config("the manifest's config is not a table".to_string()))?;
+        obj.insert(
+            "kind".into(),
+            serde_json::Value::String(manifest.kind.clone()),
+        );
+        serde_json::from_value(v)
+            .map_err(|e| GenError::Config(format!("the manifest's config: {e}")))
+    }
+
     /// The default config of `kind`, or `None` for an unknown kind.
     pub fn default_for(kind: &str) -> Option<Self> {
         match kind {

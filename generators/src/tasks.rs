@@ -557,14 +557,25 @@ impl BioS {
 
     /// Question stream `i` (in [`Tasks::streams`] order), document `doc`: appends it and returns the prompt
     /// length.
+    /// The person document `doc` of task stream `i` asks about (the first of a comparison's two).
+    pub(crate) fn task_person(&self, i: usize, doc: u64) -> u64 {
+        let (_, task, train) = self.tasks.layout()[i].clone();
+        match task {
+            None => self.tasks.qa_people(train).0 + doc / 6,
+            Some(t) => {
+                let cfg = &self.tasks.list[t];
+                self.tasks.split(train).0 + (doc / cfg.forms()) / cfg.per_person as u64
+            }
+        }
+    }
+
     pub(crate) fn render_task(&self, i: usize, doc: u64, out: &mut Vec<u32>) -> u32 {
         let (_, task, train) = self.tasks.layout()[i].clone();
-        let offset = self.tasks.split(train).0;
         let ids = &self.tasks.ids;
         let start = out.len();
+        let person = self.task_person(i, doc);
         match task {
             None => {
-                let person = self.tasks.qa_people(train).0 + doc / 6;
                 let a = (doc % 6) as usize;
                 let p = self.population.person(person);
                 for w in QA_TEMPLATES[a].split(' ') {
@@ -589,7 +600,6 @@ impl BioS {
                     HintForm::Both => doc % 2 == 1,
                 };
                 let local = doc / forms;
-                let person = offset + local / cfg.per_person as u64;
                 let rep = local % cfg.per_person as u64;
                 let p = self.population.person(person);
                 out.push(ids.get(if hint { "<hint>" } else { "<direct>" }));
