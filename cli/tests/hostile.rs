@@ -6,22 +6,12 @@
 //! naming the key, file or path, with nothing lost.
 
 use std::path::Path;
-use std::process::Command;
+
+mod common;
 
 /// (success, stdout, stderr) of `physlab --workspace ws args…`, run in `cwd`.
 fn physlab_in(cwd: &Path, ws: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_physlab"))
-        .current_dir(cwd)
-        .arg("--workspace")
-        .arg(ws)
-        .args(args)
-        .output()
-        .expect("runs the binary");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    common::physlab_in(Some(cwd), ws, args)
 }
 
 const TINY: &str = r#"

@@ -4,7 +4,6 @@
 //! SVG plots. The t-test's p-value is checked against the closed form of Student's t with 2 degrees of freedom.
 
 use std::path::Path;
-use std::process::Command;
 
 const WORKSPACE: &str = r#"
 [experiment.mem]
@@ -90,18 +89,10 @@ fn workspace(fit_min_rmax: f64) -> String {
     WORKSPACE.replace("FIT_MIN_RMAX", &format!("{fit_min_rmax:?}"))
 }
 
+mod common;
+
 fn physlab(ws: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_physlab"))
-        .arg("--workspace")
-        .arg(ws)
-        .args(args)
-        .output()
-        .expect("runs the binary");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    common::physlab_in(None, ws, args)
 }
 
 fn json(path: &Path) -> serde_json::Value {

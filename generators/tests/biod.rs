@@ -7,20 +7,8 @@ use std::path::Path;
 use physlab_generators::biod::{biod_bit_terms, biod_bits, BioD, BioDConfig};
 use physlab_generators::corpus::{write_corpus, Corpus, Dataset, BLOCK_DOCS};
 
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().to_string_lossy().to_string(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
-}
+mod common;
+use common::files;
 
 fn small(people: usize) -> BioDConfig {
     BioDConfig {

@@ -9,20 +9,8 @@ use physlab_generators::people::Attribute;
 use physlab_generators::pools::{PoolFiles, Pools};
 use physlab_generators::templates::Templates;
 
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().to_string_lossy().to_string(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
-}
+mod common;
+use common::files;
 
 fn config(people: usize) -> BioSConfig {
     BioSConfig {

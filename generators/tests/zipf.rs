@@ -11,20 +11,8 @@ use physlab_generators::zipf::{
     zipf_entropy_bits, zipf_probabilities, Uniform, UniformConfig, Zipf, ZipfConfig,
 };
 
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().to_string_lossy().to_string(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect();
-    v.sort();
-    v
-}
+mod common;
+use common::files;
 
 fn write(c: &dyn Corpus, dir: &Path, shard: u64) -> Manifest {
     write_corpus(c, dir, shard, |_| {}).unwrap()

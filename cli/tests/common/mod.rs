@@ -1,0 +1,25 @@
+//! What the end-to-end tests of the binary share.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::Command;
+
+/// (success, stdout, stderr) of `physlab --workspace ws args…`, run in `cwd` (the package folder when None).
+pub fn physlab_in(cwd: Option<&Path>, ws: &Path, args: &[&str]) -> (bool, String, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_physlab"));
+    if let Some(d) = cwd {
+        c.current_dir(d);
+    }
+    let out = c
+        .arg("--workspace")
+        .arg(ws)
+        .args(args)
+        .output()
+        .expect("runs the binary");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
