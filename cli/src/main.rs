@@ -3,6 +3,7 @@
 
 mod bench;
 mod generate;
+mod lease;
 mod probe;
 mod recipe;
 mod report;
@@ -48,6 +49,9 @@ enum Command {
         /// Continue an unfinished run of the same config from its newest complete checkpoint.
         #[arg(long)]
         resume: bool,
+        /// When another process holds a run folder, wait for it instead of refusing.
+        #[arg(long)]
+        wait: bool,
         /// Where to train: cpu (burn-flex) or cuda (needs `--features cuda` and an NVIDIA driver).
         #[arg(long, value_enum, default_value = "cpu")]
         backend: run::BackendKind,
@@ -271,12 +275,22 @@ fn real_main() -> Result<()> {
             runs,
             dry_run,
             resume,
+            wait,
             backend,
         } => {
             let ws = recipe::Workspace::load(&cli.workspace)?;
             let sets = recipe::parse_sets(&sets)?;
             let points = ws.points(&experiment, &sets)?;
-            run::run_experiment(&experiment, &points, point, &runs, dry_run, resume, backend)
+            run::run_experiment(
+                &experiment,
+                &points,
+                point,
+                &runs,
+                dry_run,
+                resume,
+                backend,
+                wait,
+            )
         }
         Command::Generate {
             name,

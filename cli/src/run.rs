@@ -467,6 +467,7 @@ pub fn predicted_runtime(
     ))
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn run_experiment(
     experiment: &str,
     points: &[Point],
@@ -475,6 +476,7 @@ pub fn run_experiment(
     dry_run: bool,
     resume: bool,
     backend: BackendKind,
+    wait: bool,
 ) -> Result<()> {
     let selected: Vec<&Point> = match only {
         Some(i) => vec![points
@@ -522,7 +524,7 @@ pub fn run_experiment(
             .join(experiment)
             .join(&p.name)
             .join(format!("s{}", p.seed));
-        run_point(experiment, p, &dir, resume, backend)?;
+        run_point(experiment, p, &dir, resume, backend, wait)?;
     }
     Ok(())
 }
@@ -673,7 +675,10 @@ pub fn run_point(
     dir: &Path,
     resume: bool,
     backend: BackendKind,
+    wait: bool,
 ) -> Result<()> {
+    // One owner at a time, taken before anything is read or written (released when this returns).
+    let _lease = crate::lease::RunLease::acquire(dir, wait)?;
     let title = format!("{experiment} / {} / seed {}", p.name, p.seed);
     if dir.join("DONE").exists() {
         if !same_config(dir, &p.config) {
