@@ -13,13 +13,35 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 /// How often a holder refreshes its lease.
 pub const HEARTBEAT: Duration = Duration::from_secs(30);
 /// A lease not refreshed for this long is stale: its holder is taken to be dead.
 pub const STALE: Duration = Duration::from_secs(300);
+
+/// The refusal when another live process holds a run folder (a worker skips such a run).
+#[derive(Debug)]
+pub struct InUse {
+    pub dir: PathBuf,
+    pub holder: String,
+}
+
+impl std::fmt::Display for InUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is in use by {}: two processes on one run folder would corrupt it; wait for it with --wait (a \
+             holder on another host that is gone is taken over once its heartbeat is {} s old)",
+            self.dir.display(),
+            self.holder,
+            STALE.as_secs()
+        )
+    }
+}
+
+impl std::error::Error for InUse {}
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct LeaseInfo {
@@ -125,12 +147,11 @@ impl RunLease {
                 let _ = file.unlock();
             }
             if !wait {
-                bail!(
-                    "{} is in use by {holder}: two processes on one run folder would corrupt it; wait for it with \
-                     --wait (a holder on another host that is gone is taken over once its heartbeat is {} s old)",
-                    dir.display(),
-                    STALE.as_secs()
-                );
+                return Err(InUse {
+                    dir: dir.to_path_buf(),
+                    holder,
+                }
+                .into());
             }
             if !announced {
                 tracing::info!("{} is in use by {holder}: waiting for it", dir.display());

@@ -9,6 +9,7 @@ mod recipe;
 mod report;
 mod run;
 mod sample;
+mod sweep;
 
 use std::path::PathBuf;
 
@@ -37,9 +38,13 @@ enum Command {
         /// Override a recipe key: `--set train.exposures=50` (highest precedence).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
-        /// Run only the point with this index (see `physlab validate <experiment>`).
-        #[arg(long)]
+        /// Run only the point with this index (see `physlab plan <experiment>`).
+        #[arg(long, alias = "index")]
         point: Option<usize>,
+        /// Take the index from the scheduler: SLURM_ARRAY_TASK_ID (Slurm job arrays) or JOB_COMPLETION_INDEX
+        /// (Kubernetes indexed jobs).
+        #[arg(long, conflicts_with = "point")]
+        index_from_env: bool,
         /// Where run folders go.
         #[arg(long, default_value = "runs")]
         runs: PathBuf,
@@ -53,6 +58,27 @@ enum Command {
         #[arg(long)]
         wait: bool,
         /// Where to train: cpu (burn-flex) or cuda (needs `--features cuda` and an NVIDIA driver).
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: run::BackendKind,
+    },
+    /// The runs of an experiment by index: point, seed, folder, tokens, steps and state (done, running, stale,
+    /// unfinished, pending), with progress and ETA. Reads only: safe while workers run.
+    #[command(alias = "status")]
+    Plan {
+        experiment: String,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        #[arg(long, default_value = "runs")]
+        runs: PathBuf,
+    },
+    /// Claim and run the experiment's runs that no live process holds (resuming unfinished ones), until none is
+    /// left. Start one per machine or GPU on a shared runs folder: they drain the sweep with no coordinator.
+    Worker {
+        experiment: String,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        #[arg(long, default_value = "runs")]
+        runs: PathBuf,
         #[arg(long, value_enum, default_value = "cpu")]
         backend: run::BackendKind,
     },
@@ -273,11 +299,27 @@ fn real_main() -> Result<()> {
             sets,
             point,
             runs,
+            index_from_env,
             dry_run,
             resume,
             wait,
             backend,
         } => {
+            let point = if index_from_env {
+                let (var, v) = ["SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX"]
+                    .iter()
+                    .find_map(|k| std::env::var(k).ok().map(|v| (*k, v)))
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--index-from-env: neither SLURM_ARRAY_TASK_ID nor JOB_COMPLETION_INDEX is set"
+                        )
+                    })?;
+                Some(v.trim().parse::<usize>().map_err(|_| {
+                    anyhow::anyhow!("--index-from-env: {var} = {v:?} is not an index")
+                })?)
+            } else {
+                point
+            };
             let ws = recipe::Workspace::load(&cli.workspace)?;
             let sets = recipe::parse_sets(&sets)?;
             let points = ws.points(&experiment, &sets)?;
@@ -291,6 +333,25 @@ fn real_main() -> Result<()> {
                 backend,
                 wait,
             )
+        }
+        Command::Plan {
+            experiment,
+            sets,
+            runs,
+        } => {
+            let ws = recipe::Workspace::load(&cli.workspace)?;
+            let points = ws.points(&experiment, &recipe::parse_sets(&sets)?)?;
+            sweep::print_plan(&experiment, &run::with_runs(&points, &runs), &runs)
+        }
+        Command::Worker {
+            experiment,
+            sets,
+            runs,
+            backend,
+        } => {
+            let ws = recipe::Workspace::load(&cli.workspace)?;
+            let points = ws.points(&experiment, &recipe::parse_sets(&sets)?)?;
+            sweep::worker(&experiment, &run::with_runs(&points, &runs), &runs, backend).map(|_| ())
         }
         Command::Generate {
             name,

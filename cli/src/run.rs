@@ -485,18 +485,7 @@ pub fn run_experiment(
         None => points.iter().collect(),
     };
     // `{runs}` in train.init_from is the --runs folder, so a finetune finds the pretraining run wherever runs go.
-    let selected: Vec<Point> = selected
-        .into_iter()
-        .map(|p| {
-            let mut p = p.clone();
-            p.config.train.init_from = p
-                .config
-                .train
-                .init_from
-                .replace("{runs}", &runs.display().to_string());
-            p
-        })
-        .collect();
+    let selected: Vec<Point> = with_runs(&selected.into_iter().cloned().collect::<Vec<_>>(), runs);
     for p in &selected {
         info!("{}", plan_line(p)?);
         // On a GPU the activations live in its memory, which this check does not know.
@@ -520,13 +509,39 @@ pub fn run_experiment(
     }
     backend.check()?;
     for p in &selected {
-        let dir = runs
-            .join(experiment)
-            .join(&p.name)
-            .join(format!("s{}", p.seed));
-        run_point(experiment, p, &dir, resume, backend, wait)?;
+        run_point(
+            experiment,
+            p,
+            &run_dir(runs, experiment, p),
+            resume,
+            backend,
+            wait,
+        )?;
     }
     Ok(())
+}
+
+/// `runs/<experiment>/<point>/s<seed>`.
+pub fn run_dir(runs: &Path, experiment: &str, p: &Point) -> PathBuf {
+    runs.join(experiment)
+        .join(&p.name)
+        .join(format!("s{}", p.seed))
+}
+
+/// `{runs}` in a finetune's `train.init_from` is the --runs folder.
+pub fn with_runs(points: &[Point], runs: &Path) -> Vec<Point> {
+    points
+        .iter()
+        .map(|p| {
+            let mut p = p.clone();
+            p.config.train.init_from = p
+                .config
+                .train
+                .init_from
+                .replace("{runs}", &runs.display().to_string());
+            p
+        })
+        .collect()
 }
 
 fn git_sha() -> String {

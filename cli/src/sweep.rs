@@ -1,0 +1,187 @@
+//! A sweep on many machines (issue 16): `physlab plan` / `status` (index → point, seed, folder, tokens, state,
+//! ETA; they read, never lock) and `physlab worker`, which claims runs by their lease, runs them and exits when
+//! none is left, so any number of workers on hosts that share the runs folder drain a sweep with no coordinator.
+
+use std::path::Path;
+
+use anyhow::Result;
+use tracing::info;
+
+use crate::lease::{is_fresh, read_lease, InUse};
+use crate::recipe::Point;
+use crate::run::{plan, run_dir, run_point, BackendKind};
+
+/// Where a run stands, read from its folder without taking its lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Done,
+    /// A live holder's lease (a fresh heartbeat, and on this host a live pid).
+    Running,
+    /// A lease whose holder is gone: the next run or worker takes it over and resumes.
+    Stale,
+    /// A folder without DONE and without a holder (stopped, failed or killed): `--resume` continues it.
+    Unfinished,
+    Pending,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Done => "done",
+            State::Running => "running",
+            State::Stale => "stale",
+            State::Unfinished => "unfinished",
+            State::Pending => "pending",
+        }
+    }
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists (and may be signalled).
+    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+pub fn state(dir: &Path) -> State {
+    if dir.join("DONE").exists() {
+        return State::Done;
+    }
+    if let Some(l) = read_lease(dir) {
+        let alive = if l.host == crate::lease::hostname() {
+            pid_alive(l.pid)
+        } else {
+            is_fresh(&l)
+        };
+        return if alive { State::Running } else { State::Stale };
+    }
+    if dir.exists() {
+        State::Unfinished
+    } else {
+        State::Pending
+    }
+}
+
+/// The last metrics line of a run: (step, elapsed seconds).
+fn progress(dir: &Path) -> Option<(f64, f64)> {
+    let text = std::fs::read_to_string(dir.join("metrics.jsonl")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(text.lines().last()?).ok()?;
+    Some((v["step"].as_f64()?, v["elapsed_s"].as_f64()?))
+}
+
+fn hms(s: f64) -> String {
+    let s = s.max(0.0) as u64;
+    format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+}
+
+/// Prints index → point, seed, run folder, tokens, steps and state; for running and unfinished runs their
+/// progress and ETA (from their metrics), and the sweep's remaining time (running ETAs plus the pending runs at
+/// the mean time per step of the runs measured so far).
+pub fn print_plan(experiment: &str, points: &[Point], runs: &Path) -> Result<()> {
+    let mut counts = std::collections::BTreeMap::new();
+    let mut remaining = 0.0;
+    let mut pending_steps = 0.0;
+    let (mut measured_steps, mut measured_s) = (0.0, 0.0);
+    println!(
+        "{:>5}  {:<10} {:>12} {:>9}  {:<44} point / seed",
+        "index", "state", "tokens", "steps", "progress"
+    );
+    for p in points {
+        let dir = run_dir(runs, experiment, p);
+        let pl = plan(&p.config)?;
+        let st = state(&dir);
+        *counts.entry(st.name()).or_insert(0) += 1;
+        let prog = match (st, progress(&dir)) {
+            (State::Done, _) => "finished".to_string(),
+            (_, Some((step, el))) if step > 0.0 => {
+                measured_steps += step;
+                measured_s += el;
+                let left = el / step * (pl.steps as f64 - step);
+                if st == State::Running {
+                    remaining += left;
+                } else {
+                    pending_steps += pl.steps as f64 - step;
+                }
+                format!(
+                    "step {step:.0}/{} ({:.0}%), eta {}",
+                    pl.steps,
+                    100.0 * step / pl.steps as f64,
+                    hms(left)
+                )
+            }
+            _ => {
+                pending_steps += pl.steps as f64;
+                String::new()
+            }
+        };
+        println!(
+            "{:>5}  {:<10} {:>12.0} {:>9}  {:<44} {}/s{} ({})",
+            p.index,
+            st.name(),
+            pl.tokens,
+            pl.steps,
+            prog,
+            p.name,
+            p.seed,
+            dir.display()
+        );
+    }
+    let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    let rest = if measured_steps > 0.0 {
+        format!(
+            "; about {} of training left on one machine at the {:.1} ms/step measured so far",
+            hms(remaining + pending_steps * measured_s / measured_steps),
+            1e3 * measured_s / measured_steps
+        )
+    } else {
+        String::new()
+    };
+    println!(
+        "{experiment}: {} run(s): {}{rest}",
+        points.len(),
+        summary.join(", ")
+    );
+    Ok(())
+}
+
+/// Claims and runs the runs of `points` that are not done and not held by a live process, one after another
+/// (an unfinished or stale one is resumed from its newest checkpoint), until none is left. Returns how many it
+/// ran.
+pub fn worker(
+    experiment: &str,
+    points: &[Point],
+    runs: &Path,
+    backend: BackendKind,
+) -> Result<usize> {
+    backend.check()?;
+    let mut ran = 0;
+    loop {
+        let mut claimed = false;
+        for p in points {
+            let dir = run_dir(runs, experiment, p);
+            if matches!(state(&dir), State::Done | State::Running) {
+                continue;
+            }
+            match run_point(experiment, p, &dir, true, backend, false) {
+                Ok(()) => {
+                    ran += 1;
+                    claimed = true;
+                }
+                Err(e) if e.downcast_ref::<InUse>().is_some() => {
+                    info!(
+                        "[{}] {}/s{}: taken by another worker",
+                        p.index, p.name, p.seed
+                    )
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !claimed {
+            break;
+        }
+    }
+    info!(
+        "worker: no run left to claim in {} ({ran} run by this worker)",
+        runs.join(experiment).display()
+    );
+    Ok(ran)
+}
