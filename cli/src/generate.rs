@@ -271,6 +271,12 @@ fn write_through_temp(
         .tempfile_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     let (file, tmp_path) = tmp.into_parts();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("writing {}", target.display()))?;
+    }
     let file = write(file)?;
     file.sync_all()
         .with_context(|| format!("writing {}", target.display()))?;

@@ -82,6 +82,32 @@ enum Command {
         #[arg(long, value_enum, default_value = "cpu")]
         backend: run::BackendKind,
     },
+    /// Write an sbatch job-array script for an experiment (one run per array task, requeued after a checkpoint on
+    /// Slurm's time-limit warning); submit it with `sbatch FILE`.
+    Slurm {
+        experiment: String,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        #[arg(long, default_value = "runs")]
+        runs: PathBuf,
+        /// The script file (default: print it).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        partition: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        gpus_per_task: usize,
+        #[arg(long, default_value_t = 2)]
+        cpus: usize,
+        /// Time limit per task (Slurm's format, e.g. 04:00:00).
+        #[arg(long, default_value = "04:00:00")]
+        time: String,
+        /// At most this many tasks at once (`--array=0-K%P`).
+        #[arg(long)]
+        max_parallel: Option<usize>,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: run::BackendKind,
+    },
     /// Write a dataset (`[dataset.<name>]`, or an experiment's data) with its manifest and ground truth.
     Generate {
         /// A `[dataset.<name>]` of the workspace, or an experiment (its data section and seed).
@@ -269,6 +295,10 @@ fn tune_allocator() {
     }
 }
 
+/// The exit status of a run stopped by SIGTERM/SIGUSR1 after writing its checkpoint (the Slurm script requeues
+/// on it).
+const STOPPED_EXIT: i32 = 3;
+
 fn main() {
     // `physlab validate | head` should end quietly when the reader goes away, as other command-line tools do,
     // not panic on a broken pipe: restore the default SIGPIPE action that Rust's runtime ignores.
@@ -277,6 +307,18 @@ fn main() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     tune_allocator();
+    // SIGTERM, and SIGUSR1 (Slurm's warning before the time limit or preemption: `--signal=USR1@120`): training
+    // writes a complete checkpoint at the next step boundary and the process exits with STOPPED_EXIT, so that a
+    // requeued job resumes it.
+    extern "C" fn on_stop_signal(_: libc::c_int) {
+        physlab_trainer::train::STOP_REQUESTED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    // SAFETY: the handler only stores to an atomic (async-signal-safe); installed before any thread exists.
+    unsafe {
+        let handler = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        libc::signal(libc::SIGTERM, handler);
+        libc::signal(libc::SIGUSR1, handler);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -287,7 +329,13 @@ fn main() {
         .init();
     if let Err(e) = real_main() {
         eprintln!("error: {e:#}");
-        std::process::exit(1);
+        let stopped = e.chain().any(|c| {
+            matches!(
+                c.downcast_ref::<physlab_trainer::train::TrainError>(),
+                Some(physlab_trainer::train::TrainError::Stopped { .. })
+            )
+        });
+        std::process::exit(if stopped { STOPPED_EXIT } else { 1 });
     }
 }
 
@@ -352,6 +400,55 @@ fn real_main() -> Result<()> {
             let ws = recipe::Workspace::load(&cli.workspace)?;
             let points = ws.points(&experiment, &recipe::parse_sets(&sets)?)?;
             sweep::worker(&experiment, &run::with_runs(&points, &runs), &runs, backend).map(|_| ())
+        }
+        Command::Slurm {
+            experiment,
+            sets,
+            runs,
+            out,
+            partition,
+            gpus_per_task,
+            cpus,
+            time,
+            max_parallel,
+            backend,
+        } => {
+            let ws = recipe::Workspace::load(&cli.workspace)?;
+            let points = ws.points(&experiment, &recipe::parse_sets(&sets)?)?;
+            let script = sweep::slurm_script(&sweep::SlurmArgs {
+                experiment: &experiment,
+                runs: &runs,
+                workspace: &cli.workspace,
+                sets: &sets,
+                points: points.len(),
+                partition: partition.as_deref(),
+                gpus_per_task,
+                cpus,
+                time: &time,
+                max_parallel,
+                backend,
+            })?;
+            let logs = runs.join(&experiment).join("slurm");
+            std::fs::create_dir_all(&logs)
+                .map_err(|e| anyhow::anyhow!("creating {}: {e}", logs.display()))?;
+            match out {
+                Some(path) => {
+                    if path.exists() {
+                        anyhow::bail!("{}: exists; not overwritten", path.display());
+                    }
+                    physlab_generators::fsio::atomic_write(&path, script.as_bytes())
+                        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+                    eprintln!(
+                        "wrote {} ({} array tasks; logs in {}); submit with: sbatch {}",
+                        path.display(),
+                        points.len(),
+                        logs.display(),
+                        path.display()
+                    );
+                }
+                None => print!("{script}"),
+            }
+            Ok(())
         }
         Command::Generate {
             name,

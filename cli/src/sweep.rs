@@ -185,3 +185,96 @@ pub fn worker(
     );
     Ok(ran)
 }
+
+/// What `physlab slurm` puts in the job script.
+pub struct SlurmArgs<'a> {
+    pub experiment: &'a str,
+    pub runs: &'a Path,
+    pub workspace: &'a Path,
+    pub sets: &'a [String],
+    pub points: usize,
+    pub partition: Option<&'a str>,
+    pub gpus_per_task: usize,
+    pub cpus: usize,
+    pub time: &'a str,
+    pub max_parallel: Option<usize>,
+    pub backend: BackendKind,
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// An sbatch job-array script: one run per array task (its index from SLURM_ARRAY_TASK_ID), logs per task,
+/// `--requeue`, and `--signal=B:USR1@120`: two minutes before the time limit the batch shell forwards SIGUSR1 to
+/// physlab, which writes a complete checkpoint at the next step and exits with status 3; the script then requeues
+/// the task, which resumes from that checkpoint.
+pub fn slurm_script(a: &SlurmArgs) -> Result<String> {
+    let abs = |p: &Path| -> Result<String> {
+        let p = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir()?.join(p)
+        };
+        Ok(p.display().to_string())
+    };
+    let exe = std::env::current_exe()?.display().to_string();
+    let runs = abs(a.runs)?;
+    let logs = format!("{runs}/{}/slurm", a.experiment);
+    let mut s = String::from("#!/bin/bash\n");
+    s += &format!("#SBATCH --job-name=physlab-{}\n", a.experiment);
+    s += &format!(
+        "#SBATCH --array=0-{}{}\n",
+        a.points.saturating_sub(1),
+        a.max_parallel.map(|p| format!("%{p}")).unwrap_or_default()
+    );
+    s += &format!("#SBATCH --cpus-per-task={}\n", a.cpus);
+    s += &format!("#SBATCH --time={}\n", a.time);
+    if let Some(p) = a.partition {
+        s += &format!("#SBATCH --partition={p}\n");
+    }
+    if a.gpus_per_task > 0 {
+        s += &format!("#SBATCH --gpus-per-task={}\n", a.gpus_per_task);
+    }
+    s += &format!("#SBATCH --output={logs}/%A_%a.out\n");
+    s += "#SBATCH --open-mode=append\n#SBATCH --requeue\n#SBATCH --signal=B:USR1@120\n";
+    s += "set -u\n";
+    s += &format!("cd {}\n", shell_quote(&abs(Path::new("."))?));
+    let mut cmd = vec![
+        shell_quote(&exe),
+        "--workspace".into(),
+        shell_quote(&abs(a.workspace)?),
+        "run".into(),
+        shell_quote(a.experiment),
+        "--runs".into(),
+        shell_quote(&runs),
+        "--index-from-env".into(),
+        "--resume".into(),
+        "--wait".into(),
+        "--backend".into(),
+        match a.backend {
+            BackendKind::Cpu => "cpu".into(),
+            BackendKind::Cuda => "cuda".into(),
+        },
+    ];
+    for set in a.sets {
+        cmd.push("--set".into());
+        cmd.push(shell_quote(set));
+    }
+    s += &format!("{} &\n", cmd.join(" "));
+    s += r#"pid=$!
+# Slurm signals this shell (B:USR1); physlab checkpoints at its next step and exits with status 3.
+trap 'kill -USR1 "$pid" 2>/dev/null' USR1 TERM
+rc=0
+while :; do
+  wait "$pid"; rc=$?
+  kill -0 "$pid" 2>/dev/null || break
+done
+if [ "$rc" = 3 ]; then
+  echo "physlab stopped at a checkpoint: requeueing ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"
+  scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"
+fi
+exit "$rc"
+"#;
+    Ok(s)
+}

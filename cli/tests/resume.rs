@@ -148,3 +148,67 @@ fn a_killed_run_resumes_on_the_same_loss_curve() {
     assert!(log.contains("finished run of a different config"), "{log}");
     assert!(run_a.join("DONE").exists() && run_a.join("eval.json").exists());
 }
+
+/// SIGUSR1 (Slurm's warning before the time limit; SIGTERM likewise) stops a run at the next step boundary with a
+/// complete step checkpoint and exit status 3 (the Slurm script requeues on it); `--resume` then finishes it on
+/// the same loss curve as an uninterrupted run.
+#[test]
+fn a_signalled_run_checkpoints_exits_3_and_resumes_on_the_same_curve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("workspace.toml");
+    // No periodic checkpoint: the only one is the signal's.
+    std::fs::write(
+        &ws,
+        WORKSPACE.replace("train.checkpoint_every = 50", "train.checkpoint_every = 0"),
+    )
+    .unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let out = physlab(&ws, &a, &[]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut child = physlab(&ws, &b, &[]).spawn().unwrap();
+    let run_b = b.join("tiny/base/s0");
+    let t0 = Instant::now();
+    while metrics_lines(&run_b) < 3 {
+        assert!(t0.elapsed() < Duration::from_secs(300), "no metrics");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ended before the signal"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-USR1", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{log}");
+    assert!(log.contains("stopped on request"), "{log}");
+    let ck: Vec<_> = std::fs::read_dir(run_b.join("checkpoints"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("DONE").exists())
+        .collect();
+    assert_eq!(ck.len(), 1, "one step checkpoint, the signal's");
+    assert!(!run_b.join("DONE").exists());
+
+    let out = physlab(&ws, &b, &["--resume"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(metrics(&a.join("tiny/base/s0")), metrics(&run_b));
+}
+
+fn metrics_lines(run: &Path) -> usize {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}

@@ -52,6 +52,14 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .prefix(".physlab-tmp-")
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
+    // A temporary file is created private (0600); the file it becomes is an ordinary one (0644), readable by the
+    // other users of a shared runs folder as files written directly would be.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     sync_dir(dir)
@@ -106,6 +114,15 @@ mod tests {
         atomic_write(&p, b"first, longer content").unwrap();
         atomic_write(&p, b"second").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"second");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(
+                mode, 0o644,
+                "an ordinary file, not the temporary file's 0600"
+            );
+        }
         let names: Vec<_> = std::fs::read_dir(d.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())

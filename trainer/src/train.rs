@@ -31,6 +31,11 @@ use crate::schedule::lr_at;
 /// 1e30 exposures would overflow the step count).
 pub const MAX_EXPOSURES: f64 = 1e6;
 
+/// Set (by a signal handler, or by anyone) to stop training at the next step boundary with a complete step
+/// checkpoint ([`TrainError::Stopped`]). Only an atomic store: safe to set from a signal handler.
+pub static STOP_REQUESTED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// The training part of a recipe. The budget is `exposures` (converted to steps from the dataset's measured
 /// tokens per biography) unless `steps` is set.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -243,6 +248,8 @@ pub enum TrainError {
     LoadCheckpoint { path: PathBuf, msg: String },
     #[error("drawing the initial weights: {0}")]
     InitialWeights(String),
+    #[error("stopped on request (a signal) at step {step}: a complete checkpoint is in {checkpoint}; `--resume` continues from it")]
+    Stopped { step: usize, checkpoint: PathBuf },
     #[error("config: {0}")]
     Config(String),
     /// A step checkpoint that cannot be read or verified, or (with `path` the checkpoints folder) none that can.
@@ -696,6 +703,20 @@ pub fn train<B: TrainBackend>(
         if cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0 && done < total {
             st.elapsed_s = elapsed_before + start.elapsed().as_secs_f64();
             save_step_checkpoint(&model, &optim, &st, run_dir, cfg.keep_checkpoints)?;
+        }
+        // A stop asked for (SIGTERM, or Slurm's SIGUSR1 before the time limit): a complete checkpoint at this
+        // step boundary, then out, so that `--resume` (a requeued job) continues the same curve.
+        if STOP_REQUESTED.load(std::sync::atomic::Ordering::Relaxed) && done < total {
+            st.elapsed_s = elapsed_before + start.elapsed().as_secs_f64();
+            let ck =
+                save_step_checkpoint(&model, &optim, &st, run_dir, cfg.keep_checkpoints.max(1))?;
+            if let Some(pb) = &bar {
+                pb.finish_and_clear();
+            }
+            return Err(TrainError::Stopped {
+                step: done,
+                checkpoint: ck,
+            });
         }
     }
     if let Some(pb) = bar {
