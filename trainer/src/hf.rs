@@ -485,9 +485,9 @@ pub fn from_hf_tensors(shape: &GptShape, hf: &Tensors) -> Result<Tensors, String
     // Buffers older transformers versions saved beside the weights (causal masks, rotary frequencies).
     from.retain(|k, _| {
         !(k.ends_with(".inv_freq")
-            || k.ends_with("attn.bias") && arch == HfArch::Gpt2
+            || k.ends_with(".attn.bias") && arch == HfArch::Gpt2
             || k.ends_with(".masked_bias")
-            || k.ends_with("attention.bias") && arch == HfArch::GptNeox)
+            || k.ends_with(".attention.bias") && arch == HfArch::GptNeox)
     });
     if shape.arch.tied {
         let emb = match arch {
