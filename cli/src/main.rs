@@ -3,6 +3,7 @@
 
 mod bench;
 mod generate;
+mod hf;
 mod lease;
 mod probe;
 mod recipe;
@@ -144,6 +145,30 @@ enum Command {
         /// Replace an existing output file.
         #[arg(long)]
         force: bool,
+    },
+    /// Write a finished run's model as a folder Hugging Face transformers loads (`AutoModelForCausalLM` and
+    /// `AutoTokenizer.from_pretrained(DIR)`), with physlab's logits and greedy answers for a fixed batch beside it
+    /// (`physlab_logits.safetensors`; `python3 bench/hf_check.py DIR` compares). gpt2 and gpt2mlp1 go out as
+    /// GPT-NeoX, gpt2abs as GPT-2, llama as Llama (whole heads rotated) or Phi-3 (part of each head rotated);
+    /// gpt2mlp0 and moe have no standard equivalent and are refused.
+    ExportModel {
+        /// A finished run folder (runs/<experiment>/<point>/s<seed>).
+        run: PathBuf,
+        /// The format: hf.
+        #[arg(long, default_value = "hf")]
+        format: String,
+        /// The output folder: new or empty (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Read a transformers folder written by export-model (and perhaps edited and saved again in Python) back into
+    /// a physlab final checkpoint, RUN_DIR/checkpoints/final, that physlab's loaders accept.
+    ImportModel {
+        /// The transformers folder (config.json, model.safetensors).
+        dir: PathBuf,
+        /// The run folder to write checkpoints/final into (which must not exist yet).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Benchmarks (see `physlab bench train --help`).
     #[command(subcommand)]
@@ -504,6 +529,8 @@ fn real_main() -> Result<()> {
                 run::BackendKind::Cuda.check()
             }
         },
+        Command::ExportModel { run, format, out } => hf::export_model(&run, &format, &out),
+        Command::ImportModel { dir, out } => hf::import_model(&dir, &out),
         Command::Inspect { dir, samples } => {
             let ds = physlab_generators::Dataset::open(&dir)?;
             // Everything shown is checked first: every shard against its sha256, the vocabulary and the truth table.

@@ -110,3 +110,59 @@ impl Tokenizer {
             .join(" ")
     }
 }
+
+impl Tokenizer {
+    /// The vocabulary as Hugging Face files that `AutoTokenizer.from_pretrained` loads: `tokenizer.json` (a
+    /// `tokenizers` WordLevel model over these words, split on whitespace as [`Tokenizer::encode`] splits; a word
+    /// outside the vocabulary is an error there too, as `<unk>` is not a word of it), `tokenizer_config.json` and
+    /// `special_tokens_map.json`. `<eot>` (id 0) is the end-of-sequence token and, as every document in training
+    /// follows one, is put before each encoded text (a BOS); decoding joins the words with single spaces.
+    /// `context` is the model's context length.
+    pub fn hf_files(&self, context: usize) -> Vec<(&'static str, Vec<u8>)> {
+        use serde_json::json;
+        let vocab: serde_json::Map<String, serde_json::Value> = self
+            .words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.clone(), json!(i)))
+            .collect();
+        let eot = json!({"SpecialToken": {"id": EOT_STR, "type_id": 0}});
+        let seq = |id: &str| json!({"Sequence": {"id": id, "type_id": 0}});
+        let tokenizer = json!({
+            "version": "1.0",
+            "truncation": null,
+            "padding": null,
+            "added_tokens": [{
+                "id": EOT, "content": EOT_STR, "single_word": false, "lstrip": false, "rstrip": false,
+                "normalized": false, "special": true
+            }],
+            "normalizer": null,
+            "pre_tokenizer": {"type": "WhitespaceSplit"},
+            "post_processor": {
+                "type": "TemplateProcessing",
+                "single": [eot.clone(), seq("A")],
+                "pair": [eot.clone(), seq("A"), eot, seq("B")],
+                "special_tokens": {EOT_STR: {"id": EOT_STR, "ids": [EOT], "tokens": [EOT_STR]}}
+            },
+            "decoder": null,
+            "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}
+        });
+        let special = json!({"bos_token": EOT_STR, "eos_token": EOT_STR, "pad_token": EOT_STR});
+        let mut config = json!({
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "model_max_length": context,
+            "clean_up_tokenization_spaces": false,
+            "add_bos_token": true,
+            "add_eos_token": false,
+        });
+        for (k, v) in special.as_object().expect("object") {
+            config[k] = v.clone();
+        }
+        let pretty = |v: &serde_json::Value| serde_json::to_vec_pretty(v).expect("json");
+        vec![
+            ("tokenizer.json", pretty(&tokenizer)),
+            ("tokenizer_config.json", pretty(&config)),
+            ("special_tokens_map.json", pretty(&special)),
+        ]
+    }
+}

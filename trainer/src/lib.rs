@@ -2,6 +2,7 @@
 //! tokens and exposures, AdamW with warm-up and cosine decay, metrics.jsonl and safetensors checkpoints.
 
 pub mod cuda_probe;
+pub mod hf;
 pub mod kernels;
 pub mod layers;
 pub mod lora;
