@@ -2,6 +2,7 @@
 //! (generate → train → evaluate → table), or validate them without training.
 
 mod bench;
+mod check;
 mod generate;
 mod hf;
 mod lease;
@@ -236,6 +237,21 @@ enum Command {
         rank: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+    },
+    /// Compare an experiment's headline metrics (its report, made anew from the runs) with a committed
+    /// report.json, for CI: exits 1 when one leaves the tolerance or is missing; --junit writes a JUnit XML report.
+    Check {
+        experiment: String,
+        /// The reference report (e.g. results/<experiment>/report.json).
+        #[arg(long)]
+        against: PathBuf,
+        #[arg(long, default_value = "runs")]
+        runs: PathBuf,
+        /// Relative tolerance of each headline mean.
+        #[arg(long, default_value_t = 0.02)]
+        tolerance: f64,
+        #[arg(long)]
+        junit: Option<PathBuf>,
     },
     /// Summarise every finished run of an experiment: statistics over seeds (mean, std, n), the headline metrics
     /// against the published figures (one-sided t-test), the capacity-law fit, SVG plots; writes
@@ -639,6 +655,50 @@ fn real_main() -> Result<()> {
                     seed,
                 },
             )
+        }
+        Command::Check {
+            experiment,
+            against,
+            runs,
+            tolerance,
+            junit,
+        } => {
+            let ws = recipe::Workspace::load(&cli.workspace)?;
+            let spec = ws.report_spec(&experiment)?;
+            report::report(&experiment, &runs, &spec, "")?;
+            let current = runs.join(&experiment).join("report.json");
+            let outcomes = check::compare(&current, &against, tolerance)?;
+            for o in &outcomes {
+                println!(
+                    "{} {:<70} reference {:<12.6} current {}",
+                    if o.passed { "ok  " } else { "FAIL" },
+                    o.name,
+                    o.reference,
+                    o.current
+                        .map_or("missing".to_string(), |c| format!("{c:.6}"))
+                );
+            }
+            if let Some(path) = junit {
+                physlab_generators::fsio::atomic_write(
+                    &path,
+                    check::junit(&experiment, &outcomes, tolerance).as_bytes(),
+                )
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+            }
+            let failed = outcomes.iter().filter(|o| !o.passed).count();
+            if failed > 0 {
+                anyhow::bail!(
+                    "{failed} of {} headline metric(s) of {experiment} left the tolerance {tolerance} of {}",
+                    outcomes.len(),
+                    against.display()
+                );
+            }
+            println!(
+                "{experiment}: {} headline metric(s) within {tolerance} of {}",
+                outcomes.len(),
+                against.display()
+            );
+            Ok(())
         }
         Command::Report { experiment, runs } => {
             let ws = recipe::Workspace::load(&cli.workspace)?;

@@ -156,6 +156,42 @@ fn corpus_runs_seeds_and_report() {
     assert!(runs.join("mem/plots/loss.svg").exists());
     assert!(runs.join("mem/summary.csv").exists());
 
+    // `physlab check` against that report as the committed reference: within tolerance; against a reference whose
+    // mean is 10% higher: exit 1, and the JUnit report names the failed metric.
+    let reference = runs.join("reference.json");
+    std::fs::copy(runs.join("mem/report.json"), &reference).unwrap();
+    let junit = runs.join("junit.xml");
+    let (r, j) = (reference.display().to_string(), junit.display().to_string());
+    let args = [
+        "check",
+        "mem",
+        "--runs",
+        runs_s,
+        "--against",
+        &r,
+        "--junit",
+        &j,
+    ];
+    let (ok, out, err) = physlab(&ws, &args);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("1 headline metric(s) within 0.02"), "{out}");
+    let x = std::fs::read_to_string(&junit).unwrap();
+    assert!(x.contains("tests=\"1\" failures=\"0\""), "{x}");
+    let mut shifted = report.clone();
+    shifted["headline"][0]["stats"]["mean"] = (mean * 1.1).into();
+    std::fs::write(&reference, serde_json::to_vec(&shifted).unwrap()).unwrap();
+    let (ok, out, err) = physlab(&ws, &args);
+    assert!(!ok);
+    assert!(
+        out.contains("FAIL") && err.contains("1 of 1 headline metric(s) of mem left the tolerance"),
+        "{out}{err}"
+    );
+    let x = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        x.contains("failures=\"1\"") && x.contains("<failure message="),
+        "{x}"
+    );
+
     // Zipf over three data sizes: held-out excess loss and a power-law fit in the report.
     let (ok, _, err) = physlab(&ws, &["run", "zdata", "--runs", runs_s]);
     assert!(ok, "{err}");
