@@ -6,16 +6,17 @@
 #   nohup scripts/capacity-law-chain.sh > /work/runs/logs/capacity-law-chain.log 2>&1 &
 # Logs: /work/runs/logs/<experiment>-p<index>.log (appended), this script's own lines in capacity-law-chain.log.
 set -u
-P=${PHYSLAB:-/tmp/physlab-exp/physlab}
+P=${PHYSLAB:-target/release/physlab}
 RUNS=${RUNS:-/work/runs}
 cd "$(dirname "$0")/.."
 mkdir -p "$RUNS/logs"
 # Order: the binding points of gpt2-2-1, seed 0 (N = 4,000, 3,000); the second size (gpt2-3-1, N = 4,000); the
 # near-perfect half (N = 2,000, 1,000); the lr probe (×0.5, ×2) of gpt2-2-1; seeds 1, 2 of the binding points; the
-# lr probe of gpt2-3-1; seeds 1, 2 of N = 2,000 and 1,000.
+# convergence check (2000 exposures); the lr probe of gpt2-3-1; seeds 1, 2 of N = 2,000 and 1,000.
 ORDER="capacity-law-cpu:0 capacity-law-cpu:3 capacity-law-cpu:6 capacity-law-cpu:9 capacity-law-cpu:12
 capacity-law-lr-cpu:0 capacity-law-lr-cpu:1
 capacity-law-cpu:1 capacity-law-cpu:2 capacity-law-cpu:4 capacity-law-cpu:5 capacity-law-cpu:7 capacity-law-cpu:8
+capacity-law-conv-cpu:0
 capacity-law-lr-cpu:2 capacity-law-lr-cpu:3
 capacity-law-cpu:10 capacity-law-cpu:11 capacity-law-cpu:13 capacity-law-cpu:14"
 for item in $ORDER; do

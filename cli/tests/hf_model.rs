@@ -5,22 +5,14 @@
 //! (The tensor mapping itself is checked against transformers in trainer/tests/hf_export.rs.)
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use physlab_trainer::hf;
 
-/// (success, stdout, stderr) of `physlab --workspace ws args…`, run in `cwd`.
+mod common;
+
+/// (success, stdout, stderr) of `physlab args…`, run in `cwd`.
 fn physlab_in(cwd: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_physlab"))
-        .current_dir(cwd)
-        .args(args)
-        .output()
-        .expect("runs the binary");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    common::physlab_args(Some(cwd), args)
 }
 
 /// Trains a tiny run of `preset` in `dir` (a few steps) and returns its run folder.

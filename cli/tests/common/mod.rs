@@ -7,16 +7,19 @@ use std::process::Command;
 
 /// (success, stdout, stderr) of `physlab --workspace ws args…`, run in `cwd` (the package folder when None).
 pub fn physlab_in(cwd: Option<&Path>, ws: &Path, args: &[&str]) -> (bool, String, String) {
+    let ws = ws.display().to_string();
+    let mut all = vec!["--workspace", ws.as_str()];
+    all.extend_from_slice(args);
+    physlab_args(cwd, &all)
+}
+
+/// (success, stdout, stderr) of `physlab args…`, run in `cwd` (the package folder when None).
+pub fn physlab_args(cwd: Option<&Path>, args: &[&str]) -> (bool, String, String) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_physlab"));
     if let Some(d) = cwd {
         c.current_dir(d);
     }
-    let out = c
-        .arg("--workspace")
-        .arg(ws)
-        .args(args)
-        .output()
-        .expect("runs the binary");
+    let out = c.args(args).output().expect("runs the binary");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into(),
