@@ -63,7 +63,7 @@ pub fn export_model(run: &Path, format: &str, out: &Path) -> Result<()> {
     let arch = hf::hf_arch(&shape).map_err(|why| {
         anyhow::anyhow!("{}: cannot export to transformers: {why}", run.display())
     })?;
-    let data = Dataset::open(&run.join("data"))
+    let data = Dataset::open(&crate::run::run_data_dir(run)?)
         .with_context(|| format!("opening the dataset of {}", run.display()))?;
     let tok = &data.tokenizer;
     if tok.vocab_size() != shape.vocab_size {

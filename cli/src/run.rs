@@ -608,45 +608,167 @@ macro_rules! on_backend {
     };
 }
 
-/// The run's dataset in `dir/data`: reused when resuming, if it opens and was made by this run's data recipe (its
-/// kind, seed and config in the manifest); else written by `generate` and opened. A dataset of another recipe found
-/// there (copied in from another run) is moved aside, never reused or overwritten.
+/// The run's dataset. Datasets live in a content-addressed store shared by every point, seed and experiment of a
+/// runs folder, `<runs>/.datasets/<key>/` (the key: sha256 of the data recipe, i.e. kind, seed, config and writer),
+/// written once under a lock while other runs asking for it wait; the run folder records which in `dataset.json`
+/// (its path relative to the run, the key and the dataset hash), and a resumed run refuses a dataset whose hash
+/// differs from the one it recorded. A run folder of an older build with its own `data/` keeps using it (when it
+/// was made by this recipe; one of another recipe found there is moved aside, never reused or overwritten).
 fn open_or_write(
     dir: &Path,
     resuming: bool,
     corpus: &dyn Corpus,
+    writer: &str,
     generate: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<Dataset> {
+    let same_recipe = |d: &Dataset| {
+        d.manifest.kind == corpus.kind()
+            && d.manifest.seed == corpus.seed()
+            && d.manifest.config == corpus.config_json()
+    };
     let data_dir = dir.join("data");
-    match Dataset::open(&data_dir) {
-        Ok(d)
-            if resuming
-                && d.manifest.kind == corpus.kind()
-                && d.manifest.seed == corpus.seed()
-                && d.manifest.config == corpus.config_json() =>
-        {
-            info!("resuming: reusing the dataset in {}", data_dir.display());
-            return Ok(d);
+    if resuming && data_dir.exists() {
+        match Dataset::open(&data_dir) {
+            Ok(d) if same_recipe(&d) => {
+                info!("resuming: reusing the dataset in {}", data_dir.display());
+                return Ok(d);
+            }
+            other => {
+                let aside = aside_path(&data_dir);
+                std::fs::rename(&data_dir, &aside)
+                    .with_context(|| format!("moving {} aside", data_dir.display()))?;
+                tracing::warn!(
+                    "{} holds {}: moved to {}; this run's dataset comes from the shared store",
+                    data_dir.display(),
+                    match other {
+                        Ok(d) => format!(
+                            "a dataset of another recipe (kind {}, seed {}; this run: kind {}, seed {})",
+                            d.manifest.kind,
+                            d.manifest.seed,
+                            corpus.kind(),
+                            corpus.seed()
+                        ),
+                        Err(e) => format!("an incomplete or damaged dataset ({e})"),
+                    },
+                    aside.display()
+                );
+            }
         }
-        Ok(d) if resuming => {
-            let aside = aside_path(&data_dir);
-            std::fs::rename(&data_dir, &aside)
-                .with_context(|| format!("moving {} aside", data_dir.display()))?;
-            tracing::warn!(
-                "{} holds a dataset of another recipe (kind {}, seed {}; this run: kind {}, seed {}): moved to {}, \
-                 and this run's dataset is written",
-                data_dir.display(),
-                d.manifest.kind,
-                d.manifest.seed,
-                corpus.kind(),
-                corpus.seed(),
-                aside.display()
+    }
+    let key = dataset_key(corpus, writer);
+    let store = dir
+        .ancestors()
+        .nth(3)
+        .map(|runs| runs.join(DATASETS))
+        .unwrap_or_else(|| dir.join(DATASETS));
+    let ds_dir = store.join(&key);
+    let record_path = dir.join("dataset.json");
+    let recorded: Option<serde_json::Value> = std::fs::read(&record_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let ds = {
+        // One writer per dataset; the others wait for it (and then find it written).
+        let _lock = crate::lease::RunLease::acquire(&ds_dir, true)?;
+        match Dataset::open(&ds_dir) {
+            Ok(d) if same_recipe(&d) => {
+                info!("dataset {} (shared, written before)", ds_dir.display());
+                d
+            }
+            found => {
+                if ds_dir.exists() {
+                    // The store is physlab's own: an incomplete or foreign dataset there is moved aside, not deleted.
+                    let aside = aside_path(&ds_dir);
+                    std::fs::rename(&ds_dir, &aside)
+                        .with_context(|| format!("moving {} aside", ds_dir.display()))?;
+                    tracing::warn!(
+                        "{} was {}: moved to {}",
+                        ds_dir.display(),
+                        match found {
+                            Ok(_) => "a dataset of another recipe".to_string(),
+                            Err(e) => format!("incomplete ({e})"),
+                        },
+                        aside.display()
+                    );
+                }
+                generate(&ds_dir)?;
+                Dataset::open(&ds_dir)?
+            }
+        }
+    };
+    if let Some(r) = &recorded {
+        let want = r["dataset_hash"].as_str().unwrap_or_default();
+        if resuming && want != ds.manifest.dataset_hash {
+            bail!(
+                "{}: this run was trained on dataset {want}, but {} now holds {}: it is not resumed on other data \
+                 (start it again without --resume, or restore that dataset)",
+                record_path.display(),
+                ds_dir.display(),
+                ds.manifest.dataset_hash
             );
         }
-        _ => {}
     }
-    generate(&data_dir)?;
-    Ok(Dataset::open(&data_dir)?)
+    let rel = pathdiff(&ds_dir, dir);
+    write(
+        &record_path,
+        serde_json::to_vec_pretty(&serde_json::json!({
+            "path": rel,
+            "key": key,
+            "dataset_hash": ds.manifest.dataset_hash,
+        }))?,
+    )?;
+    Ok(ds)
+}
+
+/// The shared dataset store inside a runs folder (a name no experiment can take: names may not start with `.`).
+pub const DATASETS: &str = ".datasets";
+
+/// The store key of a data recipe: sha256 over its kind, seed, config and the writer (with its shard size).
+fn dataset_key(corpus: &dyn Corpus, writer: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let recipe = serde_json::json!({
+        "kind": corpus.kind(),
+        "seed": corpus.seed(),
+        "config": corpus.config_json(),
+        "writer": writer,
+        "format": physlab_generators::corpus::FORMAT_VERSION,
+    });
+    let h = Sha256::digest(serde_json::to_vec(&recipe).expect("json"));
+    h.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// `to` relative to the folder `from` (both under one root), e.g. `../../../.datasets/<key>`.
+fn pathdiff(to: &Path, from: &Path) -> String {
+    let (t, f): (Vec<_>, Vec<_>) = (to.components().collect(), from.components().collect());
+    let common = t.iter().zip(&f).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<String> = f[common..].iter().map(|_| "..".to_string()).collect();
+    parts.extend(
+        t[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().to_string()),
+    );
+    parts.join("/")
+}
+
+/// The dataset folder of a run: its own `data/` (older runs, imported models), or the shared one its
+/// `dataset.json` names.
+pub fn run_data_dir(run: &Path) -> Result<PathBuf> {
+    let own = run.join("data");
+    if own.exists() {
+        return Ok(own);
+    }
+    let record = run.join("dataset.json");
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).with_context(|| {
+            format!(
+                "{}: the run records no dataset (no data/ either)",
+                record.display()
+            )
+        })?)
+        .with_context(|| format!("parsing {}", record.display()))?;
+    let rel = v["path"]
+        .as_str()
+        .with_context(|| format!("{}: no path", record.display()))?;
+    Ok(run.join(rel))
 }
 
 /// `<path>.incomplete-<unix seconds>`: where an unfinished folder physlab wrote is moved aside.
@@ -756,7 +878,8 @@ pub fn run_point(
     // 1. Data.
     let t0 = Instant::now();
     let bios = BioS::build(&cfg.data, cfg.seed)?;
-    let dataset = open_or_write(dir, resuming, &bios, |data_dir| {
+    let writer = format!("bios.write/{}", cfg.data.shard_biographies);
+    let dataset = open_or_write(dir, resuming, &bios, &writer, |data_dir| {
         bios.write(data_dir, |p| {
             info!("generated {}/{} documents", p.done, p.total)
         })?;
@@ -1025,7 +1148,8 @@ fn run_corpus(
     let cfg = &p.config;
     let t0 = Instant::now();
     let corpus = dc.build(cfg.seed)?;
-    let dataset = open_or_write(dir, resuming, corpus.as_ref(), |data_dir| {
+    let writer = format!("write_corpus/{CORPUS_SHARD_DOCUMENTS}");
+    let dataset = open_or_write(dir, resuming, corpus.as_ref(), &writer, |data_dir| {
         write_corpus(corpus.as_ref(), data_dir, CORPUS_SHARD_DOCUMENTS, |pr| {
             info!("generated {}/{} documents", pr.done, pr.total)
         })?;
@@ -1193,24 +1317,26 @@ mod tests {
         .unwrap()
     }
 
-    /// Resuming reuses the run's own dataset, but one of another seed found in `data/` (copied in from another
-    /// run) is moved aside and this run's is written: it once resumed on the other seed's data ("reusing the
-    /// dataset").
+    /// A resumed run of an older build reuses its own `data/`, but one of another seed found there (copied in
+    /// from another run) is moved aside and this run's is taken from the shared store: it once resumed on the
+    /// other seed's data ("reusing the dataset").
     #[test]
     fn a_resumed_run_never_reuses_the_dataset_of_another_recipe() {
         let d = tempfile::tempdir().unwrap();
+        let run = d.path().join("exp/point/s0");
+        std::fs::create_dir_all(&run).unwrap();
         let (s0, s1) = (bios(0), bios(1));
-        s1.write(&d.path().join("data"), |_| {}).unwrap();
-        let written = std::cell::Cell::new(false);
-        let ds = open_or_write(d.path(), true, &s0, |dir| {
-            written.set(true);
+        s1.write(&run.join("data"), |_| {}).unwrap();
+        let written = std::cell::Cell::new(0);
+        let gen = |dir: &Path| {
+            written.set(written.get() + 1);
             s0.write(dir, |_| {})?;
             Ok(())
-        })
-        .unwrap();
-        assert!(written.get());
+        };
+        let ds = open_or_write(&run, true, &s0, "w", gen).unwrap();
+        assert_eq!(written.get(), 1);
         assert_eq!(ds.manifest.seed, 0);
-        let aside: Vec<_> = std::fs::read_dir(d.path())
+        let aside: Vec<_> = std::fs::read_dir(&run)
             .unwrap()
             .flatten()
             .filter(|e| {
@@ -1220,11 +1346,60 @@ mod tests {
             })
             .collect();
         assert_eq!(aside.len(), 1, "the other dataset is kept, aside");
-        // Its own dataset is reused as it is.
-        let ds = open_or_write(d.path(), true, &s0, |_| {
-            panic!("regenerated its own dataset")
+        assert_eq!(
+            run_data_dir(&run).unwrap(),
+            run.join("../../../.datasets").join(dataset_key(&s0, "w"))
+        );
+    }
+
+    /// The shared store: a second run of the same data recipe (another point or experiment) opens the dataset
+    /// the first wrote, without writing it again; a resumed run whose recorded dataset hash differs from the
+    /// store's is refused.
+    #[test]
+    fn runs_of_one_data_recipe_share_one_dataset_written_once() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("e1/p/s0"), d.path().join("e2/q/s0"));
+        let s0 = bios(0);
+        let written = std::cell::Cell::new(0);
+        let gen = |dir: &Path| {
+            written.set(written.get() + 1);
+            s0.write(dir, |_| {})?;
+            Ok(())
+        };
+        for run in [&a, &b] {
+            std::fs::create_dir_all(run).unwrap();
+            open_or_write(run, false, &s0, "w", gen).unwrap();
+        }
+        assert_eq!(written.get(), 1, "written once");
+        assert_eq!(
+            run_data_dir(&a).unwrap().canonicalize().unwrap(),
+            run_data_dir(&b).unwrap().canonicalize().unwrap()
+        );
+        let store = std::fs::read_dir(d.path().join(DATASETS))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .count();
+        assert_eq!(store, 1);
+        // Another recipe (seed 1) gets its own.
+        let c = d.path().join("e1/p/s1");
+        std::fs::create_dir_all(&c).unwrap();
+        open_or_write(&c, false, &bios(1), "w", |dir: &Path| {
+            bios(1).write(dir, |_| {})?;
+            Ok(())
         })
         .unwrap();
-        assert_eq!(ds.manifest.seed, 0);
+        assert_ne!(run_data_dir(&c).unwrap(), run_data_dir(&a).unwrap());
+        // A recorded hash that differs from the store's: refused on resume.
+        let rec = a.join("dataset.json");
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&rec).unwrap()).unwrap();
+        v["dataset_hash"] = "0000".into();
+        std::fs::write(&rec, serde_json::to_vec(&v).unwrap()).unwrap();
+        let e = open_or_write(&a, true, &s0, "w", |_: &Path| Ok(()))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("this run was trained on dataset 0000"), "{e}");
     }
 }

@@ -36,7 +36,7 @@ pub fn sample(a: SampleArgs<'_>) -> Result<()> {
         )
     })?;
     let model = model.without_token_dropping();
-    let data = Dataset::open(&a.run.join("data"))
+    let data = Dataset::open(&crate::run::run_data_dir(a.run)?)
         .with_context(|| format!("opening the dataset of {}", a.run.display()))?;
     let tok = &data.tokenizer;
     let mut next = model_next(&model, shape.context, &device);

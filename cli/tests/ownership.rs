@@ -208,6 +208,16 @@ fn workers_drain_a_sweep_and_survive_a_killed_worker() {
         results(&d.path().join("seq")),
         "the pool's results differ from a sequential run"
     );
+    // Four data recipes (one a seed; the learning rate does not change the data): four datasets in the shared
+    // store, each written once by whichever worker came first while the others waited.
+    let store: Vec<String> = std::fs::read_dir(d.path().join("pool/.datasets"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(store.len(), 4, "{store:?}");
+    assert!(store.iter().all(|n| !n.contains(".incomplete-")), "{store:?}");
     let plan = cmd(d.path(), &["plan", "sweep", "--runs", "pool"])
         .output()
         .unwrap();
