@@ -782,6 +782,35 @@ fn aside_path(path: &Path) -> PathBuf {
 
 /// Writes eval.json, table.txt and DONE (last: a run without DONE is unfinished), and prints the table.
 fn finish_run(dir: &Path, report: &serde_json::Value, table: &str, started: Instant) -> Result<()> {
+    // The headline evaluation as TensorBoard scalars at the last step.
+    let step = report["train"]["steps"].as_u64().unwrap_or(0);
+    let mut scalars: Vec<(String, f64)> = Vec::new();
+    for section in ["bios", "biod", "corpus"] {
+        if let Some(m) = report[section].as_object() {
+            for (k, v) in m {
+                if let Some(x) = v.as_f64() {
+                    scalars.push((format!("eval/{k}"), x));
+                }
+            }
+        }
+    }
+    if let Some(qa) = report["qa"].as_array() {
+        for q in qa {
+            if let (Some(s), Some(a)) = (q["stream"].as_str(), q["accuracy"].as_f64()) {
+                scalars.push((format!("eval/qa/{s}"), a));
+            }
+        }
+    }
+    if !scalars.is_empty() {
+        let r = physlab_trainer::tensorboard::EventWriter::create(dir, "eval").and_then(|mut w| {
+            let v: Vec<(&str, f64)> = scalars.iter().map(|(k, x)| (k.as_str(), *x)).collect();
+            w.scalars(step, &v)?;
+            w.flush()
+        });
+        if let Err(e) = r {
+            tracing::warn!("TensorBoard events in {}: {e}", dir.join("tb").display());
+        }
+    }
     write(&dir.join("eval.json"), serde_json::to_vec_pretty(report)?)?;
     write(&dir.join("table.txt"), table)?;
     write(&dir.join("DONE"), b"")?;

@@ -12,6 +12,7 @@ pub mod optim;
 pub mod precision;
 pub mod quant;
 pub mod schedule;
+pub mod tensorboard;
 pub mod train;
 
 pub use burn;

@@ -612,6 +612,17 @@ pub fn train<B: TrainBackend>(
         .append(true)
         .open(&metrics_path)
         .map_err(io(&metrics_path))?;
+    // The same lines as TensorBoard scalars (a file per process; a failure to write them is a warning only).
+    let mut tb = match crate::tensorboard::EventWriter::create(run_dir, "train") {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(
+                "TensorBoard events in {}: {e}",
+                run_dir.join("tb").display()
+            );
+            None
+        }
+    };
     let bar = if std::io::stderr().is_terminal() {
         let pb = indicatif::ProgressBar::new(total as u64);
         pb.set_position(st.step as u64);
@@ -682,6 +693,22 @@ pub fn train<B: TrainBackend>(
             let mut s = serde_json::to_string(&line).expect("json");
             s.push('\n');
             metrics.write_all(s.as_bytes()).map_err(io(&metrics_path))?;
+            if let Some(w) = &mut tb {
+                let r = w.scalars(
+                    done as u64,
+                    &[
+                        ("train/loss", line.loss),
+                        ("train/lr", line.lr),
+                        ("train/grad_norm", line.grad_norm),
+                        ("train/tokens_per_s", line.tokens_per_s),
+                        ("train/exposures", line.exposures),
+                    ],
+                );
+                if let Err(e) = r {
+                    tracing::warn!("TensorBoard events {}: {e}", w.path.display());
+                    tb = None;
+                }
+            }
             let eta = start.elapsed().as_secs_f64() / (done - resumed_from) as f64
                 * (total - done) as f64;
             let msg = format!(
