@@ -92,13 +92,31 @@ pub struct ReportSpec {
     /// "capacity": the capacity law bits = R·parameters over the points (one family at several sizes);
     /// "data" / "params": a power law of the excess loss over the entropy (corpus runs) against the training
     /// tokens or the parameters counted for capacity; empty: no fit.
-    pub fit: String,
+    pub fit: Fit,
     /// The exponent theory predicts for that fit (printed beside the fitted one).
     pub expected_exponent: Option<f64>,
     /// With `fit = "capacity"`: only runs whose R^max (perfect-recall bits per parameter) is at least this enter
     /// the fit, the points where capacity binds (a model with room to spare stores all its data and would pull a
     /// fit through the origin below the capacity); every run is still plotted. None: every run.
     pub fit_min_rmax: Option<f64>,
+}
+
+/// Which law `physlab report` fits over an experiment's runs.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub enum Fit {
+    /// No fit.
+    #[default]
+    #[serde(rename = "")]
+    None,
+    /// bits = R · parameters over the points (one family at several sizes).
+    #[serde(rename = "capacity")]
+    Capacity,
+    /// The excess loss over the entropy as a power law of the training tokens.
+    #[serde(rename = "data")]
+    Data,
+    /// The excess loss over the entropy as a power law of the parameters counted for capacity.
+    #[serde(rename = "params")]
+    Params,
 }
 
 /// One headline metric: a path into eval.json (`bios.capacity_ratio`, `qa.qa_test.accuracy`, …: an array element
@@ -117,14 +135,13 @@ pub struct MetricSpec {
 
 impl ReportSpec {
     fn from_value(v: Value) -> Result<ReportSpec> {
-        let spec: ReportSpec = v.try_into().map_err(|e| anyhow!("report: {e}"))?;
-        if !["", "capacity", "data", "params"].contains(&spec.fit.as_str()) {
-            bail!(
-                "report.fit = {:?}: expected \"capacity\", \"data\" or \"params\"",
-                spec.fit
-            );
+        if let Some(f) = v.get("fit") {
+            if !matches!(f.as_str(), Some("" | "capacity" | "data" | "params")) {
+                bail!("report.fit = {f}: expected \"capacity\", \"data\" or \"params\"");
+            }
         }
-        if spec.fit_min_rmax.is_some() && spec.fit != "capacity" {
+        let spec: ReportSpec = v.try_into().map_err(|e| anyhow!("report: {e}"))?;
+        if spec.fit_min_rmax.is_some() && spec.fit != Fit::Capacity {
             bail!("report.fit_min_rmax selects the runs of the capacity fit: it needs fit = \"capacity\"");
         }
         for m in &spec.metrics {
@@ -674,6 +691,21 @@ impl Workspace {
                     seed,
                     config: cfg,
                 });
+            }
+        }
+        // A headline metric of one point must name a point of the sweep (it was once dropped without a word).
+        if let Ok(spec) = self.report_spec(name) {
+            for m in spec.metrics.iter().filter(|m| !m.point.is_empty()) {
+                if !points.iter().any(|p| p.name == m.point) {
+                    let mut names: Vec<&str> = points.iter().map(|p| p.name.as_str()).collect();
+                    names.dedup();
+                    all_problems.push(format!(
+                        "report.metrics: point {:?} (metric {}) is not a point of this sweep; points: {}",
+                        m.point,
+                        m.path,
+                        names.join(", ")
+                    ));
+                }
             }
         }
         if !all_problems.is_empty() {

@@ -14,7 +14,7 @@ use physlab_eval::stats::{SeedStats, TTest};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::recipe::{MetricSpec, ReportSpec};
+use crate::recipe::{Fit, MetricSpec, ReportSpec};
 
 /// One finished run.
 struct Run {
@@ -466,6 +466,32 @@ pub fn report(
         )?;
         writeln!(md, "|---|---|---|---|---|")?;
         for m in &spec.metrics {
+            // A path that no finished run has is a mistake in the recipe, not a row to drop quietly.
+            if !runs.iter().any(|r| lookup(&r.eval, &m.path).is_some()) {
+                let keys: Vec<String> = runs[0]
+                    .eval
+                    .as_object()
+                    .map(|o| o.keys().cloned().collect())
+                    .unwrap_or_default();
+                bail!(
+                    "report.metrics: path {:?} ({}) matches nothing in the {} finished run(s) of {experiment}; \
+                     eval.json's top-level keys: {}",
+                    m.path,
+                    label_of(m),
+                    runs.len(),
+                    keys.join(", ")
+                );
+            }
+            if !m.point.is_empty() && !points.contains(&m.point) {
+                writeln!(
+                    md,
+                    "| {} | `{}` | no finished run yet | {} | - |",
+                    label_of(m),
+                    m.point,
+                    m.published.map_or("-".into(), |v| format!("{v}")),
+                )?;
+                continue;
+            }
             for p in points
                 .iter()
                 .filter(|p| m.point.is_empty() || **p == m.point)
@@ -575,7 +601,7 @@ pub fn report(
         None => String::new(),
     };
     // The capacity law is one family at several sizes: fitted only when the experiment asks (`fit = "capacity"`).
-    let capacity_law = if spec.fit == "capacity" && distinct.len() >= 2 {
+    let capacity_law = if spec.fit == Fit::Capacity && distinct.len() >= 2 {
         let (x, y): (Vec<f64>, Vec<f64>) = fitted.iter().copied().unzip();
         proportional(&x, &y)
     } else {
@@ -589,7 +615,7 @@ pub fn report(
              **R = {:.4} bits/param** (standard error {:.4}; 95% CI {:.4} – {:.4}; R² {:.3}).\n",
             f.points, f.slope.value, f.slope.std_error, f.slope.ci95.0, f.slope.ci95.1, f.r2
         )?;
-    } else if spec.fit == "capacity" {
+    } else if spec.fit == Fit::Capacity {
         writeln!(
             md,
             "No capacity-law fit yet: it needs runs at ≥ 2 model sizes{which}.\n"
@@ -657,8 +683,8 @@ pub fn report(
         )?;
     }
     let mut excess_fit = None;
-    if spec.fit == "data" || spec.fit == "params" {
-        let xpath = if spec.fit == "data" {
+    if matches!(spec.fit, Fit::Data | Fit::Params) {
+        let xpath = if spec.fit == Fit::Data {
             "data_tokens"
         } else {
             "corpus.params.capacity"
@@ -682,7 +708,7 @@ pub fn report(
             )?;
         }
         let (x, y): (Vec<f64>, Vec<f64>) = positive.iter().copied().unzip();
-        let what = if spec.fit == "data" {
+        let what = if spec.fit == Fit::Data {
             "training tokens D"
         } else {
             "parameters N"

@@ -357,3 +357,46 @@ fn inspect_verifies_before_it_shows() {
         "showed a sample of a damaged shard: {stdout}"
     );
 }
+
+/// A report metric whose point is not a point of the sweep is a validation error, and one whose path matches
+/// nothing in any finished run is an error of `report` naming the path (both rows were once dropped without a
+/// word); a point with no finished run yet is shown as such.
+#[test]
+fn report_metrics_that_match_nothing_are_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let base = TINY.to_string();
+    let ws = workspace(
+        d.path(),
+        &format!(
+            "{base}report = {{ metrics = [ {{ path = \"bios.bits\", point = \"nosuch\" }} ] }}\n"
+        ),
+    );
+    let (ok, stdout, _) = physlab_in(d.path(), &ws, &["validate", "tiny"]);
+    assert!(!ok);
+    assert!(
+        stdout.contains("point \"nosuch\"") && stdout.contains("not a point of this sweep"),
+        "{stdout}"
+    );
+    let ws = workspace(
+        d.path(),
+        &format!("{base}report = {{ metrics = [ {{ path = \"bios.bitz\" }} ] }}\n"),
+    );
+    let (ok, _, err) = physlab_in(d.path(), &ws, &["run", "tiny", "--runs", "runs"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = physlab_in(d.path(), &ws, &["report", "tiny", "--runs", "runs"]);
+    assert!(!ok);
+    assert!(
+        err.contains("path \"bios.bitz\"") && err.contains("matches nothing"),
+        "{err}"
+    );
+    let ws = workspace(
+        d.path(),
+        &format!("{base}report = {{ metrics = [ {{ path = \"bios.bits\" }} ] }}\n"),
+    );
+    let (ok, md, err) = physlab_in(d.path(), &ws, &["report", "tiny", "--runs", "runs"]);
+    assert!(ok, "{err}");
+    assert!(
+        md.contains("| bios.bits | `base` |") || md.contains("`base`"),
+        "{md}"
+    );
+}
