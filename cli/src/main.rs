@@ -1,19 +1,9 @@
 //! `physlab`: run named experiment recipes from workspace.toml end to end
 //! (generate → train → evaluate → table), or validate them without training.
 
-mod bench;
-mod check;
-mod generate;
-mod hf;
-mod lease;
-mod probe;
-mod recipe;
-mod report;
-mod run;
-mod sample;
-mod sweep;
-
 use std::path::PathBuf;
+
+use physlab_lab::{bench, check, generate, hf, probe, recipe, report, run, sample, sweep};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
