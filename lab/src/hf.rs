@@ -47,6 +47,9 @@ fn check_empty_out(out: &Path) -> Result<()> {
     }
 }
 
+/// A question's prompt tokens and its answer tokens.
+type QuestionPair = (Vec<u32>, Vec<u32>);
+
 pub fn export_model(run: &Path, format: &str, out: &Path) -> Result<()> {
     if format != "hf" {
         bail!("--format {format:?}: the one format is hf (Hugging Face transformers)");
@@ -136,7 +139,7 @@ pub fn export_model(run: &Path, format: &str, out: &Path) -> Result<()> {
         .find(|s| s.prompts && s.materialized)
         .map(|s| s.name.clone());
     let mut answers = Vec::new();
-    let (source, pairs): (String, Vec<(Vec<u32>, Vec<u32>)>) = match &qstream {
+    let (source, pairs): (String, Vec<QuestionPair>) = match &qstream {
         Some(name) => {
             let qs = data.load(name)?;
             let pairs = (0..qs.documents().min(CHECK_ANSWERS))
@@ -160,7 +163,7 @@ pub fn export_model(run: &Path, format: &str, out: &Path) -> Result<()> {
         let steps = a.len().max(1);
         let got = generate(
             &mut next,
-            &[prompt.clone()],
+            std::slice::from_ref(&prompt),
             steps,
             &Decoding::Greedy,
             Some(EOT),
