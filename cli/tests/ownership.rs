@@ -217,7 +217,10 @@ fn workers_drain_a_sweep_and_survive_a_killed_worker() {
         .map(|e| e.file_name().to_string_lossy().to_string())
         .collect();
     assert_eq!(store.len(), 4, "{store:?}");
-    assert!(store.iter().all(|n| !n.contains(".incomplete-")), "{store:?}");
+    assert!(
+        store.iter().all(|n| !n.contains(".incomplete-")),
+        "{store:?}"
+    );
     let plan = cmd(d.path(), &["plan", "sweep", "--runs", "pool"])
         .output()
         .unwrap();
