@@ -352,8 +352,12 @@ fn corpus_size(dc: &DataConfig) -> (usize, usize, f64) {
 }
 
 pub fn plan_line(p: &Point) -> Result<String> {
+    plan_line_of(p, &plan(&p.config)?)
+}
+
+/// The plan line of `p` from its already computed plan `pl`.
+pub fn plan_line_of(p: &Point, pl: &Plan) -> Result<String> {
     let c = &p.config;
-    let pl = plan(c)?;
     if let Some(dc) = &c.corpus {
         let (docs, len, h) = corpus_size(dc);
         let budget = if c.train.steps > 0 {
@@ -487,10 +491,11 @@ pub fn run_experiment(
     // `{runs}` in train.init_from is the --runs folder, so a finetune finds the pretraining run wherever runs go.
     let selected: Vec<Point> = with_runs(&selected.into_iter().cloned().collect::<Vec<_>>(), runs);
     for p in &selected {
-        info!("{}", plan_line(p)?);
+        let pl = plan(&p.config)?;
+        info!("{}", plan_line_of(p, &pl)?);
         // On a GPU the activations live in its memory, which this check does not know.
         if backend == BackendKind::Cpu {
-            check_memory(p, &plan(&p.config)?)?;
+            check_memory(p, &pl)?;
         }
     }
     for p in &selected {
