@@ -44,25 +44,39 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
 /// Writes `bytes` to `path` atomically and durably: a temporary file in the same folder, `fsync`, rename, then
 /// `fsync` of the folder. An existing file at `path` is replaced only once the new one is complete.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    atomic_write_with(path, |mut f| {
+        f.write_all(bytes)?;
+        Ok(f)
+    })
+}
+
+/// [`atomic_write`] for content written as a stream: `write` gets the temporary file and hands it back once it
+/// has written everything; only then is it flushed and renamed over `path`. An error of `write` leaves `path` as it
+/// was (the temporary file is removed).
+pub fn atomic_write_with<E: From<std::io::Error>>(
+    path: &Path,
+    write: impl FnOnce(std::fs::File) -> Result<std::fs::File, E>,
+) -> Result<(), E> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
+    let (file, tmp_path) = tempfile::Builder::new()
         .prefix(".physlab-tmp-")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
+        .tempfile_in(dir)?
+        .into_parts();
     // A temporary file is created private (0600); the file it becomes is an ordinary one (0644), readable by the
     // other users of a shared runs folder as files written directly would be.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
     }
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    sync_dir(dir)
+    let file = write(file)?;
+    file.sync_all()?;
+    tmp_path.persist(path).map_err(|e| e.error)?;
+    sync_dir(dir)?;
+    Ok(())
 }
 
 /// Flushes a folder's entries (a rename or a new file in it) to disk. A no-op where folders cannot be opened

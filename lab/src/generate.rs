@@ -265,26 +265,8 @@ fn write_through_temp(
     target: &Path,
     write: impl FnOnce(std::fs::File) -> Result<std::fs::File>,
 ) -> Result<()> {
-    let dir = target.parent().expect("an absolute file path");
-    let tmp = tempfile::Builder::new()
-        .prefix(".physlab-export-")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    let (file, tmp_path) = tmp.into_parts();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o644))
-            .with_context(|| format!("writing {}", target.display()))?;
-    }
-    let file = write(file)?;
-    file.sync_all()
-        .with_context(|| format!("writing {}", target.display()))?;
-    tmp_path
-        .persist(target)
-        .map_err(|e| e.error)
-        .with_context(|| format!("writing {}", target.display()))?;
-    physlab_generators::fsio::sync_dir(dir).with_context(|| format!("writing {}", target.display()))
+    physlab_generators::fsio::atomic_write_with(target, write)
+        .with_context(|| format!("writing {}", target.display()))
 }
 
 /// The documents of `ds` as Parquet, readable by `datasets.load_dataset("parquet", data_files=…)`:
