@@ -41,6 +41,17 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// This machine's name (for leases and file names that say which host wrote them): /proc's, else `$HOSTNAME`, else
+/// `unknown-host`.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
 /// Writes `bytes` to `path` atomically and durably: a temporary file in the same folder, `fsync`, rename, then
 /// `fsync` of the folder. An existing file at `path` is replaced only once the new one is complete.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

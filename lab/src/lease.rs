@@ -59,14 +59,7 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown-host".into())
-}
+pub use physlab_generators::fsio::hostname;
 
 /// `<dir>.lock` and `<dir>.lease`.
 fn paths(dir: &Path) -> (PathBuf, PathBuf) {

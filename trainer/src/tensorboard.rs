@@ -120,9 +120,7 @@ impl EventWriter {
     pub fn create(run_dir: &Path, what: &str) -> std::io::Result<EventWriter> {
         let dir = run_dir.join("tb");
         std::fs::create_dir_all(&dir)?;
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "host".into());
+        let host = physlab_generators::fsio::hostname();
         let path = dir.join(format!(
             "events.out.tfevents.{}.{host}.{}.{what}",
             now() as u64,
