@@ -5,11 +5,8 @@
 # interruption (the binary's config must resolve to the same config.resolved.toml, or the folder is moved aside).
 #   nohup scripts/capacity-law-chain.sh > /work/runs/logs/capacity-law-chain.log 2>&1 &
 # Logs: /work/runs/logs/<experiment>-p<index>.log (appended), this script's own lines in capacity-law-chain.log.
+# The queue itself is scripts/run-queue.sh.
 set -u
-P=${PHYSLAB:-target/release/physlab}
-RUNS=${RUNS:-/work/runs}
-cd "$(dirname "$0")/.."
-mkdir -p "$RUNS/logs"
 # Order: the binding points of gpt2-2-1, seed 0 (N = 4,000, 3,000); the second size (gpt2-3-1, N = 4,000); the
 # near-perfect half (N = 2,000, 1,000); the lr probe (×0.5, ×2) of gpt2-2-1; seeds 1, 2 of the binding points; the
 # convergence check (2000 exposures); the lr probe of gpt2-3-1; seeds 1, 2 of N = 2,000 and 1,000.
@@ -19,11 +16,4 @@ capacity-law-cpu:1 capacity-law-cpu:2 capacity-law-cpu:4 capacity-law-cpu:5 capa
 capacity-law-conv-cpu:0
 capacity-law-lr-cpu:2 capacity-law-lr-cpu:3
 capacity-law-cpu:10 capacity-law-cpu:11 capacity-law-cpu:13 capacity-law-cpu:14"
-for item in $ORDER; do
-  exp=${item%%:*}; k=${item##*:}
-  log="$RUNS/logs/$exp-p$k.log"
-  echo "$(date -u +%FT%TZ) start $exp --point $k -> $log"
-  nice -n 19 "$P" run "$exp" --runs "$RUNS" --point "$k" --resume >> "$log" 2>&1
-  echo "$(date -u +%FT%TZ) end $exp --point $k rc=$?"
-done
-echo "$(date -u +%FT%TZ) chain finished"
+exec "$(dirname "$0")/run-queue.sh" $ORDER

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs experiment points one at a time, in the order given, at the lowest CPU priority, each resumable: a finished
+# point (DONE) is skipped, an unfinished one continues from its newest step checkpoint. Rerun the same command to
+# continue after an interruption; stop it with `kill <this script's pid>` and then SIGTERM the physlab process,
+# which writes a step checkpoint and exits (status 3).
+#   nohup scripts/run-queue.sh extraction-pretrain-cpu:1 extraction-pretrain-cpu:0 >> /work/runs/logs/queue.log 2>&1 &
+# Logs: $RUNS/logs/<experiment>-p<index>.log (appended); this script's own lines go to its standard output.
+set -u
+P=${PHYSLAB:-target/release/physlab}
+RUNS=${RUNS:-/work/runs}
+cd "$(dirname "$0")/.."
+mkdir -p "$RUNS/logs"
+for item in "$@"; do
+  exp=${item%%:*}; k=${item##*:}
+  log="$RUNS/logs/$exp-p$k.log"
+  echo "$(date -u +%FT%TZ) start $exp --point $k -> $log"
+  nice -n 19 "$P" run "$exp" --runs "$RUNS" --point "$k" --resume >> "$log" 2>&1
+  echo "$(date -u +%FT%TZ) end $exp --point $k rc=$?"
+done
+echo "$(date -u +%FT%TZ) queue finished"
