@@ -672,6 +672,19 @@ impl TokenStream {
         &self.tokens[self.offsets[i]..self.offsets[i + 1]]
     }
 
+    /// The stream's first `k` documents (all of them when it has fewer), e.g. a fixed slice of a question
+    /// stream to evaluate while training.
+    pub fn head(&self, k: usize) -> TokenStream {
+        let k = k.min(self.documents());
+        let end = self.offsets[k];
+        TokenStream {
+            name: self.name.clone(),
+            tokens: self.tokens[..end].to_vec(),
+            offsets: self.offsets[..=k].to_vec(),
+            prompts: self.prompts.as_ref().map(|p| p[..k].to_vec()),
+        }
+    }
+
     /// (prompt, answer) of a question document.
     pub fn question(&self, i: usize) -> Option<(&[u32], &[u32])> {
         let p = self.prompts.as_ref()?[i] as usize;

@@ -723,3 +723,49 @@ fn answer_masks_cover_exactly_the_answers() {
         "{answers_seen} {prompts_seen}"
     );
 }
+
+/// Part 3.1's mixed training at QA_r = 0.8 (SPEC §5a rows 9–13): 80% of the windows are P_train's questions and
+/// 20% biographies, each window all one kind, and an exposure budget counts only the biographies' share (E
+/// exposures = E · N · tokens per biography / 0.2 training tokens).
+#[test]
+fn qa_r_0_8_gives_four_fifths_of_the_windows_to_questions() {
+    let cfg = BioSConfig {
+        people: 300,
+        qa: QaConfig {
+            enabled: true,
+            train_fraction: 0.5,
+            mix_ratio: 0.8,
+            ..QaConfig::default()
+        },
+        ..BioSConfig::default()
+    };
+    let data = BioS::build(&cfg, 11).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let m = data.write(dir.path(), |_| {}).unwrap();
+    let ds = Dataset::open(dir.path()).unwrap();
+    let answer = data.tokenizer.id("Answer").unwrap();
+    let sources = mixture_sources(&ds, Some(&data)).unwrap();
+    let mut w = mixer(&sources, 4).unwrap();
+    let n = 20_000;
+    let mut qa_windows = 0;
+    for _ in 0..n {
+        let before = w.per_source.clone();
+        let win = w.next_window(129);
+        let qa = w.per_source[1] > before[1];
+        qa_windows += qa as usize;
+        assert_eq!(
+            win.contains(&answer),
+            qa,
+            "a window is all questions or all biographies"
+        );
+    }
+    // Tolerance: 5 binomial standard deviations, 5·sqrt(0.8·0.2/20000) = 0.0141.
+    let share = qa_windows as f64 / n as f64;
+    assert!((share - 0.8).abs() < 0.0141, "QA share of windows {share}");
+    let e = m.tokens_for_exposures(1.0);
+    assert!(
+        (e - m.exposure.tokens / 0.2).abs() < 1e-6 * e,
+        "{e} vs {}",
+        m.exposure.tokens
+    );
+}

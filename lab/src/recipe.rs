@@ -26,6 +26,18 @@ pub struct EvalConfig {
     /// Also evaluate the trained model with its weights quantized (post-training, per output channel):
     /// `["int8", "int4"]`.
     pub quantize: Vec<physlab_trainer::quant::Quant>,
+    /// Questions per stream evaluated every `train.eval_every` steps (the first ones of each stream: for the
+    /// six bioS questions, all six of the first `curve_questions / 6` people). Not written at its default, so
+    /// the resolved configs of runs made before the key existed stay the same.
+    #[serde(skip_serializing_if = "is_default_curve_questions")]
+    pub curve_questions: usize,
+}
+
+/// Questions per stream of the accuracy curve unless a recipe says otherwise: 100 people's six questions.
+pub const CURVE_QUESTIONS: usize = 600;
+
+fn is_default_curve_questions(v: &usize) -> bool {
+    *v == CURVE_QUESTIONS
 }
 
 impl Default for EvalConfig {
@@ -33,6 +45,7 @@ impl Default for EvalConfig {
         EvalConfig {
             batch: 64,
             quantize: Vec::new(),
+            curve_questions: CURVE_QUESTIONS,
         }
     }
 }
@@ -191,6 +204,26 @@ fn nearest<'a>(key: &str, candidates: impl Iterator<Item = &'a String>) -> Optio
 }
 
 /// Every key of `user` that `reference` lacks, as messages naming the path and the nearest valid key.
+/// Every key a recipe may set, with its default: the default run config as a table, plus the keys that are
+/// serialised only away from their defaults (so that the resolved configs of older runs stay the same).
+fn recipe_keys() -> Table {
+    let mut reference = match Value::try_from(RunConfig::default()).expect("serialises") {
+        Value::Table(t) => t,
+        _ => unreachable!("a struct serialises to a table"),
+    };
+    if let Some(Value::Table(train)) = reference.get_mut("train") {
+        train
+            .entry("precision")
+            .or_insert(Value::String("auto".into()));
+        train.entry("eval_every").or_insert(Value::Integer(0));
+    }
+    if let Some(Value::Table(eval)) = reference.get_mut("eval") {
+        eval.entry("curve_questions")
+            .or_insert(Value::Integer(CURVE_QUESTIONS as i64));
+    }
+    reference
+}
+
 fn unknown_keys(user: &Table, reference: &Table, path: &str, out: &mut Vec<String>) {
     for (k, v) in user {
         let p = if path.is_empty() {
@@ -503,16 +536,7 @@ impl Workspace {
                     .join(", ")
             );
         };
-        let mut reference = match Value::try_from(RunConfig::default()).expect("serialises") {
-            Value::Table(t) => t,
-            _ => unreachable!("a struct serialises to a table"),
-        };
-        // A key that is serialised only away from its default is valid all the same.
-        if let Some(Value::Table(train)) = reference.get_mut("train") {
-            train
-                .entry("precision")
-                .or_insert(Value::String("auto".into()));
-        }
+        let reference = recipe_keys();
         let ctx = format!("{} [experiment.{name}]", self.path);
         let mut problems = Vec::new();
         unknown_keys(&self.defaults, &reference, "", &mut problems);

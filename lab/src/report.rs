@@ -3,7 +3,7 @@
 //! one-sided t-test, the capacity-law fit), `summary.csv` (one line per run), `report.json` and SVG plots (loss
 //! curves; bits against parameters with the 2- and 1-bit/param lines).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -23,6 +23,8 @@ struct Run {
     eval: Value,
     /// (step, loss), the last line of each step.
     curve: Vec<(f64, f64)>,
+    /// The accuracy curves of curve.jsonl (`train.eval_every`): stream → (step, exact-match accuracy).
+    accuracy: BTreeMap<String, Vec<(f64, f64)>>,
 }
 
 /// Looks `path` up in eval.json: dotted keys; inside an array, the element whose `stream`, `attribute` or `name`
@@ -76,6 +78,31 @@ fn read_curve(path: &Path) -> Vec<(f64, f64)> {
         }
     }
     by_step.into_iter().map(|(s, l)| (s as f64, l)).collect()
+}
+
+/// The `<stream>/accuracy` values of a run's curve.jsonl by stream, as (step, accuracy), the last line of each
+/// step; empty when the run made no curve.
+fn read_accuracy(path: &Path) -> BTreeMap<String, Vec<(f64, f64)>> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return BTreeMap::new();
+    };
+    let mut by: BTreeMap<String, BTreeMap<u64, f64>> = BTreeMap::new();
+    for line in text.lines() {
+        let Ok(Value::Object(m)) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let Some(step) = m.get("step").and_then(Value::as_u64) else {
+            continue;
+        };
+        for (k, v) in &m {
+            if let (Some(stream), Some(a)) = (k.strip_suffix("/accuracy"), v.as_f64()) {
+                by.entry(stream.to_string()).or_default().insert(step, a);
+            }
+        }
+    }
+    by.into_iter()
+        .map(|(k, m)| (k, m.into_iter().map(|(s, a)| (s as f64, a)).collect()))
+        .collect()
 }
 
 /// A sort key that orders the numbers inside names by value: `d_model=8` before `d_model=16`, `s2` before `s10`.
@@ -158,6 +185,7 @@ fn collect_runs(dir: &Path) -> Result<Vec<Run>> {
                 seed,
                 eval,
                 curve: read_curve(&sdir.join("metrics.jsonl")),
+                accuracy: read_accuracy(&sdir.join(physlab_trainer::train::CURVE_FILE)),
             });
         }
     }
@@ -820,6 +848,58 @@ pub fn report(
         .write_svg(&plots.join("loss.svg"), 800, 560)
         .map_err(anyhow::Error::msg)?;
         writeln!(md, "![training loss](plots/loss.svg)\n")?;
+    }
+
+    // Accuracy curves (train.eval_every): exact match against the step, per point and stream, mean over seeds.
+    let mut series = Vec::new();
+    let mut curve_rows = String::new();
+    for p in &points {
+        let of_point: Vec<&Run> = runs.iter().filter(|r| &r.point == p).collect();
+        let streams: BTreeSet<&String> = of_point.iter().flat_map(|r| r.accuracy.keys()).collect();
+        for stream in streams {
+            let mut by_step: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+            for r in &of_point {
+                for &(s, a) in r.accuracy.get(stream).into_iter().flatten() {
+                    by_step.entry(s as u64).or_default().push(a);
+                }
+            }
+            let points: Vec<(f64, f64)> = by_step
+                .into_iter()
+                .map(|(s, v)| (s as f64, v.iter().sum::<f64>() / v.len() as f64))
+                .collect();
+            writeln!(
+                curve_rows,
+                "| {p} | {stream} | {} |",
+                points
+                    .iter()
+                    .map(|(s, a)| format!("{s:.0}: {:.1}%", 100.0 * a))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )?;
+            series.push(Series {
+                name: format!("{p}: {stream} (mean of {} seed(s))", of_point.len()),
+                points,
+                error: None,
+                style: Style::Line,
+            });
+        }
+    }
+    if !series.is_empty() {
+        Plot {
+            title: format!("{experiment}: exact-match accuracy while training"),
+            x_label: "step".into(),
+            y_label: "accuracy".into(),
+            log_x: false,
+            log_y: false,
+            series,
+            guides: Vec::new(),
+        }
+        .write_svg(&plots.join("accuracy.svg"), 800, 560)
+        .map_err(anyhow::Error::msg)?;
+        writeln!(
+            md,
+            "## Accuracy against the step\n\nGreedy exact match on the first questions of each stream (`eval.curve_questions`), every `train.eval_every` steps; mean over seeds.\n\n![accuracy while training](plots/accuracy.svg)\n\n| point | stream | step: accuracy |\n|---|---|---|\n{curve_rows}"
+        )?;
     }
 
     // summary.csv: one line per run.

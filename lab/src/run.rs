@@ -19,8 +19,9 @@ use physlab_generators::people::Attribute;
 use physlab_generators::zipf::{Uniform, Zipf};
 use physlab_generators::DataConfig;
 use physlab_generators::WindowMixer;
+use physlab_trainer::model::Gpt;
 use physlab_trainer::quant::{quantize, Quant};
-use physlab_trainer::train::train;
+use physlab_trainer::train::{train, train_with_eval, StepEval};
 use physlab_trainer::{CpuTrain, GptShape, ParamCounts, TrainOutcome};
 use tracing::info;
 
@@ -90,9 +91,30 @@ fn train_eval<B: physlab_trainer::kernels::TrainBackend>(
     bios: &BioS,
     params: ParamCounts,
     qa_streams: &[TokenStream],
+    curve_streams: &[TokenStream],
 ) -> Result<Evaluated> {
     let device = B::Device::default();
-    let (model, outcome) = train::<B>(
+    // The accuracy curve: greedy exact match on a fixed slice of each curve stream, per question kind.
+    let mut curve = |_step: usize, model: &Gpt<B::InnerBackend>| -> Vec<(String, f64)> {
+        let mut out = Vec::new();
+        for s in curve_streams {
+            let e = evaluate_qa::<B::InnerBackend>(
+                model,
+                s,
+                question_kind(s, bios),
+                cfg.eval.batch,
+                &device,
+            );
+            out.push((format!("{}/accuracy", s.name), e.accuracy));
+            out.extend(
+                e.per_kind
+                    .into_iter()
+                    .map(|(k, v)| (format!("{}/{k}", s.name), v)),
+            );
+        }
+        out
+    };
+    let (model, outcome) = train_with_eval::<B>(
         &cfg.train,
         shape,
         windows,
@@ -101,6 +123,7 @@ fn train_eval<B: physlab_trainer::kernels::TrainBackend>(
         dir,
         &device,
         resume,
+        (!curve_streams.is_empty()).then_some(&mut curve as &mut StepEval<'_, B::InnerBackend>),
     )?;
     // Evaluated with every token routed (a mixture of experts drops none; other models are unchanged).
     let model = model.without_token_dropping();
@@ -137,22 +160,13 @@ fn train_eval<B: physlab_trainer::kernels::TrainBackend>(
         .iter()
         .map(|s| {
             let t = Instant::now();
-            // The six QA questions are reported per attribute (document i asks about attribute i mod 6); a
-            // Part 3.2 task per form, by its control token (`<direct>` or `<hint>`).
-            let is_qa = s.name.starts_with("qa_");
-            let kind = |i: usize| {
-                if is_qa {
-                    Attribute::ALL[i % 6].name().to_string()
-                } else {
-                    let first = s.question(i).map(|(p, _)| p[0]).unwrap_or(0);
-                    format!(
-                        "{} {}",
-                        s.name.rsplit_once('_').map_or(s.name.as_str(), |x| x.0),
-                        bios.tokenizer.decode(&[first])
-                    )
-                }
-            };
-            let e = evaluate_qa::<B::InnerBackend>(&model, s, kind, cfg.eval.batch, &device);
+            let e = evaluate_qa::<B::InnerBackend>(
+                &model,
+                s,
+                question_kind(s, bios),
+                cfg.eval.batch,
+                &device,
+            );
             info!(
                 "QA by generation on {}: {:.1}% of {} questions in {:.1}s",
                 s.name,
@@ -169,6 +183,58 @@ fn train_eval<B: physlab_trainer::kernels::TrainBackend>(
         quantized,
         qa,
     })
+}
+
+/// The kind of question `i` of stream `s`: the six QA questions per attribute (document i asks about attribute
+/// i mod 6); a Part 3.2 task per form, by its control token (`<direct>` or `<hint>`).
+fn question_kind<'a>(s: &'a TokenStream, bios: &'a BioS) -> impl Fn(usize) -> String + 'a {
+    let is_qa = s.name.starts_with("qa_");
+    move |i: usize| {
+        if is_qa {
+            Attribute::ALL[i % 6].name().to_string()
+        } else {
+            let first = s
+                .question(i)
+                .and_then(|(p, _)| p.first().copied())
+                .unwrap_or(0);
+            format!(
+                "{} {}",
+                s.name.rsplit_once('_').map_or(s.name.as_str(), |x| x.0),
+                bios.tokenizer.decode(&[first])
+            )
+        }
+    }
+}
+
+/// The streams of the accuracy curve (`train.eval_every`): every question stream the run trains on whose name
+/// ends in `_train` (its P_train questions), followed by its `_test` twin (P_test), each cut to its first
+/// `eval.curve_questions` questions. Empty when `train.eval_every` is 0 or the run trains on no questions.
+fn curve_streams(
+    cfg: &RunConfig,
+    manifest: &physlab_generators::Manifest,
+    qa_streams: &[TokenStream],
+) -> Vec<TokenStream> {
+    if cfg.train.eval_every == 0 {
+        return Vec::new();
+    }
+    let trained: Vec<String> = if cfg.train.streams.is_empty() {
+        manifest.mixture.iter().map(|m| m.stream.clone()).collect()
+    } else {
+        cfg.train.streams.clone()
+    };
+    let find = |name: &str| qa_streams.iter().find(|s| s.name == name);
+    let mut out = Vec::new();
+    for name in &trained {
+        let Some(base) = name.strip_suffix("_train") else {
+            continue;
+        };
+        for n in [name.clone(), format!("{base}_test")] {
+            if let Some(s) = find(&n) {
+                out.push(s.head(cfg.eval.curve_questions));
+            }
+        }
+    }
+    out
 }
 
 /// Budget arithmetic for a point, from a sample of its biographies (no files written).
@@ -1015,6 +1081,27 @@ pub fn run_point(
         .filter(|s| s.prompts && s.materialized)
         .map(|s| dataset.load(&s.name))
         .collect::<Result<_, _>>()?;
+    let curve = curve_streams(cfg, &manifest, &qa_streams);
+    if cfg.train.eval_every > 0 {
+        if curve.is_empty() {
+            bail!(
+                "train.eval_every = {}: this run trains on no question stream ending in _train (streams {:?}, mixture {:?}), so there is no accuracy curve to draw",
+                cfg.train.eval_every,
+                cfg.train.streams,
+                manifest.mixture.iter().map(|m| m.stream.as_str()).collect::<Vec<_>>()
+            );
+        }
+        info!(
+            "accuracy curve every {} steps on the first {} questions of {}",
+            cfg.train.eval_every,
+            cfg.eval.curve_questions,
+            curve
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let Evaluated {
         outcome,
         eval,
@@ -1032,6 +1119,7 @@ pub fn run_point(
             &bios,
             params,
             &qa_streams,
+            &curve,
         )
     )?;
     let report = serde_json::json!({

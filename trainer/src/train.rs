@@ -85,6 +85,16 @@ pub struct TrainConfig {
     /// when `auto`, so the resolved configs of runs made before the key existed stay the same.
     #[serde(skip_serializing_if = "Precision::is_auto")]
     pub precision: Precision,
+    /// Steps between evaluations while training (0: none): a run given a [`StepEval`] calls it at step 0, every
+    /// `eval_every` steps and at the last step, and writes what it returns to `curve.jsonl` (e.g. P_train and
+    /// P_test QA accuracy against the finetune step). Not written when 0, so the resolved configs of runs made
+    /// before the key existed stay the same.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub eval_every: usize,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -121,6 +131,7 @@ impl Default for TrainConfig {
             lora_embedding_rank: 0,
             lora_alpha: 0.0,
             precision: Precision::Auto,
+            eval_every: 0,
         }
     }
 }
@@ -471,6 +482,51 @@ pub fn train<B: TrainBackend>(
     device: &B::Device,
     resume: bool,
 ) -> Result<(Gpt<B::InnerBackend>, TrainOutcome), TrainError> {
+    train_with_eval::<B>(
+        cfg,
+        shape,
+        data,
+        tokens_per_exposure,
+        seed,
+        run_dir,
+        device,
+        resume,
+        None,
+    )
+}
+
+/// An evaluation made while training (see [`TrainConfig::eval_every`]): given the step and the model in its
+/// inference form, named scalars (`"qa_test/accuracy"`, …). It reads the model only, and draws nothing from the
+/// data cursor or any random stream, so the training is the same with it and without it.
+pub type StepEval<'a, B> = dyn FnMut(usize, &Gpt<B>) -> Vec<(String, f64)> + 'a;
+
+/// One line of `curve.jsonl`: the step and the scalars of the [`StepEval`].
+fn curve_line(step: usize, values: &[(String, f64)]) -> String {
+    let mut m = serde_json::Map::new();
+    m.insert("step".into(), step.into());
+    for (k, v) in values {
+        m.insert(k.clone(), serde_json::json!(v));
+    }
+    let mut s = serde_json::Value::Object(m).to_string();
+    s.push('\n');
+    s
+}
+
+/// [`train`], calling `eval` (when given and `cfg.eval_every > 0`) at step 0, every `cfg.eval_every` steps and at
+/// the last step; its values go to `run_dir/curve.jsonl` (one JSON line per evaluation, cut back like
+/// `metrics.jsonl` on resume) and to TensorBoard as `eval/<name>`.
+#[allow(clippy::too_many_arguments)]
+pub fn train_with_eval<B: TrainBackend>(
+    cfg: &TrainConfig,
+    shape: GptShape,
+    data: &mut WindowMixer<'_>,
+    tokens_per_exposure: f64,
+    seed: u64,
+    run_dir: &Path,
+    device: &B::Device,
+    resume: bool,
+    mut eval: Option<&mut StepEval<'_, B::InnerBackend>>,
+) -> Result<(Gpt<B::InnerBackend>, TrainOutcome), TrainError> {
     let problems = cfg.problems();
     if !problems.is_empty() {
         return Err(TrainError::Config(problems.join("; ")));
@@ -603,6 +659,7 @@ pub fn train<B: TrainBackend>(
         }
         // Lines after the step resumed from were written before the run stopped: they are written again.
         truncate_metrics(&run_dir.join("metrics.jsonl"), st.step)?;
+        truncate_metrics(&run_dir.join(CURVE_FILE), st.step)?;
     }
     let resumed_from = st.step;
 
@@ -623,6 +680,62 @@ pub fn train<B: TrainBackend>(
             None
         }
     };
+    let curve_path = run_dir.join(CURVE_FILE);
+    let eval_every = if eval.is_some() { cfg.eval_every } else { 0 };
+    if eval_every > 0 && st.step == 0 {
+        // A run resumed before its first checkpoint may have written lines already (before the file is opened:
+        // the cut replaces the file).
+        truncate_lines(&curve_path, 0, |_| false)?;
+    }
+    let mut curve = if eval_every > 0 {
+        Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&curve_path)
+                .map_err(io(&curve_path))?,
+        )
+    } else {
+        None
+    };
+    // Evaluates, and writes the line (and the TensorBoard scalars) for `step`.
+    let mut evaluate = |step: usize,
+                        model: &Gpt<B>,
+                        tb: &mut Option<crate::tensorboard::EventWriter>|
+     -> Result<(), TrainError> {
+        let (Some(f), Some(file)) = (eval.as_mut(), curve.as_mut()) else {
+            return Ok(());
+        };
+        let t = Instant::now();
+        let values = f(step, &model.valid());
+        let line = curve_line(step, &values);
+        file.write_all(line.as_bytes()).map_err(io(&curve_path))?;
+        if let Some(w) = tb {
+            let named: Vec<(String, f64)> = values
+                .iter()
+                .map(|(k, v)| (format!("eval/{k}"), *v))
+                .collect();
+            let refs: Vec<(&str, f64)> = named.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            if let Err(e) = w.scalars(step as u64, &refs) {
+                tracing::warn!("TensorBoard events {}: {e}", w.path.display());
+                *tb = None;
+            }
+        }
+        let shown: Vec<String> = values
+            .iter()
+            .filter(|(k, _)| k.ends_with("/accuracy"))
+            .map(|(k, v)| format!("{} {:.1}%", k.trim_end_matches("/accuracy"), 100.0 * v))
+            .collect();
+        tracing::info!(
+            "eval at step {step}: {} ({:.1}s)",
+            shown.join(", "),
+            t.elapsed().as_secs_f64()
+        );
+        Ok(())
+    };
+    if eval_every > 0 && st.step == 0 {
+        evaluate(0, &model, &mut tb)?;
+    }
     let bar = if std::io::stderr().is_terminal() {
         let pb = indicatif::ProgressBar::new(total as u64);
         pb.set_position(st.step as u64);
@@ -727,6 +840,9 @@ pub fn train<B: TrainBackend>(
                 None => tracing::info!("{msg}"),
             }
         }
+        if eval_every > 0 && (done % eval_every == 0 || done == total) {
+            evaluate(done, &model, &mut tb)?;
+        }
         if cfg.checkpoint_every > 0 && done % cfg.checkpoint_every == 0 && done < total {
             st.elapsed_s = elapsed_before + start.elapsed().as_secs_f64();
             save_step_checkpoint(&model, &optim, &st, run_dir, cfg.keep_checkpoints)?;
@@ -770,6 +886,9 @@ pub fn train<B: TrainBackend>(
         },
     ))
 }
+
+/// The evaluations made while training ([`train_with_eval`]), one JSON line each, in the run folder.
+pub const CURVE_FILE: &str = "curve.jsonl";
 
 /// The files of a step checkpoint that its checksums.json covers (DONE and checksums.json aside).
 pub const STEP_FILES: [&str; 3] = ["model.bin", "optimizer.bin", "state.json"];
@@ -909,6 +1028,12 @@ fn one_line(s: &str) -> String {
 /// Keeps the lines of metrics.jsonl up to `step` (atomically): a resumed run writes the later steps again.
 /// Lines that do not parse (a line cut short by a crash) are dropped too.
 fn truncate_metrics(path: &Path, step: usize) -> Result<(), TrainError> {
+    truncate_lines(path, step, |s| s as usize <= step)
+}
+
+/// Keeps the JSON lines of `path` whose `"step"` passes `keep` (lines without one are dropped); `step` is for the
+/// log line only.
+fn truncate_lines(path: &Path, step: usize, keep: impl Fn(u64) -> bool) -> Result<(), TrainError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -921,7 +1046,7 @@ fn truncate_metrics(path: &Path, step: usize) -> Result<(), TrainError> {
             .ok()
             .and_then(|v| v.get("step")?.as_u64());
         match s {
-            Some(s) if s as usize <= step => {
+            Some(s) if keep(s) => {
                 kept.push_str(line);
                 kept.push('\n');
             }

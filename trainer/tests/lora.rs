@@ -119,6 +119,39 @@ fn lora_finetuning_trains_the_adapters_only() {
         adapters.iter().all(|p| p.iter().any(|&v| v != 0.0)),
         "every adapter trained"
     );
+
+    // The adapters moved because of training, not because of their initialisation: the same finetune at a
+    // learning rate of 1e-30 (same seed, so the same initial adapters; every update is below f32 resolution for
+    // the randomly initialised factors, and ~1e-30 for the zero ones) gives their starting values. Every adapter
+    // factor (q, v and the embedding, A and B) of the real finetune lies at least 1e-3 from them somewhere.
+    let still = TrainConfig {
+        lr: 1e-30,
+        ..ft.clone()
+    };
+    let still_dir = dir.path().join("still");
+    std::fs::create_dir_all(&still_dir).unwrap();
+    let mut w = mixer(&sources, 1).unwrap();
+    train::<CpuTrain>(&still, shape, &mut w, 1.0, 0, &still_dir, &device, false).unwrap();
+    let (start, _) = load_checkpoint::<Cpu>(&still_dir.join("checkpoints/final"), &device).unwrap();
+    let mut c = Collect(Vec::new());
+    start.visit(&mut c);
+    let initial: Vec<&Vec<f32>> = c.0.iter().filter(|p| !a.0.contains(p)).collect();
+    assert_eq!(initial.len(), 6);
+    for (k, (t, i)) in adapters.iter().zip(&initial).enumerate() {
+        assert_eq!(t.len(), i.len());
+        let moved = t
+            .iter()
+            .zip(i.iter())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            moved > 1e-3,
+            "adapter factor {k} moved only {moved} from its initial value"
+        );
+        let tiny = i.iter().all(|v| v.abs() < 1e-20);
+        let random = i.iter().any(|v| v.abs() > 1e-3);
+        assert!(tiny || random, "factor {k} starts at 0 or at random values");
+    }
 }
 
 /// A diverging run stops with a clear error at the first non-finite loss, and the checkpoints it completed
