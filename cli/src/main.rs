@@ -170,7 +170,8 @@ enum Command {
         experiment: Option<String>,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
-        /// Also predict each point's training time on this machine's CPU (its model's step timed here).
+        /// Predict every point's training time on this machine's CPU (its model's step timed here). Without it,
+        /// only the points of one named experiment are timed, and only when their step is CPU-sized.
         #[arg(long)]
         time: bool,
     },
@@ -714,6 +715,7 @@ fn real_main() -> Result<()> {
             let mut timings = std::collections::HashMap::new();
             let ws = recipe::Workspace::load(&cli.workspace)?;
             let sets = recipe::parse_sets(&sets)?;
+            let single = experiment.is_some();
             let (names, datasets): (Vec<String>, Vec<String>) = match experiment {
                 Some(e) if ws.datasets.contains_key(&e) && !ws.experiments.contains_key(&e) => {
                     (vec![], vec![e])
@@ -749,8 +751,14 @@ fn real_main() -> Result<()> {
                         println!("{name}: ok, {} point(s)", points.len());
                         for p in &points {
                             println!("  {}", run::plan_line(p)?);
-                            if time {
+                            // One named experiment is timed unless its step is GPU-sized; --time times all.
+                            if time || (single && run::cpu_sized(p)?) {
                                 println!("      {}", run::predicted_runtime(p, &mut timings)?);
+                            } else if single {
+                                println!(
+                                    "      predicted training time: not timed on this CPU (a step of over {:.0} GFLOP; --time times it anyway)",
+                                    run::CPU_STEP_GFLOP
+                                );
                             }
                         }
                     }

@@ -1,8 +1,8 @@
 //! Recipes: workspace.toml holds `[defaults]` and named `[experiment.<name>]` tables, each optionally with a
 //! `sweep`: a cartesian `grid` of dotted keys, `zip` groups of keys that move together, and a `seeds` axis; and a
 //! `report` table (SPEC §5 row, claim, headline metrics with published figures) that `physlab report` reads.
-//! `train.init_from` may name `{runs}`, `{point}` and `{seed}`: a finetune follows its pretraining run per point
-//! and seed.
+//! `train.init_from` may name `{runs}`, `{point}`, `{data_point}` (the point's name from its `data.` keys only)
+//! and `{seed}`: a finetune follows its pretraining run per point and seed.
 //!
 //! Precedence (torchtitan's config manager): `--set key=value` > sweep point > experiment > `[defaults]` > code
 //! defaults. Unknown keys are errors naming the key path and the nearest valid key; validation collects every
@@ -222,6 +222,18 @@ fn recipe_keys() -> Table {
             .or_insert(Value::Integer(CURVE_QUESTIONS as i64));
     }
     reference
+}
+
+/// A point's name: `key=value` for each key its sweep sets (the last part of the dotted key), or `base`.
+fn point_name<'a>(combo: impl Iterator<Item = &'a (String, Value)>) -> String {
+    let parts: Vec<String> = combo
+        .map(|(k, v)| format!("{}={}", k.rsplit('.').next().unwrap_or(k), point_label(v)))
+        .collect();
+    if parts.is_empty() {
+        "base".to_string()
+    } else {
+        parts.join(",")
+    }
 }
 
 fn unknown_keys(user: &Table, reference: &Table, path: &str, out: &mut Vec<String>) {
@@ -653,17 +665,10 @@ impl Workspace {
         let mut points = Vec::new();
         let mut all_problems = Vec::new();
         for combo in combos {
-            let name = if combo.is_empty() {
-                "base".to_string()
-            } else {
-                combo
-                    .iter()
-                    .map(|(k, v)| {
-                        format!("{}={}", k.rsplit('.').next().unwrap_or(k), point_label(v))
-                    })
-                    .collect::<Vec<_>>()
-                    .join(",")
-            };
+            let name = point_name(combo.iter());
+            // `{data_point}`: the point's name from its `data.` keys only, so that the finetunes of one pretraining
+            // point under several training settings (a learning-rate axis) all start from that point's run.
+            let data_name = point_name(combo.iter().filter(|(k, _)| k.starts_with("data.")));
             let mut t = reference.clone();
             merge(&mut t, &self.defaults);
             merge(&mut t, &body);
@@ -698,7 +703,8 @@ impl Workspace {
                             .train
                             .init_from
                             .replace("{seed}", &seed.to_string())
-                            .replace("{point}", &name);
+                            .replace("{point}", &name)
+                            .replace("{data_point}", &data_name);
                         c
                     }
                     Err(e) => {
@@ -745,6 +751,43 @@ mod tests {
     use super::*;
 
     const SHIPPED: &str = include_str!("../../workspace.toml");
+
+    /// `{data_point}` names the pretraining point from the sweep's `data.` keys only: finetunes at several
+    /// learning rates of one augmentation all start from that augmentation's run, `{point}` keeps every key.
+    #[test]
+    fn data_point_names_the_pretraining_point_without_the_training_keys() {
+        let ws = Workspace::parse(
+            r#"
+[experiment.ft]
+train.init_from = "{runs}/pre/{data_point}/s{seed}/ck:{point}"
+[experiment.ft.sweep]
+zip = { "data.multi" = [1, 5], "data.permute" = [false, true] }
+grid = { "train.lr" = [1e-3, 1e-4] }
+seeds = [2]
+"#,
+            "t.toml",
+        )
+        .unwrap();
+        let got: Vec<String> = ws
+            .points("ft", &[])
+            .unwrap()
+            .iter()
+            .map(|p| p.config.train.init_from.clone())
+            .collect();
+        assert_eq!(got.len(), 4);
+        for g in &got {
+            let (pre, full) = g.split_once("/ck:").unwrap();
+            assert!(
+                pre == "{runs}/pre/multi=1,permute=false/s2"
+                    || pre == "{runs}/pre/multi=5,permute=true/s2",
+                "{g}"
+            );
+            assert!(
+                full.contains("lr=") && full.contains(pre.split('/').nth(2).unwrap()),
+                "{g}"
+            );
+        }
+    }
 
     /// Every experiment shipped in workspace.toml parses and validates (litgpt test_config_hub).
     #[test]

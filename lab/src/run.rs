@@ -247,6 +247,17 @@ pub struct Plan {
     pub params_total: usize,
     /// What training the point should hold in memory, by part.
     pub memory: MemoryEstimate,
+    /// Passes over each stream trained on besides the biographies (questions, tasks, celebrities, junk).
+    pub passes: Vec<StreamPasses>,
+}
+
+/// How often a run goes over one of its training streams.
+pub struct StreamPasses {
+    pub stream: String,
+    /// Documents in the stream (questions of P_train for `qa_train`).
+    pub documents: u64,
+    /// The stream's share of the run's tokens over its size.
+    pub passes: f64,
 }
 
 /// An estimate of the memory a training run holds at its peak (f32 throughout): the parameters with their
@@ -349,6 +360,50 @@ pub fn plan(cfg: &RunConfig) -> Result<Plan> {
     let tokens_per_exposure = cfg.data.people as f64 * tpb / bio_share;
     let steps = cfg.train.total_steps(tokens_per_exposure);
     let params_total = shape.num_params(bios.tokenizer.vocab_size()).total;
+    // The streams trained on besides the biographies (a finetune's named streams in equal shares, or the
+    // questions mixed into pretraining): their size from the sample, scaled to the whole population.
+    let specs = Corpus::streams(&bios);
+    let trained: Vec<(String, f64)> = if cfg.train.streams.is_empty() {
+        mix.iter()
+            .skip(1)
+            .map(|m| (m.stream.clone(), m.weight))
+            .collect()
+    } else {
+        let k = cfg.train.streams.len() as f64;
+        cfg.train
+            .streams
+            .iter()
+            .map(|s| (s.clone(), 1.0 / k))
+            .collect()
+    };
+    let total_weight = if cfg.train.streams.is_empty() {
+        mix.iter().map(|m| m.weight).sum::<f64>()
+    } else {
+        1.0
+    };
+    let run_tokens = (steps * cfg.train.tokens_per_step()) as f64;
+    let mut passes = Vec::new();
+    for (name, weight) in trained {
+        let Some(i) = specs.iter().position(|s| s.name == name && s.materialized) else {
+            continue;
+        };
+        let docs = specs[i].documents.min(2000);
+        let mut buf = Vec::new();
+        let mut measured = 0usize;
+        for d in 0..docs {
+            buf.clear();
+            Corpus::render(&bios, i, d, &mut buf);
+            measured += buf.len() + 1;
+        }
+        let per_doc = measured as f64 / docs.max(1) as f64;
+        let full_docs = specs[i].documents as f64 * cfg.data.people as f64 / n as f64;
+        let stream_tokens = per_doc * full_docs;
+        passes.push(StreamPasses {
+            stream: name,
+            documents: full_docs.round() as u64,
+            passes: run_tokens * weight / total_weight / stream_tokens,
+        });
+    }
     Ok(Plan {
         tokens_per_biography: tpb,
         vocab_size: bios.tokenizer.vocab_size(),
@@ -363,6 +418,7 @@ pub fn plan(cfg: &RunConfig) -> Result<Plan> {
             cfg.train.batch_size,
             tokens_per_exposure * cfg.data.multi.max(1) as f64,
         ),
+        passes,
     })
 }
 
@@ -395,6 +451,7 @@ fn plan_corpus(cfg: &RunConfig, dc: &DataConfig) -> Result<Plan> {
             cfg.train.batch_size,
             tokens_per_exposure,
         ),
+        passes: Vec::new(),
     })
 }
 
@@ -476,8 +533,29 @@ pub fn plan_line_of(p: &Point, pl: &Plan) -> Result<String> {
             c.data.people, pl.tokens_per_biography, c.train.exposures
         )
     };
+    let mut extra = String::new();
+    for s in &pl.passes {
+        extra.push_str(&format!(
+            "; {:.1} passes over {} ({} documents)",
+            s.passes, s.stream, s.documents
+        ));
+    }
+    if c.train.lora_qv_rank > 0 || c.train.lora_embedding_rank > 0 {
+        extra.push_str(&format!(
+            "; LoRA rank {} on q/v, {} on the embedding (the pretrained weights frozen)",
+            c.train.lora_qv_rank, c.train.lora_embedding_rank
+        ));
+    } else if !c.train.init_from.is_empty() {
+        extra.push_str("; full finetune");
+    }
+    if c.train.eval_every > 0 {
+        extra.push_str(&format!(
+            "; accuracy curve every {} steps on {} questions a stream",
+            c.train.eval_every, c.eval.curve_questions
+        ));
+    }
     Ok(format!(
-        "[{}] {}/s{}: {budget} = {:.2}M tokens = {} steps of {}×{}; {} ({} params, vocab {}); perfect bits {:.0}, R^max ≥ {:.3}; memory ≈ {:.2} GB",
+        "[{}] {}/s{}: {budget} = {:.2}M tokens = {} steps of {}×{}; {} ({} params, vocab {}); perfect bits {:.0}, R^max ≥ {:.3}{extra}; memory ≈ {:.2} GB",
         p.index,
         p.name,
         p.seed,
@@ -494,6 +572,21 @@ pub fn plan_line_of(p: &Point, pl: &Plan) -> Result<String> {
     ))
 }
 
+/// The training FLOPs of one step above which `validate <experiment>` does not time a point on the CPU unasked
+/// (gpt2-2-2 at 16×128 is ~11 GFLOP a step; GPT2-12-12 at 96×512, ~30,000).
+pub const CPU_STEP_GFLOP: f64 = 200.0;
+
+/// Whether a point's training step is small enough to time on this CPU in a moment ([`CPU_STEP_GFLOP`]).
+pub fn cpu_sized(p: &Point) -> Result<bool> {
+    let c = &p.config;
+    let pl = plan(c)?;
+    let shape = c
+        .model
+        .shape(pl.vocab_size, c.train.context)
+        .map_err(anyhow::Error::msg)?;
+    Ok(shape.flops_per_token() * c.train.tokens_per_step() as f64 <= CPU_STEP_GFLOP * 1e9)
+}
+
 /// The training time a point should take on this machine's CPU: its model's training step timed here (5 steps
 /// after 2 of warm-up, on random windows of its batch and context; `cache` keeps one timing per model shape and
 /// batch), times its steps. Generation and evaluation are not counted.
@@ -507,6 +600,15 @@ pub fn predicted_runtime(
         .model
         .shape(pl.vocab_size, c.train.context)
         .map_err(anyhow::Error::msg)?;
+    // A LoRA finetune's step carries its adapters too.
+    let shape = GptShape {
+        lora: physlab_trainer::lora::LoraShape {
+            qv_rank: c.train.lora_qv_rank,
+            embedding_rank: c.train.lora_embedding_rank,
+            alpha: c.train.lora_alpha,
+        },
+        ..shape
+    };
     let key = format!("{shape:?}/{}", c.train.batch_size);
     let step = match cache.get(&key) {
         Some(s) => *s,
