@@ -953,6 +953,7 @@ mod tests {
             seed: 0,
             eval: serde_json::Value::Null,
             curve,
+            accuracy: BTreeMap::new(),
         };
         let falling: Vec<(f64, f64)> = (1..=20)
             .map(|i| {
