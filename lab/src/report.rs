@@ -953,7 +953,7 @@ mod tests {
             seed: 0,
             eval: serde_json::Value::Null,
             curve,
-            accuracy: BTreeMap::new(),
+            accuracy: Default::default(),
         };
         let falling: Vec<(f64, f64)> = (1..=20)
             .map(|i| {
