@@ -64,8 +64,8 @@ pub fn evaluate_run(run: &Path, batch: Option<usize>) -> Result<String> {
     let eval_path = run.join("eval.json");
     // Read and checked before the model is loaded, so that a bad file fails in a second.
     let read_eval = || -> Result<serde_json::Map<String, serde_json::Value>> {
-        let bytes =
-            std::fs::read(&eval_path).with_context(|| format!("reading {}", eval_path.display()))?;
+        let bytes = std::fs::read(&eval_path)
+            .with_context(|| format!("reading {}", eval_path.display()))?;
         match serde_json::from_slice(&bytes) {
             Ok(serde_json::Value::Object(m)) => Ok(m),
             Ok(_) => bail!("{}: not a JSON object", eval_path.display()),
