@@ -229,6 +229,16 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Evaluate a finished bioS run's final checkpoint again, without retraining, in each person's own training
+    /// biographies (templates and sentence orders as trained; the employer counts its city where the city comes
+    /// first), and merge the result into the run's eval.json under `bios_own_orders`.
+    Evaluate {
+        /// A finished run folder (runs/<experiment>/<point>/s<seed>).
+        run: PathBuf,
+        /// Biographies per forward pass (default: the run's eval.batch).
+        #[arg(long)]
+        batch: Option<usize>,
+    },
     /// Compare an experiment's headline metrics (its report, made anew from the runs) with a committed
     /// report.json, for CI: exits 1 when one leaves the tolerance or is missing; --junit writes a JUnit XML report.
     Check {
@@ -646,6 +656,11 @@ fn real_main() -> Result<()> {
                     seed,
                 },
             )
+        }
+        Command::Evaluate { run, batch } => {
+            let table = physlab_lab::evaluate::evaluate_run(&run, batch)?;
+            println!("{table}");
+            Ok(())
         }
         Command::Check {
             experiment,

@@ -526,9 +526,29 @@ impl BioS {
 
     /// Biography `entry` of person `person` in permutation `perm` (0..permutations).
     pub fn render_variant(&self, person: usize, entry: usize, perm: usize) -> RenderedBio {
-        let (p, e) = (person as u64, entry as u64);
-        let tmpl = self.templates_of(p, e);
-        let order = self.order_of(p, e, perm as u64, self.config.permute);
+        self.render_keyed(person, entry as u64, perm as u64, self.config.permute)
+    }
+
+    /// The `k`-th biography of `person` in the bio stream (`k` in `0..config.per_person()`), rendered exactly as
+    /// training renders document `person · multi · permutations + k` of the `bio` stream
+    /// ([`Corpus::render`]): entry `(k / permutations) mod multi`, permutation `k mod permutations`, the run's
+    /// templates, sentence order and style (name sentence, fullname, domain token), with the spans of the name,
+    /// the values and the pronoun, like [`BioS::render_eval`]. With `fresh` it is the person's `k`-th emission
+    /// (document `k · N + person`), a fresh draw the model saw once.
+    pub fn render_training(&self, person: usize, k: usize) -> RenderedBio {
+        let c = &self.config;
+        if c.fresh {
+            return self.render_keyed(person, k as u64, 0, true);
+        }
+        let (m, pp, k) = (c.multi as u64, c.permutations as u64, k as u64);
+        self.render_keyed(person, (k / pp) % m, k % pp, c.permute)
+    }
+
+    /// Biography `(entry, perm)` of `person` in the run's style, with its spans (what [`BioS::push_bio`] emits).
+    fn render_keyed(&self, person: usize, entry: u64, perm: u64, permute: bool) -> RenderedBio {
+        let p = person as u64;
+        let tmpl = self.templates_of(p, entry);
+        let order = self.order_of(p, entry, perm, permute);
         let mut out = Vec::with_capacity(80);
         let (name, values, pronoun) =
             self.render_into(&self.person(person), tmpl, order, self.style(), &mut out);

@@ -768,4 +768,103 @@ fn qa_r_0_8_gives_four_fifths_of_the_windows_to_questions() {
         "{e} vs {}",
         m.exposure.tokens
     );
+
+/// `render_training(person, k)` is the stored training document `person · multi · permutations + k` of the `bio`
+/// stream, token for token (rendered directly and read back from the written shards), with spans that point at
+/// the person's name and values; checked for single, multi5, multi5+permute, single+permute5 and a reverse
+/// variant with a domain token.
+#[test]
+fn render_training_is_the_stored_training_document() {
+    let base = BioSConfig {
+        people: 30,
+        shard_biographies: 256,
+        ..BioSConfig::default()
+    };
+    let cases = [
+        ("single", base.clone()),
+        (
+            "multi5",
+            BioSConfig {
+                multi: 5,
+                ..base.clone()
+            },
+        ),
+        (
+            "multi5+permute",
+            BioSConfig {
+                multi: 5,
+                permute: true,
+                ..base.clone()
+            },
+        ),
+        (
+            "single+permute5",
+            BioSConfig {
+                permute: true,
+                permutations: 5,
+                ..base.clone()
+            },
+        ),
+        (
+            "multi2+permute3, name in sentence 2, domain token",
+            BioSConfig {
+                multi: 2,
+                permute: true,
+                permutations: 3,
+                name_sentence: 2,
+                junk: JunkConfig {
+                    people: 100,
+                    share: 0.5,
+                    domain_token: true,
+                },
+                ..base.clone()
+            },
+        ),
+    ];
+    for (what, cfg) in cases {
+        let data = BioS::build(&cfg, 21).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        data.write(dir.path(), |_| {}).unwrap();
+        let stored = Dataset::open(dir.path()).unwrap().load("bio").unwrap();
+        let pp = cfg.per_person();
+        assert_eq!(stored.documents(), 30 * pp, "{what}");
+        let mut orders = HashSet::new();
+        for person in 0..30 {
+            let name = data.name_tokens(person);
+            for k in 0..pp {
+                let doc = person * pp + k;
+                let b = data.render_training(person, k);
+                let mut direct = Vec::new();
+                Corpus::render(&data, 0, doc as u64, &mut direct);
+                assert_eq!(b.tokens, direct, "{what}: person {person}, k {k}");
+                assert_eq!(
+                    b.tokens.as_slice(),
+                    stored.document(doc),
+                    "{what}: doc {doc}"
+                );
+                assert_eq!(data.document_person(0, doc as u64), Some(person as u64));
+                assert_eq!(
+                    &b.tokens[b.name.start..b.name.start + 3],
+                    name.as_slice(),
+                    "{what}"
+                );
+                for a in Attribute::ALL {
+                    let s = b.values[a.index()];
+                    assert_eq!(
+                        &b.tokens[s.start..s.start + s.len],
+                        data.value_tokens(person, a).as_slice(),
+                        "{what}"
+                    );
+                }
+                orders.insert(b.order);
+            }
+        }
+        // The orders are the training ones: canonical without permute, shuffled with it.
+        assert_eq!(
+            orders.len() == 1,
+            !cfg.permute,
+            "{what}: {} orders",
+            orders.len()
+        );
+    }
 }

@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod check;
+pub mod evaluate;
 pub mod generate;
 pub mod hf;
 pub mod lease;

@@ -237,6 +237,27 @@ fn columns(runs: &[Run], spec: &ReportSpec) -> Vec<Column> {
             derived: None,
         },
     ];
+    // The evaluation in each person's own training biographies (`bios_own_orders`, multi/permute runs).
+    cols.push(c(
+        "own orders: bits of knowledge",
+        "bios_own_orders.bits",
+        0,
+    ));
+    cols.push(c(
+        "own orders: R (bits/param)",
+        "bios_own_orders.capacity_ratio",
+        4,
+    ));
+    cols.push(c(
+        "own orders: p1 loss_name (nats)",
+        "bios_own_orders.loss_name",
+        3,
+    ));
+    cols.push(c(
+        "own orders: p2 loss_value (nats)",
+        "bios_own_orders.loss_value",
+        3,
+    ));
     let mut streams: Vec<String> = runs
         .iter()
         .flat_map(|r| {

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use physlab_eval::biod::{evaluate_biod, render_biod, BioDEval};
 use physlab_eval::corpus::{evaluate_corpus, render_corpus, CorpusEval};
 use physlab_eval::qa::{evaluate_qa, render_qa, QaEval};
-use physlab_eval::{evaluate_bios, render_table, BioSEval};
+use physlab_eval::{evaluate_bios, evaluate_bios_own_orders, render_table, BioSEval};
 use physlab_generators::biod::BioD;
 use physlab_generators::bios::BioS;
 use physlab_generators::corpus::write_corpus;
@@ -71,10 +71,29 @@ impl BackendKind {
     }
 }
 
+/// The eval.json key of the evaluation in the people's own training biographies
+/// ([`physlab_eval::evaluate_bios_own_orders`]).
+pub const OWN_ORDERS_KEY: &str = "bios_own_orders";
+
+/// Whether the people's own training biographies differ from the canonical evaluation biography, so that the
+/// own-order evaluation says something of its own: with `multi > 1`, `permute`, or the name in a later sentence
+/// (bioS single without permute trains on exactly the canonical biography), and not for `fresh` data (no fixed
+/// biographies).
+pub fn own_orders_differ(c: &physlab_generators::bios::BioSConfig) -> bool {
+    !c.fresh && (c.multi > 1 || c.permute || c.name_sentence > 0)
+}
+
+/// The heading of the own-order table.
+pub fn own_orders_title(title: &str) -> String {
+    format!("{title} — in each person's own training biographies (templates and sentence orders as trained)")
+}
+
 /// What training and evaluation of a point produced.
 struct Evaluated {
     outcome: TrainOutcome,
     eval: BioSEval,
+    /// The evaluation in the people's own training biographies, where it differs from the canonical one.
+    own_orders: Option<BioSEval>,
     quantized: Vec<(Quant, BioSEval)>,
     qa: Vec<QaEval>,
 }
@@ -143,6 +162,29 @@ fn train_eval<B: physlab_trainer::kernels::TrainBackend>(
         eval.people,
         t2.elapsed().as_secs_f64()
     );
+    let own_orders = if own_orders_differ(&bios.config) {
+        let t = Instant::now();
+        let e = evaluate_bios_own_orders::<B::InnerBackend>(
+            &model,
+            bios,
+            params,
+            cfg.eval.batch,
+            &device,
+        );
+        if let Some(e) = &e {
+            info!(
+                "evaluated {} people in their {} own training biographies each in {:.1}s: {:.0} bits (canonical order: {:.0})",
+                e.people,
+                e.biographies_per_person,
+                t.elapsed().as_secs_f64(),
+                e.bits,
+                eval.bits
+            );
+        }
+        e
+    } else {
+        None
+    };
     let mut quantized = Vec::new();
     for &q in &cfg.eval.quantize {
         let qm = quantize(model.clone(), q);
@@ -180,6 +222,7 @@ fn train_eval<B: physlab_trainer::kernels::TrainBackend>(
     Ok(Evaluated {
         outcome,
         eval,
+        own_orders,
         quantized,
         qa,
     })
@@ -958,11 +1001,16 @@ fn finish_run(dir: &Path, report: &serde_json::Value, table: &str, started: Inst
     // The headline evaluation as TensorBoard scalars at the last step.
     let step = report["train"]["steps"].as_u64().unwrap_or(0);
     let mut scalars: Vec<(String, f64)> = Vec::new();
-    for section in ["bios", "biod", "corpus"] {
+    for (section, prefix) in [
+        ("bios", "eval/"),
+        (OWN_ORDERS_KEY, "eval/own_orders/"),
+        ("biod", "eval/"),
+        ("corpus", "eval/"),
+    ] {
         if let Some(m) = report[section].as_object() {
             for (k, v) in m {
                 if let Some(x) = v.as_f64() {
-                    scalars.push((format!("eval/{k}"), x));
+                    scalars.push((format!("{prefix}{k}"), x));
                 }
             }
         }
@@ -1207,6 +1255,7 @@ pub fn run_point(
     let Evaluated {
         outcome,
         eval,
+        own_orders,
         quantized,
         qa,
     } = on_backend!(
@@ -1224,7 +1273,7 @@ pub fn run_point(
             &curve,
         )
     )?;
-    let report = serde_json::json!({
+    let mut report = serde_json::json!({
         "experiment": experiment,
         "point": p.name,
         "seed": p.seed,
@@ -1239,6 +1288,15 @@ pub fn run_point(
         "wall_s": started.elapsed().as_secs_f64(),
     });
     let mut table = render_table(&title, &eval, outcome.exposures);
+    if let Some(own) = &own_orders {
+        report[OWN_ORDERS_KEY] = serde_json::to_value(own)?;
+        table.push('\n');
+        table.push_str(&render_table(
+            &own_orders_title(&title),
+            own,
+            outcome.exposures,
+        ));
+    }
     table.push_str(&render_qa(&qa));
     for (q, e) in &quantized {
         table.push_str(&format!(
