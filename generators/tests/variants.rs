@@ -768,6 +768,7 @@ fn qa_r_0_8_gives_four_fifths_of_the_windows_to_questions() {
         "{e} vs {}",
         m.exposure.tokens
     );
+}
 
 /// `render_training(person, k)` is the stored training document `person · multi · permutations + k` of the `bio`
 /// stream, token for token (rendered directly and read back from the written shards), with spans that point at
