@@ -627,7 +627,10 @@ pub fn cpu_sized(p: &Point) -> Result<bool> {
         .model
         .shape(pl.vocab_size, c.train.context)
         .map_err(anyhow::Error::msg)?;
-    Ok(shape.flops_per_token() * c.train.tokens_per_step() as f64 <= CPU_STEP_GFLOP * 1e9)
+    // Timing allocates the step's parameters and activations: never more than a quarter of the free memory.
+    let fits = available_memory()
+        .is_none_or(|free| pl.memory.total() - pl.memory.dataset_bytes < free / 4.0);
+    Ok(fits && shape.flops_per_token() * c.train.tokens_per_step() as f64 <= CPU_STEP_GFLOP * 1e9)
 }
 
 /// The training time a point should take on this machine's CPU: its model's training step timed here (5 steps
