@@ -257,3 +257,64 @@ fn unsafe_kill(pid: u32) {
         .unwrap();
     assert!(ok.success());
 }
+
+/// A worker makes `physlab run`'s checks before it claims anything: a point that cannot fit in memory is refused
+/// before any run starts, and a finetune whose pretraining is not finished is not started (no folder made) and is
+/// named in the error, while the runs that can go ahead do.
+#[test]
+fn a_worker_checks_memory_and_pretraining_before_it_runs() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("ws.toml"),
+        r#"
+[defaults.model]
+preset = "gpt2-1-1"
+d_model = 32
+[defaults.train]
+batch_size = 4
+context = 96
+[experiment.pre]
+data.people = 40
+train.steps = 20
+[experiment.pre.sweep]
+seeds = [0]
+[experiment.ft]
+data.people = 40
+train.init_from = "{runs}/pre/base/s{seed}/checkpoints/final"
+train.steps = 10
+[experiment.ft.sweep]
+seeds = [0, 1]
+[experiment.huge]
+data.people = 40
+train.context = 100000000
+train.steps = 1
+"#,
+    )
+    .unwrap();
+    let worker = |exp: &str| {
+        Command::new(env!("CARGO_BIN_EXE_physlab"))
+            .current_dir(d.path())
+            .args(["--workspace", "ws.toml", "worker", exp, "--runs", "runs"])
+            .output()
+            .unwrap()
+    };
+    let out = worker("huge");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("memory") || err.contains("GB"), "{err}");
+    assert!(!d.path().join("runs/huge").exists(), "nothing started");
+
+    assert!(worker("pre").status.success());
+    let out = worker("ft");
+    assert!(!out.status.success(), "seed 1 has no pretraining");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("wait for their pretraining") && err.contains("base/s1"),
+        "{err}"
+    );
+    assert!(d.path().join("runs/ft/base/s0/DONE").exists(), "seed 0 ran");
+    assert!(
+        !d.path().join("runs/ft/base/s1").exists(),
+        "seed 1 was not started"
+    );
+}

@@ -704,23 +704,10 @@ pub fn run_experiment(
     };
     // `{runs}` in train.init_from is the --runs folder, so a finetune finds the pretraining run wherever runs go.
     let selected: Vec<Point> = with_runs(&selected.into_iter().cloned().collect::<Vec<_>>(), runs);
+    preflight(&selected, backend)?;
     for p in &selected {
-        let pl = plan(&p.config)?;
-        info!("{}", plan_line_of(p, &pl)?);
-        // On a GPU the activations live in its memory, which this check does not know.
-        if backend == BackendKind::Cpu {
-            check_memory(p, &pl)?;
-        }
-    }
-    for p in &selected {
-        let from = &p.config.train.init_from;
-        if !from.is_empty() && !dry_run && !Path::new(from).join("DONE").exists() {
-            bail!(
-                "point {} (seed {}): train.init_from = {from} is not a finished checkpoint (no DONE there): run the \
-                 pretraining experiment for this seed first",
-                p.name,
-                p.seed
-            );
+        if !dry_run {
+            pretraining_done(p)?;
         }
     }
     if dry_run {
@@ -736,6 +723,34 @@ pub fn run_experiment(
             backend,
             wait,
         )?;
+    }
+    Ok(())
+}
+
+/// What every way of running points checks before any of them starts: each point's plan line, and on the CPU its
+/// memory estimate against what the machine has free.
+pub fn preflight(points: &[Point], backend: BackendKind) -> Result<()> {
+    for p in points {
+        let pl = plan(&p.config)?;
+        info!("{}", plan_line_of(p, &pl)?);
+        // On a GPU the activations live in its memory, which this check does not know.
+        if backend == BackendKind::Cpu {
+            check_memory(p, &pl)?;
+        }
+    }
+    Ok(())
+}
+
+/// A finetune's pretraining run must be finished (`DONE` in its `train.init_from`).
+pub fn pretraining_done(p: &Point) -> Result<()> {
+    let from = &p.config.train.init_from;
+    if !from.is_empty() && !Path::new(from).join("DONE").exists() {
+        bail!(
+            "point {} (seed {}): train.init_from = {from} is not a finished checkpoint (no DONE there): run the \
+             pretraining experiment for this seed first",
+            p.name,
+            p.seed
+        );
     }
     Ok(())
 }

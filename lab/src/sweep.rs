@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use tracing::info;
 
 use crate::lease::{is_fresh, read_lease, InUse};
@@ -152,13 +152,23 @@ pub fn worker(
     runs: &Path,
     backend: BackendKind,
 ) -> Result<usize> {
+    // The checks `physlab run` makes before it starts: the plan and memory of every point, then (per run, as other
+    // workers may still be pretraining) that a finetune's pretraining is finished.
+    crate::run::preflight(points, backend)?;
     backend.check()?;
     let mut ran = 0;
+    let mut waiting: Vec<String> = Vec::new();
     loop {
         let mut claimed = false;
+        waiting.clear();
         for p in points {
             let dir = run_dir(runs, experiment, p);
             if matches!(state(&dir), State::Done | State::Running) {
+                continue;
+            }
+            if let Err(e) = crate::run::pretraining_done(p) {
+                info!("[{}] {}/s{}: skipped: {e}", p.index, p.name, p.seed);
+                waiting.push(format!("[{}] {}/s{}", p.index, p.name, p.seed));
                 continue;
             }
             match run_point(experiment, p, &dir, true, backend, false) {
@@ -178,6 +188,15 @@ pub fn worker(
         if !claimed {
             break;
         }
+    }
+    if !waiting.is_empty() {
+        bail!(
+            "worker: {} run(s) of {} wait for their pretraining to finish (no DONE in train.init_from): {}; run the \
+             pretraining experiment first, then start the worker again ({ran} run by this worker)",
+            waiting.len(),
+            runs.join(experiment).display(),
+            waiting.join(", ")
+        );
     }
     info!(
         "worker: no run left to claim in {} ({ran} run by this worker)",
