@@ -112,14 +112,22 @@ fn render(ckpt: &Path, evals: &[ProbeEval], walls: &[f64]) -> String {
             )
         }
     );
-    let short = |p: &str| p.trim_start_matches("before_").to_string();
+    // Column labels: P@<attribute whose value follows>, Q@name.
+    let short = |p: &str| {
+        match p.trim_start_matches("before_") {
+            "birth_date" => "date",
+            "birth_city" => "bcity",
+            "university" => "univ",
+            "employer" => "empl",
+            "employer_city" => "ecity",
+            other => other,
+        }
+        .to_string()
+    };
     s.push_str(&format!("{:<14}", "target"));
     for e in evals {
         for p in &e.positions {
-            s.push_str(&format!(
-                "{:>9}",
-                format!("{:?}:{}", e.kind, &short(p)[..short(p).len().min(7)])
-            ));
+            s.push_str(&format!("{:>9}", format!("{:?}@{}", e.kind, short(p))));
         }
     }
     s.push_str(&format!(
@@ -154,7 +162,7 @@ fn render(ckpt: &Path, evals: &[ProbeEval], walls: &[f64]) -> String {
         }
     }
     s.push('\n');
-    s.push_str("P positions: the token right before each attribute's value in the canonical biography (P:birth_d = after \"<name> was born on\"); Q: the last name token of `<eot> name`\n");
+    s.push_str("P positions: the token right before each attribute's value in the canonical biography (P@date: after \"<name> was born on\"); Q: the last name token of `<eot> name`\n");
     for (e, w) in evals.iter().zip(walls) {
         s.push_str(&format!(
             "{:?}: trained on {} people ({} epochs, {} steps of {}, lr {}), scored on the other {}, {:.1}s\n",
