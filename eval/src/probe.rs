@@ -10,6 +10,11 @@
 //! - **Q-probing** (query-based): the model reads only `<eot>` and the full name; the probe reads the last name
 //!   token.
 //!
+//! At a position after an attribute's sentence the value is in the text (and the employer's city follows from
+//! the employer written just before it): such cells measure reading the context, not stored knowledge. The cells
+//! that test storage are P@birth_date (every attribute still unwritten), each attribute at its own position and
+//! the attributes whose sentences come later.
+//!
 //! Every template starts with the name, and the model is causal, so P-probing "at the name" would read exactly
 //! the Q-probing state; the P positions start after the first sentence's lead-in words. For the same reason the
 //! biography is cut after the last probed position (what follows cannot change the states read).

@@ -7,8 +7,10 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use physlab_eval::probe::{probe, ProbeConfig, ProbeEval, ProbeKind, MIN_PER_CLASS};
 use physlab_generators::bios::BioS;
-use physlab_trainer::train::load_checkpoint;
-use physlab_trainer::CpuTrain;
+use physlab_trainer::kernels::TrainBackend;
+use physlab_trainer::model::Gpt;
+use physlab_trainer::train::{load_checkpoint, load_step_checkpoint, optimizer, TrainState};
+use physlab_trainer::{CpuTrain, GptShape};
 use tracing::info;
 
 use crate::recipe::RunConfig;
@@ -61,7 +63,7 @@ pub fn probe_run(
     let mut walls = Vec::new();
     for &kind in kinds {
         let device = Default::default();
-        let (gpt, shape) = load_checkpoint::<CpuTrain>(&ckpt, &device)
+        let (gpt, shape) = load_any::<CpuTrain>(&ckpt, &device)
             .with_context(|| format!("loading {}", ckpt.display()))?;
         let gpt = gpt.without_token_dropping();
         let t = std::time::Instant::now();
@@ -92,6 +94,23 @@ pub fn probe_run(
         .with_context(|| format!("writing {}", path.display()))?;
     info!("wrote {}", path.display());
     Ok(())
+}
+
+/// Loads a final checkpoint (`model.safetensors`) or a step checkpoint (`model.bin`, written during training).
+fn load_any<B: TrainBackend>(ckpt: &Path, device: &B::Device) -> Result<(Gpt<B>, GptShape)> {
+    if !ckpt.join("model.bin").exists() {
+        return Ok(load_checkpoint::<B>(ckpt, device)?);
+    }
+    let path = ckpt.join("state.json");
+    let st: TrainState = serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("parsing {}", path.display()))?;
+    let shape = st.shape;
+    let model = shape.init::<B>(device);
+    let (model, _, _) =
+        load_step_checkpoint::<B>(ckpt, &shape, model, optimizer(&st.train), device)?;
+    Ok((model, shape))
 }
 
 /// One table: a row per target; for each probe its accuracy at each position (test people), then the chance
@@ -163,6 +182,9 @@ fn render(ckpt: &Path, evals: &[ProbeEval], walls: &[f64]) -> String {
     }
     s.push('\n');
     s.push_str("P positions: the token right before each attribute's value in the canonical biography (P@date: after \"<name> was born on\"); Q: the last name token of `<eot> name`\n");
+    if evals.iter().any(|e| e.kind == ProbeKind::P) {
+        s.push_str("P cells right of an attribute's own column read a state after its sentence: the value is in the text there (and the employer's city follows from the employer), so only P@date, the diagonal and the cells left of it test stored knowledge\n");
+    }
     for (e, w) in evals.iter().zip(walls) {
         s.push_str(&format!(
             "{:?}: trained on {} people ({} epochs, {} steps of {}, lr {}), scored on the other {}, {:.1}s\n",
