@@ -183,7 +183,7 @@ fn render(ckpt: &Path, evals: &[ProbeEval], walls: &[f64]) -> String {
     s.push('\n');
     s.push_str("P positions: the token right before each attribute's value in the canonical biography (P@date: after \"<name> was born on\"); Q: the last name token of `<eot> name`\n");
     if evals.iter().any(|e| e.kind == ProbeKind::P) {
-        s.push_str("P cells right of an attribute's own column read a state after its sentence: the value is in the text there (and the employer's city follows from the employer), so only P@date, the diagonal and the cells left of it test stored knowledge\n");
+        s.push_str("P cells right of a target's own column read a state after its sentence: the value is in the text there (and the employer's city follows from the employer), so only the target's own column and those left of it (P@date for all) test stored knowledge\n");
     }
     for (e, w) in evals.iter().zip(walls) {
         s.push_str(&format!(
