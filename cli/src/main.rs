@@ -210,24 +210,37 @@ enum Command {
         seed: u64,
     },
     /// P- and Q-probing of a finished bioS run (Part 3.1 §5): can a linear head on the last hidden layer, at the
-    /// person's name, read each attribute? Writes probe.json into the run folder.
+    /// person's name, read each attribute? Writes probe.json into the run folder (or --out).
     Probe {
         /// A finished run folder (runs/<experiment>/<point>/s<seed>).
         run: PathBuf,
         /// Which probes: p (the biography read, probed at the name), q (only the name read), or both.
         #[arg(long, value_enum, default_value = "both")]
         kind: ProbeChoice,
-        #[arg(long, default_value_t = 300)]
-        steps: usize,
-        #[arg(long, default_value_t = 32)]
+        /// Share of the people the probes train on (the first ones); the others score them.
+        #[arg(long, default_value_t = 0.75)]
+        train_share: f64,
+        /// Passes over the training people.
+        #[arg(long, default_value_t = 100)]
+        epochs: usize,
+        #[arg(long, default_value_t = 128)]
         batch: usize,
-        #[arg(long, default_value_t = 1e-3)]
+        #[arg(long, default_value_t = 3e-3)]
         lr: f64,
-        /// Rank of the embedding update.
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 0.01)]
+        weight_decay: f64,
+        /// Rank of a token-embedding update trained with the heads (Part 3.1); 0: a linear probe on the frozen
+        /// hidden states (much cheaper: no backward pass through the model).
+        #[arg(long, default_value_t = 0)]
         rank: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// A checkpoint folder other than the run's checkpoints/final (e.g. checkpoints/step-00020000).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Where probe.json goes (default: the run folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Evaluate a finished bioS run's final checkpoint again, without retraining, in each person's own training
     /// biographies (templates and sentence orders as trained; the employer counts its city where the city comes
@@ -630,11 +643,15 @@ fn real_main() -> Result<()> {
         Command::Probe {
             run,
             kind,
-            steps,
+            train_share,
+            epochs,
             batch,
             lr,
+            weight_decay,
             rank,
             seed,
+            checkpoint,
+            out,
         } => {
             use physlab_eval::probe::{ProbeConfig, ProbeKind};
             let kinds = match kind {
@@ -642,19 +659,31 @@ fn real_main() -> Result<()> {
                 ProbeChoice::Q => vec![ProbeKind::Q],
                 ProbeChoice::Both => vec![ProbeKind::P, ProbeKind::Q],
             };
-            if steps == 0 || batch == 0 || rank == 0 || lr.is_nan() || lr <= 0.0 {
-                anyhow::bail!("--steps, --batch, --rank and --lr must be positive");
+            if epochs == 0
+                || batch == 0
+                || lr.is_nan()
+                || lr <= 0.0
+                || weight_decay.is_nan()
+                || weight_decay < 0.0
+            {
+                anyhow::bail!(
+                    "--epochs, --batch and --lr must be positive, --weight-decay not negative"
+                );
             }
             probe::probe_run(
                 &run,
                 &kinds,
                 &ProbeConfig {
-                    steps,
+                    train_share,
+                    epochs,
                     batch,
                     lr,
+                    weight_decay,
                     embedding_rank: rank,
                     seed,
                 },
+                checkpoint.as_deref(),
+                out.as_deref(),
             )
         }
         Command::Evaluate { run, batch } => {

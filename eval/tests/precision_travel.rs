@@ -107,15 +107,18 @@ fn a_checkpoint_trained_in_one_precision_is_used_in_the_other() {
             &bios,
             ProbeKind::P,
             &ProbeConfig {
-                steps: 20,
+                epochs: 2,
                 batch: 8,
+                embedding_rank: 4,
                 ..ProbeConfig::default()
             },
             &device,
+            &mut |_| {},
         );
         assert!(pe
-            .accuracy
-            .values()
+            .targets
+            .iter()
+            .flat_map(|t| &t.accuracy)
             .all(|a| (0.0..=1.0).contains(a) && a.is_finite()));
         drop(scope);
 
