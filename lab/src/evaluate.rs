@@ -21,16 +21,7 @@ use crate::run::{own_orders_differ, own_orders_title, OWN_ORDERS_KEY};
 pub fn evaluate_run(run: &Path, batch: Option<usize>) -> Result<String> {
     let run = &std::fs::canonicalize(run)
         .with_context(|| format!("{}: not a run folder", run.display()))?;
-    let resolved = run.join("config.resolved.toml");
-    let text = std::fs::read_to_string(&resolved).with_context(|| {
-        format!(
-            "reading {} (is {} a run folder?)",
-            resolved.display(),
-            run.display()
-        )
-    })?;
-    let rc: RunConfig =
-        toml::from_str(&text).with_context(|| format!("parsing {}", resolved.display()))?;
+    let rc = RunConfig::of_run(run)?;
     if rc.corpus.is_some() {
         bail!(
             "{}: the own-order evaluation reads bioS biographies; this run trained on a `corpus`",
@@ -84,8 +75,12 @@ pub fn evaluate_run(run: &Path, batch: Option<usize>) -> Result<String> {
         .and_then(serde_json::Value::as_f64)
         .unwrap_or(f64::NAN);
 
-    let data = BioS::build(&rc.data, rc.seed)
-        .with_context(|| format!("rebuilding the dataset of {}", resolved.display()))?;
+    let data = BioS::build(&rc.data, rc.seed).with_context(|| {
+        format!(
+            "rebuilding the dataset of {}",
+            run.join("config.resolved.toml").display()
+        )
+    })?;
     let ckpt = run.join("checkpoints").join("final");
     let device = Default::default();
     let (model, _) = load_checkpoint::<Cpu>(&ckpt, &device)

@@ -35,16 +35,7 @@ pub fn probe_run(
     checkpoint: Option<&Path>,
     out: Option<&Path>,
 ) -> Result<()> {
-    let resolved = run.join("config.resolved.toml");
-    let text = std::fs::read_to_string(&resolved).with_context(|| {
-        format!(
-            "reading {} (is {} a run folder?)",
-            resolved.display(),
-            run.display()
-        )
-    })?;
-    let rc: RunConfig =
-        toml::from_str(&text).with_context(|| format!("parsing {}", resolved.display()))?;
+    let rc = RunConfig::of_run(run)?;
     if rc.corpus.is_some() {
         bail!(
             "{}: probing reads bioS biographies; this run trained on a `corpus`",

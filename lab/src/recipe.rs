@@ -183,6 +183,22 @@ pub struct Workspace {
     pub datasets: BTreeMap<String, Table>,
 }
 
+impl RunConfig {
+    /// The config a finished or unfinished run folder was made with: its `config.resolved.toml`.
+    pub fn of_run(run: &Path) -> anyhow::Result<RunConfig> {
+        use anyhow::Context;
+        let resolved = run.join("config.resolved.toml");
+        let text = std::fs::read_to_string(&resolved).with_context(|| {
+            format!(
+                "reading {} (is {} a run folder?)",
+                resolved.display(),
+                run.display()
+            )
+        })?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", resolved.display()))
+    }
+}
+
 /// A dataset recipe resolved: what `physlab generate` writes.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct DatasetRecipe {
