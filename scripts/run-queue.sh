@@ -21,6 +21,7 @@ for item in "$@"; do
   log="$RUNS/logs/$exp-p$k.log"
   echo "$(date -u +%FT%TZ) start $exp --point $k -> $log"
   nice -n 19 "$P" run "$exp" --runs "$RUNS" --point "$k" --resume >> "$log" 2>&1
-  echo "$(date -u +%FT%TZ) end $exp --point $k rc=$?"
+  rc=$?  # before $(date) below, which would reset it
+  echo "$(date -u +%FT%TZ) end $exp --point $k rc=$rc"
 done
 echo "$(date -u +%FT%TZ) queue finished"
