@@ -151,3 +151,36 @@ fn a_curve_without_questions_to_train_on_is_refused() {
         "{err}"
     );
 }
+
+/// A curve where there are no questions to draw it on is refused before any work: on a corpus run, or with no
+/// questions per stream.
+#[test]
+fn a_curve_on_a_corpus_or_of_no_questions_is_refused_by_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("workspace.toml");
+    std::fs::write(
+        &ws,
+        r#"
+[experiment.zipf-curve]
+corpus = { kind = "zipf", vocab = 64, exponent = 1.5, documents = 8, doc_tokens = 15 }
+train.steps = 3
+train.eval_every = 1
+[experiment.no-questions]
+data.people = 20
+data.qa.enabled = true
+train.steps = 3
+train.eval_every = 1
+eval.curve_questions = 0
+"#,
+    )
+    .unwrap();
+    for (exp, needles) in [
+        ("zipf-curve", ["train.eval_every", "corpus"]),
+        ("no-questions", ["train.eval_every", "eval.curve_questions"]),
+    ] {
+        let (ok, out, err) = physlab_in(Some(dir.path()), &ws, &["validate", exp]);
+        assert!(!ok, "{exp} validated: {out}");
+        let said = format!("{out}{err}");
+        assert!(needles.iter().all(|n| said.contains(n)), "{exp}: {said}");
+    }
+}

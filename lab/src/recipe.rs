@@ -88,6 +88,12 @@ impl RunConfig {
         if self.eval.batch == 0 {
             p.push("eval.batch must be ≥ 1".into());
         }
+        if self.train.eval_every > 0 && self.corpus.is_some() {
+            p.push("train.eval_every draws an accuracy curve of bioS questions; a `corpus` run has none".into());
+        }
+        if self.train.eval_every > 0 && self.eval.curve_questions == 0 {
+            p.push("eval.curve_questions must be ≥ 1 when train.eval_every draws a curve".into());
+        }
         p
     }
 }
