@@ -707,7 +707,10 @@ pub fn train_with_eval<B: TrainBackend>(
             return Ok(());
         };
         let t = Instant::now();
+        // In f32 whatever the run's precision, as the evaluation after training (the scope restores it).
+        let f32_scope = PrecisionScope::enter(Precision::F32);
         let values = f(step, &model.valid());
+        drop(f32_scope);
         let line = curve_line(step, &values);
         file.write_all(line.as_bytes()).map_err(io(&curve_path))?;
         if let Some(w) = tb {
