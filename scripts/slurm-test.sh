@@ -2,7 +2,8 @@
 # The Slurm path end to end on this machine: starts a single-node Slurm (slurmctld + slurmd, auth/none, its own
 # ports and state in a temporary folder), writes the job-array script with `physlab slurm`, checks it with
 # `sbatch --test-only`, submits a 6-run array of tiny runs, waits for it, and checks that every run finished once
-# with results identical to a sequential `physlab run` of the same sweep. Skips (exit 0, one line saying why) when
+# with results identical to a sequential `physlab run` of the same sweep; then sends a running task Slurm's
+# time-limit warning and checks that it checkpoints, is requeued, resumes and ends as an uninterrupted run. Skips (exit 0, one line saying why) when
 # Slurm is not installed (Debian: apt-get install slurm-wlm) or does not start within a minute.
 #   PHYSLAB=target/release/physlab scripts/slurm-test.sh
 set -euo pipefail
@@ -93,5 +94,43 @@ for d in seq/slurm-tiny/*/s*; do
   [ "$runs" = 1 ] || { echo "slurm-test: FAILED: $r ran $runs times"; fail=1; }
 done
 [ "$n" = 6 ] || { echo "slurm-test: FAILED: $n sequential runs, expected 6"; fail=1; }
-[ "$fail" = 0 ] && echo "slurm-test: ok: $n array tasks under Slurm $(sinfo -V | cut -d' ' -f2), each run finished once, results identical to the sequential run"
-exit "$fail"
+[ "$fail" = 0 ] || exit 1
+
+# The time limit: Slurm's warning (`--signal=B:USR1@120`) is a USR1 to the batch shell, which `scancel --signal=USR1
+# --batch` sends now. The script must forward it, physlab checkpoint at its next step and exit 3, the script requeue
+# the task, and the requeued task resume and finish with the uninterrupted run's results.
+cat >> ws.toml <<'TOML'
+[experiment.slurm-long]
+data.people = 30
+model.preset = "gpt2-1-1"
+model.d_model = 16
+train.steps = 4000
+train.batch_size = 4
+train.context = 96
+train.log_every = 100
+TOML
+"$P" --workspace ws.toml run slurm-long --runs seq > seq-long.log 2>&1
+"$P" --workspace ws.toml slurm slurm-long --runs pool --cpus 1 --time 00:10:00 --out long.sh
+long=$(sbatch --parsable long.sh)
+m=pool/slurm-long/base/s0/metrics.jsonl
+for i in $(seq 600); do
+  [ -f "$m" ] && grep -q '"step":[0-9]' "$m" && break
+  [ "$i" = 600 ] && { echo "slurm-test: FAILED: the long run logged no step in a minute"; exit 1; }
+  sleep 0.1
+done
+scancel --signal=USR1 --batch "${long}_0"
+for i in $(seq 300); do
+  [ -z "$(squeue -h -j "$long" 2>/dev/null)" ] && break
+  [ "$i" = 300 ] && { echo "slurm-test: FAILED: the requeued task did not finish in 5 minutes"; squeue -j "$long"; exit 1; }
+  sleep 1
+done
+out=$(cat pool/slurm-long/slurm/*.out)
+grep -q "requeueing ${long}_0" <<<"$out" || { echo "slurm-test: FAILED: the task was not requeued after USR1: $out"; exit 1; }
+grep -q "resumed from" <<<"$out" || { echo "slurm-test: FAILED: the requeued task did not resume from a checkpoint: $out"; exit 1; }
+[ -f pool/slurm-long/base/s0/DONE ] || { echo "slurm-test: FAILED: the requeued run did not finish: $out"; exit 1; }
+a=$(python3 -c "import json;e=json.load(open('seq/slurm-long/base/s0/eval.json'));print(e['bios']['bits'],e['train']['final_loss'])")
+b=$(python3 -c "import json;e=json.load(open('pool/slurm-long/base/s0/eval.json'));print(e['bios']['bits'],e['train']['final_loss'])")
+[ "$a" = "$b" ] || { echo "slurm-test: FAILED: stopped and requeued: $b vs uninterrupted $a"; exit 1; }
+at=$(grep -o "resumed from [^ ]*" <<<"$out" | head -1)
+echo "slurm-test: ok: $n array tasks under Slurm $(sinfo -V | cut -d' ' -f2), each run finished once, results identical to the sequential run; USR1 to a running task: checkpoint, requeue, $at, same results as the uninterrupted run"
+exit 0
