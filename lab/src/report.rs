@@ -2,6 +2,10 @@
 //! `report.md` (statistics over seeds per point, the headline metrics against the published figures with a
 //! one-sided t-test, the capacity-law fit), `summary.csv` (one line per run), `report.json` and SVG plots (loss
 //! curves; bits against parameters with the 2- and 1-bit/param lines).
+//!
+//! Three stages, usable on their own: [`load`] reads the finished runs, [`compute`] is pure (statistics, tests,
+//! fits, curves; unit-tested below against closed forms), and [`render_md`] / [`render_csv`] / [`render_json`] /
+//! [`write`] turn the result into text and files.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -17,14 +21,16 @@ use serde_json::Value;
 use crate::recipe::{Fit, MetricSpec, ReportSpec};
 
 /// One finished run.
-struct Run {
-    point: String,
-    seed: u64,
-    eval: Value,
+pub struct Run {
+    /// The point's folder name.
+    pub point: String,
+    pub seed: u64,
+    /// Its eval.json.
+    pub eval: Value,
     /// (step, loss), the last line of each step.
-    curve: Vec<(f64, f64)>,
+    pub curve: Vec<(f64, f64)>,
     /// The accuracy curves of curve.jsonl (`train.eval_every`): stream → (step, exact-match accuracy).
-    accuracy: BTreeMap<String, Vec<(f64, f64)>>,
+    pub accuracy: BTreeMap<String, Vec<(f64, f64)>>,
 }
 
 /// Looks `path` up in eval.json: dotted keys; inside an array, the element whose `stream`, `attribute` or `name`
@@ -374,27 +380,30 @@ fn value(run: &Run, col: &Column) -> Option<f64> {
     }
 }
 
+/// A headline metric at one point: ours over seeds against the published figure.
 #[derive(Serialize)]
-struct Headline {
-    metric: String,
-    path: String,
-    point: String,
-    stats: SeedStats,
-    published: Option<f64>,
-    test: Option<TTest>,
+pub struct Headline {
+    pub metric: String,
+    pub path: String,
+    pub point: String,
+    #[serde(skip)]
+    pub alternative: physlab_eval::stats::Alternative,
+    pub stats: SeedStats,
+    pub published: Option<f64>,
+    pub test: Option<TTest>,
 }
 
 #[derive(Serialize)]
-struct ReportJson {
-    experiment: String,
-    row: String,
-    claim: String,
+struct ReportJson<'a> {
+    experiment: &'a str,
+    row: &'a str,
+    claim: &'a str,
     runs: usize,
-    points: BTreeMap<String, BTreeMap<String, SeedStats>>,
-    headline: Vec<Headline>,
-    capacity_law: Option<ProportionalFit>,
-    memorization_law: Option<ProportionalFit>,
-    excess_power_law: Option<physlab_eval::fit::PowerLawFit>,
+    points: &'a BTreeMap<String, BTreeMap<String, SeedStats>>,
+    headline: Vec<&'a Headline>,
+    capacity_law: Option<&'a ProportionalFit>,
+    memorization_law: Option<&'a ProportionalFit>,
+    excess_power_law: Option<&'a physlab_eval::fit::PowerLawFit>,
 }
 
 fn fmt(v: f64, digits: usize) -> String {
@@ -446,25 +455,107 @@ fn stats_cell(s: &SeedStats, digits: usize) -> String {
     }
 }
 
-/// Writes the report of `experiment` into `runs/<experiment>/` and returns the text of report.md.
-pub fn report(
+/// A headline row: a metric at a point against its published figure.
+enum HeadlineRow {
+    /// The metric names a point that has no finished run yet.
+    Pending {
+        metric: String,
+        point: String,
+        published: Option<f64>,
+    },
+    Measured(Headline),
+}
+
+/// The capacity section: which runs the fit takes, the fit when sizes differ, the bits-against-parameters series.
+pub struct CapacitySection {
+    /// " with R^max ≥ m (…)" or empty: which runs entered the fit.
+    which: String,
+    pub fit: Option<ProportionalFit>,
+    /// Whether the experiment asked for the capacity law (`fit = "capacity"`).
+    asked: bool,
+    /// One series per point (mean ± std over seeds); empty when no run measured bits.
+    pub series: Vec<Series>,
+}
+
+/// The power-law section of corpus runs (`fit = "data"` / `"params"`).
+pub struct ExcessSection {
+    /// Runs left out because their excess loss was ≤ 0.
+    pub excluded: usize,
+    /// "training tokens D" or "parameters N".
+    what: &'static str,
+    pub fit: Option<physlab_eval::fit::PowerLawFit>,
+    expected: Option<f64>,
+    /// The runs, the fitted line and the theory's line.
+    series: Vec<Series>,
+}
+
+/// Everything a report says, computed from the runs with no I/O: [`render_md`], [`render_csv`] and
+/// [`render_json`] turn it into text, [`write`] puts that and the plots on disk.
+pub struct Computed {
+    experiment: String,
+    description: String,
+    row: String,
+    claim: String,
+    /// The folder the runs were read from (shown in report.md).
+    dir: PathBuf,
+    /// The finished runs' point names in order, and their seeds.
+    pub points: Vec<(String, Vec<u64>)>,
+    /// The metric columns: label and decimals.
+    columns: Vec<(String, usize)>,
+    /// point → column label → statistics over seeds.
+    pub table: BTreeMap<String, BTreeMap<String, SeedStats>>,
+    headline: Vec<HeadlineRow>,
+    pub capacity: CapacitySection,
+    pub memorization_law: Option<ProportionalFit>,
+    pub excess: Option<ExcessSection>,
+    /// Training loss per point, mean over seeds.
+    loss: Vec<Series>,
+    /// Accuracy curves: (point, stream, seeds, (step, mean accuracy)).
+    pub accuracy: Vec<(String, String, usize, Vec<(f64, f64)>)>,
+    /// summary.csv: (point, seed, one value per column).
+    rows: Vec<(String, u64, Vec<Option<f64>>)>,
+}
+
+impl Computed {
+    /// The headline rows measured (not those still waiting for a run).
+    pub fn headline(&self) -> Vec<&Headline> {
+        self.headline
+            .iter()
+            .filter_map(|h| match h {
+                HeadlineRow::Measured(m) => Some(m),
+                HeadlineRow::Pending { .. } => None,
+            })
+            .collect()
+    }
+}
+
+/// Load: every finished run of `runs_dir/<experiment>/`.
+pub fn load(runs_dir: &Path, experiment: &str) -> Result<Vec<Run>> {
+    collect_runs(&runs_dir.join(experiment))
+}
+
+/// Compute: statistics over seeds per point, the headline against the published figures, the fits the spec asks
+/// for and the curves, from runs already loaded. Pure: reads and writes nothing. Errors when a headline metric's
+/// path matches nothing in any run (a mistake in the recipe, not a row to drop quietly).
+pub fn compute(
     experiment: &str,
-    runs_dir: &Path,
+    dir: &Path,
+    runs: &[Run],
     spec: &ReportSpec,
     description: &str,
-) -> Result<String> {
-    let dir = runs_dir.join(experiment);
-    let runs = collect_runs(&dir)?;
-    let cols = columns(&runs, spec);
-    let mut points: Vec<String> = runs.iter().map(|r| r.point.clone()).collect();
-    points.dedup();
+) -> Result<Computed> {
+    if runs.is_empty() {
+        bail!("{}: no finished run to report", dir.display());
+    }
+    let cols = columns(runs, spec);
+    let mut names: Vec<String> = runs.iter().map(|r| r.point.clone()).collect();
+    names.dedup();
 
     // Statistics per point and column.
     let mut table: BTreeMap<String, BTreeMap<String, SeedStats>> = BTreeMap::new();
-    for p in &points {
-        let mine: Vec<&Run> = runs.iter().filter(|r| &r.point == p).collect();
+    for p in &names {
         for c in &cols {
-            let vals: Vec<f64> = mine.iter().filter_map(|r| value(r, c)).collect();
+            let vals: Vec<f64> = of_point(runs, p).filter_map(|r| value(r, c)).collect();
             if let Some(s) = SeedStats::of(&vals) {
                 table
                     .entry(p.clone())
@@ -474,160 +565,63 @@ pub fn report(
         }
     }
 
-    let mut md = String::new();
-    writeln!(md, "# Report: {experiment}\n")?;
-    if !description.is_empty() {
-        writeln!(md, "{description}\n")?;
-    }
-    if !spec.row.is_empty() || !spec.claim.is_empty() {
-        writeln!(
-            md,
-            "SPEC §5 row {}: **published:** {}\n",
-            spec.row, spec.claim
-        )?;
-    }
-    let seeds_of = |p: &str| -> String {
-        runs.iter()
-            .filter(|r| r.point == p)
-            .map(|r| r.seed.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    writeln!(
-        md,
-        "{} finished run(s) in `{}`; points: {}.\n",
-        runs.len(),
-        dir.display(),
-        points
-            .iter()
-            .map(|p| format!("`{p}` (seeds {})", seeds_of(p)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    )?;
-
     // Headline metrics against the published figures.
     let mut headline = Vec::new();
-    if !spec.metrics.is_empty() {
-        writeln!(md, "## Headline\n")?;
-        writeln!(
-            md,
-            "| metric | point | ours: mean ± std (n) | published | one-sided t-test |"
-        )?;
-        writeln!(md, "|---|---|---|---|---|")?;
-        for m in &spec.metrics {
-            // A path that no finished run has is a mistake in the recipe, not a row to drop quietly.
-            if !runs.iter().any(|r| lookup(&r.eval, &m.path).is_some()) {
-                let keys: Vec<String> = runs[0]
-                    .eval
-                    .as_object()
-                    .map(|o| o.keys().cloned().collect())
-                    .unwrap_or_default();
-                bail!(
-                    "report.metrics: path {:?} ({}) matches nothing in the {} finished run(s) of {experiment}; \
-                     eval.json's top-level keys: {}",
-                    m.path,
-                    label_of(m),
-                    runs.len(),
-                    keys.join(", ")
-                );
-            }
-            if !m.point.is_empty() && !points.contains(&m.point) {
-                writeln!(
-                    md,
-                    "| {} | `{}` | no finished run yet | {} | - |",
-                    label_of(m),
-                    m.point,
-                    m.published.map_or("-".into(), |v| format!("{v}")),
-                )?;
-                continue;
-            }
-            for p in points
-                .iter()
-                .filter(|p| m.point.is_empty() || **p == m.point)
-            {
-                let vals: Vec<f64> = runs
-                    .iter()
-                    .filter(|r| &r.point == p)
-                    .filter_map(|r| lookup(&r.eval, &m.path))
-                    .collect();
-                let Some(s) = SeedStats::of(&vals) else {
-                    continue;
-                };
-                let test = m.published.and_then(|pb| s.t_test(pb, m.alternative));
-                let test_cell = match (&test, m.published) {
-                    (Some(t), _) => format!(
-                        "H1: mean {} published; t = {:.2}, df = {}, p = {}",
-                        match m.alternative {
-                            physlab_eval::stats::Alternative::Less => "<",
-                            physlab_eval::stats::Alternative::Greater => ">",
-                        },
-                        t.t,
-                        t.df,
-                        fmt_p(t.p_value)
-                    ),
-                    (None, Some(_)) => "not defined (n < 2 or no spread)".into(),
-                    (None, None) => "-".into(),
-                };
-                writeln!(
-                    md,
-                    "| {} | `{p}` | {} | {} | {test_cell} |",
-                    label_of(m),
-                    stats_cell(&s, auto_digits(s.mean)),
-                    m.published.map_or("-".into(), |v| format!("{v}")),
-                )?;
-                headline.push(Headline {
-                    metric: label_of(m),
-                    path: m.path.clone(),
-                    point: p.clone(),
-                    stats: s,
-                    published: m.published,
-                    test,
-                });
-            }
+    for m in &spec.metrics {
+        if !runs.iter().any(|r| lookup(&r.eval, &m.path).is_some()) {
+            let keys: Vec<String> = runs[0]
+                .eval
+                .as_object()
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default();
+            bail!(
+                "report.metrics: path {:?} ({}) matches nothing in the {} finished run(s) of {experiment}; \
+                 eval.json's top-level keys: {}",
+                m.path,
+                label_of(m),
+                runs.len(),
+                keys.join(", ")
+            );
         }
-        writeln!(md)?;
-    }
-
-    // Everything measured, per point.
-    writeln!(md, "## Per point (mean ± sample std over seeds)\n")?;
-    write!(md, "| metric |")?;
-    for p in &points {
-        write!(md, " `{p}` |")?;
-    }
-    writeln!(md)?;
-    write!(md, "|---|")?;
-    for _ in &points {
-        write!(md, "---|")?;
-    }
-    writeln!(md)?;
-    for c in &cols {
-        if !points
-            .iter()
-            .any(|p| table.get(p).is_some_and(|t| t.contains_key(&c.label)))
-        {
+        if !m.point.is_empty() && !names.contains(&m.point) {
+            headline.push(HeadlineRow::Pending {
+                metric: label_of(m),
+                point: m.point.clone(),
+                published: m.published,
+            });
             continue;
         }
-        write!(md, "| {} |", c.label)?;
-        for p in &points {
-            match table.get(p).and_then(|t| t.get(&c.label)) {
-                Some(s) => write!(md, " {} |", stats_cell(s, c.digits))?,
-                None => write!(md, " - |")?,
-            }
+        for p in names
+            .iter()
+            .filter(|p| m.point.is_empty() || **p == m.point)
+        {
+            let vals: Vec<f64> = of_point(runs, p)
+                .filter_map(|r| lookup(&r.eval, &m.path))
+                .collect();
+            let Some(s) = SeedStats::of(&vals) else {
+                continue;
+            };
+            let test = m.published.and_then(|pb| s.t_test(pb, m.alternative));
+            headline.push(HeadlineRow::Measured(Headline {
+                metric: label_of(m),
+                path: m.path.clone(),
+                point: p.clone(),
+                alternative: m.alternative,
+                stats: s,
+                published: m.published,
+                test,
+            }));
         }
-        writeln!(md)?;
     }
-    writeln!(md)?;
 
     // Capacity: bits against parameters, and the capacity-law fit when sizes differ.
-    let plots = dir.join("plots");
-    std::fs::create_dir_all(&plots).with_context(|| format!("creating {}", plots.display()))?;
     let capacity_point = |r: &Run| -> Option<(f64, f64)> {
         Some((
             knowledge(&r.eval, "params.capacity")?,
             knowledge(&r.eval, "bits")?,
         ))
     };
-    let caps: Vec<(f64, f64)> = runs.iter().filter_map(capacity_point).collect();
+    let caps = runs.iter().filter_map(capacity_point).count();
     // The runs the fit uses: those where capacity binds (R^max ≥ `fit_min_rmax`), or every run.
     let binds = |r: &&Run| match spec.fit_min_rmax {
         None => true,
@@ -643,9 +637,8 @@ pub fn report(
     distinct.dedup();
     let which = match spec.fit_min_rmax {
         Some(m) => format!(
-            " with R^max ≥ {m} (where capacity binds; {} of {} runs)",
-            fitted.len(),
-            caps.len()
+            " with R^max ≥ {m} (where capacity binds; {} of {caps} runs)",
+            fitted.len()
         ),
         None => String::new(),
     };
@@ -656,52 +649,22 @@ pub fn report(
     } else {
         None
     };
-    if let Some(f) = &capacity_law {
-        writeln!(md, "## Capacity law\n")?;
-        writeln!(
-            md,
-            "bits = R · parameters (counted for capacity), least squares through the origin over {} runs{which}: \
-             **R = {:.4} bits/param** (standard error {:.4}; 95% CI {:.4} – {:.4}; R² {:.3}).\n",
-            f.points, f.slope.value, f.slope.std_error, f.slope.ci95.0, f.slope.ci95.1, f.r2
-        )?;
-    } else if spec.fit == Fit::Capacity {
-        writeln!(
-            md,
-            "No capacity-law fit yet: it needs runs at ≥ 2 model sizes{which}.\n"
-        )?;
-    }
-    if !caps.is_empty() {
-        let mut series = Vec::new();
-        for p in &points {
-            let mine: Vec<(f64, f64)> = runs
-                .iter()
-                .filter(|r| &r.point == p)
-                .filter_map(capacity_point)
-                .collect();
-            if mine.is_empty() {
-                continue;
-            }
-            let bits: Vec<f64> = mine.iter().map(|m| m.1).collect();
-            let s = SeedStats::of(&bits).expect("non-empty");
-            series.push(Series {
-                name: format!("{p} (mean ± std, n = {})", s.n),
-                points: vec![(mine[0].0, s.mean)],
-                error: Some(vec![s.std]),
-                style: Style::Points,
-            });
+    let mut cap_series = Vec::new();
+    for p in &names {
+        let mine: Vec<(f64, f64)> = of_point(runs, p).filter_map(capacity_point).collect();
+        if mine.is_empty() {
+            continue;
         }
-        let plot = Plot {
-            title: format!("{experiment}: bits of knowledge vs parameters"),
-            x_label: "parameters (counted for capacity)".into(),
-            y_label: "bits of knowledge".into(),
-            log_x: true,
-            log_y: true,
-            series,
-            guides: vec![("2 bits/param".into(), 2.0), ("1 bit/param".into(), 1.0)],
+        let bits: Vec<f64> = mine.iter().map(|m| m.1).collect();
+        let Some(s) = SeedStats::of(&bits) else {
+            continue;
         };
-        plot.write_svg(&plots.join("capacity.svg"), 800, 560)
-            .map_err(anyhow::Error::msg)?;
-        writeln!(md, "![bits vs parameters](plots/capacity.svg)\n")?;
+        cap_series.push(Series {
+            name: format!("{p} (mean ± std, n = {})", s.n),
+            points: vec![(mine[0].0, s.mean)],
+            error: Some(vec![s.std]),
+            style: Style::Points,
+        });
     }
 
     // Corpus runs: memorized bits against parameters; excess loss against data or parameters.
@@ -723,121 +686,13 @@ pub fn report(
     } else {
         None
     };
-    if let Some(f) = &memorization_law {
-        writeln!(
-            md,
-            "## Memorization capacity\n\nmemorized bits = k · parameters, least squares through the origin over {} runs: \
-             **k = {:.4} bits/param** (standard error {:.4}; 95% CI {:.4} – {:.4}; R² {:.3}).\n",
-            f.points, f.slope.value, f.slope.std_error, f.slope.ci95.0, f.slope.ci95.1, f.r2
-        )?;
-    }
-    let mut excess_fit = None;
-    if matches!(spec.fit, Fit::Data | Fit::Params) {
-        let xpath = if spec.fit == Fit::Data {
-            "data_tokens"
-        } else {
-            "corpus.params.capacity"
-        };
-        let pts: Vec<(f64, f64)> = runs
-            .iter()
-            .filter_map(|r| {
-                Some((
-                    lookup(&r.eval, xpath)?,
-                    lookup(&r.eval, "corpus.excess_bits_per_token")?,
-                ))
-            })
-            .collect();
-        let positive: Vec<(f64, f64)> = pts.iter().copied().filter(|p| p.1 > 0.0).collect();
-        if positive.len() < pts.len() {
-            writeln!(
-                md,
-                "**{} run(s) measured a loss below the entropy rate** (excess ≤ 0): left out of the fit; \
-                 a loss below H means a bug or too few tokens scored.\n",
-                pts.len() - positive.len()
-            )?;
-        }
-        let (x, y): (Vec<f64>, Vec<f64>) = positive.iter().copied().unzip();
-        let what = if spec.fit == Fit::Data {
-            "training tokens D"
-        } else {
-            "parameters N"
-        };
-        match physlab_eval::fit::power_law(&x, &y) {
-            Some(f) => {
-                writeln!(
-                    md,
-                    "## Power law\n\nexcess loss = c · {what}^−a, least squares on logs over {} runs: **a = {:.4}** \
-                     (standard error {:.4}; 95% CI {:.4} – {:.4}; R² {:.3}){}.\n",
-                    f.points,
-                    f.exponent.value,
-                    f.exponent.std_error,
-                    f.exponent.ci95.0,
-                    f.exponent.ci95.1,
-                    f.r2,
-                    spec.expected_exponent
-                        .map(|e| format!("; theory: a = {e:.4}"))
-                        .unwrap_or_default()
-                )?;
-                let mut series = vec![Series {
-                    name: "runs".into(),
-                    points: positive.clone(),
-                    error: None,
-                    style: Style::Points,
-                }];
-                let (lo, hi) = x
-                    .iter()
-                    .fold((f64::INFINITY, 0.0f64), |(a, b), v| (a.min(*v), b.max(*v)));
-                let line = |a: f64, lc: f64| -> Vec<(f64, f64)> {
-                    (0..=32)
-                        .map(|i| {
-                            let xv = lo * (hi / lo).powf(i as f64 / 32.0);
-                            (xv, (lc - a * xv.ln()).exp())
-                        })
-                        .collect()
-                };
-                series.push(Series {
-                    name: format!("fit: a = {:.3}", f.exponent.value),
-                    points: line(f.exponent.value, f.log_coefficient.value),
-                    error: None,
-                    style: Style::Line,
-                });
-                if let Some(e) = spec.expected_exponent {
-                    // The theory's slope through the fit's centre (geometric means of x and y).
-                    let mx = x.iter().map(|v| v.ln()).sum::<f64>() / x.len() as f64;
-                    let my = y.iter().map(|v| v.ln()).sum::<f64>() / y.len() as f64;
-                    series.push(Series {
-                        name: format!("theory: a = {e:.3}"),
-                        points: line(e, my + e * mx),
-                        error: None,
-                        style: Style::Line,
-                    });
-                }
-                Plot {
-                    title: format!("{experiment}: excess loss over the entropy"),
-                    x_label: what.into(),
-                    y_label: "excess loss (bits/token)".into(),
-                    log_x: true,
-                    log_y: true,
-                    series,
-                    guides: Vec::new(),
-                }
-                .write_svg(&plots.join("excess.svg"), 800, 560)
-                .map_err(anyhow::Error::msg)?;
-                writeln!(md, "![excess loss](plots/excess.svg)\n")?;
-                excess_fit = Some(f);
-            }
-            None => writeln!(
-                md,
-                "No power-law fit: it needs ≥ 3 runs with a positive excess loss.\n"
-            )?,
-        }
-    }
+    let excess = matches!(spec.fit, Fit::Data | Fit::Params).then(|| excess_section(runs, spec));
 
     // Loss curves: the mean over seeds of each point.
-    let mut series = Vec::new();
-    for p in &points {
+    let mut loss = Vec::new();
+    for p in &names {
         let mut by_step: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
-        for r in runs.iter().filter(|r| &r.point == p) {
+        for r in of_point(runs, p) {
             for &(s, l) in &r.curve {
                 by_step.entry(s as u64).or_default().push(l);
             }
@@ -845,49 +700,389 @@ pub fn report(
         if by_step.is_empty() {
             continue;
         }
-        let n = runs.iter().filter(|r| &r.point == p).count();
-        series.push(Series {
+        let n = of_point(runs, p).count();
+        loss.push(Series {
             name: format!("{p} (mean of {n} seed(s))"),
-            points: by_step
-                .into_iter()
-                .map(|(s, v)| (s as f64, v.iter().sum::<f64>() / v.len() as f64))
-                .collect(),
+            points: mean_by_step(by_step),
             error: None,
             style: Style::Line,
         });
     }
-    if !series.is_empty() {
-        Plot {
-            title: format!("{experiment}: training loss"),
-            x_label: "step".into(),
-            y_label: "loss (nats/token)".into(),
-            log_x: false,
-            log_y: true,
-            series,
-            guides: Vec::new(),
-        }
-        .write_svg(&plots.join("loss.svg"), 800, 560)
-        .map_err(anyhow::Error::msg)?;
-        writeln!(md, "![training loss](plots/loss.svg)\n")?;
-    }
 
     // Accuracy curves (train.eval_every): exact match against the step, per point and stream, mean over seeds.
-    let mut series = Vec::new();
-    let mut curve_rows = String::new();
-    for p in &points {
-        let of_point: Vec<&Run> = runs.iter().filter(|r| &r.point == p).collect();
-        let streams: BTreeSet<&String> = of_point.iter().flat_map(|r| r.accuracy.keys()).collect();
+    let mut accuracy = Vec::new();
+    for p in &names {
+        let mine: Vec<&Run> = of_point(runs, p).collect();
+        let streams: BTreeSet<&String> = mine.iter().flat_map(|r| r.accuracy.keys()).collect();
         for stream in streams {
             let mut by_step: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
-            for r in &of_point {
+            for r in &mine {
                 for &(s, a) in r.accuracy.get(stream).into_iter().flatten() {
                     by_step.entry(s as u64).or_default().push(a);
                 }
             }
-            let points: Vec<(f64, f64)> = by_step
-                .into_iter()
-                .map(|(s, v)| (s as f64, v.iter().sum::<f64>() / v.len() as f64))
-                .collect();
+            accuracy.push((p.clone(), stream.clone(), mine.len(), mean_by_step(by_step)));
+        }
+    }
+
+    let rows = runs
+        .iter()
+        .map(|r| {
+            (
+                r.point.clone(),
+                r.seed,
+                cols.iter().map(|c| value(r, c)).collect(),
+            )
+        })
+        .collect();
+    Ok(Computed {
+        experiment: experiment.into(),
+        description: description.into(),
+        row: spec.row.clone(),
+        claim: spec.claim.clone(),
+        dir: dir.to_path_buf(),
+        points: names
+            .iter()
+            .map(|p| (p.clone(), of_point(runs, p).map(|r| r.seed).collect()))
+            .collect(),
+        columns: cols.iter().map(|c| (c.label.clone(), c.digits)).collect(),
+        table,
+        headline,
+        capacity: CapacitySection {
+            which,
+            fit: capacity_law,
+            asked: spec.fit == Fit::Capacity,
+            series: cap_series,
+        },
+        memorization_law,
+        excess,
+        loss,
+        accuracy,
+        rows,
+    })
+}
+
+fn of_point<'a>(runs: &'a [Run], p: &'a str) -> impl Iterator<Item = &'a Run> + 'a {
+    runs.iter().filter(move |r| r.point == p)
+}
+
+fn mean_by_step(by_step: BTreeMap<u64, Vec<f64>>) -> Vec<(f64, f64)> {
+    by_step
+        .into_iter()
+        .map(|(s, v)| (s as f64, v.iter().sum::<f64>() / v.len() as f64))
+        .collect()
+}
+
+/// The excess loss over the entropy as a power law of the training tokens or the parameters (corpus runs).
+fn excess_section(runs: &[Run], spec: &ReportSpec) -> ExcessSection {
+    let (xpath, what) = if spec.fit == Fit::Data {
+        ("data_tokens", "training tokens D")
+    } else {
+        ("corpus.params.capacity", "parameters N")
+    };
+    let pts: Vec<(f64, f64)> = runs
+        .iter()
+        .filter_map(|r| {
+            Some((
+                lookup(&r.eval, xpath)?,
+                lookup(&r.eval, "corpus.excess_bits_per_token")?,
+            ))
+        })
+        .collect();
+    let positive: Vec<(f64, f64)> = pts.iter().copied().filter(|p| p.1 > 0.0).collect();
+    let (x, y): (Vec<f64>, Vec<f64>) = positive.iter().copied().unzip();
+    let fit = physlab_eval::fit::power_law(&x, &y);
+    let mut series = Vec::new();
+    if let Some(f) = &fit {
+        series.push(Series {
+            name: "runs".into(),
+            points: positive.clone(),
+            error: None,
+            style: Style::Points,
+        });
+        let (lo, hi) = x
+            .iter()
+            .fold((f64::INFINITY, 0.0f64), |(a, b), v| (a.min(*v), b.max(*v)));
+        let line = |a: f64, lc: f64| -> Vec<(f64, f64)> {
+            (0..=32)
+                .map(|i| {
+                    let xv = lo * (hi / lo).powf(i as f64 / 32.0);
+                    (xv, (lc - a * xv.ln()).exp())
+                })
+                .collect()
+        };
+        series.push(Series {
+            name: format!("fit: a = {:.3}", f.exponent.value),
+            points: line(f.exponent.value, f.log_coefficient.value),
+            error: None,
+            style: Style::Line,
+        });
+        if let Some(e) = spec.expected_exponent {
+            // The theory's slope through the fit's centre (geometric means of x and y).
+            let mx = x.iter().map(|v| v.ln()).sum::<f64>() / x.len() as f64;
+            let my = y.iter().map(|v| v.ln()).sum::<f64>() / y.len() as f64;
+            series.push(Series {
+                name: format!("theory: a = {e:.3}"),
+                points: line(e, my + e * mx),
+                error: None,
+                style: Style::Line,
+            });
+        }
+    }
+    ExcessSection {
+        excluded: pts.len() - positive.len(),
+        what,
+        fit,
+        expected: spec.expected_exponent,
+        series,
+    }
+}
+
+/// The plots a report draws, by file name under `plots/`, with the series `compute` made (none when empty).
+fn plots(c: &Computed) -> Vec<(&'static str, Plot)> {
+    let experiment = &c.experiment;
+    let mut out = Vec::new();
+    if !c.capacity.series.is_empty() {
+        out.push((
+            "capacity.svg",
+            Plot {
+                title: format!("{experiment}: bits of knowledge vs parameters"),
+                x_label: "parameters (counted for capacity)".into(),
+                y_label: "bits of knowledge".into(),
+                log_x: true,
+                log_y: true,
+                series: c.capacity.series.clone(),
+                guides: vec![("2 bits/param".into(), 2.0), ("1 bit/param".into(), 1.0)],
+            },
+        ));
+    }
+    if let Some(e) = c.excess.as_ref().filter(|e| e.fit.is_some()) {
+        out.push((
+            "excess.svg",
+            Plot {
+                title: format!("{experiment}: excess loss over the entropy"),
+                x_label: e.what.into(),
+                y_label: "excess loss (bits/token)".into(),
+                log_x: true,
+                log_y: true,
+                series: e.series.clone(),
+                guides: Vec::new(),
+            },
+        ));
+    }
+    if !c.loss.is_empty() {
+        out.push((
+            "loss.svg",
+            Plot {
+                title: format!("{experiment}: training loss"),
+                x_label: "step".into(),
+                y_label: "loss (nats/token)".into(),
+                log_x: false,
+                log_y: true,
+                series: c.loss.clone(),
+                guides: Vec::new(),
+            },
+        ));
+    }
+    if !c.accuracy.is_empty() {
+        out.push((
+            "accuracy.svg",
+            Plot {
+                title: format!("{experiment}: exact-match accuracy while training"),
+                x_label: "step".into(),
+                y_label: "accuracy".into(),
+                log_x: false,
+                log_y: false,
+                series: c
+                    .accuracy
+                    .iter()
+                    .map(|(p, stream, n, points)| Series {
+                        name: format!("{p}: {stream} (mean of {n} seed(s))"),
+                        points: points.clone(),
+                        error: None,
+                        style: Style::Line,
+                    })
+                    .collect(),
+                guides: Vec::new(),
+            },
+        ));
+    }
+    out
+}
+
+/// Render: report.md's text.
+pub fn render_md(c: &Computed) -> Result<String> {
+    let experiment = &c.experiment;
+    let mut md = String::new();
+    writeln!(md, "# Report: {experiment}\n")?;
+    if !c.description.is_empty() {
+        writeln!(md, "{}\n", c.description)?;
+    }
+    if !c.row.is_empty() || !c.claim.is_empty() {
+        writeln!(md, "SPEC §5 row {}: **published:** {}\n", c.row, c.claim)?;
+    }
+    writeln!(
+        md,
+        "{} finished run(s) in `{}`; points: {}.\n",
+        c.rows.len(),
+        c.dir.display(),
+        c.points
+            .iter()
+            .map(|(p, seeds)| format!(
+                "`{p}` (seeds {})",
+                seeds
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+
+    if !c.headline.is_empty() {
+        writeln!(md, "## Headline\n")?;
+        writeln!(
+            md,
+            "| metric | point | ours: mean ± std (n) | published | one-sided t-test |"
+        )?;
+        writeln!(md, "|---|---|---|---|---|")?;
+        let published = |p: Option<f64>| p.map_or("-".into(), |v| format!("{v}"));
+        for h in &c.headline {
+            match h {
+                HeadlineRow::Pending {
+                    metric,
+                    point,
+                    published: pb,
+                } => writeln!(
+                    md,
+                    "| {metric} | `{point}` | no finished run yet | {} | - |",
+                    published(*pb)
+                )?,
+                HeadlineRow::Measured(h) => {
+                    let test_cell = match (&h.test, h.published) {
+                        (Some(t), _) => format!(
+                            "H1: mean {} published; t = {:.2}, df = {}, p = {}",
+                            match h.alternative {
+                                physlab_eval::stats::Alternative::Less => "<",
+                                physlab_eval::stats::Alternative::Greater => ">",
+                            },
+                            t.t,
+                            t.df,
+                            fmt_p(t.p_value)
+                        ),
+                        (None, Some(_)) => "not defined (n < 2 or no spread)".into(),
+                        (None, None) => "-".into(),
+                    };
+                    writeln!(
+                        md,
+                        "| {} | `{}` | {} | {} | {test_cell} |",
+                        h.metric,
+                        h.point,
+                        stats_cell(&h.stats, auto_digits(h.stats.mean)),
+                        published(h.published),
+                    )?;
+                }
+            }
+        }
+        writeln!(md)?;
+    }
+
+    // Everything measured, per point.
+    writeln!(md, "## Per point (mean ± sample std over seeds)\n")?;
+    write!(md, "| metric |")?;
+    for (p, _) in &c.points {
+        write!(md, " `{p}` |")?;
+    }
+    writeln!(md)?;
+    write!(md, "|---|")?;
+    for _ in &c.points {
+        write!(md, "---|")?;
+    }
+    writeln!(md)?;
+    for (label, digits) in &c.columns {
+        let cell = |p: &str| c.table.get(p).and_then(|t| t.get(label));
+        if !c.points.iter().any(|(p, _)| cell(p).is_some()) {
+            continue;
+        }
+        write!(md, "| {label} |")?;
+        for (p, _) in &c.points {
+            match cell(p) {
+                Some(s) => write!(md, " {} |", stats_cell(s, *digits))?,
+                None => write!(md, " - |")?,
+            }
+        }
+        writeln!(md)?;
+    }
+    writeln!(md)?;
+
+    let cap = &c.capacity;
+    if let Some(f) = &cap.fit {
+        writeln!(md, "## Capacity law\n")?;
+        writeln!(
+            md,
+            "bits = R · parameters (counted for capacity), least squares through the origin over {} runs{}: \
+             **R = {:.4} bits/param** (standard error {:.4}; 95% CI {:.4} – {:.4}; R² {:.3}).\n",
+            f.points, cap.which, f.slope.value, f.slope.std_error, f.slope.ci95.0, f.slope.ci95.1, f.r2
+        )?;
+    } else if cap.asked {
+        writeln!(
+            md,
+            "No capacity-law fit yet: it needs runs at ≥ 2 model sizes{}.\n",
+            cap.which
+        )?;
+    }
+    if !cap.series.is_empty() {
+        writeln!(md, "![bits vs parameters](plots/capacity.svg)\n")?;
+    }
+    if let Some(f) = &c.memorization_law {
+        writeln!(
+            md,
+            "## Memorization capacity\n\nmemorized bits = k · parameters, least squares through the origin over {} runs: \
+             **k = {:.4} bits/param** (standard error {:.4}; 95% CI {:.4} – {:.4}; R² {:.3}).\n",
+            f.points, f.slope.value, f.slope.std_error, f.slope.ci95.0, f.slope.ci95.1, f.r2
+        )?;
+    }
+    if let Some(e) = &c.excess {
+        if e.excluded > 0 {
+            writeln!(
+                md,
+                "**{} run(s) measured a loss below the entropy rate** (excess ≤ 0): left out of the fit; \
+                 a loss below H means a bug or too few tokens scored.\n",
+                e.excluded
+            )?;
+        }
+        match &e.fit {
+            Some(f) => {
+                writeln!(
+                    md,
+                    "## Power law\n\nexcess loss = c · {}^−a, least squares on logs over {} runs: **a = {:.4}** \
+                     (standard error {:.4}; 95% CI {:.4} – {:.4}; R² {:.3}){}.\n",
+                    e.what,
+                    f.points,
+                    f.exponent.value,
+                    f.exponent.std_error,
+                    f.exponent.ci95.0,
+                    f.exponent.ci95.1,
+                    f.r2,
+                    e.expected
+                        .map(|e| format!("; theory: a = {e:.4}"))
+                        .unwrap_or_default()
+                )?;
+                writeln!(md, "![excess loss](plots/excess.svg)\n")?;
+            }
+            None => writeln!(
+                md,
+                "No power-law fit: it needs ≥ 3 runs with a positive excess loss.\n"
+            )?,
+        }
+    }
+    if !c.loss.is_empty() {
+        writeln!(md, "![training loss](plots/loss.svg)\n")?;
+    }
+    if !c.accuracy.is_empty() {
+        let mut curve_rows = String::new();
+        for (p, stream, _, points) in &c.accuracy {
             writeln!(
                 curve_rows,
                 "| {p} | {stream} | {} |",
@@ -897,73 +1092,273 @@ pub fn report(
                     .collect::<Vec<_>>()
                     .join(", ")
             )?;
-            series.push(Series {
-                name: format!("{p}: {stream} (mean of {} seed(s))", of_point.len()),
-                points,
-                error: None,
-                style: Style::Line,
-            });
         }
-    }
-    if !series.is_empty() {
-        Plot {
-            title: format!("{experiment}: exact-match accuracy while training"),
-            x_label: "step".into(),
-            y_label: "accuracy".into(),
-            log_x: false,
-            log_y: false,
-            series,
-            guides: Vec::new(),
-        }
-        .write_svg(&plots.join("accuracy.svg"), 800, 560)
-        .map_err(anyhow::Error::msg)?;
         writeln!(
             md,
             "## Accuracy against the step\n\nGreedy exact match on the first questions of each stream (`eval.curve_questions`), every `train.eval_every` steps; mean over seeds.\n\n![accuracy while training](plots/accuracy.svg)\n\n| point | stream | step: accuracy |\n|---|---|---|\n{curve_rows}"
         )?;
     }
+    Ok(md)
+}
 
-    // summary.csv: one line per run.
+/// Render: summary.csv, one line per run.
+pub fn render_csv(c: &Computed) -> Result<String> {
     let mut csv = String::from("point,seed");
-    for c in &cols {
-        write!(csv, ",\"{}\"", c.label.replace('"', "'"))?;
+    for (label, _) in &c.columns {
+        write!(csv, ",\"{}\"", label.replace('"', "'"))?;
     }
     csv.push('\n');
-    for r in &runs {
-        write!(csv, "\"{}\",{}", r.point, r.seed)?;
-        for c in &cols {
-            match value(r, c) {
+    for (point, seed, values) in &c.rows {
+        write!(csv, "\"{point}\",{seed}")?;
+        for v in values {
+            match v {
                 Some(v) => write!(csv, ",{v}")?,
                 None => csv.push(','),
             }
         }
         csv.push('\n');
     }
+    Ok(csv)
+}
+
+/// Render: report.json.
+pub fn render_json(c: &Computed) -> Result<Vec<u8>> {
+    let json = ReportJson {
+        experiment: &c.experiment,
+        row: &c.row,
+        claim: &c.claim,
+        runs: c.rows.len(),
+        points: &c.table,
+        headline: c.headline(),
+        capacity_law: c.capacity.fit.as_ref(),
+        memorization_law: c.memorization_law.as_ref(),
+        excess_power_law: c.excess.as_ref().and_then(|e| e.fit.as_ref()),
+    };
+    Ok(serde_json::to_vec_pretty(&json)?)
+}
+
+/// Writes report.md, summary.csv, report.json and the plots into `dir`; returns report.md's text.
+pub fn write(dir: &Path, c: &Computed) -> Result<String> {
+    let plots_dir = dir.join("plots");
+    std::fs::create_dir_all(&plots_dir)
+        .with_context(|| format!("creating {}", plots_dir.display()))?;
+    for (name, plot) in plots(c) {
+        plot.write_svg(&plots_dir.join(name), 800, 560)
+            .map_err(anyhow::Error::msg)?;
+    }
     let write = |name: &str, bytes: &[u8]| -> Result<()> {
         let path = dir.join(name);
         physlab_generators::fsio::atomic_write(&path, bytes)
             .with_context(|| format!("writing {}", path.display()))
     };
-    write("summary.csv", csv.as_bytes())?;
-    let json = ReportJson {
-        experiment: experiment.into(),
-        row: spec.row.clone(),
-        claim: spec.claim.clone(),
-        runs: runs.len(),
-        points: table,
-        headline,
-        capacity_law,
-        memorization_law,
-        excess_power_law: excess_fit,
-    };
-    write("report.json", &serde_json::to_vec_pretty(&json)?)?;
+    let md = render_md(c)?;
+    write("summary.csv", render_csv(c)?.as_bytes())?;
+    write("report.json", &render_json(c)?)?;
     write("report.md", md.as_bytes())?;
     Ok(md)
 }
 
+/// Writes the report of `experiment` into `runs/<experiment>/` and returns the text of report.md:
+/// [`load`] → [`compute`] → [`write`].
+pub fn report(
+    experiment: &str,
+    runs_dir: &Path,
+    spec: &ReportSpec,
+    description: &str,
+) -> Result<String> {
+    let dir = runs_dir.join(experiment);
+    let runs = load(runs_dir, experiment)?;
+    let computed = compute(experiment, &dir, &runs, spec, description)?;
+    write(&dir, &computed)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{loss_drop_last_tenth, natural_key, Run};
+    use super::{
+        compute, loss_drop_last_tenth, natural_key, render_csv, render_json, render_md, Run,
+    };
+    use crate::recipe::{Fit, MetricSpec, ReportSpec};
+    use physlab_eval::stats::Alternative;
+    use serde_json::json;
+    use std::path::Path;
+
+    fn run(point: &str, seed: u64, eval: serde_json::Value) -> Run {
+        let mut eval = eval;
+        eval["experiment"] = json!("x");
+        eval["point"] = json!(point);
+        eval["seed"] = json!(seed);
+        Run {
+            point: point.into(),
+            seed,
+            eval,
+            curve: Vec::new(),
+            accuracy: Default::default(),
+        }
+    }
+
+    fn bios(params: f64, bits: f64, rmax: f64) -> serde_json::Value {
+        json!({ "bios": { "bits": bits, "params": { "capacity": params }, "capacity_ratio_max": rmax } })
+    }
+
+    /// The capacity law is least squares through the origin, R = Σxy / Σx² (closed form), over the runs where
+    /// capacity binds: a run with R^max below `fit_min_rmax` is plotted but left out of the fit.
+    #[test]
+    fn the_capacity_law_is_the_closed_form_slope_over_the_runs_where_capacity_binds() {
+        let binding = [
+            (1e4, 2.1e4),
+            (1e4, 1.9e4),
+            (2e4, 4.1e4),
+            (2e4, 3.8e4),
+            (4e4, 8.2e4),
+        ];
+        let mut runs: Vec<Run> = binding
+            .iter()
+            .enumerate()
+            .map(|(i, &(p, b))| run(&format!("size={}", p as u64), i as u64 % 2, bios(p, b, 3.0)))
+            .collect();
+        // Room to spare: stores all its 500 bits; it would pull the slope down if it were fitted.
+        runs.push(run("size=80000", 0, bios(8e4, 500.0, 0.1)));
+        let spec = ReportSpec {
+            fit: Fit::Capacity,
+            fit_min_rmax: Some(1.0),
+            ..Default::default()
+        };
+        let c = compute("x", Path::new("runs/x"), &runs, &spec, "").unwrap();
+        let f = c.capacity.fit.as_ref().expect("fitted");
+        let sxy: f64 = binding.iter().map(|(x, y)| x * y).sum();
+        let sxx: f64 = binding.iter().map(|(x, _)| x * x).sum();
+        assert_eq!(f.points, 5);
+        assert!(
+            (f.slope.value - sxy / sxx).abs() < 1e-12,
+            "{} vs {}",
+            f.slope.value,
+            sxy / sxx
+        );
+        assert_eq!(c.capacity.series.len(), 4, "every point is plotted");
+        let md = render_md(&c).unwrap();
+        assert!(
+            md.contains("over 5 runs with R^max ≥ 1 (where capacity binds; 5 of 6 runs)"),
+            "{md}"
+        );
+        // One size only: no fit, and the report says why.
+        let one = compute("x", Path::new("runs/x"), &runs[..2], &spec, "").unwrap();
+        assert!(one.capacity.fit.is_none());
+        assert!(render_md(&one)
+            .unwrap()
+            .contains("No capacity-law fit yet: it needs runs at ≥ 2 model sizes"));
+    }
+
+    /// The headline t-test against the published figure, checked against Student's t with 2 degrees of freedom in
+    /// closed form: for values 1, 2, 3 against 0, t = 2 / (1/√3) = √12 and P(T > t) = 1/2 − t / (2√(t² + 2)).
+    #[test]
+    fn the_headline_test_matches_the_closed_form_for_two_degrees_of_freedom() {
+        let runs: Vec<Run> = [1.0, 2.0, 3.0]
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| run("a", i as u64, json!({ "m": v })))
+            .collect();
+        let spec = ReportSpec {
+            metrics: vec![MetricSpec {
+                path: "m".into(),
+                published: Some(0.0),
+                alternative: Alternative::Greater,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let c = compute("x", Path::new("runs/x"), &runs, &spec, "").unwrap();
+        let h = c.headline();
+        assert_eq!(h.len(), 1);
+        let t = h[0].test.as_ref().unwrap();
+        let t0 = 12f64.sqrt();
+        assert!((t.t - t0).abs() < 1e-12);
+        assert_eq!(t.df, 2.0);
+        let p = 0.5 - t0 / (2.0 * (t0 * t0 + 2.0).sqrt());
+        assert!((t.p_value - p).abs() < 1e-9, "{} vs {p}", t.p_value);
+        assert!(render_md(&c)
+            .unwrap()
+            .contains("H1: mean > published; t = 3.46, df = 2, p = 0.037"));
+        let j: serde_json::Value = serde_json::from_slice(&render_json(&c).unwrap()).unwrap();
+        assert_eq!(j["headline"][0]["stats"]["n"], 3);
+        assert_eq!(j["runs"], 3);
+    }
+
+    /// A headline metric whose path matches nothing is an error naming it; one for a point not yet run is a row
+    /// saying so, and enters neither the tests nor report.json.
+    #[test]
+    fn headline_metrics_that_match_nothing_or_wait_for_a_run() {
+        let runs = vec![run("a", 0, json!({ "m": 1.0 }))];
+        let spec = |path: &str, point: &str| ReportSpec {
+            metrics: vec![MetricSpec {
+                path: path.into(),
+                point: point.into(),
+                published: Some(2.0),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let e = compute("x", Path::new("runs/x"), &runs, &spec("mm", ""), "")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("path \"mm\"") && e.contains("matches nothing"),
+            "{e}"
+        );
+        let c = compute("x", Path::new("runs/x"), &runs, &spec("m", "b"), "").unwrap();
+        assert!(c.headline().is_empty());
+        assert!(render_md(&c)
+            .unwrap()
+            .contains("| m | `b` | no finished run yet | 2 | - |"));
+        assert!(compute("x", Path::new("runs/x"), &[], &spec("m", ""), "").is_err());
+    }
+
+    /// The excess-loss power law recovers an exact exponent, and a run below the entropy (excess ≤ 0) is counted
+    /// and left out of the fit.
+    #[test]
+    fn the_excess_power_law_recovers_its_exponent_and_leaves_out_negative_excess() {
+        let mut runs: Vec<Run> = [1e3, 1e4, 1e5]
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| {
+                run(
+                    &format!("d={i}"),
+                    0,
+                    json!({ "data_tokens": d, "corpus": { "excess_bits_per_token": 3.0 * f64::powf(d, -0.4) } }),
+                )
+            })
+            .collect();
+        runs.push(run(
+            "d=3",
+            0,
+            json!({ "data_tokens": 1e6, "corpus": { "excess_bits_per_token": -0.01 } }),
+        ));
+        let spec = ReportSpec {
+            fit: Fit::Data,
+            expected_exponent: Some(0.4),
+            ..Default::default()
+        };
+        let c = compute("x", Path::new("runs/x"), &runs, &spec, "").unwrap();
+        let e = c.excess.as_ref().unwrap();
+        assert_eq!(e.excluded, 1);
+        let f = e.fit.as_ref().unwrap();
+        assert_eq!(f.points, 3);
+        assert!(
+            (f.exponent.value - 0.4).abs() < 1e-9,
+            "{}",
+            f.exponent.value
+        );
+        let md = render_md(&c).unwrap();
+        assert!(
+            md.contains("**1 run(s) measured a loss below the entropy rate**"),
+            "{md}"
+        );
+        assert!(md.contains("theory: a = 0.4000"), "{md}");
+        // The csv: a header and one line per run, an empty cell where a run lacks the column.
+        let csv = render_csv(&c).unwrap();
+        assert_eq!(csv.lines().count(), 5);
+        assert!(csv.lines().nth(1).unwrap().starts_with("\"d=0\",0,"));
+    }
 
     /// The drop is read between the first logged step at or after 90% of the run and the last: a curve falling
     /// from 2.0 to 1.9 there has fallen 5%; a flat one 0; a run with one logged step has no tenth to read.
