@@ -489,6 +489,15 @@ pub struct ExcessSection {
     series: Vec<Series>,
 }
 
+/// One accuracy curve (`train.eval_every`): a stream of one point, the mean over its seeds.
+pub struct AccuracyCurve {
+    pub point: String,
+    pub stream: String,
+    pub seeds: usize,
+    /// (step, mean exact-match accuracy).
+    pub points: Vec<(f64, f64)>,
+}
+
 /// Everything a report says, computed from the runs with no I/O: [`render_md`], [`render_csv`] and
 /// [`render_json`] turn it into text, [`write`] puts that and the plots on disk.
 pub struct Computed {
@@ -510,8 +519,8 @@ pub struct Computed {
     pub excess: Option<ExcessSection>,
     /// Training loss per point, mean over seeds.
     loss: Vec<Series>,
-    /// Accuracy curves: (point, stream, seeds, (step, mean accuracy)).
-    pub accuracy: Vec<(String, String, usize, Vec<(f64, f64)>)>,
+    /// Accuracy curves per point and stream.
+    pub accuracy: Vec<AccuracyCurve>,
     /// summary.csv: (point, seed, one value per column).
     rows: Vec<(String, u64, Vec<Option<f64>>)>,
 }
@@ -721,7 +730,12 @@ pub fn compute(
                     by_step.entry(s as u64).or_default().push(a);
                 }
             }
-            accuracy.push((p.clone(), stream.clone(), mine.len(), mean_by_step(by_step)));
+            accuracy.push(AccuracyCurve {
+                point: p.clone(),
+                stream: stream.clone(),
+                seeds: mine.len(),
+                points: mean_by_step(by_step),
+            });
         }
     }
 
@@ -896,9 +910,9 @@ fn plots(c: &Computed) -> Vec<(&'static str, Plot)> {
                 series: c
                     .accuracy
                     .iter()
-                    .map(|(p, stream, n, points)| Series {
-                        name: format!("{p}: {stream} (mean of {n} seed(s))"),
-                        points: points.clone(),
+                    .map(|a| Series {
+                        name: format!("{}: {} (mean of {} seed(s))", a.point, a.stream, a.seeds),
+                        points: a.points.clone(),
                         error: None,
                         style: Style::Line,
                     })
@@ -1082,11 +1096,13 @@ pub fn render_md(c: &Computed) -> Result<String> {
     }
     if !c.accuracy.is_empty() {
         let mut curve_rows = String::new();
-        for (p, stream, _, points) in &c.accuracy {
+        for a in &c.accuracy {
             writeln!(
                 curve_rows,
-                "| {p} | {stream} | {} |",
-                points
+                "| {} | {} | {} |",
+                a.point,
+                a.stream,
+                a.points
                     .iter()
                     .map(|(s, a)| format!("{s:.0}: {:.1}%", 100.0 * a))
                     .collect::<Vec<_>>()
