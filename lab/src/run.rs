@@ -14,7 +14,9 @@ use physlab_generators::biod::BioD;
 use physlab_generators::bios::BioS;
 use physlab_generators::corpus::write_corpus;
 use physlab_generators::corpus::TokenStream;
-use physlab_generators::corpus::{mixer, mixture_sources, named_sources, Corpus, Dataset};
+use physlab_generators::corpus::{
+    mixer, mixture_sources, named_sources, Corpus, Dataset, MixSource,
+};
 use physlab_generators::people::Attribute;
 use physlab_generators::zipf::{Uniform, Zipf};
 use physlab_generators::DataConfig;
@@ -1137,59 +1139,84 @@ pub fn run_point(
         toml::to_string_pretty(cfg)?,
     )?;
     let started = Instant::now();
-    if let Some(dc) = &cfg.corpus {
-        return run_corpus(
-            experiment, p, dc, dir, resuming, resume, backend, &title, started,
-        );
-    }
-
-    // 1. Data.
-    let t0 = Instant::now();
-    let bios = BioS::build(&cfg.data, cfg.seed)?;
-    let writer = format!("bios.write/{}", cfg.data.shard_biographies);
-    let dataset = open_or_write(dir, resuming, &bios, &writer, |data_dir| {
-        bios.write(data_dir, |p| {
-            info!("generated {}/{} documents", p.done, p.total)
-        })?;
-        Ok(())
-    })?;
-    let manifest = dataset.manifest.clone();
-    let bio = manifest
-        .stream("bio")
-        .context("a bioS dataset has a bio stream")?;
-    info!(
-        "data: {} people, {} biographies{}, {} tokens ({:.2} per biography, measured), vocab {} ({} used), perfect-recall bits {:.0} ({:.2}/person) in {:.1}s",
-        cfg.data.people,
-        bio.documents,
-        if bio.materialized { "" } else { " per pass, rendered on the fly" },
-        bio.tokens,
-        bio.tokens_per_document,
-        manifest.vocab_size,
-        manifest.used_vocab,
-        manifest.fact("perfect_recall_bits").unwrap_or(f64::NAN),
-        manifest.fact("perfect_bits_per_person").unwrap_or(f64::NAN),
-        t0.elapsed().as_secs_f64()
-    );
-    let sources = if cfg.train.streams.is_empty() {
-        mixture_sources(&dataset, Some(&bios))?
-    } else {
-        info!(
-            "training on the streams {:?} in equal shares",
-            cfg.train.streams
-        );
-        named_sources(&dataset, Some(&bios), &cfg.train.streams)?
+    let run = Run {
+        experiment,
+        point: p,
+        dir,
+        resuming,
+        resume,
+        backend,
+        title: &title,
+        started,
     };
+    match &cfg.corpus {
+        Some(dc) => execute(&run, &CorpusRun::new(cfg, dc)?),
+        None => execute(&run, &BioSRun::new(cfg)?),
+    }
+}
+
+/// One run in progress: its point, folder and how it was started.
+struct Run<'a> {
+    experiment: &'a str,
+    point: &'a Point,
+    dir: &'a Path,
+    /// The folder holds this config's unfinished run, which continues (its dataset is reused).
+    resuming: bool,
+    /// `--resume`: training continues from the last step checkpoint.
+    resume: bool,
+    backend: BackendKind,
+    title: &'a str,
+    started: Instant,
+}
+
+/// What training needs beyond the windows: the model's shape and counts and the dataset.
+struct Training<'a> {
+    run: &'a Run<'a>,
+    cfg: &'a RunConfig,
+    dataset: &'a Dataset,
+    shape: GptShape,
+    params: ParamCounts,
+    tokens_per_exposure: f64,
+}
+
+/// The steps in which the kinds of run (a bioS run; a corpus run: Zipf, Markov, uniform, bioD) differ. [`execute`]
+/// takes each through the same sequence: data, training windows, model and budget, manifest.json, training and
+/// evaluation, eval.json, table.txt and DONE.
+trait Pipeline {
+    /// The generator the training windows are rendered from.
+    fn corpus(&self) -> &dyn Corpus;
+    /// Writes the data, or opens the dataset already written for this recipe, and logs what it holds.
+    fn data(&self, run: &Run<'_>) -> Result<Dataset>;
+    /// The training windows' sources and weights.
+    fn sources<'a>(&'a self, ds: &Dataset) -> Result<Vec<(MixSource<'a>, f64)>> {
+        Ok(mixture_sources(ds, Some(self.corpus()))?)
+    }
+    /// Checks that need the data, before any training.
+    fn check(&self, _cfg: &RunConfig) -> Result<()> {
+        Ok(())
+    }
+    /// Trains on `windows` and evaluates on the run's backend: the outcome, eval.json's entries beyond those every
+    /// run has (experiment, point, seed, exposures, train, wall_s), and the table printed and kept in table.txt.
+    fn train_eval(
+        &self,
+        t: &Training<'_>,
+        windows: &mut WindowMixer<'_>,
+    ) -> Result<(
+        TrainOutcome,
+        serde_json::Map<String, serde_json::Value>,
+        String,
+    )>;
+}
+
+/// Takes a run through its pipeline, in a folder already owned, created and holding config.resolved.toml.
+fn execute(run: &Run<'_>, pipeline: &dyn Pipeline) -> Result<()> {
+    let cfg = &run.point.config;
+    let dataset = pipeline.data(run)?;
+    pipeline.check(cfg)?;
+    let manifest = &dataset.manifest;
+    let sources = pipeline.sources(&dataset)?;
     let mut windows = mixer(&sources, cfg.seed)?;
     let tokens_per_exposure = manifest.tokens_for_exposures(1.0);
-    let longest = (0..bios.n_people())
-        .map(|i| bios.render_eval(i).tokens.len() + 1)
-        .max()
-        .unwrap_or(0);
-    if longest > cfg.train.context {
-        bail!("an evaluation biography has {longest} tokens (with <eot>), longer than train.context = {}", cfg.train.context);
-    }
-
-    // 2. Model and training.
     let shape = cfg
         .model
         .shape(manifest.vocab_size, cfg.train.context)
@@ -1221,112 +1248,216 @@ pub fn run_point(
         );
     } else {
         info!(
-            "budget: N={} × {:.2} tokens/bio / {:.3} share of windows × {} exposures → {} steps of {}×{} tokens",
-            cfg.data.people,
-            bio.tokens_per_document,
-            manifest.exposure.tokens / tokens_per_exposure,
+            "budget: {} exposures of {:.0} tokens each ({}; {:.3} of the windows) → {} steps of {}×{} tokens",
             cfg.train.exposures,
+            manifest.exposure.tokens,
+            manifest.exposure.unit,
+            manifest.exposure.tokens / tokens_per_exposure,
             steps,
             cfg.train.batch_size,
             cfg.train.context
         );
     }
     write_run_manifest(
-        dir,
-        experiment,
-        p,
-        backend,
+        run.dir,
+        run.experiment,
+        run.point,
+        run.backend,
         &manifest.dataset_hash,
         shape,
         params,
         steps,
     )?;
-    // 3. Training and evaluation.
-    // Every question stream (QA and Part 3.2 tasks, P_train and P_test) is evaluated by generation.
-    let qa_streams: Vec<TokenStream> = manifest
-        .streams
-        .iter()
-        .filter(|s| s.prompts && s.materialized)
-        .map(|s| dataset.load(&s.name))
-        .collect::<Result<_, _>>()?;
-    let curve = curve_streams(cfg, &manifest, &qa_streams);
-    if cfg.train.eval_every > 0 {
-        if curve.is_empty() {
-            bail!(
-                "train.eval_every = {}: this run trains on no question stream ending in _train (streams {:?}, mixture {:?}), so there is no accuracy curve to draw",
-                cfg.train.eval_every,
-                cfg.train.streams,
-                manifest.mixture.iter().map(|m| m.stream.as_str()).collect::<Vec<_>>()
-            );
-        }
-        info!(
-            "accuracy curve every {} steps on the first {} questions of {}",
-            cfg.train.eval_every,
-            cfg.eval.curve_questions,
-            curve
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    let Evaluated {
-        outcome,
-        eval,
-        own_orders,
-        quantized,
-        qa,
-    } = on_backend!(
-        backend,
-        train_eval(
-            cfg,
-            shape,
-            &mut windows,
-            tokens_per_exposure,
-            dir,
-            resume,
-            &bios,
-            params,
-            &qa_streams,
-            &curve,
-        )
-    )?;
+    let training = Training {
+        run,
+        cfg,
+        dataset: &dataset,
+        shape,
+        params,
+        tokens_per_exposure,
+    };
+    let (outcome, entries, table) = pipeline.train_eval(&training, &mut windows)?;
     let mut report = serde_json::json!({
-        "experiment": experiment,
-        "point": p.name,
-        "seed": p.seed,
+        "experiment": run.experiment,
+        "point": run.point.name,
+        "seed": run.point.seed,
         "exposures": outcome.exposures,
         "train": outcome,
-        "bios": eval,
-        "qa": qa,
-        "quantized": quantized
-            .iter()
-            .map(|(q, e)| (q.name().to_string(), serde_json::to_value(e).expect("json")))
-            .collect::<serde_json::Map<_, _>>(),
-        "wall_s": started.elapsed().as_secs_f64(),
+        "wall_s": run.started.elapsed().as_secs_f64(),
     });
-    let mut table = render_table(&title, &eval, outcome.exposures);
-    if let Some(own) = &own_orders {
-        report[OWN_ORDERS_KEY] = serde_json::to_value(own)?;
-        table.push('\n');
-        table.push_str(&render_table(
-            &own_orders_title(&title),
-            own,
-            outcome.exposures,
-        ));
+    for (k, v) in entries {
+        report[k] = v;
     }
-    table.push_str(&render_qa(&qa));
-    for (q, e) in &quantized {
-        table.push_str(&format!(
-            "\n{:<36}{:.0} bits, R = {:.4} (p1 {:.3}, p2 {:.3})",
-            format!("quantized {}", q.name()),
-            e.bits,
-            e.capacity_ratio,
-            e.loss_name,
-            e.loss_value
-        ));
+    finish_run(run.dir, &report, &table, run.started)
+}
+
+/// A bioS run: biographies (and the question streams of QA and the Part 3.2 tasks), evaluated in bits of knowledge,
+/// in the people's own training orders where they differ, quantized, and by generation on every question stream.
+struct BioSRun<'c> {
+    cfg: &'c RunConfig,
+    bios: BioS,
+    built: Instant,
+}
+
+impl<'c> BioSRun<'c> {
+    fn new(cfg: &'c RunConfig) -> Result<Self> {
+        let built = Instant::now();
+        Ok(BioSRun {
+            cfg,
+            bios: BioS::build(&cfg.data, cfg.seed)?,
+            built,
+        })
     }
-    finish_run(dir, &report, &table, started)
+}
+
+impl Pipeline for BioSRun<'_> {
+    fn corpus(&self) -> &dyn Corpus {
+        &self.bios
+    }
+
+    fn data(&self, run: &Run<'_>) -> Result<Dataset> {
+        let cfg = self.cfg;
+        let writer = format!("bios.write/{}", cfg.data.shard_biographies);
+        let dataset = open_or_write(run.dir, run.resuming, &self.bios, &writer, |data_dir| {
+            self.bios.write(data_dir, |p| {
+                info!("generated {}/{} documents", p.done, p.total)
+            })?;
+            Ok(())
+        })?;
+        let manifest = &dataset.manifest;
+        let bio = manifest
+            .stream("bio")
+            .context("a bioS dataset has a bio stream")?;
+        info!(
+            "data: {} people, {} biographies{}, {} tokens ({:.2} per biography, measured), vocab {} ({} used), perfect-recall bits {:.0} ({:.2}/person) in {:.1}s",
+            cfg.data.people,
+            bio.documents,
+            if bio.materialized { "" } else { " per pass, rendered on the fly" },
+            bio.tokens,
+            bio.tokens_per_document,
+            manifest.vocab_size,
+            manifest.used_vocab,
+            manifest.fact("perfect_recall_bits").unwrap_or(f64::NAN),
+            manifest.fact("perfect_bits_per_person").unwrap_or(f64::NAN),
+            self.built.elapsed().as_secs_f64()
+        );
+        Ok(dataset)
+    }
+
+    fn sources<'a>(&'a self, ds: &Dataset) -> Result<Vec<(MixSource<'a>, f64)>> {
+        let streams = &self.cfg.train.streams;
+        if streams.is_empty() {
+            return Ok(mixture_sources(ds, Some(&self.bios))?);
+        }
+        info!("training on the streams {streams:?} in equal shares");
+        Ok(named_sources(ds, Some(&self.bios), streams)?)
+    }
+
+    fn check(&self, cfg: &RunConfig) -> Result<()> {
+        let longest = (0..self.bios.n_people())
+            .map(|i| self.bios.render_eval(i).tokens.len() + 1)
+            .max()
+            .unwrap_or(0);
+        if longest > cfg.train.context {
+            bail!("an evaluation biography has {longest} tokens (with <eot>), longer than train.context = {}", cfg.train.context);
+        }
+        Ok(())
+    }
+
+    fn train_eval(
+        &self,
+        t: &Training<'_>,
+        windows: &mut WindowMixer<'_>,
+    ) -> Result<(
+        TrainOutcome,
+        serde_json::Map<String, serde_json::Value>,
+        String,
+    )> {
+        let (cfg, manifest) = (t.cfg, &t.dataset.manifest);
+        // Every question stream (QA and Part 3.2 tasks, P_train and P_test) is evaluated by generation.
+        let qa_streams: Vec<TokenStream> = manifest
+            .streams
+            .iter()
+            .filter(|s| s.prompts && s.materialized)
+            .map(|s| t.dataset.load(&s.name))
+            .collect::<Result<_, _>>()?;
+        let curve = curve_streams(cfg, manifest, &qa_streams);
+        if cfg.train.eval_every > 0 {
+            if curve.is_empty() {
+                bail!(
+                    "train.eval_every = {}: this run trains on no question stream ending in _train (streams {:?}, mixture {:?}), so there is no accuracy curve to draw",
+                    cfg.train.eval_every,
+                    cfg.train.streams,
+                    manifest.mixture.iter().map(|m| m.stream.as_str()).collect::<Vec<_>>()
+                );
+            }
+            info!(
+                "accuracy curve every {} steps on the first {} questions of {}",
+                cfg.train.eval_every,
+                cfg.eval.curve_questions,
+                curve
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        let run = t.run;
+        let Evaluated {
+            outcome,
+            eval,
+            own_orders,
+            quantized,
+            qa,
+        } = on_backend!(
+            run.backend,
+            train_eval(
+                cfg,
+                t.shape,
+                windows,
+                t.tokens_per_exposure,
+                run.dir,
+                run.resume,
+                &self.bios,
+                t.params,
+                &qa_streams,
+                &curve,
+            )
+        )?;
+        let mut entries = serde_json::Map::new();
+        entries.insert("bios".into(), serde_json::to_value(&eval)?);
+        entries.insert("qa".into(), serde_json::to_value(&qa)?);
+        entries.insert(
+            "quantized".into(),
+            quantized
+                .iter()
+                .map(|(q, e)| Ok((q.name().to_string(), serde_json::to_value(e)?)))
+                .collect::<Result<serde_json::Map<_, _>>>()?
+                .into(),
+        );
+        let mut table = render_table(run.title, &eval, outcome.exposures);
+        if let Some(own) = &own_orders {
+            entries.insert(OWN_ORDERS_KEY.into(), serde_json::to_value(own)?);
+            table.push('\n');
+            table.push_str(&render_table(
+                &own_orders_title(run.title),
+                own,
+                outcome.exposures,
+            ));
+        }
+        table.push_str(&render_qa(&qa));
+        for (q, e) in &quantized {
+            table.push_str(&format!(
+                "\n{:<36}{:.0} bits, R = {:.4} (p1 {:.3}, p2 {:.3})",
+                format!("quantized {}", q.name()),
+                e.bits,
+                e.capacity_ratio,
+                e.loss_name,
+                e.loss_value
+            ));
+        }
+        Ok((outcome, entries, table))
+    }
 }
 
 /// How a corpus run is evaluated.
@@ -1433,172 +1564,184 @@ fn train_eval_corpus<B: physlab_trainer::kernels::TrainBackend>(
 /// Documents scored on held-out data for Zipf and Markov corpora: fresh samples past the training set.
 const HELD_OUT_DOCUMENTS: usize = 1024;
 
-#[allow(clippy::too_many_arguments)]
-fn run_corpus(
-    experiment: &str,
-    p: &Point,
-    dc: &DataConfig,
-    dir: &Path,
-    resuming: bool,
-    resume: bool,
-    backend: BackendKind,
-    title: &str,
-    started: Instant,
-) -> Result<()> {
-    let cfg = &p.config;
-    let t0 = Instant::now();
-    let corpus = dc.build(cfg.seed)?;
-    let writer = format!("write_corpus/{CORPUS_SHARD_DOCUMENTS}");
-    let dataset = open_or_write(dir, resuming, corpus.as_ref(), &writer, |data_dir| {
-        write_corpus(corpus.as_ref(), data_dir, CORPUS_SHARD_DOCUMENTS, |pr| {
-            info!("generated {}/{} documents", pr.done, pr.total)
-        })?;
-        Ok(())
-    })?;
-    let manifest = dataset.manifest.clone();
-    let entropy = manifest.fact("entropy_bits_per_token").unwrap_or(f64::NAN);
-    let (docs, _, _) = corpus_size(dc);
-    let biod = match dc {
-        DataConfig::BioD(c) => Some(BioD::build(c, cfg.seed)?),
-        _ => None,
-    };
-    // Uniform tokens: the training set itself (memorization). Zipf / Markov: held-out documents.
-    let memorization = matches!(dc, DataConfig::Uniform(_));
-    let eval_docs: Vec<Vec<u32>> = match dc {
-        DataConfig::Uniform(c) => {
-            let u = Uniform::build(c, cfg.seed)?;
-            (0..docs as u64)
-                .map(|i| {
-                    let mut v = Vec::new();
-                    u.render_sequence(i, &mut v);
-                    v
-                })
-                .collect()
-        }
-        DataConfig::Zipf(c) | DataConfig::Markov(c) => {
-            let z = Zipf::build(c, cfg.seed)?;
-            (docs as u64..(docs + HELD_OUT_DOCUMENTS) as u64)
-                .map(|i| {
-                    let mut v = Vec::new();
-                    z.render_document(i, &mut v);
-                    v
-                })
-                .collect()
-        }
-        DataConfig::BioD(_) => Vec::new(),
-        DataConfig::BioS(_) => {
-            bail!("corpus.kind {}: not a corpus run", dc.kind())
-        }
-    };
-    // The sample's own surprisal under the source: Zipf and Markov know each token's true probability.
-    let surprisal = match dc {
-        DataConfig::Zipf(c) | DataConfig::Markov(c) => {
-            let z = Zipf::build(c, cfg.seed)?;
-            Some(
-                eval_docs
-                    .iter()
-                    .map(|d| z.surprisal_bits(d).iter().sum::<f64>())
-                    .sum::<f64>(),
-            )
-        }
-        _ => None,
-    };
-    let check = match &biod {
-        Some(b) => CorpusCheck::BioD(b),
-        None => CorpusCheck::Entropy {
-            docs: &eval_docs,
-            entropy,
-            surprisal,
-            memorization,
-        },
-    };
-    // bioD's content is counted in bits of knowledge (perfect-recall bits), not as an entropy rate.
-    let content = if entropy.is_finite() {
-        format!("H = {entropy:.4} bits/token")
-    } else {
-        format!(
-            "perfect-recall bits {:.0}",
-            manifest.fact("perfect_recall_bits").unwrap_or(f64::NAN)
-        )
-    };
-    info!(
-        "data: {} corpus, {} documents, {} tokens, vocab {} ({} used), {content}, in {:.1}s",
-        dc.kind(),
-        docs,
-        manifest.exposure.tokens,
-        manifest.vocab_size,
-        manifest.used_vocab,
-        t0.elapsed().as_secs_f64()
-    );
-    let sources = mixture_sources(&dataset, Some(corpus.as_ref()))?;
-    let mut windows = mixer(&sources, cfg.seed)?;
-    let tokens_per_exposure = manifest.tokens_for_exposures(1.0);
-    let shape = cfg
-        .model
-        .shape(manifest.vocab_size, cfg.train.context)
-        .map_err(anyhow::Error::msg)?;
-    let params = shape.num_params(manifest.used_vocab);
-    let steps = cfg.train.total_steps(tokens_per_exposure);
-    info!(
-        "model {}: {} layers, {} heads, d={}, {} params ({} counted for capacity); {} steps of {}×{}",
-        cfg.model.preset,
-        shape.n_layer,
-        shape.n_head,
-        shape.d_model,
-        params.total,
-        params.capacity,
-        steps,
-        cfg.train.batch_size,
-        cfg.train.context
-    );
-    write_run_manifest(
-        dir,
-        experiment,
-        p,
-        backend,
-        &manifest.dataset_hash,
-        shape,
-        params,
-        steps,
-    )?;
-    let kind = dc.kind();
-    let (outcome, e) = on_backend!(
-        backend,
-        train_eval_corpus(
+/// A corpus run: Zipf, Markov or uniform tokens evaluated against their exact entropy (uniform: memorization of the
+/// training set), or bioD evaluated in bits of knowledge.
+struct CorpusRun<'c> {
+    cfg: &'c RunConfig,
+    dc: &'c DataConfig,
+    corpus: Box<dyn Corpus>,
+    biod: Option<BioD>,
+    /// The documents scored: the training set (uniform) or held-out documents (Zipf, Markov); none for bioD.
+    eval_docs: Vec<Vec<u32>>,
+    /// Σ −log2 p(token) of `eval_docs` under the source, where known (Zipf, Markov).
+    surprisal: Option<f64>,
+    built: Instant,
+}
+
+impl<'c> CorpusRun<'c> {
+    fn new(cfg: &'c RunConfig, dc: &'c DataConfig) -> Result<Self> {
+        let built = Instant::now();
+        let corpus = dc.build(cfg.seed)?;
+        let (docs, _, _) = corpus_size(dc);
+        let biod = match dc {
+            DataConfig::BioD(c) => Some(BioD::build(c, cfg.seed)?),
+            _ => None,
+        };
+        // Uniform tokens: the training set itself (memorization). Zipf / Markov: held-out documents.
+        let eval_docs: Vec<Vec<u32>> = match dc {
+            DataConfig::Uniform(c) => {
+                let u = Uniform::build(c, cfg.seed)?;
+                (0..docs as u64)
+                    .map(|i| {
+                        let mut v = Vec::new();
+                        u.render_sequence(i, &mut v);
+                        v
+                    })
+                    .collect()
+            }
+            DataConfig::Zipf(c) | DataConfig::Markov(c) => {
+                let z = Zipf::build(c, cfg.seed)?;
+                (docs as u64..(docs + HELD_OUT_DOCUMENTS) as u64)
+                    .map(|i| {
+                        let mut v = Vec::new();
+                        z.render_document(i, &mut v);
+                        v
+                    })
+                    .collect()
+            }
+            DataConfig::BioD(_) => Vec::new(),
+            DataConfig::BioS(_) => {
+                bail!("corpus.kind {}: not a corpus run", dc.kind())
+            }
+        };
+        // The sample's own surprisal under the source: Zipf and Markov know each token's true probability.
+        let surprisal = match dc {
+            DataConfig::Zipf(c) | DataConfig::Markov(c) => {
+                let z = Zipf::build(c, cfg.seed)?;
+                Some(
+                    eval_docs
+                        .iter()
+                        .map(|d| z.surprisal_bits(d).iter().sum::<f64>())
+                        .sum::<f64>(),
+                )
+            }
+            _ => None,
+        };
+        Ok(CorpusRun {
             cfg,
-            shape,
-            &mut windows,
-            tokens_per_exposure,
-            dir,
-            resume,
-            kind,
-            &check,
-            params,
-        )
-    )?;
-    let (key, value, table) = match &e {
-        CorpusResult::Entropy(c) => (
-            "corpus",
-            serde_json::to_value(c)?,
-            render_corpus(title, c, outcome.exposures),
-        ),
-        CorpusResult::BioD(b) => (
-            "biod",
-            serde_json::to_value(b)?,
-            render_biod(title, b, outcome.exposures),
-        ),
-    };
-    let mut report = serde_json::json!({
-        "experiment": experiment,
-        "point": p.name,
-        "seed": p.seed,
-        "exposures": outcome.exposures,
-        "data_tokens": docs as f64 * corpus_size(dc).1 as f64,
-        "train": outcome,
-        "wall_s": started.elapsed().as_secs_f64(),
-    });
-    report[key] = value;
-    finish_run(dir, &report, &table, started)
+            dc,
+            corpus,
+            biod,
+            eval_docs,
+            surprisal,
+            built,
+        })
+    }
+}
+
+impl Pipeline for CorpusRun<'_> {
+    fn corpus(&self) -> &dyn Corpus {
+        self.corpus.as_ref()
+    }
+
+    fn data(&self, run: &Run<'_>) -> Result<Dataset> {
+        let writer = format!("write_corpus/{CORPUS_SHARD_DOCUMENTS}");
+        let dataset = open_or_write(
+            run.dir,
+            run.resuming,
+            self.corpus.as_ref(),
+            &writer,
+            |data_dir| {
+                write_corpus(
+                    self.corpus.as_ref(),
+                    data_dir,
+                    CORPUS_SHARD_DOCUMENTS,
+                    |pr| info!("generated {}/{} documents", pr.done, pr.total),
+                )?;
+                Ok(())
+            },
+        )?;
+        let manifest = &dataset.manifest;
+        let entropy = manifest.fact("entropy_bits_per_token").unwrap_or(f64::NAN);
+        // bioD's content is counted in bits of knowledge (perfect-recall bits), not as an entropy rate.
+        let content = if entropy.is_finite() {
+            format!("H = {entropy:.4} bits/token")
+        } else {
+            format!(
+                "perfect-recall bits {:.0}",
+                manifest.fact("perfect_recall_bits").unwrap_or(f64::NAN)
+            )
+        };
+        info!(
+            "data: {} corpus, {} documents, {} tokens, vocab {} ({} used), {content}, in {:.1}s",
+            self.dc.kind(),
+            corpus_size(self.dc).0,
+            manifest.exposure.tokens,
+            manifest.vocab_size,
+            manifest.used_vocab,
+            self.built.elapsed().as_secs_f64()
+        );
+        Ok(dataset)
+    }
+
+    fn train_eval(
+        &self,
+        t: &Training<'_>,
+        windows: &mut WindowMixer<'_>,
+    ) -> Result<(
+        TrainOutcome,
+        serde_json::Map<String, serde_json::Value>,
+        String,
+    )> {
+        let (run, dc) = (t.run, self.dc);
+        let check = match &self.biod {
+            Some(b) => CorpusCheck::BioD(b),
+            None => CorpusCheck::Entropy {
+                docs: &self.eval_docs,
+                entropy: t
+                    .dataset
+                    .manifest
+                    .fact("entropy_bits_per_token")
+                    .unwrap_or(f64::NAN),
+                surprisal: self.surprisal,
+                memorization: matches!(dc, DataConfig::Uniform(_)),
+            },
+        };
+        let (outcome, e) = on_backend!(
+            run.backend,
+            train_eval_corpus(
+                self.cfg,
+                t.shape,
+                windows,
+                t.tokens_per_exposure,
+                run.dir,
+                run.resume,
+                dc.kind(),
+                &check,
+                t.params,
+            )
+        )?;
+        let (key, value, table) = match &e {
+            CorpusResult::Entropy(c) => (
+                "corpus",
+                serde_json::to_value(c)?,
+                render_corpus(run.title, c, outcome.exposures),
+            ),
+            CorpusResult::BioD(b) => (
+                "biod",
+                serde_json::to_value(b)?,
+                render_biod(run.title, b, outcome.exposures),
+            ),
+        };
+        let (docs, tokens_per_doc, _) = corpus_size(dc);
+        let mut entries = serde_json::Map::new();
+        entries.insert(key.into(), value);
+        entries.insert(
+            "data_tokens".into(),
+            (docs as f64 * tokens_per_doc as f64).into(),
+        );
+        Ok((outcome, entries, table))
+    }
 }
 
 #[cfg(test)]
