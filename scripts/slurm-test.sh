@@ -57,14 +57,24 @@ for i in $(seq 60); do
   sleep 1
 done
 cd "$T"
-cat > ws.toml <<'TOML'
-[experiment.slurm-tiny]
-data.people = 30
+# wait_for JOB WHAT: until Slurm no longer lists JOB, or fails after 5 minutes.
+wait_for() {
+  for i in $(seq 300); do
+    [ -z "$(squeue -h -j "$1" 2>/dev/null)" ] && return 0
+    sleep 1
+  done
+  echo "slurm-test: FAILED: $2 did not finish in 5 minutes"; squeue -j "$1"; exit 1
+}
+# The tiny model both experiments train.
+TINY='data.people = 30
 model.preset = "gpt2-1-1"
 model.d_model = 16
-train.steps = 60
 train.batch_size = 4
-train.context = 96
+train.context = 96'
+cat > ws.toml <<TOML
+[experiment.slurm-tiny]
+$TINY
+train.steps = 60
 train.log_every = 20
 [experiment.slurm-tiny.sweep]
 grid = { "train.lr" = [1e-3, 3e-3] }
@@ -75,11 +85,7 @@ TOML
 sbatch --test-only job.sh 2>&1 | tee test-only.log | grep -q "to start" || { echo "slurm-test: FAILED: sbatch --test-only: $(cat test-only.log)"; exit 1; }
 job=$(sbatch --parsable job.sh)
 echo "slurm-test: submitted array job $job ($(grep -- '--array' job.sh))"
-for i in $(seq 300); do
-  [ -z "$(squeue -h -j "$job" 2>/dev/null)" ] && break
-  [ "$i" = 300 ] && { echo "slurm-test: FAILED: the array did not finish in 5 minutes"; squeue -j "$job"; exit 1; }
-  sleep 1
-done
+wait_for "$job" "the array"
 fail=0
 n=0
 for d in seq/slurm-tiny/*/s*; do
@@ -99,14 +105,10 @@ done
 # The time limit: Slurm's warning (`--signal=B:USR1@120`) is a USR1 to the batch shell, which `scancel --signal=USR1
 # --batch` sends now. The script must forward it, physlab checkpoint at its next step and exit 3, the script requeue
 # the task, and the requeued task resume and finish with the uninterrupted run's results.
-cat >> ws.toml <<'TOML'
+cat >> ws.toml <<TOML
 [experiment.slurm-long]
-data.people = 30
-model.preset = "gpt2-1-1"
-model.d_model = 16
+$TINY
 train.steps = 4000
-train.batch_size = 4
-train.context = 96
 train.log_every = 100
 TOML
 "$P" --workspace ws.toml run slurm-long --runs seq > seq-long.log 2>&1
@@ -119,11 +121,7 @@ for i in $(seq 600); do
   sleep 0.1
 done
 scancel --signal=USR1 --batch "${long}_0"
-for i in $(seq 300); do
-  [ -z "$(squeue -h -j "$long" 2>/dev/null)" ] && break
-  [ "$i" = 300 ] && { echo "slurm-test: FAILED: the requeued task did not finish in 5 minutes"; squeue -j "$long"; exit 1; }
-  sleep 1
-done
+wait_for "$long" "the requeued task"
 out=$(cat pool/slurm-long/slurm/*.out)
 grep -q "requeueing ${long}_0" <<<"$out" || { echo "slurm-test: FAILED: the task was not requeued after USR1: $out"; exit 1; }
 grep -q "resumed from" <<<"$out" || { echo "slurm-test: FAILED: the requeued task did not resume from a checkpoint: $out"; exit 1; }

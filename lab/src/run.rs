@@ -1195,17 +1195,17 @@ trait Pipeline {
     fn check(&self, _cfg: &RunConfig) -> Result<()> {
         Ok(())
     }
-    /// Trains on `windows` and evaluates on the run's backend: the outcome, eval.json's entries beyond those every
-    /// run has (experiment, point, seed, exposures, train, wall_s), and the table printed and kept in table.txt.
-    fn train_eval(
-        &self,
-        t: &Training<'_>,
-        windows: &mut WindowMixer<'_>,
-    ) -> Result<(
-        TrainOutcome,
-        serde_json::Map<String, serde_json::Value>,
-        String,
-    )>;
+    /// Trains on `windows` and evaluates on the run's backend (eval.json's common entries are experiment, point,
+    /// seed, exposures, train and wall_s).
+    fn train_eval(&self, t: &Training<'_>, windows: &mut WindowMixer<'_>) -> Result<Evaluation>;
+}
+
+/// What a pipeline's training and evaluation return: the outcome, eval.json's entries beyond those every run has,
+/// and the table printed and kept in table.txt.
+struct Evaluation {
+    outcome: TrainOutcome,
+    entries: serde_json::Map<String, serde_json::Value>,
+    table: String,
 }
 
 /// Takes a run through its pipeline, in a folder already owned, created and holding config.resolved.toml.
@@ -1276,7 +1276,11 @@ fn execute(run: &Run<'_>, pipeline: &dyn Pipeline) -> Result<()> {
         params,
         tokens_per_exposure,
     };
-    let (outcome, entries, table) = pipeline.train_eval(&training, &mut windows)?;
+    let Evaluation {
+        outcome,
+        entries,
+        table,
+    } = pipeline.train_eval(&training, &mut windows)?;
     let mut report = serde_json::json!({
         "experiment": run.experiment,
         "point": run.point.name,
@@ -1364,15 +1368,7 @@ impl Pipeline for BioSRun<'_> {
         Ok(())
     }
 
-    fn train_eval(
-        &self,
-        t: &Training<'_>,
-        windows: &mut WindowMixer<'_>,
-    ) -> Result<(
-        TrainOutcome,
-        serde_json::Map<String, serde_json::Value>,
-        String,
-    )> {
+    fn train_eval(&self, t: &Training<'_>, windows: &mut WindowMixer<'_>) -> Result<Evaluation> {
         let (cfg, manifest) = (t.cfg, &t.dataset.manifest);
         // Every question stream (QA and Part 3.2 tasks, P_train and P_test) is evaluated by generation.
         let qa_streams: Vec<TokenStream> = manifest
@@ -1456,7 +1452,11 @@ impl Pipeline for BioSRun<'_> {
                 e.loss_value
             ));
         }
-        Ok((outcome, entries, table))
+        Ok(Evaluation {
+            outcome,
+            entries,
+            table,
+        })
     }
 }
 
@@ -1684,15 +1684,7 @@ impl Pipeline for CorpusRun<'_> {
         Ok(dataset)
     }
 
-    fn train_eval(
-        &self,
-        t: &Training<'_>,
-        windows: &mut WindowMixer<'_>,
-    ) -> Result<(
-        TrainOutcome,
-        serde_json::Map<String, serde_json::Value>,
-        String,
-    )> {
+    fn train_eval(&self, t: &Training<'_>, windows: &mut WindowMixer<'_>) -> Result<Evaluation> {
         let (run, dc) = (t.run, self.dc);
         let check = match &self.biod {
             Some(b) => CorpusCheck::BioD(b),
@@ -1740,7 +1732,11 @@ impl Pipeline for CorpusRun<'_> {
             "data_tokens".into(),
             (docs as f64 * tokens_per_doc as f64).into(),
         );
-        Ok((outcome, entries, table))
+        Ok(Evaluation {
+            outcome,
+            entries,
+            table,
+        })
     }
 }
 
