@@ -238,7 +238,7 @@ enum Command {
         /// A checkpoint folder other than the run's checkpoints/final (e.g. checkpoints/step-00020000).
         #[arg(long)]
         checkpoint: Option<PathBuf>,
-        /// Where probe.json goes (default: the run folder).
+        /// Where probe.json goes: a folder, or a file name ending in .json (default: the run folder).
         #[arg(long)]
         out: Option<PathBuf>,
     },

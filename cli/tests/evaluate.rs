@@ -109,3 +109,28 @@ fn evaluate_merges_the_own_order_evaluation_into_eval_json() {
     assert!(!ok);
     assert!(err.contains("single without permute"), "{err}");
 }
+
+/// `physlab probe --out` takes a folder (probe.json inside it) or a file name ending in .json; it once made a folder
+/// named `x.json`.
+#[test]
+fn probe_out_is_a_folder_or_a_json_file() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("workspace.toml"), WORKSPACE).unwrap();
+    let (ok, _, err) = physlab_in(d.path(), &["run", "own", "--runs", "runs"]);
+    assert!(ok, "training: {err}");
+    let run = d.path().join("runs/own/base/s0");
+    let run_s = run.to_str().unwrap();
+    let probe = |out: &str| {
+        let (ok, _, err) = physlab_in(
+            d.path(),
+            &["probe", run_s, "--epochs", "1", "--kind", "q", "--out", out],
+        );
+        assert!(ok, "probe --out {out}: {err}");
+    };
+    probe("p/named.json");
+    let file = d.path().join("p/named.json");
+    assert!(file.is_file(), "{} is not a file", file.display());
+    assert!(read_json(&file)["probes"].is_array());
+    probe("q");
+    assert!(read_json(&d.path().join("q/probe.json"))["probes"].is_array());
+}

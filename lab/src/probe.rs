@@ -71,9 +71,15 @@ pub fn probe_run(
         walls.push(wall);
     }
     println!("{}", render(&ckpt, &evals, &walls));
-    let dir = out.unwrap_or(run);
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join("probe.json");
+    // `--out` names a folder (probe.json goes inside it), or the file itself when it ends in `.json`.
+    let path = match out {
+        Some(o) if o.extension().is_some_and(|e| e == "json") => o.to_path_buf(),
+        Some(o) => o.join("probe.json"),
+        None => run.join("probe.json"),
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let file = ProbeFile {
         run: run.display().to_string(),
         checkpoint: ckpt.display().to_string(),
