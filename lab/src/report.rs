@@ -151,23 +151,20 @@ fn collect_runs(dir: &Path) -> Result<Vec<Run>> {
             .file_name()
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_default();
-        let mut seeds: Vec<PathBuf> = std::fs::read_dir(&pdir)?
+        // The seed folders `s<seed>`, each with its seed parsed once.
+        let mut seeds: Vec<(u64, PathBuf)> = std::fs::read_dir(&pdir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.is_dir()
-                    && p.file_name()
-                        .map(|n| n.to_string_lossy())
-                        .is_some_and(|n| n.starts_with('s') && n[1..].parse::<u64>().is_ok())
+            .filter(|p| p.is_dir())
+            .filter_map(|p| {
+                let seed = p.file_name()?.to_str()?.strip_prefix('s')?.parse().ok()?;
+                Some((seed, p))
             })
             .collect();
-        seeds.sort_by_key(|p| natural_key(&p.to_string_lossy()));
-        for sdir in seeds {
+        seeds.sort();
+        for (seed, sdir) in seeds {
             if !sdir.join("DONE").exists() {
                 continue;
             }
-            let seed = sdir.file_name().unwrap().to_string_lossy()[1..]
-                .parse()
-                .unwrap_or(0);
             let path = sdir.join("eval.json");
             let eval: Value = serde_json::from_slice(
                 &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
