@@ -1587,45 +1587,39 @@ impl<'c> CorpusRun<'c> {
             DataConfig::BioD(c) => Some(BioD::build(c, cfg.seed)?),
             _ => None,
         };
-        // Uniform tokens: the training set itself (memorization). Zipf / Markov: held-out documents.
-        let eval_docs: Vec<Vec<u32>> = match dc {
+        // Uniform: the training set itself (memorization). Zipf / Markov: held-out documents, with their own
+        // surprisal under the source (each token's true probability is known).
+        let (eval_docs, surprisal): (Vec<Vec<u32>>, Option<f64>) = match dc {
             DataConfig::Uniform(c) => {
                 let u = Uniform::build(c, cfg.seed)?;
-                (0..docs as u64)
+                let docs = (0..docs as u64)
                     .map(|i| {
                         let mut v = Vec::new();
                         u.render_sequence(i, &mut v);
                         v
                     })
-                    .collect()
+                    .collect();
+                (docs, None)
             }
             DataConfig::Zipf(c) | DataConfig::Markov(c) => {
                 let z = Zipf::build(c, cfg.seed)?;
-                (docs as u64..(docs + HELD_OUT_DOCUMENTS) as u64)
+                let docs: Vec<Vec<u32>> = (docs as u64..(docs + HELD_OUT_DOCUMENTS) as u64)
                     .map(|i| {
                         let mut v = Vec::new();
                         z.render_document(i, &mut v);
                         v
                     })
-                    .collect()
+                    .collect();
+                let bits = docs
+                    .iter()
+                    .map(|d| z.surprisal_bits(d).iter().sum::<f64>())
+                    .sum::<f64>();
+                (docs, Some(bits))
             }
-            DataConfig::BioD(_) => Vec::new(),
+            DataConfig::BioD(_) => (Vec::new(), None),
             DataConfig::BioS(_) => {
                 bail!("corpus.kind {}: not a corpus run", dc.kind())
             }
-        };
-        // The sample's own surprisal under the source: Zipf and Markov know each token's true probability.
-        let surprisal = match dc {
-            DataConfig::Zipf(c) | DataConfig::Markov(c) => {
-                let z = Zipf::build(c, cfg.seed)?;
-                Some(
-                    eval_docs
-                        .iter()
-                        .map(|d| z.surprisal_bits(d).iter().sum::<f64>())
-                        .sum::<f64>(),
-                )
-            }
-            _ => None,
         };
         Ok(CorpusRun {
             cfg,
