@@ -1192,7 +1192,7 @@ trait Pipeline {
         Ok(mixture_sources(ds, Some(self.corpus()))?)
     }
     /// Checks that need the data, before any training.
-    fn check(&self, _cfg: &RunConfig) -> Result<()> {
+    fn check(&self) -> Result<()> {
         Ok(())
     }
     /// Trains on `windows` and evaluates on the run's backend (eval.json's common entries are experiment, point,
@@ -1212,7 +1212,7 @@ struct Evaluation {
 fn execute(run: &Run<'_>, pipeline: &dyn Pipeline) -> Result<()> {
     let cfg = &run.point.config;
     let dataset = pipeline.data(run)?;
-    pipeline.check(cfg)?;
+    pipeline.check()?;
     let manifest = &dataset.manifest;
     let sources = pipeline.sources(&dataset)?;
     let mut windows = mixer(&sources, cfg.seed)?;
@@ -1357,7 +1357,8 @@ impl Pipeline for BioSRun<'_> {
         Ok(named_sources(ds, Some(&self.bios), streams)?)
     }
 
-    fn check(&self, cfg: &RunConfig) -> Result<()> {
+    fn check(&self) -> Result<()> {
+        let cfg = self.cfg;
         let longest = (0..self.bios.n_people())
             .map(|i| self.bios.render_eval(i).tokens.len() + 1)
             .max()
