@@ -7,9 +7,11 @@
 #   scripts/gpu-check.sh                                         # on the GPU machine: writes $OUT/gpu-check.json
 # Environment: PHYSLAB (the binary; default target/release/physlab), OUT (default /tmp/physlab-gpu-check),
 # PEAK_TFLOPS (dense bf16 peak for the MFU; default 989, H100 SXM), BENCH_STEPS (default 20; 0 skips the bench),
+# AUTOTUNE_CACHE (optional: $OUT/autotune-cache.tgz of an earlier check, for the fusion binary),
 # DEADLINE (seconds for the whole check; default 540: each step gets at most what is left), NVRTC_DIR (a folder holding
 # libnvrtc.so*, for a machine with neither a CUDA toolkit nor PyTorch's NVRTC wheel), PHYSLAB_FUSION (optional: a
-# binary built with `--features cuda-fusion`, checked and timed after everything else).
+# binary built with `--features cuda-fusion`, checked and timed after everything else), FUSION_AUTOTUNE_LEVEL
+# (cubecl's autotune level for that binary; default minimal).
 #
 # What it runs, most important first (every step has its own time limit; a failed step is recorded and the others
 # still run):
@@ -70,7 +72,9 @@ step() { # step NAME LIMIT_S COMMAND...: runs it, logs to $OUT/NAME.log, records
     return 1
   fi
   echo "== $name: $*"
-  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  # physlab stops at the end of the step it is in on SIGTERM (with a checkpoint); a step stuck in burn's first-use
+  # autotuning took 193 s past its limit to get there, so it is killed 20 s after the limit.
+  timeout -k 20 "$limit" "$@" > "$OUT/$name.log" 2>&1
   local rc=$?
   echo "{\"step\": \"$name\", \"rc\": $rc, \"seconds\": $((SECONDS - t0))}" >> "$OUT/steps.jsonl"
   tail -n 3 "$OUT/$name.log"
@@ -85,7 +89,6 @@ step cpu-bf16 600 "$PHYSLAB" run gpu-check --backend cpu --set train.precision=b
 cpu2=$!
 
 step cuda-bf16 180 "$PHYSLAB" run gpu-check --backend cuda --runs "$OUT/cuda-bf16"
-[ "$BENCH_STEPS" -gt 0 ] && step bench 240 "$PHYSLAB" bench train --backend cuda --torch --steps "$BENCH_STEPS" --peak-tflops "$PEAK_TFLOPS" --json "$OUT/bench.json"
 # The evaluator on CUDA for the CPU's f32 weights (waits for the CPU run's checkpoint).
 for _ in $(seq 1 60); do
   final=$(ls -d "$OUT"/cpu-f32/gpu-check/*/s0/checkpoints/final 2>/dev/null | head -n 1)
@@ -98,15 +101,30 @@ if [ -n "$final" ]; then
     --set train.weight_decay=0 --set train.precision=f32
 fi
 step cuda-f32 150 "$PHYSLAB" run gpu-check --backend cuda --set train.precision=f32 --runs "$OUT/cuda-f32"
-if [ -n "${PHYSLAB_FUSION:-}" ]; then
-  step fusion-bf16 150 "$PHYSLAB_FUSION" run gpu-check --backend cuda --runs "$OUT/fusion-bf16"
-  [ "$BENCH_STEPS" -gt 0 ] && step fusion-bench 200 "$PHYSLAB_FUSION" bench train --backend cuda --steps "$BENCH_STEPS" --peak-tflops "$PEAK_TFLOPS" --json "$OUT/bench-fusion.json"
-fi
-# The CPU runs get what is left of the deadline, then stop.
+# The bench times steps on a host whose cores the CPU runs would otherwise share (the second H100 run timed it
+# beside the CPU bf16-mixed run, and PyTorch's step came out 1.7x slower than on the first): it waits for them,
+# which get what is left of the deadline, then stop.
 while kill -0 $cpu1 2>/dev/null || kill -0 $cpu2 2>/dev/null; do
   [ $SECONDS -ge "$DEADLINE" ] && break
   sleep 2
 done
 pkill -P $cpu1 2>/dev/null; pkill -P $cpu2 2>/dev/null
 wait 2>/dev/null
+[ "$BENCH_STEPS" -gt 0 ] && step bench 240 "$PHYSLAB" bench train --backend cuda --torch --steps "$BENCH_STEPS" --peak-tflops "$PEAK_TFLOPS" --json "$OUT/bench.json"
+# cubecl keeps what autotuning found in target/autotune under the working folder (it finds Cargo.toml there):
+# AUTOTUNE_CACHE (a .tgz this script wrote before) is unpacked first, and what is there at the end is written to
+# $OUT/autotune-cache.tgz, so that a later check on the same GPU starts from it.
+if [ -n "${AUTOTUNE_CACHE:-}" ] && [ -e "$AUTOTUNE_CACHE" ]; then
+  mkdir -p target && tar xzf "$AUTOTUNE_CACHE" -C target && echo "gpu-check: autotune cache from $AUTOTUNE_CACHE"
+fi
+if [ -n "${PHYSLAB_FUSION:-}" ]; then
+  # cubecl's autotuning at its default level took up to ~20 s per matmul shape on the first H100 run and did not
+  # finish; at minimal, the second run was still in step 1 after 343 s (38 shapes tuned); FUSION_AUTOTUNE_LEVEL (cubecl's CUBECL_AUTOTUNE_LEVEL: minimal, balanced, extensive, full) sets it.
+  export CUBECL_AUTOTUNE_LEVEL=${FUSION_AUTOTUNE_LEVEL:-minimal}
+  echo "gpu-check: burn fusion with cubecl autotune level $CUBECL_AUTOTUNE_LEVEL"
+  step fusion-bf16 150 "$PHYSLAB_FUSION" run gpu-check --backend cuda --runs "$OUT/fusion-bf16"
+  [ "$BENCH_STEPS" -gt 0 ] && step fusion-bench 240 "$PHYSLAB_FUSION" bench train --backend cuda --steps "$BENCH_STEPS" --peak-tflops "$PEAK_TFLOPS" --json "$OUT/bench-fusion.json"
+  unset CUBECL_AUTOTUNE_LEVEL
+fi
+[ -d target/autotune ] && tar czf "$OUT/autotune-cache.tgz" -C target autotune
 python3 scripts/gpu_check.py "$OUT" --peak-tflops "$PEAK_TFLOPS"

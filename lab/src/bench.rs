@@ -443,7 +443,9 @@ pub fn gpu_case(steps: usize) -> BenchCase {
 /// `physlab bench train --backend cuda`: the GPU case on burn-cuda in bf16-mixed (the training default) and in
 /// f32, and, with `--torch`, PyTorch on the same GPU as a PyTorch user would run it (f32 parameters under bf16
 /// autocast, `scaled_dot_product_attention(is_causal=True)`, fused AdamW), with the explicit-softmax attention
-/// as a second column; tokens/s and MFU against `peak_tflops` (dense bf16: H100 SXM 989).
+/// as a second column; tokens/s and MFU against `peak_tflops` (dense bf16: H100 SXM 989). The CPU bench's
+/// `small` case (the size of the lab's CPU recipes) is timed first the same way, under keys prefixed `small_`,
+/// so that its figures stand beside the CPU bench's.
 #[cfg(feature = "cuda")]
 pub fn bench_train_cuda(
     steps: usize,
@@ -453,18 +455,37 @@ pub fn bench_train_cuda(
 ) -> Result<()> {
     let found = physlab_trainer::cuda_available().map_err(anyhow::Error::msg)?;
     println!("cuda: {found}");
-    let case = gpu_case(steps);
-    let device = Default::default();
     let mut row = serde_json::json!({ "peak_tflops": peak_tflops, "cuda": found });
+    let small = cases(false, steps).swap_remove(0);
+    time_case_cuda(&small, torch, peak_tflops, "small_", &mut row)?;
+    time_case_cuda(&gpu_case(steps), torch, peak_tflops, "", &mut row)?;
+    if let Some(p) = json {
+        std::fs::write(p, serde_json::to_vec_pretty(&row)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// Times one case on burn-cuda (bf16-mixed, f32) and, with `torch`, in PyTorch on the same GPU; prints a line
+/// each and records them in `row` under `prefix`.
+#[cfg(feature = "cuda")]
+fn time_case_cuda(
+    case: &BenchCase,
+    torch: bool,
+    peak_tflops: f64,
+    prefix: &str,
+    row: &mut serde_json::Value,
+) -> Result<()> {
+    let device = Default::default();
     let mut burn_bf16 = f64::NAN;
     let mut flops_per_token = f64::NAN;
     for precision in [Precision::Bf16Mixed, Precision::F32] {
-        let r = run_burn_on::<physlab_trainer::GpuTrain>(&case, &device, precision)?;
+        let r = run_burn_on::<physlab_trainer::GpuTrain>(case, &device, precision)?;
         flops_per_token = r.gflops * 1e9 / r.tokens_per_s;
         let mfu = 100.0 * r.tokens_per_s * flops_per_token / (peak_tflops * 1e12);
         println!(
             "burn-cuda  {} {:<10} {:>10} params  {:>9.1} ms/step  {:>9.0} tok/s  MFU {:>5.1}%",
-            case_columns(&case),
+            case_columns(case),
             precision.name(),
             r.params,
             r.ms_per_step,
@@ -474,19 +495,19 @@ pub fn bench_train_cuda(
         if precision == Precision::Bf16Mixed {
             burn_bf16 = r.tokens_per_s;
         }
-        row[format!("burn_{}", precision.name())] =
+        row[format!("{prefix}burn_{}", precision.name())] =
             serde_json::json!({ "result": r, "mfu_percent": mfu });
     }
     println!(
         "MFU against {peak_tflops} TFLOP/s (dense bf16); training FLOPs per token {flops_per_token:.3e} (matmuls, 6N + attention)"
     );
     if torch {
-        let n = params_of(&case)?;
+        let n = params_of(case)?;
         for (label, args) in [
             ("sdpa", ["--autocast", "bf16", "--attention", "sdpa"]),
             ("naive", ["--autocast", "bf16", "--attention", "naive"]),
         ] {
-            if let Some(t) = run_torch_on(&case, n, "cuda", &args)? {
+            if let Some(t) = run_torch_on(case, n, "cuda", &args)? {
                 let tps = t["tokens_per_s"].as_f64().unwrap_or(f64::NAN);
                 let mfu = 100.0 * tps * flops_per_token / (peak_tflops * 1e12);
                 println!(
@@ -504,15 +525,11 @@ pub fn bench_train_cuda(
                     case.name,
                     burn_bf16 / tps
                 );
-                row[format!("torch_{label}")] = serde_json::json!({ "result": t, "mfu_percent": mfu, "ratio": burn_bf16 / tps });
+                row[format!("{prefix}torch_{label}")] = serde_json::json!({ "result": t, "mfu_percent": mfu, "ratio": burn_bf16 / tps });
             } else {
                 break;
             }
         }
-    }
-    if let Some(p) = json {
-        std::fs::write(p, serde_json::to_vec_pretty(&row)?)
-            .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
 }
