@@ -101,9 +101,9 @@ if [ -n "$final" ]; then
     --set train.weight_decay=0 --set train.precision=f32
 fi
 step cuda-f32 150 "$PHYSLAB" run gpu-check --backend cuda --set train.precision=f32 --runs "$OUT/cuda-f32"
-# The bench times steps on a host whose cores the CPU runs would otherwise share (the second H100 run timed it
-# beside the CPU bf16-mixed run, and PyTorch's step came out 1.7x slower than on the first): it waits for them,
-# which get what is left of the deadline, then stop.
+# The bench waits for the CPU runs (which get what is left of the deadline, then stop), so that its steps are timed
+# on an otherwise idle host: the second H100 run timed it beside the CPU bf16-mixed run (an idle-host rerun gave
+# the same figures, but a timing should not depend on that).
 while kill -0 $cpu1 2>/dev/null || kill -0 $cpu2 2>/dev/null; do
   [ $SECONDS -ge "$DEADLINE" ] && break
   sleep 2
