@@ -30,8 +30,15 @@ pub struct BioDEval {
     pub perfect_terms: [f64; 3],
     pub perfect_recall_bits: f64,
     pub params: ParamCounts,
+    /// R = bits / all parameters (the paper's count: the embedding of the whole vocabulary).
     pub capacity_ratio: f64,
     pub capacity_ratio_max: f64,
+    /// R and R^max with the embedding counted only for the tokens that occur in the data (`params.capacity`);
+    /// NaN in an eval.json written before the paper's count became the headline.
+    #[serde(default = "crate::nan")]
+    pub capacity_ratio_used_rows: f64,
+    #[serde(default = "crate::nan")]
+    pub capacity_ratio_max_used_rows: f64,
     /// Share of (person, attribute) whose first value token is the argmax.
     pub first_token_accuracy: f64,
     /// Share of (person, attribute) whose every value token is the argmax given the true prefix.
@@ -109,8 +116,10 @@ pub fn evaluate_biod<B: Kernels>(
         perfect_terms,
         perfect_recall_bits: perfect,
         params,
-        capacity_ratio: bits / params.capacity as f64,
-        capacity_ratio_max: perfect / params.capacity as f64,
+        capacity_ratio: bits / params.total as f64,
+        capacity_ratio_max: perfect / params.total as f64,
+        capacity_ratio_used_rows: bits / params.capacity as f64,
+        capacity_ratio_max_used_rows: perfect / params.capacity as f64,
         first_token_accuracy: first as f64 / values.max(1) as f64,
         whole_value_accuracy: whole as f64 / values.max(1) as f64,
     }
@@ -121,9 +130,12 @@ pub fn render_biod(title: &str, e: &BioDEval, exposures: f64) -> String {
     let mut s = format!("== {title} ==\n");
     let mut row = |k: &str, v: String| s.push_str(&format!("{k:<40}{v}\n"));
     row("people N", e.people.to_string());
-    row("parameters (total)", e.params.total.to_string());
     row(
-        "parameters (counted for capacity)",
+        "parameters (all: the paper's count)",
+        e.params.total.to_string(),
+    );
+    row(
+        "parameters (used embedding rows)",
         e.params.capacity.to_string(),
     );
     row("exposures", format!("{exposures:.1}"));
@@ -153,9 +165,18 @@ pub fn render_biod(title: &str, e: &BioDEval, exposures: f64) -> String {
     );
     row(
         "capacity ratio R (bits/param)",
-        format!("{:.4}", e.capacity_ratio),
+        format!(
+            "{:.4}   (used rows only: {:.4})",
+            e.capacity_ratio, e.capacity_ratio_used_rows
+        ),
     );
-    row("R^max (bits/param)", format!("{:.4}", e.capacity_ratio_max));
+    row(
+        "R^max (bits/param)",
+        format!(
+            "{:.4}   (used rows only: {:.4})",
+            e.capacity_ratio_max, e.capacity_ratio_max_used_rows
+        ),
+    );
     row(
         "value accuracy: first token / whole",
         format!(

@@ -3,8 +3,8 @@
 //! - **Zipf / Markov**: the model's loss on held-out documents (document indices past the training set: fresh
 //!   samples of the same source) against the exact entropy rate H; the excess loss − H in bits/token is the only
 //!   meaningful "how good" number, and a loss below H is flagged (it means a bug, or too few tokens to measure).
-//! - **Uniform random tokens** (Morris et al. 2025): memorized bits = N·S·log2 V − the model's NLL of the training
-//!   sequences in bits, and memorized bits per parameter.
+//! - **Uniform random tokens** (Morris et al. 2025): memorized bits = Σ over the training sequences of
+//!   max(0, S·log2 V − the model's NLL of the sequence in bits), and memorized bits per parameter (all of them).
 //!
 //! Documents longer than the context are scored in consecutive windows of `context` predictions: the first window
 //! starts at the `<eot>` that precedes every document in training, the next ones at the last token of the
@@ -28,32 +28,58 @@ pub fn documents_nll_bits<B: Kernels>(
     batch: usize,
     device: &B::Device,
 ) -> (f64, usize) {
+    documents_nll_bits_each(model, docs, context, batch, device)
+        .iter()
+        .fold((0.0, 0), |(b, t), &(db, dt)| (b + db, t + dt))
+}
+
+/// [`documents_nll_bits`] per document: (NLL in bits, tokens scored) for each of `docs`, in order.
+pub fn documents_nll_bits_each<B: Kernels>(
+    model: &Gpt<B>,
+    docs: &[Vec<u32>],
+    context: usize,
+    batch: usize,
+    device: &B::Device,
+) -> Vec<(f64, usize)> {
     assert!(context >= 2, "a context of at least two tokens");
-    // Windows of ≤ context + 1 tokens: input = window[..n-1], targets = window[1..].
-    let mut windows: Vec<Vec<u32>> = Vec::new();
-    for d in docs {
+    // Windows of ≤ context + 1 tokens: input = window[..n-1], targets = window[1..]; each remembers its document.
+    let mut windows: Vec<(usize, Vec<u32>)> = Vec::new();
+    for (i, d) in docs.iter().enumerate() {
         let mut seq = Vec::with_capacity(d.len() + 1);
         seq.push(EOT);
         seq.extend_from_slice(d);
         let mut start = 0;
         while start + 1 < seq.len() {
             let end = (start + context + 1).min(seq.len());
-            windows.push(seq[start..end].to_vec());
+            windows.push((i, seq[start..end].to_vec()));
             start = end - 1;
         }
     }
-    let mut bits = 0.0f64;
-    let mut tokens = 0usize;
+    let mut each = vec![(0.0f64, 0usize); docs.len()];
     for chunk in windows.chunks(batch.max(1)) {
-        let s = score(model, chunk, device);
-        for (row, w) in chunk.iter().enumerate() {
+        let seqs: Vec<Vec<u32>> = chunk.iter().map(|(_, w)| w.clone()).collect();
+        let s = score(model, &seqs, device);
+        for (row, (doc, w)) in chunk.iter().enumerate() {
             for k in 0..w.len() - 1 {
-                bits += s.nll[row * s.width + k] as f64 / std::f64::consts::LN_2;
+                each[*doc].0 += s.nll[row * s.width + k] as f64 / std::f64::consts::LN_2;
             }
-            tokens += w.len() - 1;
+            each[*doc].1 += w.len() - 1;
         }
     }
-    (bits, tokens)
+    each
+}
+
+/// Morris et al. (2025), unintended memorization summed over the training sequences: for each sequence x,
+/// H(x | reference) − H(x | model, reference), with the joint compression taken as the better of the two models,
+/// so a sequence adds max(0, reference_bits − model_bits) and one the model predicts worse than the reference
+/// adds nothing (it does not cancel another's memorization). `model_bits[i]` and `reference_bits[i]` are
+/// −log2 p(x_i) under each.
+pub fn morris_memorized_bits(model_bits: &[f64], reference_bits: &[f64]) -> f64 {
+    model_bits
+        .iter()
+        .zip(reference_bits)
+        .map(|(&m, &r)| (r - m).max(0.0))
+        .sum()
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -79,10 +105,17 @@ pub struct CorpusEval {
     /// The excess loss on held-out documents is negative: a bug, or too few tokens scored to resolve it. (On the
     /// training set, as in memorization, a loss below H is what memorizing means, and is not flagged.)
     pub below_entropy: bool,
-    /// Uniform tokens: entropy of the training set − its NLL under the model (bits).
+    /// Memorization runs (uniform tokens): Morris et al.'s unintended memorization of the training set in bits,
+    /// Σ over sequences of max(0, reference bits − model bits), the reference being the source itself (each
+    /// token's exact −log2 p, log2 V for uniform tokens) ([`morris_memorized_bits`]).
     pub memorized_bits: Option<f64>,
+    /// The same without the per-sequence max: the training set's entropy − its NLL under the model (a sequence
+    /// predicted worse than the source subtracts). What `memorized_bits` was before stop 23; absent in older
+    /// eval.json.
+    #[serde(default)]
+    pub memorized_bits_aggregate: Option<f64>,
     pub params: ParamCounts,
-    /// memorized bits / parameters counted for capacity.
+    /// memorized bits / all parameters (Morris counts every parameter).
     pub bits_per_param: Option<f64>,
 }
 
@@ -102,11 +135,24 @@ pub fn evaluate_corpus<B: Kernels>(
     batch: usize,
     device: &B::Device,
 ) -> CorpusEval {
-    let (bits, tokens) = documents_nll_bits(model, docs, context, batch, device);
+    let each = documents_nll_bits_each(model, docs, context, batch, device);
+    let (bits, tokens) = each
+        .iter()
+        .fold((0.0, 0), |(b, t), &(db, dt)| (b + db, t + dt));
     let loss = bits / tokens.max(1) as f64;
     let sample = sample_surprisal_bits.map(|s| s / tokens.max(1) as f64);
     let excess = loss - sample.unwrap_or(entropy_bits_per_token);
-    let memorized = memorization.then_some(entropy_bits_per_token * tokens as f64 - bits);
+    // The reference is the source: for uniform tokens (the memorization runs) every token's exact surprisal is
+    // the entropy rate, so a document of n tokens costs n · H bits under it.
+    let memorized = memorization.then(|| {
+        let model_bits: Vec<f64> = each.iter().map(|e| e.0).collect();
+        let reference: Vec<f64> = each
+            .iter()
+            .map(|e| e.1 as f64 * entropy_bits_per_token)
+            .collect();
+        morris_memorized_bits(&model_bits, &reference)
+    });
+    let aggregate = memorization.then_some(entropy_bits_per_token * tokens as f64 - bits);
     CorpusEval {
         kind: kind.into(),
         entropy_bits_per_token,
@@ -119,7 +165,8 @@ pub fn evaluate_corpus<B: Kernels>(
         excess_over_rate_bits_per_token: loss - entropy_bits_per_token,
         below_entropy: held_out && excess < 0.0,
         memorized_bits: memorized,
-        bits_per_param: memorized.map(|m| m / params.capacity as f64),
+        memorized_bits_aggregate: aggregate,
+        bits_per_param: memorized.map(|m| m / params.total as f64),
         params,
     }
 }
@@ -129,9 +176,12 @@ pub fn render_corpus(title: &str, e: &CorpusEval, exposures: f64) -> String {
     let mut s = format!("== {title} ==\n");
     let mut row = |k: &str, v: String| s.push_str(&format!("{k:<40}{v}\n"));
     row("corpus", e.kind.clone());
-    row("parameters (total)", e.params.total.to_string());
     row(
-        "parameters (counted for capacity)",
+        "parameters (all: the paper's count)",
+        e.params.total.to_string(),
+    );
+    row(
+        "parameters (used embedding rows)",
         e.params.capacity.to_string(),
     );
     row(
@@ -188,7 +238,10 @@ pub fn render_corpus(title: &str, e: &CorpusEval, exposures: f64) -> String {
         ),
     );
     if let (Some(m), Some(b)) = (e.memorized_bits, e.bits_per_param) {
-        row("memorized bits", format!("{m:.0}"));
+        row("memorized bits (Morris, per sequence)", format!("{m:.0}"));
+        if let Some(a) = e.memorized_bits_aggregate {
+            row("entropy − NLL of the training set", format!("{a:.0}"));
+        }
         row("memorized bits per parameter", format!("{b:.4}"));
     }
     s

@@ -86,7 +86,7 @@ fn figures(e: &BioSEval) -> Vec<(&'static str, f64)> {
         ("loss_name", e.loss_name),
         ("loss_value", e.loss_value),
         ("bits", e.bits),
-        ("capacity_ratio", e.capacity_ratio),
+        ("capacity_ratio_used_rows", e.capacity_ratio_used_rows),
         ("perfect_recall_bits", e.perfect_recall_bits),
         ("mean_whole_value_accuracy", whole),
     ]

@@ -80,12 +80,12 @@ fn loss_falls_and_bits_are_positive_and_at_most_the_perfect_recall_bits() {
         eval.loss_value
     );
     assert!(
-        eval.bits <= eval.capacity_ratio_max * params.capacity as f64,
+        eval.bits <= eval.capacity_ratio_max * params.total as f64,
         "bits {} above R^max·P",
         eval.bits
     );
     assert!(
-        (eval.capacity_ratio_max * params.capacity as f64
+        (eval.capacity_ratio_max * params.total as f64
             - manifest.fact("perfect_recall_bits").unwrap())
         .abs()
             < 1e-6

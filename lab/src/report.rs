@@ -133,6 +133,59 @@ fn natural_key(s: &str) -> Vec<(String, u128)> {
     key
 }
 
+/// eval.json written before stop 23 divided bits by the used-rows parameter count (`params.capacity`) in
+/// `capacity_ratio` / `capacity_ratio_max`, and took memorized bits as the training set's entropy − NLL. The
+/// headline now counts every parameter (the paper's count, `params.total`) and keeps the used rows beside it
+/// (`capacity_ratio_used_rows`), and memorized bits are Morris's per-sequence sum (`memorized_bits_aggregate`
+/// keeps the old sum). An older eval.json is read the new way: its ratios are recomputed from `bits`,
+/// `perfect_recall_bits` and `params.total`, the old ones moved to the `_used_rows` keys, and its memorized bits
+/// (the aggregate) moved to `memorized_bits_aggregate`, leaving `memorized_bits` absent (it needs the
+/// per-sequence losses, which that file does not hold). A current eval.json is left as it is.
+pub fn upgrade_counts(eval: &mut Value) {
+    fn section(v: &mut Value) {
+        let Some(o) = v.as_object_mut() else { return };
+        let total = o
+            .get("params")
+            .and_then(|p| p.get("total"))
+            .and_then(Value::as_f64);
+        if o.contains_key("capacity_ratio") && !o.contains_key("capacity_ratio_used_rows") {
+            if let (Some(total), Some(bits), Some(perfect)) = (
+                total,
+                o.get("bits").and_then(Value::as_f64),
+                o.get("perfect_recall_bits").and_then(Value::as_f64),
+            ) {
+                let old = o["capacity_ratio"].clone();
+                let old_max = o.get("capacity_ratio_max").cloned().unwrap_or(Value::Null);
+                o.insert("capacity_ratio_used_rows".into(), old);
+                o.insert("capacity_ratio_max_used_rows".into(), old_max);
+                o.insert("capacity_ratio".into(), serde_json::json!(bits / total));
+                o.insert(
+                    "capacity_ratio_max".into(),
+                    serde_json::json!(perfect / total),
+                );
+            }
+        }
+        if o.get("memorized_bits").is_some_and(|m| !m.is_null())
+            && !o.contains_key("memorized_bits_aggregate")
+        {
+            let old = o.remove("memorized_bits").unwrap_or(Value::Null);
+            o.insert("memorized_bits_aggregate".into(), old);
+            o.insert("memorized_bits".into(), Value::Null);
+            o.insert("bits_per_param".into(), Value::Null);
+        }
+    }
+    for key in ["bios", "bios_own_orders", "biod", "corpus"] {
+        if let Some(v) = eval.get_mut(key) {
+            section(v);
+        }
+    }
+    if let Some(q) = eval.get_mut("quantized").and_then(Value::as_object_mut) {
+        for v in q.values_mut() {
+            section(v);
+        }
+    }
+}
+
 fn collect_runs(dir: &Path) -> Result<Vec<Run>> {
     let mut runs = Vec::new();
     let entries = std::fs::read_dir(dir).with_context(|| {
@@ -183,6 +236,8 @@ fn collect_runs(dir: &Path) -> Result<Vec<Run>> {
                     sdir.join("DONE").display()
                 );
             }
+            let mut eval = eval;
+            upgrade_counts(&mut eval);
             runs.push(Run {
                 point: point.clone(),
                 seed,
@@ -231,6 +286,11 @@ fn columns(runs: &[Run], spec: &ReportSpec) -> Vec<Column> {
         c("bits/person", "bios.bits_per_person", 2),
         c("R (bits/param)", "bios.capacity_ratio", 4),
         c("R^max", "bios.capacity_ratio_max", 4),
+        c(
+            "R, used embedding rows only",
+            "bios.capacity_ratio_used_rows",
+            4,
+        ),
         c("p1 loss_name (nats)", "bios.loss_name", 3),
         c("p2 loss_value (nats)", "bios.loss_value", 3),
         Column {
@@ -304,6 +364,11 @@ fn columns(runs: &[Run], spec: &ReportSpec) -> Vec<Column> {
     cols.push(c("bioD: bits of knowledge (Def. 4.1)", "biod.bits", 0));
     cols.push(c("bioD: R (bits/param)", "biod.capacity_ratio", 4));
     cols.push(c("bioD: R^max", "biod.capacity_ratio_max", 4));
+    cols.push(c(
+        "bioD: R, used embedding rows only",
+        "biod.capacity_ratio_used_rows",
+        4,
+    ));
     cols.push(c("bioD: p1 loss_name (nats)", "biod.loss_name", 3));
     cols.push(c("bioD: p2 loss_value (nats)", "biod.loss_value", 3));
     cols.push(c("bioD: p3 loss_value1 (nats)", "biod.loss_value1", 3));
@@ -623,7 +688,7 @@ pub fn compute(
     // Capacity: bits against parameters, and the capacity-law fit when sizes differ.
     let capacity_point = |r: &Run| -> Option<(f64, f64)> {
         Some((
-            knowledge(&r.eval, "params.capacity")?,
+            knowledge(&r.eval, "params.total")?,
             knowledge(&r.eval, "bits")?,
         ))
     };
@@ -858,7 +923,7 @@ fn plots(c: &Computed) -> Vec<(&'static str, Plot)> {
             "capacity.svg",
             Plot {
                 title: format!("{experiment}: bits of knowledge vs parameters"),
-                x_label: "parameters (counted for capacity)".into(),
+                x_label: "parameters (all, the paper's count)".into(),
                 y_label: "bits of knowledge".into(),
                 log_x: true,
                 log_y: true,
@@ -1032,7 +1097,7 @@ pub fn render_md(c: &Computed) -> Result<String> {
         writeln!(md, "## Capacity law\n")?;
         writeln!(
             md,
-            "bits = R · parameters (counted for capacity), least squares through the origin over {} runs{}: \
+            "bits = R · parameters (all, the paper's count: the embedding of the whole vocabulary), least squares through the origin over {} runs{}: \
              **R = {:.4} bits/param** (standard error {:.4}; 95% CI {:.4} – {:.4}; R² {:.3}).\n",
             f.points, cap.which, f.slope.value, f.slope.std_error, f.slope.ci95.0, f.slope.ci95.1, f.r2
         )?;
@@ -1188,7 +1253,8 @@ pub fn report(
 #[cfg(test)]
 mod tests {
     use super::{
-        compute, loss_drop_last_tenth, natural_key, render_csv, render_json, render_md, Run,
+        compute, loss_drop_last_tenth, natural_key, render_csv, render_json, render_md,
+        upgrade_counts, Run,
     };
     use crate::recipe::{Fit, MetricSpec, ReportSpec};
     use physlab_eval::stats::Alternative;
@@ -1210,7 +1276,41 @@ mod tests {
     }
 
     fn bios(params: f64, bits: f64, rmax: f64) -> serde_json::Value {
-        json!({ "bios": { "bits": bits, "params": { "capacity": params }, "capacity_ratio_max": rmax } })
+        // The used-rows count is set apart from the paper's so that a fit on the wrong one fails.
+        json!({ "bios": { "bits": bits, "params": { "total": params, "capacity": 0.5 * params }, "capacity_ratio_max": rmax } })
+    }
+
+    /// An eval.json of an older build (ratios over the used embedding rows, memorized bits as the aggregate) is
+    /// read with the paper's count as the headline and the old figures under their new keys; a current one is left
+    /// alone.
+    #[test]
+    fn an_older_eval_json_is_read_with_the_papers_count() {
+        let mut old = json!({
+            "bios": { "bits": 300.0, "perfect_recall_bits": 600.0, "params": { "total": 200, "capacity": 150 },
+                      "capacity_ratio": 2.0, "capacity_ratio_max": 4.0 },
+            "quantized": { "int8": { "bits": 100.0, "perfect_recall_bits": 600.0,
+                                     "params": { "total": 200, "capacity": 150 },
+                                     "capacity_ratio": 100.0 / 150.0, "capacity_ratio_max": 4.0 } },
+            "corpus": { "memorized_bits": 50.0, "bits_per_param": 0.25, "params": { "total": 200, "capacity": 200 } }
+        });
+        upgrade_counts(&mut old);
+        assert_eq!(old["bios"]["capacity_ratio"], json!(1.5));
+        assert_eq!(old["bios"]["capacity_ratio_max"], json!(3.0));
+        assert_eq!(old["bios"]["capacity_ratio_used_rows"], json!(2.0));
+        assert_eq!(old["bios"]["capacity_ratio_max_used_rows"], json!(4.0));
+        assert_eq!(old["quantized"]["int8"]["capacity_ratio"], json!(0.5));
+        assert_eq!(old["corpus"]["memorized_bits_aggregate"], json!(50.0));
+        assert!(old["corpus"]["memorized_bits"].is_null());
+        assert!(old["corpus"]["bits_per_param"].is_null());
+        let current = json!({
+            "bios": { "bits": 300.0, "perfect_recall_bits": 600.0, "params": { "total": 200, "capacity": 150 },
+                      "capacity_ratio": 1.5, "capacity_ratio_max": 3.0,
+                      "capacity_ratio_used_rows": 2.0, "capacity_ratio_max_used_rows": 4.0 },
+            "corpus": { "memorized_bits": 60.0, "memorized_bits_aggregate": 50.0, "bits_per_param": 0.3 }
+        });
+        let mut again = current.clone();
+        upgrade_counts(&mut again);
+        assert_eq!(again, current);
     }
 
     /// The capacity law is least squares through the origin, R = Σxy / Σx² (closed form), over the runs where

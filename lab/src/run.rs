@@ -1224,7 +1224,7 @@ fn execute(run: &Run<'_>, pipeline: &dyn Pipeline) -> Result<()> {
     let params = shape.num_params(manifest.used_vocab);
     let steps = cfg.train.total_steps(tokens_per_exposure);
     info!(
-        "model {}: {} layers, {} heads, d={}, {} params ({} non-embedding, {} counted for capacity); {:.1} MFLOP/token",
+        "model {}: {} layers, {} heads, d={}, {} params ({} non-embedding, {} with the used embedding rows only); {:.1} MFLOP/token",
         cfg.model.preset,
         shape.n_layer,
         shape.n_head,
