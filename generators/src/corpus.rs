@@ -1448,8 +1448,17 @@ impl DocSource for Generated<'_> {
 }
 
 /// Reads one source in a fresh shuffled order each pass (a keyed permutation, so no order table is held),
-/// documents followed by `<eot>`, cut into windows; consecutive windows of one source overlap by one token, so
-/// every token is a target exactly once per pass.
+/// documents followed by `<eot>`, cut into windows.
+///
+/// - **Stream** windows (the default): the documents run on from one window into the next, and consecutive
+///   windows of one source overlap by one token, so every token is a target exactly once per pass; a window can
+///   open in the middle of a document.
+/// - **Aligned** windows ([`SourceCursor::set_aligned`]; the paper's "each window opens with a biography"):
+///   every window is `<eot>` and then whole documents, each followed by `<eot>`, as many as fit; the document that
+///   does not fit opens the next window, and the rest of the window is padding (`<eot>` tokens that are no
+///   target: see [`SourceCursor::next_window_flags`]). Every document is seen whole, once per pass, its first
+///   token predicted from `<eot>` as in stream windows. A document longer than the window is cut at the window's
+///   end (counted in `docs_cut`).
 pub struct SourceCursor<'a> {
     source: &'a dyn DocSource,
     seed: u64,
@@ -1460,6 +1469,10 @@ pub struct SourceCursor<'a> {
     buffer: Vec<u32>,
     /// Per buffered token: false for a question's prompt tokens (not a target when training on answers).
     counted: Vec<bool>,
+    aligned: bool,
+    /// Aligned windows: documents placed whole, and documents cut because they were longer than a window.
+    pub docs_whole: u64,
+    pub docs_cut: u64,
 }
 
 impl<'a> SourceCursor<'a> {
@@ -1474,41 +1487,148 @@ impl<'a> SourceCursor<'a> {
             perm,
             buffer: Vec::new(),
             counted: Vec::new(),
+            aligned: false,
+            docs_whole: 0,
+            docs_cut: 0,
         }
+    }
+
+    /// Aligned windows (see the type's documentation) instead of stream windows. Set before the first window.
+    pub fn set_aligned(&mut self, aligned: bool) {
+        self.aligned = aligned;
     }
 
     pub fn next_window(&mut self, len: usize) -> Vec<u32> {
         self.next_window_counted(len).0
     }
 
-    /// The next window and, per token, whether it counts as a target when training on answers only (prompt
-    /// tokens of questions do not; answers, plain text and the `<eot>` after a document do).
-    pub fn next_window_counted(&mut self, len: usize) -> (Vec<u32>, Vec<bool>) {
-        while self.buffer.len() < len {
-            if self.next == self.source.cycle() {
-                self.pass += 1;
-                self.next = 0;
-                self.perm = Permutation::new(
-                    self.seed,
-                    Purpose::DataOrder,
-                    (self.salt << 40) | self.pass,
-                    self.source.cycle(),
-                );
-            }
-            let d = self.perm.apply(self.next);
-            self.next += 1;
-            let start = self.buffer.len();
-            let prompt = self.source.doc(self.pass, d, &mut self.buffer) as usize;
-            self.buffer.push(EOT);
-            let n = self.buffer.len() - start;
-            self.counted.extend((0..n).map(|k| k >= prompt.min(n)));
+    /// Appends the next document of the shuffled order, and its `<eot>`, to the buffer.
+    fn pull(&mut self) {
+        if self.next == self.source.cycle() {
+            self.pass += 1;
+            self.next = 0;
+            self.perm = Permutation::new(
+                self.seed,
+                Purpose::DataOrder,
+                (self.salt << 40) | self.pass,
+                self.source.cycle(),
+            );
         }
-        let w = self.buffer[..len].to_vec();
-        let c = self.counted[..len].to_vec();
-        self.buffer.drain(..len - 1);
-        self.counted.drain(..len - 1);
+        let d = self.perm.apply(self.next);
+        self.next += 1;
+        let start = self.buffer.len();
+        let prompt = self.source.doc(self.pass, d, &mut self.buffer) as usize;
+        self.buffer.push(EOT);
+        let n = self.buffer.len() - start;
+        self.counted.extend((0..n).map(|k| k >= prompt.min(n)));
+    }
+
+    /// The next window and, per token, whether it counts as a target when training on answers only (prompt
+    /// tokens of questions do not; answers, plain text and the `<eot>` after a document do). Padding counts as
+    /// no target.
+    pub fn next_window_counted(&mut self, len: usize) -> (Vec<u32>, Vec<bool>) {
+        let (w, c, real) = self.next_window_flags(len);
+        let c = c.iter().zip(&real).map(|(&c, &r)| c && r).collect();
         (w, c)
     }
+
+    /// The next window with two flags per token: whether it counts when training on answers only (as in
+    /// [`Self::next_window_counted`]), and whether it is text rather than an aligned window's padding (always
+    /// true for stream windows). A padding token is never a target, whatever the loss counts.
+    pub fn next_window_flags(&mut self, len: usize) -> (Vec<u32>, Vec<bool>, Vec<bool>) {
+        if !self.aligned {
+            while self.buffer.len() < len {
+                self.pull();
+            }
+            let w = self.buffer[..len].to_vec();
+            let c = self.counted[..len].to_vec();
+            self.buffer.drain(..len - 1);
+            self.counted.drain(..len - 1);
+            return (w, c, vec![true; len]);
+        }
+        // Aligned: `<eot>`, then whole documents while they fit; the buffer holds at most the one pending document.
+        let mut w = Vec::with_capacity(len);
+        let mut c = Vec::with_capacity(len);
+        w.push(EOT);
+        c.push(true);
+        loop {
+            if self.buffer.is_empty() {
+                self.pull();
+            }
+            let n = self.buffer.len();
+            if w.len() + n <= len {
+                w.append(&mut self.buffer);
+                c.append(&mut self.counted);
+                self.docs_whole += 1;
+                continue;
+            }
+            if w.len() == 1 {
+                // Longer than a window on its own: its head fills this window and the rest is dropped.
+                let take = len - 1;
+                w.extend_from_slice(&self.buffer[..take]);
+                c.extend_from_slice(&self.counted[..take]);
+                self.buffer.clear();
+                self.counted.clear();
+                self.docs_cut += 1;
+            }
+            break;
+        }
+        let real = w.len();
+        w.resize(len, EOT);
+        c.resize(len, false);
+        let r = (0..len).map(|i| i < real).collect();
+        (w, c, r)
+    }
+}
+
+/// How aligned windows ([`SourceCursor::set_aligned`]) of `len` tokens pack `source`, measured over its first
+/// `max_documents` documents (or its whole first pass, if shorter) in the order cursor `salt` of a mixer seeded
+/// `seed` reads them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AlignedPacking {
+    /// Windows drawn until the documents measured were all placed.
+    pub windows: u64,
+    /// Documents placed (whole or cut).
+    pub documents: u64,
+    /// Their targets: each document's tokens and its `<eot>` (a cut document's tokens in its window).
+    pub text_targets: u64,
+    /// Documents cut for being longer than a window.
+    pub cut: u64,
+}
+
+impl AlignedPacking {
+    /// Window targets (`len − 1` a window, padding included) per text target: what aligned windows cost over
+    /// stream windows for the same text.
+    pub fn overhead(&self, len: usize) -> f64 {
+        (self.windows * (len as u64 - 1)) as f64 / self.text_targets.max(1) as f64
+    }
+}
+
+/// Packs the first documents of `source` into aligned windows to measure [`AlignedPacking`].
+pub fn aligned_packing(
+    source: &dyn DocSource,
+    seed: u64,
+    salt: u64,
+    len: usize,
+    max_documents: u64,
+) -> AlignedPacking {
+    let mut cur = SourceCursor::new(source, seed, salt);
+    cur.set_aligned(true);
+    let n = source.cycle().min(max_documents);
+    let mut p = AlignedPacking {
+        windows: 0,
+        documents: 0,
+        text_targets: 0,
+        cut: 0,
+    };
+    while cur.docs_whole + cur.docs_cut < n {
+        let (_, _, real) = cur.next_window_flags(len);
+        p.windows += 1;
+        p.text_targets += real[1..].iter().filter(|&&r| r).count() as u64;
+    }
+    p.documents = cur.docs_whole + cur.docs_cut;
+    p.cut = cur.docs_cut;
+    p
 }
 
 /// Training windows from a mixture of sources: each window comes whole from one source, chosen at random with
@@ -1561,12 +1681,31 @@ impl<'a> WindowMixer<'a> {
         })
     }
 
+    /// Aligned windows for every source (see [`SourceCursor`]). Set before the first window.
+    pub fn set_aligned(&mut self, aligned: bool) {
+        for c in &mut self.cursors {
+            c.set_aligned(aligned);
+        }
+    }
+
+    /// Documents cut so far for being longer than an aligned window, over every source.
+    pub fn documents_cut(&self) -> u64 {
+        self.cursors.iter().map(|c| c.docs_cut).sum()
+    }
+
     pub fn next_window(&mut self, len: usize) -> Vec<u32> {
         self.next_window_counted(len).0
     }
 
     /// The next window with its per-token target flags (see [`SourceCursor::next_window_counted`]).
     pub fn next_window_counted(&mut self, len: usize) -> (Vec<u32>, Vec<bool>) {
+        let (w, c, r) = self.next_window_flags(len);
+        let c = c.iter().zip(&r).map(|(&c, &r)| c && r).collect();
+        (w, c)
+    }
+
+    /// The next window with both of its per-token flags (see [`SourceCursor::next_window_flags`]).
+    pub fn next_window_flags(&mut self, len: usize) -> (Vec<u32>, Vec<bool>, Vec<bool>) {
         let k = if self.cursors.len() == 1 {
             0
         } else {
@@ -1578,7 +1717,7 @@ impl<'a> WindowMixer<'a> {
         };
         self.windows += 1;
         self.per_source[k] += 1;
-        self.cursors[k].next_window_counted(len)
+        self.cursors[k].next_window_flags(len)
     }
 
     /// Draws and drops `windows` windows of `len` tokens: a resumed run replays its data cursor this way and then
@@ -1595,21 +1734,39 @@ impl<'a> WindowMixer<'a> {
         (x, y)
     }
 
-    /// A batch as (inputs, targets, target weights): a weight is 0 for a target inside a question's prompt and
-    /// 1 otherwise (answers, plain text, `<eot>`), for training on answers only.
+    /// A batch as (inputs, targets, target weights): a weight is 0 for a target inside a question's prompt or in
+    /// an aligned window's padding and 1 otherwise (answers, plain text, `<eot>`), for training on answers only.
     pub fn next_batch_masked(
         &mut self,
         batch: usize,
         context: usize,
     ) -> (Vec<i32>, Vec<i32>, Vec<f32>) {
+        self.next_batch_weighted(batch, context, true)
+    }
+
+    /// A batch as (inputs, targets, target weights). A weight is 0 for an aligned window's padding, and, with
+    /// `answers_only`, for a target inside a question's prompt; 1 otherwise. Stream windows without
+    /// `answers_only` weigh every target 1.
+    pub fn next_batch_weighted(
+        &mut self,
+        batch: usize,
+        context: usize,
+        answers_only: bool,
+    ) -> (Vec<i32>, Vec<i32>, Vec<f32>) {
         let mut x = Vec::with_capacity(batch * context);
         let mut y = Vec::with_capacity(batch * context);
         let mut m = Vec::with_capacity(batch * context);
         for _ in 0..batch {
-            let (w, c) = self.next_window_counted(context + 1);
+            let (w, c, r) = self.next_window_flags(context + 1);
             x.extend(w[..context].iter().map(|&t| t as i32));
             y.extend(w[1..].iter().map(|&t| t as i32));
-            m.extend(c[1..].iter().map(|&k| if k { 1.0f32 } else { 0.0 }));
+            m.extend(c[1..].iter().zip(&r[1..]).map(|(&c, &r)| {
+                if r && (c || !answers_only) {
+                    1.0f32
+                } else {
+                    0.0
+                }
+            }));
         }
         (x, y, m)
     }

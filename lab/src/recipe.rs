@@ -118,6 +118,10 @@ pub struct ReportSpec {
     /// the fit, the points where capacity binds (a model with room to spare stores all its data and would pull a
     /// fit through the origin below the capacity); every run is still plotted. None: every run.
     pub fit_min_rmax: Option<f64>,
+    /// With `fit = "plateau"`: the runs on the plateau are those whose training set's entropy is at least this
+    /// many bits per parameter (fixed in the recipe before running: past the capacity, where memorized bits no
+    /// longer grow with the data). None: every run.
+    pub plateau_min_entropy_per_param: Option<f64>,
 }
 
 /// Which law `physlab report` fits over an experiment's runs.
@@ -136,6 +140,11 @@ pub enum Fit {
     /// The excess loss over the entropy as a power law of the parameters counted for capacity.
     #[serde(rename = "params")]
     Params,
+    /// Morris et al.'s memorization capacity (uniform-token corpus runs over a dataset-size sweep): the plateau
+    /// of memorized bits per parameter over the runs whose training set holds at least
+    /// `plateau_min_entropy_per_param` bits of entropy per parameter.
+    #[serde(rename = "plateau")]
+    Plateau,
 }
 
 /// One headline metric: a path into eval.json (`bios.capacity_ratio`, `qa.qa_test.accuracy`, …: an array element
@@ -155,11 +164,21 @@ pub struct MetricSpec {
 impl ReportSpec {
     fn from_value(v: Value) -> Result<ReportSpec> {
         if let Some(f) = v.get("fit") {
-            if !matches!(f.as_str(), Some("" | "capacity" | "data" | "params")) {
-                bail!("report.fit = {f}: expected \"capacity\", \"data\" or \"params\"");
+            if !matches!(
+                f.as_str(),
+                Some("" | "capacity" | "data" | "params" | "plateau")
+            ) {
+                bail!(
+                    "report.fit = {f}: expected \"capacity\", \"data\", \"params\" or \"plateau\""
+                );
             }
         }
         let spec: ReportSpec = v.try_into().map_err(|e| anyhow!("report: {e}"))?;
+        if spec.plateau_min_entropy_per_param.is_some() && spec.fit != Fit::Plateau {
+            bail!(
+                "report.plateau_min_entropy_per_param selects the runs of the plateau: it needs fit = \"plateau\""
+            );
+        }
         if spec.fit_min_rmax.is_some() && spec.fit != Fit::Capacity {
             bail!("report.fit_min_rmax selects the runs of the capacity fit: it needs fit = \"capacity\"");
         }
@@ -238,6 +257,9 @@ fn recipe_keys() -> Table {
             .entry("precision")
             .or_insert(Value::String("auto".into()));
         train.entry("eval_every").or_insert(Value::Integer(0));
+        train
+            .entry("windows")
+            .or_insert(Value::String("stream".into()));
     }
     if let Some(Value::Table(eval)) = reference.get_mut("eval") {
         eval.entry("curve_questions")

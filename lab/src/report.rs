@@ -465,7 +465,26 @@ struct ReportJson<'a> {
     headline: Vec<&'a Headline>,
     capacity_law: Option<&'a ProportionalFit>,
     memorization_law: Option<&'a ProportionalFit>,
+    memorization_plateau: Option<&'a PlateauSection>,
     excess_power_law: Option<&'a physlab_eval::fit::PowerLawFit>,
+}
+
+/// `fit = "plateau"`: Morris et al.'s memorization capacity, the plateau of memorized bits per parameter over
+/// the runs whose training set holds at least `threshold` bits of entropy per parameter.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlateauSection {
+    /// Bits of training-set entropy per parameter from which a run is on the plateau (None: every run).
+    pub threshold: Option<f64>,
+    /// Runs with memorized bits, and those on the plateau.
+    pub runs: usize,
+    pub on_plateau: usize,
+    /// Memorized bits per parameter (all parameters) over the runs on the plateau, with the 95% t-interval of
+    /// their mean (None for fewer than two).
+    pub bits_per_param: Option<SeedStats>,
+    pub ci95: Option<(f64, f64)>,
+    /// Memorized bits against the training set's entropy (bits), per point (mean ± std over seeds).
+    #[serde(skip)]
+    pub series: Vec<Series>,
 }
 
 fn fmt(v: f64, digits: usize) -> String {
@@ -578,6 +597,7 @@ pub struct Computed {
     headline: Vec<HeadlineRow>,
     pub capacity: CapacitySection,
     pub memorization_law: Option<ProportionalFit>,
+    pub plateau: Option<PlateauSection>,
     pub excess: Option<ExcessSection>,
     /// Training loss per point, mean over seeds.
     loss: Vec<Series>,
@@ -603,6 +623,56 @@ impl Computed {
 /// Load: every finished run of `runs_dir/<experiment>/`.
 pub fn load(runs_dir: &Path, experiment: &str) -> Result<Vec<Run>> {
     collect_runs(&runs_dir.join(experiment))
+}
+
+/// The memorization plateau over `runs` (see [`PlateauSection`]).
+fn plateau_section(runs: &[Run], names: &[String], spec: &ReportSpec) -> PlateauSection {
+    // (training-set entropy in bits, memorized bits, parameters) of a run.
+    let of = |r: &Run| -> Option<(f64, f64, f64)> {
+        let h = lookup(&r.eval, "corpus.entropy_bits_per_token")?;
+        let tokens = lookup(&r.eval, "corpus.tokens")?;
+        Some((
+            h * tokens,
+            lookup(&r.eval, "corpus.memorized_bits")?,
+            lookup(&r.eval, "corpus.params.total")?,
+        ))
+    };
+    let all: Vec<(f64, f64, f64)> = runs.iter().filter_map(of).collect();
+    let on: Vec<f64> = all
+        .iter()
+        .filter(|(x, _, p)| {
+            spec.plateau_min_entropy_per_param
+                .is_none_or(|t| x / p >= t)
+        })
+        .map(|(_, m, p)| m / p)
+        .collect();
+    let stats = SeedStats::of(&on);
+    let ci95 = stats.as_ref().filter(|s| s.n >= 2).map(|s| {
+        let half =
+            physlab_eval::stats::t_quantile(0.95, (s.n - 1) as f64) * s.std / (s.n as f64).sqrt();
+        (s.mean - half, s.mean + half)
+    });
+    let mut series = Vec::new();
+    for p in names {
+        let pts: Vec<(f64, f64, f64)> = of_point(runs, p).filter_map(of).collect();
+        let mem: Vec<f64> = pts.iter().map(|t| t.1).collect();
+        if let (Some(first), Some(s)) = (pts.first(), SeedStats::of(&mem)) {
+            series.push(Series {
+                name: format!("{p} (mean ± std, n = {})", s.n),
+                points: vec![(first.0, s.mean)],
+                error: Some(vec![s.std]),
+                style: Style::Points,
+            });
+        }
+    }
+    PlateauSection {
+        threshold: spec.plateau_min_entropy_per_param,
+        runs: all.len(),
+        on_plateau: on.len(),
+        bits_per_param: stats,
+        ci95,
+        series,
+    }
 }
 
 /// Compute: statistics over seeds per point, the headline against the published figures, the fits the spec asks
@@ -743,7 +813,7 @@ pub fn compute(
         .iter()
         .filter_map(|r| {
             Some((
-                lookup(&r.eval, "corpus.params.capacity")?,
+                lookup(&r.eval, "corpus.params.total")?,
                 lookup(&r.eval, "corpus.memorized_bits")?,
             ))
         })
@@ -758,6 +828,7 @@ pub fn compute(
         None
     };
     let excess = matches!(spec.fit, Fit::Data | Fit::Params).then(|| excess_section(runs, spec));
+    let plateau = (spec.fit == Fit::Plateau).then(|| plateau_section(runs, &names, spec));
 
     // Loss curves: the mean over seeds of each point.
     let mut loss = Vec::new();
@@ -831,6 +902,7 @@ pub fn compute(
             series: cap_series,
         },
         memorization_law,
+        plateau,
         excess,
         loss,
         accuracy,
@@ -929,6 +1001,20 @@ fn plots(c: &Computed) -> Vec<(&'static str, Plot)> {
                 log_y: true,
                 series: c.capacity.series.clone(),
                 guides: vec![("2 bits/param".into(), 2.0), ("1 bit/param".into(), 1.0)],
+            },
+        ));
+    }
+    if let Some(pl) = c.plateau.as_ref().filter(|p| !p.series.is_empty()) {
+        out.push((
+            "plateau.svg",
+            Plot {
+                title: format!("{experiment}: memorized bits vs the training set's entropy"),
+                x_label: "training-set entropy (bits)".into(),
+                y_label: "memorized bits (Morris)".into(),
+                log_x: true,
+                log_y: true,
+                series: pl.series.clone(),
+                guides: vec![("all of it".into(), 1.0)],
             },
         ));
     }
@@ -1119,6 +1205,36 @@ pub fn render_md(c: &Computed) -> Result<String> {
             f.points, f.slope.value, f.slope.std_error, f.slope.ci95.0, f.slope.ci95.1, f.r2
         )?;
     }
+    if let Some(pl) = &c.plateau {
+        writeln!(md, "## Memorization plateau (Morris et al.)\n")?;
+        let which = match pl.threshold {
+            Some(t) => format!(
+                "the {} of {} runs whose training set holds ≥ {t} bits of entropy per parameter",
+                pl.on_plateau, pl.runs
+            ),
+            None => format!("all {} runs", pl.runs),
+        };
+        match (&pl.bits_per_param, pl.ci95) {
+            (Some(s), Some((lo, hi))) => writeln!(
+                md,
+                "Memorized bits per parameter (all parameters) over {which}: **{:.4} bits/param** (std {:.4}; \
+                 95% CI {lo:.4} – {hi:.4}).\n",
+                s.mean, s.std
+            )?,
+            (Some(s), None) => writeln!(
+                md,
+                "Memorized bits per parameter over {which}: {:.4} (one run: no interval yet).\n",
+                s.mean
+            )?,
+            _ => writeln!(md, "No run on the plateau yet ({which}).\n")?,
+        }
+        if !pl.series.is_empty() {
+            writeln!(
+                md,
+                "![memorized bits vs training-set entropy](plots/plateau.svg)\n"
+            )?;
+        }
+    }
     if let Some(e) = &c.excess {
         if e.excluded > 0 {
             writeln!(
@@ -1210,6 +1326,7 @@ pub fn render_json(c: &Computed) -> Result<Vec<u8>> {
         headline: c.headline(),
         capacity_law: c.capacity.fit.as_ref(),
         memorization_law: c.memorization_law.as_ref(),
+        memorization_plateau: c.plateau.as_ref(),
         excess_power_law: c.excess.as_ref().and_then(|e| e.fit.as_ref()),
     };
     Ok(serde_json::to_vec_pretty(&json)?)
@@ -1278,6 +1395,45 @@ mod tests {
     fn bios(params: f64, bits: f64, rmax: f64) -> serde_json::Value {
         // The used-rows count is set apart from the paper's so that a fit on the wrong one fails.
         json!({ "bios": { "bits": bits, "params": { "total": params, "capacity": 0.5 * params }, "capacity_ratio_max": rmax } })
+    }
+
+    /// The memorization plateau is the mean memorized bits per parameter over the runs past the threshold of
+    /// training-set entropy per parameter, with the t-interval of that mean (closed form with t(0.975, 2)).
+    #[test]
+    fn the_memorization_plateau_is_the_mean_past_the_threshold() {
+        let corpus = |tokens: f64, mem: f64| {
+            json!({ "corpus": { "entropy_bits_per_token": 9.0, "tokens": tokens, "memorized_bits": mem,
+                                "params": { "total": 1000.0, "capacity": 500.0 } } })
+        };
+        // Training sets of 9,000 / 36,000 / 72,000 bits for 1,000 parameters: 9, 36 and 72 bits per parameter.
+        let runs = vec![
+            run("n=1", 0, corpus(1000.0, 8500.0)),
+            run("n=4", 0, corpus(4000.0, 3400.0)),
+            run("n=8", 0, corpus(8000.0, 3500.0)),
+            run("n=8", 1, corpus(8000.0, 3600.0)),
+        ];
+        let spec = ReportSpec {
+            fit: Fit::Plateau,
+            plateau_min_entropy_per_param: Some(20.0),
+            ..Default::default()
+        };
+        let c = compute("x", Path::new("runs/x"), &runs, &spec, "").unwrap();
+        let pl = c.plateau.as_ref().expect("a plateau section");
+        assert_eq!((pl.runs, pl.on_plateau), (4, 3));
+        let s = pl.bits_per_param.as_ref().unwrap();
+        assert!((s.mean - 3.5).abs() < 1e-12, "{}", s.mean);
+        assert!((s.std - 0.1).abs() < 1e-12, "{}", s.std);
+        // t(0.975, 2) = (2q − 1)/√(2q(1 − q)) at q = 0.975 = 0.95/√0.04875 = 4.302652729749464.
+        let half = 4.302_652_729_749_464 * 0.1 / 3f64.sqrt();
+        let (lo, hi) = pl.ci95.unwrap();
+        assert!((lo - (3.5 - half)).abs() < 1e-9 && (hi - (3.5 + half)).abs() < 1e-9);
+        assert_eq!(pl.series.len(), 3, "every point is plotted");
+        let md = render_md(&c).unwrap();
+        assert!(
+            md.contains("the 3 of 4 runs whose training set holds ≥ 20 bits"),
+            "{md}"
+        );
+        assert!(md.contains("**3.5000 bits/param**"), "{md}");
     }
 
     /// An eval.json of an older build (ratios over the used embedding rows, memorized bits as the aggregate) is

@@ -24,7 +24,7 @@ use physlab_generators::WindowMixer;
 use physlab_trainer::model::Gpt;
 use physlab_trainer::quant::{quantize, Quant};
 use physlab_trainer::train::{train, train_with_eval, StepEval};
-use physlab_trainer::{CpuTrain, GptShape, ParamCounts, TrainOutcome};
+use physlab_trainer::{CpuTrain, GptShape, ParamCounts, TrainOutcome, Windows};
 use tracing::info;
 
 use crate::recipe::{Point, RunConfig};
@@ -380,6 +380,14 @@ pub fn check_memory(p: &Point, pl: &Plan) -> Result<()> {
     Ok(())
 }
 
+/// A dry run's estimate of the window targets one pass fills with aligned windows: `docs` documents of about
+/// `tokens_per_doc` tokens each (their `<eot>` included) packed whole, ⌊context / tokens_per_doc⌋ to a window
+/// (at least one), each window `context` targets. The run itself measures the packing of its first pass.
+fn aligned_estimate(docs: f64, tokens_per_doc: f64, context: usize) -> f64 {
+    let per_window = (context as f64 / tokens_per_doc).floor().max(1.0);
+    (docs / per_window).ceil() * context as f64
+}
+
 pub fn plan(cfg: &RunConfig) -> Result<Plan> {
     if let Some(dc) = &cfg.corpus {
         return plan_corpus(cfg, dc);
@@ -402,7 +410,12 @@ pub fn plan(cfg: &RunConfig) -> Result<Plan> {
         .model
         .shape(bios.tokenizer.vocab_size(), cfg.train.context)
         .map_err(anyhow::Error::msg)?;
-    let tokens_per_exposure = cfg.data.people as f64 * tpb / bio_share;
+    let tokens_per_exposure = match cfg.train.windows {
+        Windows::Stream => cfg.data.people as f64 * tpb / bio_share,
+        Windows::Aligned => {
+            aligned_estimate(cfg.data.people as f64, tpb, cfg.train.context) / bio_share
+        }
+    };
     let steps = cfg.train.total_steps(tokens_per_exposure);
     let params_total = shape.num_params(bios.tokenizer.vocab_size()).total;
     // The streams trained on besides the biographies (a finetune's named streams in equal shares, or the
@@ -475,7 +488,12 @@ fn plan_corpus(cfg: &RunConfig, dc: &DataConfig) -> Result<Plan> {
         DataConfig::BioD(c) => BioD::build(c, cfg.seed)?.perfect_recall_bits(),
         _ => entropy * (docs * tokens_per_doc) as f64,
     };
-    let tokens_per_exposure = docs as f64 * (tokens_per_doc + 1) as f64;
+    let tokens_per_exposure = match cfg.train.windows {
+        Windows::Stream => docs as f64 * (tokens_per_doc + 1) as f64,
+        Windows::Aligned => {
+            aligned_estimate(docs as f64, (tokens_per_doc + 1) as f64, cfg.train.context)
+        }
+    };
     let vocab = corpus.tokenizer().vocab_size();
     let shape = cfg
         .model
@@ -534,9 +552,14 @@ pub fn plan_line_of(p: &Point, pl: &Plan) -> Result<String> {
             format!("train.tokens = {}", c.train.tokens)
         } else {
             format!(
-                "{docs} documents × {} tokens × {} passes",
+                "{docs} documents × {} tokens × {} passes{}",
                 len + 1,
-                c.train.exposures
+                c.train.exposures,
+                if c.train.windows == Windows::Aligned {
+                    " in aligned windows (their padding estimated)"
+                } else {
+                    ""
+                }
             )
         };
         let what = if h.is_nan() {
@@ -574,8 +597,15 @@ pub fn plan_line_of(p: &Point, pl: &Plan) -> Result<String> {
         format!("train.tokens = {}", c.train.tokens)
     } else {
         format!(
-            "N={} × ~{:.1} tokens/bio × {} exposures",
-            c.data.people, pl.tokens_per_biography, c.train.exposures
+            "N={} × ~{:.1} tokens/bio × {} exposures{}",
+            c.data.people,
+            pl.tokens_per_biography,
+            c.train.exposures,
+            if c.train.windows == Windows::Aligned {
+                " in aligned windows (their padding estimated)"
+            } else {
+                ""
+            }
         )
     };
     let mut extra = String::new();
@@ -1208,6 +1238,57 @@ struct Evaluation {
     table: String,
 }
 
+/// Documents packed to measure aligned windows' padding (the first pass's first ones, in training's order).
+const ALIGNED_SAMPLE_DOCUMENTS: u64 = 200_000;
+
+/// Training tokens (window targets, padding included) for one exposure with aligned windows: the stream budget
+/// ([`physlab_generators::Manifest::tokens_for_exposures`]) times the padding overhead, measured by packing the
+/// first documents of the exposure stream in the order training reads them. Logs the packing.
+fn aligned_tokens_per_exposure(
+    cfg: &RunConfig,
+    manifest: &physlab_generators::Manifest,
+    sources: &[(MixSource<'_>, f64)],
+) -> Result<f64> {
+    let stream = &manifest.exposure.stream;
+    let names: Vec<&str> = if cfg.train.streams.is_empty() {
+        manifest.mixture.iter().map(|m| m.stream.as_str()).collect()
+    } else {
+        cfg.train.streams.iter().map(String::as_str).collect()
+    };
+    let Some(i) = names.iter().position(|n| n == stream) else {
+        bail!(
+            "train.windows = \"aligned\" with an exposure budget needs the exposure stream {stream:?} among the \
+             training streams ({}); set train.steps or train.tokens instead",
+            names.join(", ")
+        );
+    };
+    let context = cfg.train.context;
+    let p = physlab_generators::corpus::aligned_packing(
+        &sources[i].0,
+        cfg.seed,
+        i as u64,
+        context + 1,
+        ALIGNED_SAMPLE_DOCUMENTS,
+    );
+    let overhead = p.overhead(context + 1);
+    info!(
+        "aligned windows: {} documents of {stream:?} fill {} windows of {context} targets ({:.1}% text, the rest \
+         padding; budget ×{overhead:.4}){}",
+        p.documents,
+        p.windows,
+        100.0 / overhead,
+        if p.cut > 0 {
+            format!(
+                "; {} of them are longer than the window and are cut",
+                p.cut
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(manifest.tokens_for_exposures(1.0) * overhead)
+}
+
 /// Takes a run through its pipeline, in a folder already owned, created and holding config.resolved.toml.
 fn execute(run: &Run<'_>, pipeline: &dyn Pipeline) -> Result<()> {
     let cfg = &run.point.config;
@@ -1216,7 +1297,10 @@ fn execute(run: &Run<'_>, pipeline: &dyn Pipeline) -> Result<()> {
     let manifest = &dataset.manifest;
     let sources = pipeline.sources(&dataset)?;
     let mut windows = mixer(&sources, cfg.seed)?;
-    let tokens_per_exposure = manifest.tokens_for_exposures(1.0);
+    let tokens_per_exposure = match cfg.train.windows {
+        Windows::Stream => manifest.tokens_for_exposures(1.0),
+        Windows::Aligned => aligned_tokens_per_exposure(cfg, manifest, &sources)?,
+    };
     let shape = cfg
         .model
         .shape(manifest.vocab_size, cfg.train.context)
@@ -1248,7 +1332,7 @@ fn execute(run: &Run<'_>, pipeline: &dyn Pipeline) -> Result<()> {
         );
     } else {
         info!(
-            "budget: {} exposures of {:.0} tokens each ({}; {:.3} of the windows) → {} steps of {}×{} tokens",
+            "budget: {} exposures of {:.0} tokens each ({}; {:.3} of the window targets) → {} steps of {}×{} tokens",
             cfg.train.exposures,
             manifest.exposure.tokens,
             manifest.exposure.unit,

@@ -18,7 +18,7 @@ pub mod train;
 pub use burn;
 pub use model::{Gpt, GptShape, ModelConfig, ParamCounts};
 pub use precision::Precision;
-pub use train::{LossOn, TrainConfig, TrainError, TrainOutcome};
+pub use train::{LossOn, TrainConfig, TrainError, TrainOutcome, Windows};
 
 /// The default CPU backend.
 pub type Cpu = burn::backend::Flex;

@@ -91,10 +91,32 @@ pub struct TrainConfig {
     /// before the key existed stay the same.
     #[serde(skip_serializing_if = "is_zero")]
     pub eval_every: usize,
+    /// How documents are cut into training windows: `stream` (they run on from one window into the next; the
+    /// default) or `aligned` (every window opens with `<eot>` and a whole document, documents never split, the
+    /// rest padded and not trained on; the paper's windows, see [`physlab_generators::corpus::SourceCursor`]).
+    /// With `aligned`, an exposure budget counts the windows a pass fills. Not written when `stream`, so the
+    /// resolved configs of runs made before the key existed stay the same.
+    #[serde(skip_serializing_if = "Windows::is_stream")]
+    pub windows: Windows,
 }
 
 fn is_zero(v: &usize) -> bool {
     *v == 0
+}
+
+/// `train.windows`: see [`TrainConfig::windows`].
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Windows {
+    #[default]
+    Stream,
+    Aligned,
+}
+
+impl Windows {
+    pub fn is_stream(&self) -> bool {
+        *self == Windows::Stream
+    }
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -132,6 +154,7 @@ impl Default for TrainConfig {
             lora_alpha: 0.0,
             precision: Precision::Auto,
             eval_every: 0,
+            windows: Windows::Stream,
         }
     }
 }
@@ -351,10 +374,13 @@ pub fn train_step<B: TrainBackend>(
     let y = Tensor::<B, 2, Int>::from_data(TensorData::new(y, [b, t]), device);
     let (logits, aux) = model.forward_aux(x);
     let nll = token_nll(logits, y);
+    // Every target counts (stream windows, the loss on all tokens): the plain mean. Otherwise the mean over the
+    // targets whose weight is 1: answers only, or an aligned window's text without its padding.
+    let every = cfg.loss_on == LossOn::All && w.iter().all(|&x| x == 1.0);
     let lm_loss = match cfg.loss_on {
-        LossOn::All => nll.mean(),
-        LossOn::Answers => {
-            // Mean over the answer tokens of the batch (a batch with none gives 0).
+        _ if every => nll.mean(),
+        LossOn::All | LossOn::Answers => {
+            // Mean over the targets of weight 1 (a batch with none gives 0).
             let n = w.iter().sum::<f32>().max(1.0);
             let w = Tensor::<B, 2>::from_data(TensorData::new(w, [b, t]), device);
             (nll * w).sum().div_scalar(n)
@@ -532,6 +558,8 @@ pub fn train_with_eval<B: TrainBackend>(
         return Err(TrainError::Config(problems.join("; ")));
     }
     let total = cfg.total_steps(tokens_per_exposure);
+    // Before any window is drawn (a resume replays the windows the same way).
+    data.set_aligned(cfg.windows == Windows::Aligned);
     // Products in the run's precision until training ends; the returned model is evaluated in f32.
     let precision = cfg.precision.resolve::<B>();
     let scope = PrecisionScope::enter(precision);
@@ -755,7 +783,7 @@ pub fn train_with_eval<B: TrainBackend>(
     let elapsed_before = st.elapsed_s;
     for step in st.step..total {
         let lr = lr_at(step, total, cfg.lr, warmup, cfg.min_lr_ratio);
-        let (x, y, w) = data.next_batch_masked(b, t);
+        let (x, y, w) = data.next_batch_weighted(b, t, cfg.loss_on == LossOn::Answers);
         st.windows += b as u64;
         let (m, r) = train_step(
             model,
