@@ -41,9 +41,42 @@ pub fn documents_nll_bits_each<B: Kernels>(
     batch: usize,
     device: &B::Device,
 ) -> Vec<(f64, usize)> {
+    documents_nll_bits_at(model, docs, Positions::ALL, context, batch, device)
+}
+
+/// Which content positions of a document an evaluation scores: those t with t mod `period` = `offset` (every
+/// token: period 1, offset 0; the value tokens of a facts corpus: period L + 1, offset L).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Positions {
+    pub period: usize,
+    pub offset: usize,
+}
+
+impl Positions {
+    pub const ALL: Positions = Positions {
+        period: 1,
+        offset: 0,
+    };
+
+    pub fn includes(&self, t: usize) -> bool {
+        t % self.period.max(1) == self.offset
+    }
+}
+
+/// [`documents_nll_bits_each`] over the content positions `at` only (the model still reads every token): (NLL in
+/// bits, tokens scored) for each of `docs`, in order.
+pub fn documents_nll_bits_at<B: Kernels>(
+    model: &Gpt<B>,
+    docs: &[Vec<u32>],
+    at: Positions,
+    context: usize,
+    batch: usize,
+    device: &B::Device,
+) -> Vec<(f64, usize)> {
     assert!(context >= 2, "a context of at least two tokens");
     // Windows of ≤ context + 1 tokens: input = window[..n-1], targets = window[1..]; each remembers its document.
-    let mut windows: Vec<(usize, Vec<u32>)> = Vec::new();
+    // (document, content position of the window's first target, tokens).
+    let mut windows: Vec<(usize, usize, Vec<u32>)> = Vec::new();
     for (i, d) in docs.iter().enumerate() {
         let mut seq = Vec::with_capacity(d.len() + 1);
         seq.push(EOT);
@@ -51,19 +84,20 @@ pub fn documents_nll_bits_each<B: Kernels>(
         let mut start = 0;
         while start + 1 < seq.len() {
             let end = (start + context + 1).min(seq.len());
-            windows.push((i, seq[start..end].to_vec()));
+            windows.push((i, start, seq[start..end].to_vec()));
             start = end - 1;
         }
     }
     let mut each = vec![(0.0f64, 0usize); docs.len()];
     for chunk in windows.chunks(batch.max(1)) {
-        let seqs: Vec<Vec<u32>> = chunk.iter().map(|(_, w)| w.clone()).collect();
+        let seqs: Vec<Vec<u32>> = chunk.iter().map(|(_, _, w)| w.clone()).collect();
         let s = score(model, &seqs, device);
-        for (row, (doc, w)) in chunk.iter().enumerate() {
-            for k in 0..w.len() - 1 {
+        for (row, (doc, first, w)) in chunk.iter().enumerate() {
+            // Target k of the window is content position first + k (the window's token 0 is <eot> or context).
+            for k in (0..w.len() - 1).filter(|k| at.includes(first + k)) {
                 each[*doc].0 += s.nll[row * s.width + k] as f64 / std::f64::consts::LN_2;
+                each[*doc].1 += 1;
             }
-            each[*doc].1 += w.len() - 1;
         }
     }
     each
@@ -80,6 +114,58 @@ pub fn morris_memorized_bits(model_bits: &[f64], reference_bits: &[f64]) -> f64 
         .zip(reference_bits)
         .map(|(&m, &r)| (r - m).max(0.0))
         .sum()
+}
+
+/// Early stopping on held-out data (`train.eval_every` on a Zipf or Markov run): the excess loss was measured
+/// while training on validation documents and on the held-out test documents (both fresh samples, disjoint from
+/// each other and from the training set); the step reported is the one where the *validation* excess was lowest,
+/// and the figure reported is the *test* excess at that step, so the choice never looks at the test documents.
+/// This is the stopping rule of the data sweep: a small training set is trained past its best point and would
+/// otherwise be scored over-fitted, a large one under-trained.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EarlyStopping {
+    /// Evaluations made (steps on the curve).
+    pub evaluations: usize,
+    /// The step with the lowest validation excess (the first such step on ties).
+    pub best_step: usize,
+    /// The last step evaluated (the end of training).
+    pub last_step: usize,
+    /// The validation excess at `best_step` (bits/token, over the validation sample's true surprisal).
+    pub validation_excess_bits_per_token: f64,
+    /// The test excess at `best_step`: the figure the data sweep fits.
+    pub excess_bits_per_token: f64,
+    /// The test excess at the last step, for comparison (the figure without early stopping).
+    pub last_excess_bits_per_token: f64,
+    /// Whether the best step was the last one evaluated: training may not have reached its best point, so the
+    /// figure is an upper bound (a longer run could score lower).
+    pub best_is_last: bool,
+}
+
+/// Picks the early-stopping step from `(step, validation excess, test excess)` triples (any order; the last
+/// triple given for a step wins, as when a resumed run wrote a step again). None when there are none or a
+/// validation value is not finite.
+pub fn early_stopping(curve: &[(usize, f64, f64)]) -> Option<EarlyStopping> {
+    let mut by_step: std::collections::BTreeMap<usize, (f64, f64)> = Default::default();
+    for &(s, v, t) in curve {
+        by_step.insert(s, (v, t));
+    }
+    if by_step.values().any(|(v, _)| !v.is_finite()) {
+        return None;
+    }
+    let (&last_step, &(_, last_test)) = by_step.iter().next_back()?;
+    let (&best_step, &(best_v, best_t)) =
+        by_step
+            .iter()
+            .reduce(|a, b| if b.1 .0 < a.1 .0 { b } else { a })?;
+    Some(EarlyStopping {
+        evaluations: by_step.len(),
+        best_step,
+        last_step,
+        validation_excess_bits_per_token: best_v,
+        excess_bits_per_token: best_t,
+        last_excess_bits_per_token: last_test,
+        best_is_last: best_step == last_step,
+    })
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -126,6 +212,7 @@ pub fn evaluate_corpus<B: Kernels>(
     model: &Gpt<B>,
     kind: &str,
     docs: &[Vec<u32>],
+    at: Positions,
     entropy_bits_per_token: f64,
     sample_surprisal_bits: Option<f64>,
     held_out: bool,
@@ -135,7 +222,7 @@ pub fn evaluate_corpus<B: Kernels>(
     batch: usize,
     device: &B::Device,
 ) -> CorpusEval {
-    let each = documents_nll_bits_each(model, docs, context, batch, device);
+    let each = documents_nll_bits_at(model, docs, at, context, batch, device);
     let (bits, tokens) = each
         .iter()
         .fold((0.0, 0), |(b, t), &(db, dt)| (b + db, t + dt));

@@ -6,6 +6,7 @@ use crate::biod::{BioD, BioDConfig};
 use crate::bios::{BioS, BioSConfig};
 use crate::corpus::Corpus;
 use crate::error::GenError;
+use crate::facts::{Facts, FactsConfig};
 use crate::zipf::{Uniform, UniformConfig, Zipf, ZipfConfig};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -24,6 +25,9 @@ pub enum DataConfig {
     /// Uniform random tokens (the memorization probe).
     #[serde(rename = "uniform")]
     Uniform(UniformConfig),
+    /// Zipf-frequency facts (the quanta model of data scaling).
+    #[serde(rename = "facts")]
+    Facts(FactsConfig),
 }
 
 impl Default for DataConfig {
@@ -33,7 +37,7 @@ impl Default for DataConfig {
 }
 
 /// The kinds a dataset can be.
-pub const KINDS: &[&str] = &["bioS", "bioD", "zipf", "markov", "uniform"];
+pub const KINDS: &[&str] = &["bioS", "bioD", "zipf", "markov", "uniform", "facts"];
 
 impl DataConfig {
     /// The config a dataset was written from, read back from its manifest (`kind` and `config`), so that its
@@ -62,6 +66,7 @@ impl DataConfig {
                 ..ZipfConfig::default()
             })),
             "uniform" => Some(DataConfig::Uniform(UniformConfig::default())),
+            "facts" => Some(DataConfig::Facts(FactsConfig::default())),
             _ => None,
         }
     }
@@ -73,6 +78,7 @@ impl DataConfig {
             DataConfig::Zipf(_) => "zipf",
             DataConfig::Markov(_) => "markov",
             DataConfig::Uniform(_) => "uniform",
+            DataConfig::Facts(_) => "facts",
         }
     }
 
@@ -99,6 +105,7 @@ impl DataConfig {
                 p
             }
             DataConfig::Uniform(c) => c.problems(),
+            DataConfig::Facts(c) => c.problems(),
         }
     }
 
@@ -109,6 +116,7 @@ impl DataConfig {
             DataConfig::BioD(c) => Box::new(BioD::build(c, seed)?),
             DataConfig::Zipf(c) | DataConfig::Markov(c) => Box::new(Zipf::build(c, seed)?),
             DataConfig::Uniform(c) => Box::new(Uniform::build(c, seed)?),
+            DataConfig::Facts(c) => Box::new(Facts::build(c, seed)?),
         })
     }
 }

@@ -10,6 +10,7 @@ pub mod bits;
 pub mod corpus;
 pub mod data;
 pub mod error;
+pub mod facts;
 pub mod fsio;
 pub mod people;
 pub mod pools;

@@ -340,7 +340,7 @@ impl Zipf {
     }
 }
 
-fn train_stream(documents: usize, about: String) -> Vec<StreamSpec> {
+pub(crate) fn train_stream(documents: usize, about: String) -> Vec<StreamSpec> {
     vec![StreamSpec {
         name: "train".into(),
         documents: documents as u64,
@@ -350,7 +350,7 @@ fn train_stream(documents: usize, about: String) -> Vec<StreamSpec> {
     }]
 }
 
-fn one_pass(measured: &[StreamSummary], documents: usize) -> Exposure {
+pub(crate) fn one_pass(measured: &[StreamSummary], documents: usize) -> Exposure {
     let tokens = measured
         .iter()
         .find(|s| s.name == "train")

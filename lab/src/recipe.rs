@@ -88,10 +88,15 @@ impl RunConfig {
         if self.eval.batch == 0 {
             p.push("eval.batch must be ≥ 1".into());
         }
-        if self.train.eval_every > 0 && self.corpus.is_some() {
-            p.push("train.eval_every draws an accuracy curve of bioS questions; a `corpus` run has none".into());
+        if self.train.eval_every > 0
+            && matches!(
+                self.corpus,
+                Some(DataConfig::Uniform(_) | DataConfig::BioD(_) | DataConfig::BioS(_))
+            )
+        {
+            p.push("train.eval_every draws an accuracy curve of bioS questions, or the held-out excess of a zipf or markov corpus for early stopping; a uniform or bioD corpus run has neither".into());
         }
-        if self.train.eval_every > 0 && self.eval.curve_questions == 0 {
+        if self.train.eval_every > 0 && self.corpus.is_none() && self.eval.curve_questions == 0 {
             p.push("eval.curve_questions must be ≥ 1 when train.eval_every draws a curve".into());
         }
         p
@@ -122,6 +127,13 @@ pub struct ReportSpec {
     /// many bits per parameter (fixed in the recipe before running: past the capacity, where memorized bits no
     /// longer grow with the data). None: every run.
     pub plateau_min_entropy_per_param: Option<f64>,
+    /// With `fit = "data"` / `"params"`: the eval.json path of the excess loss fitted (default
+    /// `corpus.excess_bits_per_token`, the end of training; `early_stopping.excess_bits_per_token` for the
+    /// held-out figure at the validation minimum, `train.eval_every`).
+    pub fit_excess: Option<String>,
+    /// With `fit = "params"`: the eval.json path of the parameter count (default `corpus.params.capacity`;
+    /// `corpus.params.non_embedding` for a count without the embedding).
+    pub fit_params: Option<String>,
 }
 
 /// Which law `physlab report` fits over an experiment's runs.
@@ -177,6 +189,14 @@ impl ReportSpec {
         if spec.plateau_min_entropy_per_param.is_some() && spec.fit != Fit::Plateau {
             bail!(
                 "report.plateau_min_entropy_per_param selects the runs of the plateau: it needs fit = \"plateau\""
+            );
+        }
+        if spec.fit_excess.is_some() && !matches!(spec.fit, Fit::Data | Fit::Params) {
+            bail!("report.fit_excess names the excess loss of a power-law fit: it needs fit = \"data\" or \"params\"");
+        }
+        if spec.fit_params.is_some() && spec.fit != Fit::Params {
+            bail!(
+                "report.fit_params names the parameter count of the fit: it needs fit = \"params\""
             );
         }
         if spec.fit_min_rmax.is_some() && spec.fit != Fit::Capacity {

@@ -403,6 +403,17 @@ fn columns(runs: &[Run], spec: &ReportSpec) -> Vec<Column> {
         "corpus.bits_per_param",
         4,
     ));
+    cols.push(c(
+        "early stopping: held-out excess at the validation minimum (bits/token)",
+        "early_stopping.excess_bits_per_token",
+        4,
+    ));
+    cols.push(c("early stopping: its step", "early_stopping.best_step", 0));
+    cols.push(c(
+        "early stopping: held-out excess at the last step (bits/token)",
+        "early_stopping.last_excess_bits_per_token",
+        4,
+    ));
     cols.push(c("corpus: data tokens", "data_tokens", 0));
     cols.push(c("final training loss (nats/token)", "train.final_loss", 3));
     cols.push(Column {
@@ -564,6 +575,8 @@ pub struct ExcessSection {
     pub excluded: usize,
     /// "training tokens D" or "parameters N".
     what: &'static str,
+    /// The eval.json paths of x and of the excess loss fitted.
+    paths: (String, String),
     pub fit: Option<physlab_eval::fit::PowerLawFit>,
     expected: Option<f64>,
     /// The runs, the fitted line and the theory's line.
@@ -926,16 +939,20 @@ fn excess_section(runs: &[Run], spec: &ReportSpec) -> ExcessSection {
     let (xpath, what) = if spec.fit == Fit::Data {
         ("data_tokens", "training tokens D")
     } else {
-        ("corpus.params.capacity", "parameters N")
+        (
+            spec.fit_params
+                .as_deref()
+                .unwrap_or("corpus.params.capacity"),
+            "parameters N",
+        )
     };
+    let ypath = spec
+        .fit_excess
+        .as_deref()
+        .unwrap_or("corpus.excess_bits_per_token");
     let pts: Vec<(f64, f64)> = runs
         .iter()
-        .filter_map(|r| {
-            Some((
-                lookup(&r.eval, xpath)?,
-                lookup(&r.eval, "corpus.excess_bits_per_token")?,
-            ))
-        })
+        .filter_map(|r| Some((lookup(&r.eval, xpath)?, lookup(&r.eval, ypath)?)))
         .collect();
     let positive: Vec<(f64, f64)> = pts.iter().copied().filter(|p| p.1 > 0.0).collect();
     let (x, y): (Vec<f64>, Vec<f64>) = positive.iter().copied().unzip();
@@ -978,6 +995,7 @@ fn excess_section(runs: &[Run], spec: &ReportSpec) -> ExcessSection {
         }
     }
     ExcessSection {
+        paths: (xpath.to_string(), ypath.to_string()),
         excluded: pts.len() - positive.len(),
         what,
         fit,
@@ -1249,7 +1267,7 @@ pub fn render_md(c: &Computed) -> Result<String> {
                 writeln!(
                     md,
                     "## Power law\n\nexcess loss = c · {}^−a, least squares on logs over {} runs: **a = {:.4}** \
-                     (standard error {:.4}; 95% CI {:.4} – {:.4}; R² {:.3}){}.\n",
+                     (standard error {:.4}; 95% CI {:.4} – {:.4}; R² {:.3}){}. The excess is `{}`, x is `{}`.\n",
                     e.what,
                     f.points,
                     f.exponent.value,
@@ -1259,7 +1277,9 @@ pub fn render_md(c: &Computed) -> Result<String> {
                     f.r2,
                     e.expected
                         .map(|e| format!("; theory: a = {e:.4}"))
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    e.paths.1,
+                    e.paths.0
                 )?;
                 writeln!(md, "![excess loss](plots/excess.svg)\n")?;
             }
@@ -1627,6 +1647,60 @@ mod tests {
         let csv = render_csv(&c).unwrap();
         assert_eq!(csv.lines().count(), 5);
         assert!(csv.lines().nth(1).unwrap().starts_with("\"d=0\",0,"));
+    }
+
+    /// `fit_excess` and `fit_params` choose what is fitted: the early-stopped excess (exponent 0.5 here) over
+    /// the end-of-training one (exponent 0.2), against the non-embedding count (0.5) rather than the capacity
+    /// count (which would give another slope: it is not proportional to the non-embedding one here).
+    #[test]
+    fn the_fit_reads_the_excess_and_the_count_the_recipe_names() {
+        let runs: Vec<Run> = [1e3, 1e4, 1e5]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                run(
+                    &format!("n={i}"),
+                    0,
+                    json!({
+                        "corpus": { "excess_bits_per_token": f64::powf(n, -0.2),
+                                    "params": { "capacity": n + 5000.0, "non_embedding": n } },
+                        "early_stopping": { "excess_bits_per_token": 2.0 * f64::powf(n, -0.5) },
+                    }),
+                )
+            })
+            .collect();
+        let fit = |excess: Option<&str>, params: Option<&str>| {
+            let spec = ReportSpec {
+                fit: Fit::Params,
+                fit_excess: excess.map(str::to_string),
+                fit_params: params.map(str::to_string),
+                ..Default::default()
+            };
+            let c = compute("x", Path::new("runs/x"), &runs, &spec, "").unwrap();
+            let a = c
+                .excess
+                .as_ref()
+                .unwrap()
+                .fit
+                .as_ref()
+                .unwrap()
+                .exponent
+                .value;
+            (a, render_md(&c).unwrap())
+        };
+        let (a, md) = fit(
+            Some("early_stopping.excess_bits_per_token"),
+            Some("corpus.params.non_embedding"),
+        );
+        assert!((a - 0.5).abs() < 1e-9, "{a}");
+        assert!(md.contains("The excess is `early_stopping.excess_bits_per_token`, x is `corpus.params.non_embedding`"), "{md}");
+        let (a, _) = fit(None, Some("corpus.params.non_embedding"));
+        assert!((a - 0.2).abs() < 1e-9, "{a}");
+        let (a, _) = fit(Some("early_stopping.excess_bits_per_token"), None);
+        assert!(
+            (a - 0.5).abs() > 0.05,
+            "the capacity count is not the non-embedding one: {a}"
+        );
     }
 
     /// The drop is read between the first logged step at or after 90% of the run and the last: a curve falling

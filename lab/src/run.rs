@@ -7,7 +7,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use physlab_eval::biod::{evaluate_biod, render_biod, BioDEval};
-use physlab_eval::corpus::{evaluate_corpus, render_corpus, CorpusEval};
+use physlab_eval::corpus::{
+    documents_nll_bits_at, early_stopping, evaluate_corpus, render_corpus, CorpusEval,
+    EarlyStopping, Positions,
+};
 use physlab_eval::qa::{evaluate_qa, render_qa, QaEval};
 use physlab_eval::{evaluate_bios, evaluate_bios_own_orders, render_table, BioSEval};
 use physlab_generators::biod::BioD;
@@ -23,7 +26,7 @@ use physlab_generators::DataConfig;
 use physlab_generators::WindowMixer;
 use physlab_trainer::model::Gpt;
 use physlab_trainer::quant::{quantize, Quant};
-use physlab_trainer::train::{train, train_with_eval, StepEval};
+use physlab_trainer::train::{train_with_eval, StepEval};
 use physlab_trainer::{CpuTrain, GptShape, ParamCounts, TrainOutcome, Windows};
 use tracing::info;
 
@@ -486,6 +489,9 @@ fn plan_corpus(cfg: &RunConfig, dc: &DataConfig) -> Result<Plan> {
     let (docs, tokens_per_doc, entropy) = corpus_size(dc);
     let perfect_bits = match dc {
         DataConfig::BioD(c) => BioD::build(c, cfg.seed)?.perfect_recall_bits(),
+        // Facts: what a model must store to know every fact of the training set, the expected distinct keys
+        // × log2 V.
+        DataConfig::Facts(c) => expected_distinct_keys(c) * c.value_bits(),
         _ => entropy * (docs * tokens_per_doc) as f64,
     };
     let tokens_per_exposure = match cfg.train.windows {
@@ -518,6 +524,15 @@ fn plan_corpus(cfg: &RunConfig, dc: &DataConfig) -> Result<Plan> {
     })
 }
 
+/// The expected number of distinct keys among a facts corpus's training facts: Σ_k 1 − (1 − p_k)^n.
+fn expected_distinct_keys(c: &physlab_generators::facts::FactsConfig) -> f64 {
+    let n = (c.documents * c.facts_per_document) as f64;
+    physlab_generators::zipf::zipf_probabilities(c.keys, c.exponent)
+        .iter()
+        .map(|&p| -f64::exp_m1(n * f64::ln_1p(-p)))
+        .sum()
+}
+
 /// Documents, content tokens per document and entropy rate (bits/token) of a corpus config.
 fn corpus_size(dc: &DataConfig) -> (usize, usize, f64) {
     match dc {
@@ -527,6 +542,7 @@ fn corpus_size(dc: &DataConfig) -> (usize, usize, f64) {
             physlab_generators::zipf::zipf_entropy_bits(c.vocab, c.exponent),
         ),
         DataConfig::Uniform(c) => (c.sequences, c.length, (c.vocab as f64).log2()),
+        DataConfig::Facts(c) => (c.documents, c.document_tokens(), c.entropy_bits_per_token()),
         // One exposure = one biography per person; its tokens: 3 + 1 + K·(3 + C·L).
         DataConfig::BioD(c) => (
             c.people,
@@ -562,7 +578,15 @@ pub fn plan_line_of(p: &Point, pl: &Plan) -> Result<String> {
                 }
             )
         };
-        let what = if h.is_nan() {
+        let what = if let DataConfig::Facts(f) = dc {
+            format!(
+                "facts corpus, {} training facts, ~{:.0} distinct (expected) × log2 {} = {:.0} bits to store",
+                f.documents * f.facts_per_document,
+                expected_distinct_keys(f),
+                f.values,
+                pl.perfect_bits
+            )
+        } else if h.is_nan() {
             format!(
                 "{} corpus, perfect-recall bits {:.0}",
                 dc.kind(),
@@ -575,8 +599,25 @@ pub fn plan_line_of(p: &Point, pl: &Plan) -> Result<String> {
                 pl.perfect_bits
             )
         };
+        let (docs, tokens_per_doc, _) = corpus_size(dc);
+        let data_tokens = (docs * tokens_per_doc) as f64;
+        let mut extra = if data_tokens > 0.0 {
+            format!(
+                "; {:.1} passes over the {:.0} data tokens",
+                pl.tokens / data_tokens,
+                data_tokens
+            )
+        } else {
+            String::new()
+        };
+        if c.train.eval_every > 0 {
+            extra.push_str(&format!(
+                "; held-out excess every {} steps, early stopping on {VALIDATION_DOCUMENTS} validation documents",
+                c.train.eval_every
+            ));
+        }
         return Ok(format!(
-            "[{}] {}/s{}: {what}; {budget} = {:.2}M tokens = {} steps of {}×{}; {} ({} params, vocab {}); bits/params {:.3}; memory ≈ {:.2} GB",
+            "[{}] {}/s{}: {what}; {budget} = {:.2}M tokens = {} steps of {}×{}{extra}; {} ({} params, vocab {}); bits/params {:.3}; memory ≈ {:.2} GB",
             p.index,
             p.name,
             p.seed,
@@ -1554,14 +1595,59 @@ enum CorpusCheck<'a> {
         /// Σ −log2 p(token) of `docs` under the source, when known.
         surprisal: Option<f64>,
         memorization: bool,
+        /// Validation documents and their surprisal under the source (Zipf, Markov, facts): with
+        /// `train.eval_every`, the excess on them and on `docs` is measured while training, for early stopping.
+        validation: Option<(&'a [Vec<u32>], f64)>,
+        /// The positions scored (facts: the value tokens; otherwise every token).
+        at: Positions,
     },
     /// Bits of knowledge (Def. 4.1).
     BioD(&'a BioD),
 }
 
 enum CorpusResult {
-    Entropy(CorpusEval),
+    Entropy(CorpusEval, Option<EarlyStopping>),
     BioD(BioDEval),
+}
+
+/// The excess loss of `model` on `docs` over their true surprisal `surprisal_bits` (bits/token).
+fn excess_on<B: physlab_trainer::kernels::Kernels>(
+    model: &Gpt<B>,
+    docs: &[Vec<u32>],
+    at: Positions,
+    surprisal_bits: f64,
+    context: usize,
+    batch: usize,
+    device: &B::Device,
+) -> f64 {
+    let (bits, tokens) = documents_nll_bits_at(model, docs, at, context, batch, device)
+        .iter()
+        .fold((0.0, 0), |(b, t), &(db, dt)| (b + db, t + dt));
+    (bits - surprisal_bits) / tokens.max(1) as f64
+}
+
+/// Curve keys of the held-out excess (`train.eval_every` on a Zipf or Markov run).
+const CURVE_VALIDATION: &str = "validation/excess_bits_per_token";
+const CURVE_TEST: &str = "held_out/excess_bits_per_token";
+
+/// Reads the (step, validation, test) excess triples a run wrote to its curve.jsonl.
+fn read_excess_curve(path: &Path) -> Result<Vec<(usize, f64, f64)>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{} line {}: not JSON", path.display(), i + 1))?;
+        let get = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
+        if let (Some(step), Some(val), Some(test)) = (
+            v.get("step").and_then(serde_json::Value::as_u64),
+            get(CURVE_VALIDATION),
+            get(CURVE_TEST),
+        ) {
+            out.push((step as usize, val, test));
+        }
+    }
+    Ok(out)
 }
 
 /// Trains on a corpus of known content and evaluates it (`physlab_eval::corpus`, `physlab_eval::biod`).
@@ -1578,7 +1664,36 @@ fn train_eval_corpus<B: physlab_trainer::kernels::TrainBackend>(
     params: ParamCounts,
 ) -> Result<(TrainOutcome, CorpusResult)> {
     let device = B::Device::default();
-    let (model, outcome) = train::<B>(
+    // Early stopping (Zipf / Markov with train.eval_every): the excess on the validation and the held-out test
+    // documents, measured every eval_every steps; the report takes the test figure at the validation minimum.
+    let held_out = match check {
+        CorpusCheck::Entropy {
+            docs,
+            surprisal: Some(test_bits),
+            validation: Some((vdocs, vbits)),
+            memorization: false,
+            at,
+            ..
+        } if cfg.train.eval_every > 0 => Some((*docs, *test_bits, *vdocs, *vbits, *at)),
+        _ => None,
+    };
+    let (context, batch) = (cfg.train.context, cfg.eval.batch);
+    let mut curve = |_step: usize, model: &Gpt<B::InnerBackend>| -> Vec<(String, f64)> {
+        let Some((docs, test_bits, vdocs, vbits, at)) = held_out else {
+            return Vec::new();
+        };
+        vec![
+            (
+                CURVE_VALIDATION.to_string(),
+                excess_on(model, vdocs, at, vbits, context, batch, &device),
+            ),
+            (
+                CURVE_TEST.to_string(),
+                excess_on(model, docs, at, test_bits, context, batch, &device),
+            ),
+        ]
+    };
+    let (model, outcome) = train_with_eval::<B>(
         &cfg.train,
         shape,
         windows,
@@ -1587,6 +1702,9 @@ fn train_eval_corpus<B: physlab_trainer::kernels::TrainBackend>(
         dir,
         &device,
         resume,
+        held_out
+            .is_some()
+            .then_some(&mut curve as &mut StepEval<'_, B::InnerBackend>),
     )?;
     // Evaluated with every token routed (a mixture of experts drops none; other models are unchanged).
     let model = model.without_token_dropping();
@@ -1606,11 +1724,14 @@ fn train_eval_corpus<B: physlab_trainer::kernels::TrainBackend>(
             entropy,
             surprisal,
             memorization,
+            at,
+            ..
         } => {
             let e = evaluate_corpus::<B::InnerBackend>(
                 &model,
                 kind,
                 docs,
+                *at,
                 *entropy,
                 *surprisal,
                 !memorization,
@@ -1629,7 +1750,29 @@ fn train_eval_corpus<B: physlab_trainer::kernels::TrainBackend>(
                 e.entropy_bits_per_token,
                 e.excess_bits_per_token
             );
-            CorpusResult::Entropy(e)
+            let stopped = if held_out.is_some() {
+                let path = dir.join(physlab_trainer::train::CURVE_FILE);
+                let es = early_stopping(&read_excess_curve(&path)?).with_context(|| {
+                    format!(
+                        "{}: no held-out excess curve to stop early on",
+                        path.display()
+                    )
+                })?;
+                info!(
+                    "early stopping: lowest validation excess {:.4} at step {} of {} ({} evaluations): held-out excess {:.4} there, {:.4} at the end{}",
+                    es.validation_excess_bits_per_token,
+                    es.best_step,
+                    es.last_step,
+                    es.evaluations,
+                    es.excess_bits_per_token,
+                    es.last_excess_bits_per_token,
+                    if es.best_is_last { " (the best step is the last: training may not have reached its best point)" } else { "" }
+                );
+                Some(es)
+            } else {
+                None
+            };
+            CorpusResult::Entropy(e, stopped)
         }
         CorpusCheck::BioD(data) => {
             let e = evaluate_biod::<B::InnerBackend>(&model, data, params, cfg.eval.batch, &device);
@@ -1648,9 +1791,34 @@ fn train_eval_corpus<B: physlab_trainer::kernels::TrainBackend>(
 
 /// Documents scored on held-out data for Zipf and Markov corpora: fresh samples past the training set.
 const HELD_OUT_DOCUMENTS: usize = 1024;
+/// Validation documents for early stopping (Zipf and Markov with `train.eval_every`): fresh samples past the
+/// held-out test documents.
+const VALIDATION_DOCUMENTS: usize = 512;
+/// eval.json's key for the early-stopping figure ([`EarlyStopping`]).
+pub const EARLY_STOPPING_KEY: &str = "early_stopping";
+
+/// What the held-out facts of a facts corpus are, against its training set: the quanta model's prediction is
+/// that the value loss is about `unseen_fraction` × log2 V when every seen fact is learned.
+#[derive(Clone, Debug, serde::Serialize)]
+struct FactsHeldOut {
+    /// Facts in the training set, and their distinct keys.
+    training_facts: u64,
+    distinct_training_keys: u64,
+    /// Held-out facts scored.
+    held_out_facts: u64,
+    /// Share of the held-out facts whose key never occurs in the training set (the unseen probability mass,
+    /// measured on this sample).
+    unseen_fraction: f64,
+    /// Share whose key occurs exactly once in the training set.
+    seen_once_fraction: f64,
+    /// log2 V: a value's cost to a model that never saw its key.
+    value_bits: f64,
+    /// unseen_fraction × value_bits: the value loss of a model that knows every seen fact and nothing else.
+    unseen_value_bits_per_fact: f64,
+}
 
 /// A corpus run: Zipf, Markov or uniform tokens evaluated against their exact entropy (uniform: memorization of the
-/// training set), or bioD evaluated in bits of knowledge.
+/// training set), facts evaluated on their value tokens, or bioD evaluated in bits of knowledge.
 struct CorpusRun<'c> {
     cfg: &'c RunConfig,
     dc: &'c DataConfig,
@@ -1660,6 +1828,12 @@ struct CorpusRun<'c> {
     eval_docs: Vec<Vec<u32>>,
     /// Σ −log2 p(token) of `eval_docs` under the source, where known (Zipf, Markov).
     surprisal: Option<f64>,
+    /// Validation documents for early stopping and their surprisal (Zipf, Markov with `train.eval_every`).
+    validation: Option<(Vec<Vec<u32>>, f64)>,
+    /// The positions scored (facts: the value tokens).
+    at: Positions,
+    /// Facts: the held-out sample against the training set.
+    facts: Option<FactsHeldOut>,
     built: Instant,
 }
 
@@ -1674,7 +1848,54 @@ impl<'c> CorpusRun<'c> {
         };
         // Uniform: the training set itself (memorization). Zipf / Markov: held-out documents, with their own
         // surprisal under the source (each token's true probability is known).
+        let mut validation = None;
+        let (mut at, mut facts) = (Positions::ALL, None);
         let (eval_docs, surprisal): (Vec<Vec<u32>>, Option<f64>) = match dc {
+            DataConfig::Facts(c) => {
+                // Held-out and validation documents past the training set; only value tokens are scored, and a
+                // value is certain given its key, so their surprisal under the source is 0.
+                let f = physlab_generators::facts::Facts::build(c, cfg.seed)?;
+                let render = |from: usize, to: usize| -> Vec<Vec<u32>> {
+                    (from as u64..to as u64)
+                        .map(|i| {
+                            let mut v = Vec::new();
+                            f.render_document(i, &mut v);
+                            v
+                        })
+                        .collect()
+                };
+                let test_end = docs + HELD_OUT_DOCUMENTS;
+                if cfg.train.eval_every > 0 {
+                    validation = Some((render(test_end, test_end + VALIDATION_DOCUMENTS), 0.0));
+                }
+                at = Positions {
+                    period: c.fact_tokens(),
+                    offset: c.key_tokens,
+                };
+                let counts = f.key_counts(docs as u64);
+                let (mut n, mut unseen, mut once) = (0u64, 0u64, 0u64);
+                for d in docs..test_end {
+                    for r in f.document_ranks(d as u64) {
+                        n += 1;
+                        match counts.get(&r) {
+                            None => unseen += 1,
+                            Some(1) => once += 1,
+                            _ => {}
+                        }
+                    }
+                }
+                let unseen_fraction = unseen as f64 / n.max(1) as f64;
+                facts = Some(FactsHeldOut {
+                    training_facts: docs as u64 * c.facts_per_document as u64,
+                    distinct_training_keys: counts.len() as u64,
+                    held_out_facts: n,
+                    unseen_fraction,
+                    seen_once_fraction: once as f64 / n.max(1) as f64,
+                    value_bits: c.value_bits(),
+                    unseen_value_bits_per_fact: unseen_fraction * c.value_bits(),
+                });
+                (render(docs, test_end), Some(0.0))
+            }
             DataConfig::Uniform(c) => {
                 let u = Uniform::build(c, cfg.seed)?;
                 let docs = (0..docs as u64)
@@ -1688,17 +1909,26 @@ impl<'c> CorpusRun<'c> {
             }
             DataConfig::Zipf(c) | DataConfig::Markov(c) => {
                 let z = Zipf::build(c, cfg.seed)?;
-                let docs: Vec<Vec<u32>> = (docs as u64..(docs + HELD_OUT_DOCUMENTS) as u64)
-                    .map(|i| {
-                        let mut v = Vec::new();
-                        z.render_document(i, &mut v);
-                        v
-                    })
-                    .collect();
-                let bits = docs
-                    .iter()
-                    .map(|d| z.surprisal_bits(d).iter().sum::<f64>())
-                    .sum::<f64>();
+                // Documents i in [from, to) with their total surprisal under the source.
+                let sample = |from: usize, to: usize| -> (Vec<Vec<u32>>, f64) {
+                    let docs: Vec<Vec<u32>> = (from as u64..to as u64)
+                        .map(|i| {
+                            let mut v = Vec::new();
+                            z.render_document(i, &mut v);
+                            v
+                        })
+                        .collect();
+                    let bits = docs
+                        .iter()
+                        .map(|d| z.surprisal_bits(d).iter().sum::<f64>())
+                        .sum::<f64>();
+                    (docs, bits)
+                };
+                let test_end = docs + HELD_OUT_DOCUMENTS;
+                if cfg.train.eval_every > 0 {
+                    validation = Some(sample(test_end, test_end + VALIDATION_DOCUMENTS));
+                }
+                let (docs, bits) = sample(docs, test_end);
                 (docs, Some(bits))
             }
             DataConfig::BioD(_) => (Vec::new(), None),
@@ -1713,6 +1943,9 @@ impl<'c> CorpusRun<'c> {
             biod,
             eval_docs,
             surprisal,
+            validation,
+            at,
+            facts,
             built,
         })
     }
@@ -1769,13 +2002,19 @@ impl Pipeline for CorpusRun<'_> {
             Some(b) => CorpusCheck::BioD(b),
             None => CorpusCheck::Entropy {
                 docs: &self.eval_docs,
-                entropy: t
-                    .dataset
-                    .manifest
-                    .fact("entropy_bits_per_token")
-                    .unwrap_or(f64::NAN),
+                // Facts: the value tokens scored carry no entropy given their keys.
+                entropy: if self.facts.is_some() {
+                    0.0
+                } else {
+                    t.dataset
+                        .manifest
+                        .fact("entropy_bits_per_token")
+                        .unwrap_or(f64::NAN)
+                },
                 surprisal: self.surprisal,
                 memorization: matches!(dc, DataConfig::Uniform(_)),
+                validation: self.validation.as_ref().map(|(d, b)| (d.as_slice(), *b)),
+                at: self.at,
             },
         };
         let (outcome, e) = on_backend!(
@@ -1793,7 +2032,7 @@ impl Pipeline for CorpusRun<'_> {
             )
         )?;
         let (key, value, table) = match &e {
-            CorpusResult::Entropy(c) => (
+            CorpusResult::Entropy(c, _) => (
                 "corpus",
                 serde_json::to_value(c)?,
                 render_corpus(run.title, c, outcome.exposures),
@@ -1807,6 +2046,33 @@ impl Pipeline for CorpusRun<'_> {
         let (docs, tokens_per_doc, _) = corpus_size(dc);
         let mut entries = serde_json::Map::new();
         entries.insert(key.into(), value);
+        let mut table = table;
+        if let Some(f) = &self.facts {
+            entries.insert("facts".into(), serde_json::to_value(f)?);
+            table.push_str(&format!(
+                "facts: {} training facts ({} distinct keys); of {} held-out facts {:.2}% have a key never seen in training, {:.2}% one seen once: a model that knows every seen fact and nothing else scores {:.4} bits/fact on the values (log2 V = {:.3})\n",
+                f.training_facts,
+                f.distinct_training_keys,
+                f.held_out_facts,
+                100.0 * f.unseen_fraction,
+                100.0 * f.seen_once_fraction,
+                f.unseen_value_bits_per_fact,
+                f.value_bits
+            ));
+        }
+        if let CorpusResult::Entropy(_, Some(es)) = &e {
+            entries.insert(EARLY_STOPPING_KEY.into(), serde_json::to_value(es)?);
+            table.push_str(&format!(
+                "\nearly stopping: held-out excess {:.4} bits/token at step {} (lowest validation excess, {:.4}; {} evaluations), {:.4} at the last step {}{}\n",
+                es.excess_bits_per_token,
+                es.best_step,
+                es.validation_excess_bits_per_token,
+                es.evaluations,
+                es.last_excess_bits_per_token,
+                es.last_step,
+                if es.best_is_last { " (the best step is the last)" } else { "" }
+            ));
+        }
         entries.insert(
             "data_tokens".into(),
             (docs as f64 * tokens_per_doc as f64).into(),

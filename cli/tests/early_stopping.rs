@@ -1,0 +1,124 @@
+//! Issue 13, row 17's data sweep: early stopping on held-out data (`train.eval_every` on a Markov corpus). The
+//! validation and held-out excess are measured while training, the step is chosen on validation only, the figure
+//! is the held-out excess there, and measuring it leaves the training unchanged.
+
+mod common;
+
+use common::physlab_in;
+use serde_json::Value;
+use std::path::Path;
+
+const RECIPES: &str = r#"
+[defaults]
+model.preset = "gpt2-1-1"
+model.d_model = 32
+train.batch_size = 4
+train.context = 32
+train.lr = 1e-2
+train.warmup_steps = 10
+train.log_every = 10
+train.steps = 240
+
+[experiment.plain]
+corpus = { kind = "markov", vocab = 32, exponent = 1.5, order = 1, documents = 16, doc_tokens = 31 }
+
+[experiment.stopped]
+corpus = { kind = "markov", vocab = 32, exponent = 1.5, order = 1, documents = 16, doc_tokens = 31 }
+train.eval_every = 20
+
+[experiment.uniform-curve]
+corpus = { kind = "uniform", vocab = 16, length = 8, sequences = 20 }
+train.eval_every = 20
+"#;
+
+fn json(p: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn early_stopping_chooses_on_validation_reads_held_out_and_leaves_training_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("workspace.toml");
+    std::fs::write(&ws, RECIPES).unwrap();
+    let runs = dir.path().join("runs");
+    let r = runs.display().to_string();
+
+    let (ok, out, err) = physlab_in(Some(dir.path()), &ws, &["validate", "stopped"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("held-out excess every 20 steps, early stopping on 512 validation documents"),
+        "{out}"
+    );
+    let (ok, out, err) = physlab_in(Some(dir.path()), &ws, &["validate", "uniform-curve"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("train.eval_every draws"), "{out}{err}");
+
+    for exp in ["plain", "stopped"] {
+        let (ok, _, err) = physlab_in(Some(dir.path()), &ws, &["run", exp, "--runs", &r]);
+        assert!(ok, "{exp}: {err}");
+    }
+    let plain = runs.join("plain/base/s0");
+    let stopped = runs.join("stopped/base/s0");
+
+    // The same training: every logged loss and gradient norm.
+    let (a, b) = (
+        lines(&plain.join("metrics.jsonl")),
+        lines(&stopped.join("metrics.jsonl")),
+    );
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        for k in ["step", "loss", "grad_norm"] {
+            assert_eq!(x[k], y[k], "{k} differs with early stopping on: {x} vs {y}");
+        }
+    }
+    assert!(!plain.join("curve.jsonl").exists());
+    assert!(json(&plain.join("eval.json"))
+        .get("early_stopping")
+        .is_none());
+
+    // The curve: step 0, every 20 steps, the last; both excess figures at each.
+    let c = lines(&stopped.join("curve.jsonl"));
+    let steps: Vec<u64> = c.iter().map(|l| l["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, (0..=240).step_by(20).collect::<Vec<u64>>());
+    let val = |l: &Value| l["validation/excess_bits_per_token"].as_f64().unwrap();
+    let test = |l: &Value| l["held_out/excess_bits_per_token"].as_f64().unwrap();
+    // Untrained, a model is far from the source; trained, much closer (excess in bits/token over the samples' own
+    // surprisal, so it is KL-like and should be ≥ 0 up to noise at the best step).
+    assert!(test(&c[0]) > 1.0, "{}", test(&c[0]));
+
+    let e = json(&stopped.join("eval.json"));
+    let es = &e["early_stopping"];
+    let best = es["best_step"].as_u64().unwrap();
+    let min_val = c.iter().map(val).fold(f64::INFINITY, f64::min);
+    let at_best = c.iter().find(|l| l["step"].as_u64() == Some(best)).unwrap();
+    assert_eq!(val(at_best), min_val, "the step is the validation minimum");
+    assert_eq!(
+        es["validation_excess_bits_per_token"].as_f64(),
+        Some(min_val)
+    );
+    assert_eq!(es["excess_bits_per_token"].as_f64(), Some(test(at_best)));
+    assert_eq!(es["evaluations"].as_u64(), Some(13));
+    assert_eq!(es["last_step"].as_u64(), Some(240));
+    assert!(test(at_best) < 0.5 * test(&c[0]), "{}", test(at_best));
+    // The last point of the curve is the trained model the end-of-training evaluation scores: the same figure.
+    let end = e["corpus"]["excess_bits_per_token"].as_f64().unwrap();
+    let last = es["last_excess_bits_per_token"].as_f64().unwrap();
+    assert!((end - last).abs() < 1e-9, "{end} vs {last}");
+    // Without early stopping the same run ends at the same figure.
+    let plain_end = json(&plain.join("eval.json"))["corpus"]["excess_bits_per_token"]
+        .as_f64()
+        .unwrap();
+    assert!((plain_end - end).abs() < 1e-9, "{plain_end} vs {end}");
+    // 496 training tokens over 1,024 (context, next) pairs, ~190 passes: the small set over-fits, and the
+    // held-out excess at the stopping step is below the one at the end.
+    assert!(best < 240, "best step {best}");
+    assert!(es["excess_bits_per_token"].as_f64().unwrap() < last);
+}
