@@ -122,3 +122,76 @@ fn early_stopping_chooses_on_validation_reads_held_out_and_leaves_training_uncha
     assert!(best < 240, "best step {best}");
     assert!(es["excess_bits_per_token"].as_f64().unwrap() < last);
 }
+
+const FACTS: &str = r#"
+[experiment.facts]
+corpus = { kind = "facts", keys = 300, exponent = 1.5, key_tokens = 2, key_alphabet = 20, values = 8, documents = 40, facts_per_document = 6 }
+model.preset = "gpt2-1-1"
+model.d_model = 32
+train.batch_size = 8
+train.context = 32
+train.lr = 1e-2
+train.warmup_steps = 10
+train.log_every = 50
+train.steps = 300
+train.eval_every = 50
+"#;
+
+/// A facts run scores the value tokens of the held-out documents only (1,024 documents × 6 facts), and its
+/// unseen share is what the documents say: recounted here from the rendered tokens (keys as token pairs, not the
+/// generator's ranks). A trained model knows the seen facts: its value loss is far below log2 8 = 3 bits, and
+/// above what the unseen facts alone must cost it when it spreads their values (it cannot know them).
+#[test]
+fn a_facts_run_scores_values_only_and_counts_the_unseen_keys() {
+    use physlab_generators::facts::{Facts, FactsConfig};
+    use std::collections::HashSet;
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("workspace.toml");
+    std::fs::write(&ws, FACTS).unwrap();
+    let runs = dir.path().join("runs");
+    let (ok, out, err) = physlab_in(
+        Some(dir.path()),
+        &ws,
+        &["run", "facts", "--runs", &runs.display().to_string()],
+    );
+    assert!(ok, "{out}{err}");
+    let e = json(&runs.join("facts/base/s0/eval.json"));
+    assert_eq!(e["corpus"]["tokens"].as_u64(), Some(1024 * 6));
+    assert_eq!(e["corpus"]["documents"].as_u64(), Some(1024));
+    assert_eq!(e["facts"]["held_out_facts"].as_u64(), Some(1024 * 6));
+    assert_eq!(e["facts"]["training_facts"].as_u64(), Some(240));
+
+    let f = Facts::build(
+        &FactsConfig {
+            keys: 300,
+            exponent: 1.5,
+            key_tokens: 2,
+            key_alphabet: 20,
+            values: 8,
+            documents: 40,
+            facts_per_document: 6,
+        },
+        0,
+    )
+    .unwrap();
+    let keys = |d: u64| -> Vec<(u32, u32)> {
+        let mut v = Vec::new();
+        f.render_document(d, &mut v);
+        v.chunks(3).map(|c| (c[0], c[1])).collect()
+    };
+    let seen: HashSet<(u32, u32)> = (0..40).flat_map(keys).collect();
+    let unseen = (40..40 + 1024)
+        .flat_map(keys)
+        .filter(|k| !seen.contains(k))
+        .count();
+    let share = unseen as f64 / (1024.0 * 6.0);
+    assert!(share > 0.0);
+    // (serde_json's default parser may be one ulp off the printed value.)
+    let got = e["facts"]["unseen_fraction"].as_f64().unwrap();
+    assert!((got - share).abs() < 1e-12, "{got} vs {share}");
+    assert_eq!(e["facts"]["distinct_training_keys"].as_u64(), Some(seen.len() as u64));
+
+    let loss = e["early_stopping"]["excess_bits_per_token"].as_f64().unwrap();
+    assert!(loss < 0.5 * 3.0, "the seen facts are learned: {loss} bits/fact");
+    assert!(loss > 0.5 * share * 3.0, "the unseen facts cost: {loss} vs {share}");
+}

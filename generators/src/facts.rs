@@ -23,8 +23,8 @@ use crate::zipf::{
     MAX_DOC_TOKENS, MAX_VOCAB,
 };
 
-/// The most keys a facts corpus may have (its sampler holds K probabilities).
-pub const MAX_KEYS: usize = 1 << 26;
+/// The most keys a facts corpus may have (its sampler holds K probabilities: ~400 MB at the limit).
+pub const MAX_KEYS: usize = 1 << 24;
 
 /// The dataset part of a recipe for a Zipf-frequency facts corpus.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

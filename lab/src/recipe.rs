@@ -58,7 +58,7 @@ pub struct RunConfig {
     /// The recipe seed: every random stream (people, templates, data order, initialisation) derives from it.
     pub seed: u64,
     pub data: BioSConfig,
-    /// A corpus of known content instead of bioS (`kind` = "bioD", "zipf", "markov" or "uniform" and that kind's
+    /// A corpus of known content instead of bioS (`kind` = "bioD", "zipf", "markov", "uniform" or "facts" and that kind's
     /// keys): bioD is evaluated in bits (Def. 4.1), the others against their exact entropy (`data` is unused).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub corpus: Option<DataConfig>,
@@ -1217,6 +1217,7 @@ multi = 2
                                 DataConfig::BioD(c) => c.people <= 2000,
                                 DataConfig::Zipf(c) | DataConfig::Markov(c) => c.documents <= 2000,
                                 DataConfig::Uniform(c) => c.sequences <= 2000,
+                                DataConfig::Facts(c) => c.documents <= 2000 && c.keys <= 1 << 20,
                                 DataConfig::BioS(_) => true,
                             });
                         if small {
