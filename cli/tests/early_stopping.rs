@@ -189,9 +189,20 @@ fn a_facts_run_scores_values_only_and_counts_the_unseen_keys() {
     // (serde_json's default parser may be one ulp off the printed value.)
     let got = e["facts"]["unseen_fraction"].as_f64().unwrap();
     assert!((got - share).abs() < 1e-12, "{got} vs {share}");
-    assert_eq!(e["facts"]["distinct_training_keys"].as_u64(), Some(seen.len() as u64));
+    assert_eq!(
+        e["facts"]["distinct_training_keys"].as_u64(),
+        Some(seen.len() as u64)
+    );
 
-    let loss = e["early_stopping"]["excess_bits_per_token"].as_f64().unwrap();
-    assert!(loss < 0.5 * 3.0, "the seen facts are learned: {loss} bits/fact");
-    assert!(loss > 0.5 * share * 3.0, "the unseen facts cost: {loss} vs {share}");
+    let loss = e["early_stopping"]["excess_bits_per_token"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        loss < 0.5 * 3.0,
+        "the seen facts are learned: {loss} bits/fact"
+    );
+    assert!(
+        loss > 0.5 * share * 3.0,
+        "the unseen facts cost: {loss} vs {share}"
+    );
 }

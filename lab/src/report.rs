@@ -31,6 +31,9 @@ pub struct Run {
     pub curve: Vec<(f64, f64)>,
     /// The accuracy curves of curve.jsonl (`train.eval_every`): stream → (step, exact-match accuracy).
     pub accuracy: BTreeMap<String, Vec<(f64, f64)>>,
+    /// The held-out excess curves of curve.jsonl (early stopping on a corpus run): "validation" / "held_out" →
+    /// (step, excess in bits/token).
+    pub excess_curve: BTreeMap<String, Vec<(f64, f64)>>,
 }
 
 /// Looks `path` up in eval.json: dotted keys; inside an array, the element whose `stream`, `attribute` or `name`
@@ -89,6 +92,11 @@ fn read_curve(path: &Path) -> Vec<(f64, f64)> {
 /// The `<stream>/accuracy` values of a run's curve.jsonl by stream, as (step, accuracy), the last line of each
 /// step; empty when the run made no curve.
 fn read_accuracy(path: &Path) -> BTreeMap<String, Vec<(f64, f64)>> {
+    read_curve_values(path, "/accuracy")
+}
+
+/// The `<name><suffix>` values of a run's curve.jsonl by name, as (step, value), the last line of each step.
+fn read_curve_values(path: &Path, suffix: &str) -> BTreeMap<String, Vec<(f64, f64)>> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return BTreeMap::new();
     };
@@ -101,7 +109,7 @@ fn read_accuracy(path: &Path) -> BTreeMap<String, Vec<(f64, f64)>> {
             continue;
         };
         for (k, v) in &m {
-            if let (Some(stream), Some(a)) = (k.strip_suffix("/accuracy"), v.as_f64()) {
+            if let (Some(stream), Some(a)) = (k.strip_suffix(suffix), v.as_f64()) {
                 by.entry(stream.to_string()).or_default().insert(step, a);
             }
         }
@@ -244,6 +252,10 @@ fn collect_runs(dir: &Path) -> Result<Vec<Run>> {
                 eval,
                 curve: read_curve(&sdir.join("metrics.jsonl")),
                 accuracy: read_accuracy(&sdir.join(physlab_trainer::train::CURVE_FILE)),
+                excess_curve: read_curve_values(
+                    &sdir.join(physlab_trainer::train::CURVE_FILE),
+                    "/excess_bits_per_token",
+                ),
             });
         }
     }
@@ -616,6 +628,8 @@ pub struct Computed {
     loss: Vec<Series>,
     /// Accuracy curves per point and stream.
     pub accuracy: Vec<AccuracyCurve>,
+    /// Held-out excess curves per point ("held_out" and "validation"), mean over seeds.
+    pub excess_curves: Vec<AccuracyCurve>,
     /// summary.csv: (point, seed, one value per column).
     rows: Vec<(String, u64, Vec<Option<f64>>)>,
 }
@@ -865,25 +879,30 @@ pub fn compute(
     }
 
     // Accuracy curves (train.eval_every): exact match against the step, per point and stream, mean over seeds.
-    let mut accuracy = Vec::new();
-    for p in &names {
-        let mine: Vec<&Run> = of_point(runs, p).collect();
-        let streams: BTreeSet<&String> = mine.iter().flat_map(|r| r.accuracy.keys()).collect();
-        for stream in streams {
-            let mut by_step: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
-            for r in &mine {
-                for &(s, a) in r.accuracy.get(stream).into_iter().flatten() {
-                    by_step.entry(s as u64).or_default().push(a);
+    let curves = |get: &dyn Fn(&Run) -> &BTreeMap<String, Vec<(f64, f64)>>| {
+        let mut out = Vec::new();
+        for p in &names {
+            let mine: Vec<&Run> = of_point(runs, p).collect();
+            let streams: BTreeSet<&String> = mine.iter().flat_map(|r| get(r).keys()).collect();
+            for stream in streams {
+                let mut by_step: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+                for r in &mine {
+                    for &(s, a) in get(r).get(stream).into_iter().flatten() {
+                        by_step.entry(s as u64).or_default().push(a);
+                    }
                 }
+                out.push(AccuracyCurve {
+                    point: p.clone(),
+                    stream: stream.clone(),
+                    seeds: mine.len(),
+                    points: mean_by_step(by_step),
+                });
             }
-            accuracy.push(AccuracyCurve {
-                point: p.clone(),
-                stream: stream.clone(),
-                seeds: mine.len(),
-                points: mean_by_step(by_step),
-            });
         }
-    }
+        out
+    };
+    let accuracy = curves(&|r: &Run| &r.accuracy);
+    let excess_curves = curves(&|r: &Run| &r.excess_curve);
 
     let rows = runs
         .iter()
@@ -919,6 +938,7 @@ pub fn compute(
         excess,
         loss,
         accuracy,
+        excess_curves,
         rows,
     })
 }
@@ -1083,6 +1103,38 @@ fn plots(c: &Computed) -> Vec<(&'static str, Plot)> {
                         style: Style::Line,
                     })
                     .collect(),
+                guides: Vec::new(),
+            },
+        ));
+    }
+    // Held-out excess while training (early stopping): the test curve of each point, log scale.
+    let held_out: Vec<Series> = c
+        .excess_curves
+        .iter()
+        .filter(|a| a.stream == "held_out")
+        .map(|a| Series {
+            name: format!("{} (mean of {} seed(s))", a.point, a.seeds),
+            // Steps from 1 and positive values only: the axes are logarithmic.
+            points: a
+                .points
+                .iter()
+                .copied()
+                .filter(|&(s, v)| s > 0.0 && v > 0.0)
+                .collect(),
+            error: None,
+            style: Style::Line,
+        })
+        .collect();
+    if !held_out.is_empty() {
+        out.push((
+            "excess-curve.svg",
+            Plot {
+                title: format!("{experiment}: held-out excess while training"),
+                x_label: "step".into(),
+                y_label: "held-out excess (bits/token)".into(),
+                log_x: true,
+                log_y: true,
+                series: held_out,
                 guides: Vec::new(),
             },
         ));
@@ -1312,6 +1364,12 @@ pub fn render_md(c: &Computed) -> Result<String> {
             "## Accuracy against the step\n\nGreedy exact match on the first questions of each stream (`eval.curve_questions`), every `train.eval_every` steps; mean over seeds.\n\n![accuracy while training](plots/accuracy.svg)\n\n| point | stream | step: accuracy |\n|---|---|---|\n{curve_rows}"
         )?;
     }
+    if c.excess_curves.iter().any(|a| a.stream == "held_out") {
+        writeln!(
+            md,
+            "## Held-out excess against the step\n\nMeasured every `train.eval_every` steps on the validation and the held-out test documents; the early-stopping figure is the test value at the step of lowest validation value (columns \"early stopping\" above). Test curves, mean over seeds:\n\n![held-out excess while training](plots/excess-curve.svg)\n"
+        )?;
+    }
     Ok(md)
 }
 
@@ -1409,6 +1467,7 @@ mod tests {
             eval,
             curve: Vec::new(),
             accuracy: Default::default(),
+            excess_curve: Default::default(),
         }
     }
 
@@ -1703,6 +1762,41 @@ mod tests {
         );
     }
 
+    /// The held-out excess curves of early stopping: averaged over seeds per point and step, plotted (test curve
+    /// only) and named in report.md.
+    #[test]
+    fn excess_curves_are_averaged_over_seeds_and_plotted() {
+        let with = |seed: u64, v: f64| {
+            let mut r = run(
+                "d=1",
+                seed,
+                json!({ "corpus": { "excess_bits_per_token": v } }),
+            );
+            r.excess_curve
+                .insert("held_out".into(), vec![(0.0, 5.0), (10.0, v)]);
+            r.excess_curve
+                .insert("validation".into(), vec![(0.0, 5.0), (10.0, v + 0.1)]);
+            r
+        };
+        let runs = vec![with(0, 1.0), with(1, 2.0)];
+        let c = compute("x", Path::new("runs/x"), &runs, &ReportSpec::default(), "").unwrap();
+        let held: Vec<&super::AccuracyCurve> = c
+            .excess_curves
+            .iter()
+            .filter(|a| a.stream == "held_out")
+            .collect();
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].seeds, 2);
+        assert_eq!(held[0].points, vec![(0.0, 5.0), (10.0, 1.5)]);
+        assert_eq!(c.excess_curves.len(), 2, "validation too");
+        assert!(super::plots(&c)
+            .iter()
+            .any(|(n, _)| *n == "excess-curve.svg"));
+        assert!(render_md(&c)
+            .unwrap()
+            .contains("## Held-out excess against the step"));
+    }
+
     /// The drop is read between the first logged step at or after 90% of the run and the last: a curve falling
     /// from 2.0 to 1.9 there has fallen 5%; a flat one 0; a run with one logged step has no tenth to read.
     #[test]
@@ -1713,6 +1807,7 @@ mod tests {
             eval: serde_json::Value::Null,
             curve,
             accuracy: Default::default(),
+            excess_curve: Default::default(),
         };
         let falling: Vec<(f64, f64)> = (1..=20)
             .map(|i| {
