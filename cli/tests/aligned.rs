@@ -2,7 +2,7 @@
 //! windows, say how one pass packs, and end at the exposures asked for; the dry run estimates the same budget.
 
 mod common;
-use common::physlab_in;
+use common::{json, physlab_in};
 
 const WORKSPACE: &str = r#"
 [experiment.al]
@@ -27,10 +27,6 @@ train.warmup_steps = 2
 train.log_every = 10
 train.windows = "aligned"
 "#;
-
-fn json(p: &std::path::Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
-}
 
 #[test]
 fn aligned_runs_pack_whole_documents_and_end_at_their_exposures() {

@@ -4,9 +4,8 @@
 
 mod common;
 
-use common::physlab_in;
+use common::{json, lines, physlab_in};
 use serde_json::Value;
-use std::path::Path;
 
 const RECIPES: &str = r#"
 [defaults]
@@ -30,18 +29,6 @@ train.eval_every = 20
 corpus = { kind = "uniform", vocab = 16, length = 8, sequences = 20 }
 train.eval_every = 20
 "#;
-
-fn json(p: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
-}
-
-fn lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 #[test]
 fn early_stopping_chooses_on_validation_reads_held_out_and_leaves_training_unchanged() {

@@ -89,6 +89,9 @@ fn read_curve(path: &Path) -> Vec<(f64, f64)> {
     by_step.into_iter().map(|(s, l)| (s as f64, l)).collect()
 }
 
+/// Curves by name: name → (step, value).
+type NamedCurves = BTreeMap<String, Vec<(f64, f64)>>;
+
 /// The `<stream>/accuracy` values of a run's curve.jsonl by stream, as (step, accuracy), the last line of each
 /// step; empty when the run made no curve.
 fn read_accuracy(path: &Path) -> BTreeMap<String, Vec<(f64, f64)>> {
@@ -879,7 +882,7 @@ pub fn compute(
     }
 
     // Accuracy curves (train.eval_every): exact match against the step, per point and stream, mean over seeds.
-    let curves = |get: &dyn Fn(&Run) -> &BTreeMap<String, Vec<(f64, f64)>>| {
+    let curves = |get: &dyn Fn(&Run) -> &NamedCurves| {
         let mut out = Vec::new();
         for p in &names {
             let mine: Vec<&Run> = of_point(runs, p).collect();

@@ -26,3 +26,20 @@ pub fn physlab_args(cwd: Option<&Path>, args: &[&str]) -> (bool, String, String)
         String::from_utf8_lossy(&out.stderr).into(),
     )
 }
+
+/// A JSON file, parsed (panics naming the file when it cannot be read).
+pub fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(
+        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
+}
+
+/// A JSON-lines file (metrics.jsonl, curve.jsonl), one value per line.
+pub fn lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
