@@ -181,6 +181,22 @@ fn a_facts_run_scores_values_only_and_counts_the_unseen_keys() {
         Some(seen.len() as u64)
     );
 
+    // The split by seen and unseen keys averages back to the whole, at the end and at the early-stopping step,
+    // and a fact the training set showed costs less than one it never did.
+    let f = &e["facts"];
+    let mix = |seen: &str, unseen: &str| {
+        (1.0 - share) * f[seen].as_f64().unwrap() + share * f[unseen].as_f64().unwrap()
+    };
+    let end = e["corpus"]["excess_bits_per_token"].as_f64().unwrap();
+    let whole = mix("seen_bits_per_fact", "unseen_bits_per_fact");
+    assert!((whole - end).abs() < 1e-9, "{whole} vs {end}");
+    let best = mix("seen_bits_per_fact_at_best", "unseen_bits_per_fact_at_best");
+    let stopped = e["early_stopping"]["excess_bits_per_token"]
+        .as_f64()
+        .unwrap();
+    assert!((best - stopped).abs() < 1e-9, "{best} vs {stopped}");
+    assert!(f["seen_bits_per_fact"].as_f64() < f["unseen_bits_per_fact"].as_f64());
+
     let loss = e["early_stopping"]["excess_bits_per_token"]
         .as_f64()
         .unwrap();

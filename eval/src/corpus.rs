@@ -73,6 +73,21 @@ pub fn documents_nll_bits_at<B: Kernels>(
     batch: usize,
     device: &B::Device,
 ) -> Vec<(f64, usize)> {
+    documents_nll_bits_scored(model, docs, at, context, batch, device)
+        .iter()
+        .map(|v| (v.iter().sum(), v.len()))
+        .collect()
+}
+
+/// The NLL in bits of every scored position (`at`) of each of `docs`, in document and position order.
+pub fn documents_nll_bits_scored<B: Kernels>(
+    model: &Gpt<B>,
+    docs: &[Vec<u32>],
+    at: Positions,
+    context: usize,
+    batch: usize,
+    device: &B::Device,
+) -> Vec<Vec<f64>> {
     assert!(context >= 2, "a context of at least two tokens");
     // Windows of ≤ context + 1 tokens: input = window[..n-1], targets = window[1..]; each remembers its document.
     // (document, content position of the window's first target, tokens).
@@ -88,15 +103,15 @@ pub fn documents_nll_bits_at<B: Kernels>(
             start = end - 1;
         }
     }
-    let mut each = vec![(0.0f64, 0usize); docs.len()];
+    // A document's windows are consecutive and in order, so its scored positions are pushed in order.
+    let mut each: Vec<Vec<f64>> = vec![Vec::new(); docs.len()];
     for chunk in windows.chunks(batch.max(1)) {
         let seqs: Vec<Vec<u32>> = chunk.iter().map(|(_, _, w)| w.clone()).collect();
         let s = score(model, &seqs, device);
         for (row, (doc, first, w)) in chunk.iter().enumerate() {
             // Target k of the window is content position first + k (the window's token 0 is <eot> or context).
             for k in (0..w.len() - 1).filter(|k| at.includes(first + k)) {
-                each[*doc].0 += s.nll[row * s.width + k] as f64 / std::f64::consts::LN_2;
-                each[*doc].1 += 1;
+                each[*doc].push(s.nll[row * s.width + k] as f64 / std::f64::consts::LN_2);
             }
         }
     }

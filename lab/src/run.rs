@@ -8,8 +8,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use physlab_eval::biod::{evaluate_biod, render_biod, BioDEval};
 use physlab_eval::corpus::{
-    documents_nll_bits_at, early_stopping, evaluate_corpus, render_corpus, CorpusEval,
-    EarlyStopping, Positions,
+    documents_nll_bits_at, documents_nll_bits_scored, early_stopping, evaluate_corpus,
+    render_corpus, CorpusEval, EarlyStopping, Positions,
 };
 use physlab_eval::qa::{evaluate_qa, render_qa, QaEval};
 use physlab_eval::{evaluate_bios, evaluate_bios_own_orders, render_table, BioSEval};
@@ -1600,14 +1600,41 @@ enum CorpusCheck<'a> {
         validation: Option<(&'a [Vec<u32>], f64)>,
         /// The positions scored (facts: the value tokens; otherwise every token).
         at: Positions,
+        /// Facts: whether each scored position of `docs` (in order) is a fact whose key the training set holds.
+        seen: Option<&'a [bool]>,
     },
     /// Bits of knowledge (Def. 4.1).
     BioD(&'a BioD),
 }
 
 enum CorpusResult {
-    Entropy(CorpusEval, Option<EarlyStopping>),
+    Entropy(CorpusEval, Option<EarlyStopping>, Option<FactsSplit>),
     BioD(BioDEval),
+}
+
+/// A facts run's held-out value loss split by whether the fact's key occurs in the training set (bits/fact).
+#[derive(Clone, Debug, serde::Serialize)]
+struct FactsSplit {
+    /// At the end of training.
+    seen_bits_per_fact: f64,
+    unseen_bits_per_fact: f64,
+    /// At the early-stopping step (when the run stopped early).
+    seen_bits_per_fact_at_best: Option<f64>,
+    unseen_bits_per_fact_at_best: Option<f64>,
+}
+
+/// The mean of `nll` over the positions where `seen` is `want` (NaN when there are none).
+fn split_mean(nll: &[f64], seen: &[bool], want: bool) -> f64 {
+    let (sum, n) = nll
+        .iter()
+        .zip(seen)
+        .filter(|(_, &s)| s == want)
+        .fold((0.0, 0usize), |(a, n), (v, _)| (a + v, n + 1));
+    if n == 0 {
+        f64::NAN
+    } else {
+        sum / n as f64
+    }
 }
 
 /// The excess loss of `model` on `docs` over their true surprisal `surprisal_bits` (bits/token).
@@ -1626,9 +1653,12 @@ fn excess_on<B: physlab_trainer::kernels::Kernels>(
     (bits - surprisal_bits) / tokens.max(1) as f64
 }
 
-/// Curve keys of the held-out excess (`train.eval_every` on a Zipf or Markov run).
+/// Curve keys of the held-out excess (`train.eval_every` on a Zipf, Markov or facts run).
 const CURVE_VALIDATION: &str = "validation/excess_bits_per_token";
 const CURVE_TEST: &str = "held_out/excess_bits_per_token";
+/// Facts: the test excess over the facts whose key the training set holds, and over the others.
+const CURVE_SEEN: &str = "held_out_seen/excess_bits_per_token";
+const CURVE_UNSEEN: &str = "held_out_unseen/excess_bits_per_token";
 
 /// Reads the (step, validation, test) excess triples a run wrote to its curve.jsonl.
 fn read_excess_curve(path: &Path) -> Result<Vec<(usize, f64, f64)>> {
@@ -1677,21 +1707,37 @@ fn train_eval_corpus<B: physlab_trainer::kernels::TrainBackend>(
         } if cfg.train.eval_every > 0 => Some((*docs, *test_bits, *vdocs, *vbits, *at)),
         _ => None,
     };
+    let seen = match check {
+        CorpusCheck::Entropy { seen, .. } => *seen,
+        CorpusCheck::BioD(_) => None,
+    };
     let (context, batch) = (cfg.train.context, cfg.eval.batch);
     let mut curve = |_step: usize, model: &Gpt<B::InnerBackend>| -> Vec<(String, f64)> {
         let Some((docs, test_bits, vdocs, vbits, at)) = held_out else {
             return Vec::new();
         };
-        vec![
-            (
-                CURVE_VALIDATION.to_string(),
-                excess_on(model, vdocs, at, vbits, context, batch, &device),
-            ),
-            (
+        let mut out = vec![(
+            CURVE_VALIDATION.to_string(),
+            excess_on(model, vdocs, at, vbits, context, batch, &device),
+        )];
+        match seen {
+            // Facts: one pass over the test documents gives the excess and its split (their surprisal is 0).
+            Some(seen) => {
+                let nll: Vec<f64> =
+                    documents_nll_bits_scored(model, docs, at, context, batch, &device).concat();
+                out.push((
+                    CURVE_TEST.to_string(),
+                    (nll.iter().sum::<f64>() - test_bits) / nll.len().max(1) as f64,
+                ));
+                out.push((CURVE_SEEN.to_string(), split_mean(&nll, seen, true)));
+                out.push((CURVE_UNSEEN.to_string(), split_mean(&nll, seen, false)));
+            }
+            None => out.push((
                 CURVE_TEST.to_string(),
                 excess_on(model, docs, at, test_bits, context, batch, &device),
-            ),
-        ]
+            )),
+        }
+        out
     };
     let (model, outcome) = train_with_eval::<B>(
         &cfg.train,
@@ -1772,7 +1818,35 @@ fn train_eval_corpus<B: physlab_trainer::kernels::TrainBackend>(
             } else {
                 None
             };
-            CorpusResult::Entropy(e, stopped)
+            let split = match seen {
+                Some(seen) => {
+                    let nll: Vec<f64> =
+                        documents_nll_bits_scored(&model, docs, *at, context, batch, &device)
+                            .concat();
+                    // At the early-stopping step: the curve's split there (a run that drew it).
+                    let at_best = |key: &str| -> Option<f64> {
+                        let best = stopped.as_ref()?.best_step as u64;
+                        let text =
+                            std::fs::read_to_string(dir.join(physlab_trainer::train::CURVE_FILE))
+                                .ok()?;
+                        text.lines()
+                            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                            .filter(|v| {
+                                v.get("step").and_then(serde_json::Value::as_u64) == Some(best)
+                            })
+                            .filter_map(|v| v.get(key).and_then(serde_json::Value::as_f64))
+                            .next_back()
+                    };
+                    Some(FactsSplit {
+                        seen_bits_per_fact: split_mean(&nll, seen, true),
+                        unseen_bits_per_fact: split_mean(&nll, seen, false),
+                        seen_bits_per_fact_at_best: at_best(CURVE_SEEN),
+                        unseen_bits_per_fact_at_best: at_best(CURVE_UNSEEN),
+                    })
+                }
+                None => None,
+            };
+            CorpusResult::Entropy(e, stopped, split)
         }
         CorpusCheck::BioD(data) => {
             let e = evaluate_biod::<B::InnerBackend>(&model, data, params, cfg.eval.batch, &device);
@@ -1834,6 +1908,8 @@ struct CorpusRun<'c> {
     at: Positions,
     /// Facts: the held-out sample against the training set.
     facts: Option<FactsHeldOut>,
+    /// Facts: whether each held-out fact (in document and position order) has a key the training set holds.
+    test_seen: Option<Vec<bool>>,
     built: Instant,
 }
 
@@ -1849,7 +1925,7 @@ impl<'c> CorpusRun<'c> {
         // Uniform: the training set itself (memorization). Zipf / Markov: held-out documents, with their own
         // surprisal under the source (each token's true probability is known).
         let mut validation = None;
-        let (mut at, mut facts) = (Positions::ALL, None);
+        let (mut at, mut facts, mut test_seen) = (Positions::ALL, None, None);
         let (eval_docs, surprisal): (Vec<Vec<u32>>, Option<f64>) = match dc {
             DataConfig::Facts(c) => {
                 // Held-out and validation documents past the training set; only value tokens are scored, and a
@@ -1874,9 +1950,11 @@ impl<'c> CorpusRun<'c> {
                 };
                 let counts = f.key_counts(docs as u64);
                 let (mut n, mut unseen, mut once) = (0u64, 0u64, 0u64);
+                let mut seen = Vec::new();
                 for d in docs..test_end {
                     for r in f.document_ranks(d as u64) {
                         n += 1;
+                        seen.push(counts.contains_key(&r));
                         match counts.get(&r) {
                             None => unseen += 1,
                             Some(1) => once += 1,
@@ -1884,6 +1962,7 @@ impl<'c> CorpusRun<'c> {
                         }
                     }
                 }
+                test_seen = Some(seen);
                 let unseen_fraction = unseen as f64 / n.max(1) as f64;
                 facts = Some(FactsHeldOut {
                     training_facts: docs as u64 * c.facts_per_document as u64,
@@ -1946,6 +2025,7 @@ impl<'c> CorpusRun<'c> {
             validation,
             at,
             facts,
+            test_seen,
             built,
         })
     }
@@ -2015,6 +2095,7 @@ impl Pipeline for CorpusRun<'_> {
                 memorization: matches!(dc, DataConfig::Uniform(_)),
                 validation: self.validation.as_ref().map(|(d, b)| (d.as_slice(), *b)),
                 at: self.at,
+                seen: self.test_seen.as_deref(),
             },
         };
         let (outcome, e) = on_backend!(
@@ -2032,7 +2113,7 @@ impl Pipeline for CorpusRun<'_> {
             )
         )?;
         let (key, value, table) = match &e {
-            CorpusResult::Entropy(c, _) => (
+            CorpusResult::Entropy(c, _, _) => (
                 "corpus",
                 serde_json::to_value(c)?,
                 render_corpus(run.title, c, outcome.exposures),
@@ -2048,7 +2129,23 @@ impl Pipeline for CorpusRun<'_> {
         entries.insert(key.into(), value);
         let mut table = table;
         if let Some(f) = &self.facts {
-            entries.insert("facts".into(), serde_json::to_value(f)?);
+            let mut v = serde_json::to_value(f)?;
+            if let (CorpusResult::Entropy(_, _, Some(split)), Some(m)) = (&e, v.as_object_mut()) {
+                if let serde_json::Value::Object(sp) = serde_json::to_value(split)? {
+                    m.extend(sp);
+                }
+                table.push_str(&format!(
+                    "facts: value loss {:.4} bits/fact on facts whose key the training set holds, {:.4} on the others (log2 V = {:.3}){}\n",
+                    split.seen_bits_per_fact,
+                    split.unseen_bits_per_fact,
+                    f.value_bits,
+                    match (split.seen_bits_per_fact_at_best, split.unseen_bits_per_fact_at_best) {
+                        (Some(a), Some(b)) => format!("; at the early-stopping step {a:.4} and {b:.4}"),
+                        _ => String::new(),
+                    }
+                ));
+            }
+            entries.insert("facts".into(), v);
             table.push_str(&format!(
                 "facts: {} training facts ({} distinct keys); of {} held-out facts {:.2}% have a key never seen in training, {:.2}% one seen once: a model that knows every seen fact and nothing else scores {:.4} bits/fact on the values (log2 V = {:.3})\n",
                 f.training_facts,
@@ -2060,7 +2157,7 @@ impl Pipeline for CorpusRun<'_> {
                 f.value_bits
             ));
         }
-        if let CorpusResult::Entropy(_, Some(es)) = &e {
+        if let CorpusResult::Entropy(_, Some(es), _) = &e {
             entries.insert(EARLY_STOPPING_KEY.into(), serde_json::to_value(es)?);
             table.push_str(&format!(
                 "\nearly stopping: held-out excess {:.4} bits/token at step {} (lowest validation excess, {:.4}; {} evaluations), {:.4} at the last step {}{}\n",
