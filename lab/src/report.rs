@@ -429,6 +429,16 @@ fn columns(runs: &[Run], spec: &ReportSpec) -> Vec<Column> {
         "early_stopping.last_excess_bits_per_token",
         4,
     ));
+    cols.push(c(
+        "facts: value loss on facts whose key was seen, at the early-stopping step (bits/fact)",
+        "facts.seen_bits_per_fact_at_best",
+        4,
+    ));
+    cols.push(c(
+        "facts: value loss on facts whose key was never seen, at the early-stopping step (bits/fact)",
+        "facts.unseen_bits_per_fact_at_best",
+        3,
+    ));
     cols.push(c("corpus: data tokens", "data_tokens", 0));
     cols.push(c("final training loss (nats/token)", "train.final_loss", 3));
     cols.push(Column {
