@@ -237,7 +237,30 @@ pub fn evaluate_corpus<B: Kernels>(
     batch: usize,
     device: &B::Device,
 ) -> CorpusEval {
-    let each = documents_nll_bits_at(model, docs, at, context, batch, device);
+    let scored = documents_nll_bits_scored(model, docs, at, context, batch, device);
+    corpus_eval_from_scores(
+        kind,
+        &scored,
+        entropy_bits_per_token,
+        sample_surprisal_bits,
+        held_out,
+        memorization,
+        params,
+    )
+}
+
+/// [`evaluate_corpus`] from the per-position NLLs (bits) of each document that [`documents_nll_bits_scored`]
+/// returned, for a caller that needs them for more than this (the facts run's seen/unseen split).
+pub fn corpus_eval_from_scores(
+    kind: &str,
+    scored: &[Vec<f64>],
+    entropy_bits_per_token: f64,
+    sample_surprisal_bits: Option<f64>,
+    held_out: bool,
+    memorization: bool,
+    params: ParamCounts,
+) -> CorpusEval {
+    let each: Vec<(f64, usize)> = scored.iter().map(|v| (v.iter().sum(), v.len())).collect();
     let (bits, tokens) = each
         .iter()
         .fold((0.0, 0), |(b, t), &(db, dt)| (b + db, t + dt));
@@ -258,7 +281,7 @@ pub fn evaluate_corpus<B: Kernels>(
     CorpusEval {
         kind: kind.into(),
         entropy_bits_per_token,
-        documents: docs.len(),
+        documents: scored.len(),
         tokens,
         held_out,
         loss_bits_per_token: loss,

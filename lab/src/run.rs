@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use physlab_eval::biod::{evaluate_biod, render_biod, BioDEval};
 use physlab_eval::corpus::{
-    documents_nll_bits_at, documents_nll_bits_scored, early_stopping, evaluate_corpus,
+    corpus_eval_from_scores, documents_nll_bits_at, documents_nll_bits_scored, early_stopping,
     render_corpus, CorpusEval, EarlyStopping, Positions,
 };
 use physlab_eval::qa::{evaluate_qa, render_qa, QaEval};
@@ -1660,24 +1660,32 @@ const CURVE_TEST: &str = "held_out/excess_bits_per_token";
 const CURVE_SEEN: &str = "held_out_seen/excess_bits_per_token";
 const CURVE_UNSEEN: &str = "held_out_unseen/excess_bits_per_token";
 
-/// Reads the (step, validation, test) excess triples a run wrote to its curve.jsonl.
-fn read_excess_curve(path: &Path) -> Result<Vec<(usize, f64, f64)>> {
+/// The lines of a run's curve.jsonl, parsed (an unparsable line is an error naming the file and line).
+fn read_curve_lines(path: &Path) -> Result<Vec<serde_json::Value>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .with_context(|| format!("{} line {}: not JSON", path.display(), i + 1))?;
-        let get = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
-        if let (Some(step), Some(val), Some(test)) = (
-            v.get("step").and_then(serde_json::Value::as_u64),
-            get(CURVE_VALIDATION),
-            get(CURVE_TEST),
-        ) {
-            out.push((step as usize, val, test));
-        }
-    }
-    Ok(out)
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_str(line)
+                .with_context(|| format!("{} line {}: not JSON", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// The (step, validation, test) excess triples among curve.jsonl's lines.
+fn excess_triples(lines: &[serde_json::Value]) -> Vec<(usize, f64, f64)> {
+    lines
+        .iter()
+        .filter_map(|v| {
+            let get = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
+            Some((
+                v.get("step").and_then(serde_json::Value::as_u64)? as usize,
+                get(CURVE_VALIDATION)?,
+                get(CURVE_TEST)?,
+            ))
+        })
+        .collect()
 }
 
 /// Trains on a corpus of known content and evaluates it (`physlab_eval::corpus`, `physlab_eval::biod`).
@@ -1773,19 +1781,16 @@ fn train_eval_corpus<B: physlab_trainer::kernels::TrainBackend>(
             at,
             ..
         } => {
-            let e = evaluate_corpus::<B::InnerBackend>(
-                &model,
+            // Scored once: the evaluation and (facts) its seen/unseen split read the same NLLs.
+            let scored = documents_nll_bits_scored(&model, docs, *at, context, batch, &device);
+            let e = corpus_eval_from_scores(
                 kind,
-                docs,
-                *at,
+                &scored,
                 *entropy,
                 *surprisal,
                 !memorization,
                 *memorization,
                 params,
-                cfg.train.context,
-                cfg.eval.batch,
-                &device,
             );
             info!(
                 "scored {} documents ({} tokens) in {:.1}s: {:.4} bits/token, H = {:.4}, excess {:.4}",
@@ -1796,56 +1801,55 @@ fn train_eval_corpus<B: physlab_trainer::kernels::TrainBackend>(
                 e.entropy_bits_per_token,
                 e.excess_bits_per_token
             );
-            let stopped = if held_out.is_some() {
+            // curve.jsonl, read once: the early-stopping step and (facts) the split there.
+            let curve_lines = if held_out.is_some() {
                 let path = dir.join(physlab_trainer::train::CURVE_FILE);
-                let es = early_stopping(&read_excess_curve(&path)?).with_context(|| {
-                    format!(
-                        "{}: no held-out excess curve to stop early on",
-                        path.display()
-                    )
-                })?;
-                info!(
-                    "early stopping: lowest validation excess {:.4} at step {} of {} ({} evaluations): held-out excess {:.4} there, {:.4} at the end{}",
-                    es.validation_excess_bits_per_token,
-                    es.best_step,
-                    es.last_step,
-                    es.evaluations,
-                    es.excess_bits_per_token,
-                    es.last_excess_bits_per_token,
-                    if es.best_is_last { " (the best step is the last: training may not have reached its best point)" } else { "" }
-                );
-                Some(es)
+                Some((read_curve_lines(&path)?, path))
             } else {
                 None
             };
-            let split = match seen {
-                Some(seen) => {
-                    let nll: Vec<f64> =
-                        documents_nll_bits_scored(&model, docs, *at, context, batch, &device)
-                            .concat();
-                    // At the early-stopping step: the curve's split there (a run that drew it).
-                    let at_best = |key: &str| -> Option<f64> {
-                        let best = stopped.as_ref()?.best_step as u64;
-                        let text =
-                            std::fs::read_to_string(dir.join(physlab_trainer::train::CURVE_FILE))
-                                .ok()?;
-                        text.lines()
-                            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                            .filter(|v| {
-                                v.get("step").and_then(serde_json::Value::as_u64) == Some(best)
-                            })
-                            .filter_map(|v| v.get(key).and_then(serde_json::Value::as_f64))
-                            .next_back()
-                    };
-                    Some(FactsSplit {
-                        seen_bits_per_fact: split_mean(&nll, seen, true),
-                        unseen_bits_per_fact: split_mean(&nll, seen, false),
-                        seen_bits_per_fact_at_best: at_best(CURVE_SEEN),
-                        unseen_bits_per_fact_at_best: at_best(CURVE_UNSEEN),
-                    })
+            let stopped = match &curve_lines {
+                Some((lines, path)) => {
+                    let es = early_stopping(&excess_triples(lines)).with_context(|| {
+                        format!(
+                            "{}: no held-out excess curve to stop early on",
+                            path.display()
+                        )
+                    })?;
+                    info!(
+                        "early stopping: lowest validation excess {:.4} at step {} of {} ({} evaluations): held-out excess {:.4} there, {:.4} at the end{}",
+                        es.validation_excess_bits_per_token,
+                        es.best_step,
+                        es.last_step,
+                        es.evaluations,
+                        es.excess_bits_per_token,
+                        es.last_excess_bits_per_token,
+                        if es.best_is_last { " (the best step is the last: training may not have reached its best point)" } else { "" }
+                    );
+                    Some(es)
                 }
                 None => None,
             };
+            let split = seen.map(|seen| {
+                let nll: Vec<f64> = scored.concat();
+                // At the early-stopping step: the curve's split there (the step's last line wins).
+                let at_best = |key: &str| -> Option<f64> {
+                    let best = stopped.as_ref()?.best_step as u64;
+                    curve_lines
+                        .as_ref()?
+                        .0
+                        .iter()
+                        .filter(|v| v.get("step").and_then(serde_json::Value::as_u64) == Some(best))
+                        .filter_map(|v| v.get(key).and_then(serde_json::Value::as_f64))
+                        .next_back()
+                };
+                FactsSplit {
+                    seen_bits_per_fact: split_mean(&nll, seen, true),
+                    unseen_bits_per_fact: split_mean(&nll, seen, false),
+                    seen_bits_per_fact_at_best: at_best(CURVE_SEEN),
+                    unseen_bits_per_fact_at_best: at_best(CURVE_UNSEEN),
+                }
+            });
             CorpusResult::Entropy(e, stopped, split)
         }
         CorpusCheck::BioD(data) => {
