@@ -375,6 +375,14 @@ fn bad_recipes_name_the_key() {
             "fit_min_rmax",
         ),
         (
+            "[experiment.x]\nreport = { fit = \"capacity\", plateau_max_loss_drop_pct = 1.0 }\n",
+            "plateau_max_loss_drop_pct",
+        ),
+        (
+            "[experiment.x]\nreport = { fit = \"plateau\", plateau_max_loss_drop_pct = -1.0 }\n",
+            "plateau_max_loss_drop_pct = -1",
+        ),
+        (
             "[experiment.x.sweep]\nzip = { \"data.multi\" = [1, 2], \"data.permute\" = [false] }\n",
             "same number",
         ),

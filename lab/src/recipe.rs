@@ -127,6 +127,11 @@ pub struct ReportSpec {
     /// many bits per parameter (fixed in the recipe before running: past the capacity, where memorized bits no
     /// longer grow with the data). None: every run.
     pub plateau_min_entropy_per_param: Option<f64>,
+    /// With `fit = "plateau"`: the saturation criterion, fixed before running: a run on the plateau is saturated
+    /// when its training loss fell by less than this many percent over the last 10% of its steps. The report
+    /// lists each run against it and calls the plateau a capacity only when every run on it is saturated
+    /// (otherwise a lower bound). None: no criterion.
+    pub plateau_max_loss_drop_pct: Option<f64>,
     /// With `fit = "data"` / `"params"`: the eval.json path of the excess loss fitted (default
     /// `corpus.excess_bits_per_token`, the end of training; `early_stopping.excess_bits_per_token` for the
     /// held-out figure at the validation minimum, `train.eval_every`).
@@ -190,6 +195,16 @@ impl ReportSpec {
             bail!(
                 "report.plateau_min_entropy_per_param selects the runs of the plateau: it needs fit = \"plateau\""
             );
+        }
+        if spec.plateau_max_loss_drop_pct.is_some() && spec.fit != Fit::Plateau {
+            bail!(
+                "report.plateau_max_loss_drop_pct is the saturation criterion of the plateau: it needs fit = \"plateau\""
+            );
+        }
+        if let Some(t) = spec.plateau_max_loss_drop_pct {
+            if !(t.is_finite() && t > 0.0) {
+                bail!("report.plateau_max_loss_drop_pct = {t}: expected a positive percentage");
+            }
         }
         if spec.fit_excess.is_some() && !matches!(spec.fit, Fit::Data | Fit::Params) {
             bail!("report.fit_excess names the excess loss of a power-law fit: it needs fit = \"data\" or \"params\"");

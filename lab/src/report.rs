@@ -21,6 +21,7 @@ use serde_json::Value;
 use crate::recipe::{Fit, MetricSpec, ReportSpec};
 
 /// One finished run.
+#[derive(Clone)]
 pub struct Run {
     /// The point's folder name.
     pub point: String,
@@ -518,6 +519,14 @@ pub struct PlateauSection {
     /// their mean (None for fewer than two).
     pub bits_per_param: Option<SeedStats>,
     pub ci95: Option<(f64, f64)>,
+    /// The saturation criterion (`plateau_max_loss_drop_pct`): the most the training loss may still fall over
+    /// the last 10% of a run on the plateau, in percent.
+    pub saturation_max_loss_drop_pct: Option<f64>,
+    /// Runs on the plateau that meet the criterion (None without one). Only when all of them do is the plateau
+    /// a capacity; otherwise it is a lower bound.
+    pub saturated: Option<usize>,
+    /// Every run with memorized bits, in point and seed order.
+    pub each: Vec<PlateauRun>,
     /// Memorized bits against the training set's entropy (bits), per point (mean ± std over seeds).
     #[serde(skip)]
     pub series: Vec<Series>,
@@ -665,6 +674,22 @@ pub fn load(runs_dir: &Path, experiment: &str) -> Result<Vec<Run>> {
     collect_runs(&runs_dir.join(experiment))
 }
 
+/// One run of a memorization sweep, against the plateau's threshold and the saturation criterion.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlateauRun {
+    pub point: String,
+    pub seed: u64,
+    /// Bits of training-set entropy per parameter.
+    pub entropy_per_param: f64,
+    pub memorized_bits_per_param: f64,
+    /// Whether the run counts toward the plateau (past the threshold).
+    pub on_plateau: bool,
+    /// How much the training loss still fell over the last 10% of the steps (%), when the run logged enough.
+    pub loss_drop_last_tenth_pct: Option<f64>,
+    /// Against the criterion (None without one or without a curve to read).
+    pub saturated: Option<bool>,
+}
+
 /// The memorization plateau over `runs` (see [`PlateauSection`]).
 fn plateau_section(runs: &[Run], names: &[String], spec: &ReportSpec) -> PlateauSection {
     // (training-set entropy in bits, memorized bits, parameters) of a run.
@@ -686,6 +711,30 @@ fn plateau_section(runs: &[Run], names: &[String], spec: &ReportSpec) -> Plateau
         })
         .map(|(_, m, p)| m / p)
         .collect();
+    let max_drop = spec.plateau_max_loss_drop_pct;
+    let each: Vec<PlateauRun> = runs
+        .iter()
+        .filter_map(|r| {
+            let (x, m, p) = of(r)?;
+            let drop = loss_drop_last_tenth(r);
+            Some(PlateauRun {
+                point: r.point.clone(),
+                seed: r.seed,
+                entropy_per_param: x / p,
+                memorized_bits_per_param: m / p,
+                on_plateau: spec
+                    .plateau_min_entropy_per_param
+                    .is_none_or(|t| x / p >= t),
+                loss_drop_last_tenth_pct: drop,
+                saturated: max_drop.zip(drop).map(|(t, d)| d < t),
+            })
+        })
+        .collect();
+    let saturated = max_drop.map(|_| {
+        each.iter()
+            .filter(|r| r.on_plateau && r.saturated == Some(true))
+            .count()
+    });
     let stats = SeedStats::of(&on);
     let ci95 = stats.as_ref().filter(|s| s.n >= 2).map(|s| {
         let half =
@@ -711,6 +760,9 @@ fn plateau_section(runs: &[Run], names: &[String], spec: &ReportSpec) -> Plateau
         on_plateau: on.len(),
         bits_per_param: stats,
         ci95,
+        saturation_max_loss_drop_pct: max_drop,
+        saturated,
+        each,
         series,
     }
 }
@@ -1311,6 +1363,51 @@ pub fn render_md(c: &Computed) -> Result<String> {
             )?,
             _ => writeln!(md, "No run on the plateau yet ({which}).\n")?,
         }
+        if let (Some(t), Some(sat)) = (pl.saturation_max_loss_drop_pct, pl.saturated) {
+            if pl.on_plateau == 0 {
+                // No run on the plateau: said above.
+            } else if sat == pl.on_plateau {
+                writeln!(
+                    md,
+                    "Every run on the plateau is saturated (its training loss fell < {t}% over its last 10% of \
+                     steps): the plateau is the capacity at this training length.\n"
+                )?;
+            } else {
+                writeln!(
+                    md,
+                    "**{} of the {} runs on the plateau are not saturated** (their training loss fell ≥ {t}% over \
+                     the last 10% of steps, or no curve was logged): the plateau is a lower bound on the capacity, \
+                     not the capacity.\n",
+                    pl.on_plateau - sat,
+                    pl.on_plateau
+                )?;
+            }
+        }
+        if !pl.each.is_empty() {
+            writeln!(
+                md,
+                "| point | seed | entropy / param | memorized bits / param | on the plateau | loss drop, last 10% | saturated |\n|---|---|---|---|---|---|---|"
+            )?;
+            for r in &pl.each {
+                writeln!(
+                    md,
+                    "| `{}` | {} | {:.3} | {:.4} | {} | {} | {} |",
+                    r.point,
+                    r.seed,
+                    r.entropy_per_param,
+                    r.memorized_bits_per_param,
+                    if r.on_plateau { "yes" } else { "no" },
+                    r.loss_drop_last_tenth_pct
+                        .map_or("-".into(), |d| format!("{d:.2}%")),
+                    match r.saturated {
+                        Some(true) => "yes",
+                        Some(false) => "no",
+                        None => "-",
+                    }
+                )?;
+            }
+            writeln!(md)?;
+        }
         if !pl.series.is_empty() {
             writeln!(
                 md,
@@ -1487,6 +1584,76 @@ mod tests {
     fn bios(params: f64, bits: f64, rmax: f64) -> serde_json::Value {
         // The used-rows count is set apart from the paper's so that a fit on the wrong one fails.
         json!({ "bios": { "bits": bits, "params": { "total": params, "capacity": 0.5 * params }, "capacity_ratio_max": rmax } })
+    }
+
+    /// The saturation criterion: a run on the plateau whose loss fell ≥ the stated percentage over its last 10%
+    /// (or that logged no curve) is not saturated, and then the plateau is called a lower bound; runs below the
+    /// threshold are listed but do not count.
+    #[test]
+    fn the_plateau_is_a_capacity_only_when_every_run_on_it_is_saturated() {
+        let corpus = |tokens: f64, mem: f64| {
+            json!({ "corpus": { "entropy_bits_per_token": 9.0, "tokens": tokens, "memorized_bits": mem,
+                                "params": { "total": 1000.0, "capacity": 500.0 } } })
+        };
+        // Steps 0..=100 with the loss at step 90 and at step 100 given: a drop of 100·(a − b)/a percent.
+        let curve = |a: f64, b: f64| vec![(0.0, 9.0), (50.0, 5.0), (90.0, a), (100.0, b)];
+        let with = |mut r: Run, c: Vec<(f64, f64)>| {
+            r.curve = c;
+            r
+        };
+        let spec = ReportSpec {
+            fit: Fit::Plateau,
+            plateau_min_entropy_per_param: Some(20.0),
+            plateau_max_loss_drop_pct: Some(1.0),
+            ..Default::default()
+        };
+        let saturated = vec![
+            // Below the threshold and far from saturated: listed, not counted.
+            with(run("n=1", 0, corpus(1000.0, 8500.0)), curve(2.0, 1.0)),
+            with(run("n=4", 0, corpus(4000.0, 3400.0)), curve(4.0, 3.97)), // 0.75%
+            with(run("n=8", 0, corpus(8000.0, 3500.0)), curve(4.0, 4.0)),  // 0%
+        ];
+        let c = compute("x", Path::new("runs/x"), &saturated, &spec, "").unwrap();
+        let pl = c.plateau.as_ref().unwrap();
+        assert_eq!((pl.on_plateau, pl.saturated), (2, Some(2)));
+        assert_eq!(pl.each.len(), 3);
+        assert_eq!(pl.each[0].saturated, Some(false));
+        assert!(!pl.each[0].on_plateau);
+        assert!((pl.each[1].loss_drop_last_tenth_pct.unwrap() - 0.75).abs() < 1e-9);
+        let md = render_md(&c).unwrap();
+        assert!(md.contains("Every run on the plateau is saturated"), "{md}");
+        assert!(
+            md.contains("| `n=4` | 0 | 36.000 | 3.4000 | yes | 0.75% | yes |"),
+            "{md}"
+        );
+
+        // One run on the plateau falls 1.5% (not saturated), another logged no curve: 2 of 3 not saturated.
+        let mut unsaturated = saturated.clone();
+        unsaturated[2] = with(run("n=8", 0, corpus(8000.0, 3500.0)), curve(4.0, 3.94));
+        unsaturated.push(run("n=8", 1, corpus(8000.0, 3600.0)));
+        let c = compute("x", Path::new("runs/x"), &unsaturated, &spec, "").unwrap();
+        let pl = c.plateau.as_ref().unwrap();
+        assert_eq!((pl.on_plateau, pl.saturated), (3, Some(1)));
+        assert_eq!(pl.each[3].saturated, None);
+        let md = render_md(&c).unwrap();
+        assert!(
+            md.contains("**2 of the 3 runs on the plateau are not saturated**"),
+            "{md}"
+        );
+        assert!(
+            !md.contains("Every run on the plateau is saturated"),
+            "{md}"
+        );
+
+        // Without a criterion nothing is judged.
+        let spec = ReportSpec {
+            plateau_max_loss_drop_pct: None,
+            ..spec
+        };
+        let c = compute("x", Path::new("runs/x"), &unsaturated, &spec, "").unwrap();
+        let pl = c.plateau.as_ref().unwrap();
+        assert_eq!(pl.saturated, None);
+        assert!(pl.each.iter().all(|r| r.saturated.is_none()));
     }
 
     /// The memorization plateau is the mean memorized bits per parameter over the runs past the threshold of
