@@ -362,6 +362,14 @@ fn bad_recipes_name_the_key() {
             "sequencez",
         ),
         (
+            "[experiment.x]\ncorpus = { kind = \"uniform\", sequences = 4, length = 8, vocab = 0 }\n",
+            "corpus.vocab must be ≥ 2 (got 0)",
+        ),
+        (
+            "[experiment.x]\ncorpus = { kind = \"bioD\", people = 10, name_pool_sizes = [2, 2] }\n",
+            "corpus.name_pool_sizes",
+        ),
+        (
             "[experiment.x]\ncorpus = { kind = \"bioS\" }\n",
             "corpus.kind",
         ),

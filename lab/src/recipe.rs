@@ -77,7 +77,9 @@ impl RunConfig {
             Some(c) => c
                 .problems()
                 .into_iter()
-                .map(|e| format!("corpus: {e}"))
+                // The kinds' checks name their keys `data.*` (a dataset recipe's table); in a run they are
+                // `corpus.*`.
+                .map(|e| format!("corpus: {}", e.replace("data.", "corpus.")))
                 .collect(),
         };
         p.extend(self.model.problems());
