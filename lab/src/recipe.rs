@@ -1325,13 +1325,13 @@ multi = 2
         const BIOD: &str =
             "people = 20, attributes = 2, chunks = 2, values = 10, value_tokens = 2, vocab = 40";
         for (from, to, key) in [
-            ("vocab = 40", "vocab = 9223372036854775807", "data.vocab"),
+            ("vocab = 40", "vocab = 9223372036854775807", "corpus.vocab"),
             (
                 "attributes = 2",
                 "attributes = 100000000",
-                "data.attributes",
+                "corpus.attributes",
             ),
-            ("people = 20", "people = 100000000000", "data.people"),
+            ("people = 20", "people = 100000000000", "corpus.people"),
         ] {
             let ws = BASE.replace(BIOD, &BIOD.replace(from, to));
             assert_ne!(ws, BASE);
