@@ -1369,8 +1369,8 @@ pub fn render_md(c: &Computed) -> Result<String> {
             } else if sat == pl.on_plateau {
                 writeln!(
                     md,
-                    "Every run on the plateau is saturated (its training loss fell < {t}% over its last 10% of \
-                     steps): the plateau is the capacity at this training length.\n"
+                    "Every run on the plateau meets the saturation criterion (its training loss fell < {t}% over \
+                     its last 10% of steps).\n"
                 )?;
             } else {
                 writeln!(
@@ -1382,6 +1382,39 @@ pub fn render_md(c: &Computed) -> Result<String> {
                     pl.on_plateau
                 )?;
             }
+        }
+        // Whether the sizes on the plateau are level: their mean memorized bits per parameter, in the order of
+        // their training-set entropy.
+        let mut sizes: Vec<(f64, String, Vec<f64>)> = Vec::new();
+        for r in pl.each.iter().filter(|r| r.on_plateau) {
+            match sizes.iter_mut().find(|s| s.1 == r.point) {
+                Some(s) => s.2.push(r.memorized_bits_per_param),
+                None => sizes.push((
+                    r.entropy_per_param,
+                    r.point.clone(),
+                    vec![r.memorized_bits_per_param],
+                )),
+            }
+        }
+        sizes.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if sizes.len() >= 2 {
+            let means: Vec<f64> = sizes
+                .iter()
+                .map(|s| s.2.iter().sum::<f64>() / s.2.len() as f64)
+                .collect();
+            let path: Vec<String> = sizes
+                .iter()
+                .zip(&means)
+                .map(|(s, m)| format!("{m:.3} (`{}`, {:.1} bits of entropy/param)", s.1, s.0))
+                .collect();
+            writeln!(
+                md,
+                "Across the plateau's sizes, memorized bits per parameter (mean over seeds) go {}: the largest \
+                 size holds {:.2}× what the smallest does. A plateau is level; one that falls as the data grows \
+                 means the larger sets were not trained to saturation.\n",
+                path.join(" → "),
+                means[means.len() - 1] / means[0]
+            )?;
         }
         if !pl.each.is_empty() {
             writeln!(
@@ -1621,7 +1654,15 @@ mod tests {
         assert!(!pl.each[0].on_plateau);
         assert!((pl.each[1].loss_drop_last_tenth_pct.unwrap() - 0.75).abs() < 1e-9);
         let md = render_md(&c).unwrap();
-        assert!(md.contains("Every run on the plateau is saturated"), "{md}");
+        assert!(
+            md.contains("Every run on the plateau meets the saturation criterion"),
+            "{md}"
+        );
+        // n=4 holds 3.4 bits/param, n=8 3.5: level within 3%.
+        assert!(
+            md.contains("the largest size holds 1.03× what the smallest does"),
+            "{md}"
+        );
         assert!(
             md.contains("| `n=4` | 0 | 36.000 | 3.4000 | yes | 0.75% | yes |"),
             "{md}"
