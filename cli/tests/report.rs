@@ -394,6 +394,14 @@ fn bad_recipes_name_the_key() {
             "[experiment.x.sweep]\nzip = { \"data.multi\" = [1, 2], \"data.permute\" = [false] }\n",
             "same number",
         ),
+        (
+            "[experiment.x]\nreport = { fit = \"data\", best_of = \"train.lr\" }\n",
+            "best_of takes each point's best run",
+        ),
+        (
+            "[experiment.x]\nreport = { fit = \"capacity\", best_of = \"train.lr\" }\n[experiment.x.sweep]\ngrid = { \"train.exposures\" = [10, 20] }\n",
+            "report.best_of = \"train.lr\": not a key this experiment's sweep varies (train.exposures)",
+        ),
     ];
     for (text, needle) in cases {
         std::fs::write(&ws, text).unwrap();

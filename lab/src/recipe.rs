@@ -125,6 +125,11 @@ pub struct ReportSpec {
     /// the fit, the points where capacity binds (a model with room to spare stores all its data and would pull a
     /// fit through the origin below the capacity); every run is still plotted. None: every run.
     pub fit_min_rmax: Option<f64>,
+    /// With `fit = "capacity"`: a key the sweep varies (e.g. `train.lr`) over which each point takes its best run:
+    /// for every point (its name without this key) and seed, the run that stored the most bits of knowledge, as
+    /// the paper's bioD protocol takes the best of 3 learning rates. The table, the headline and the fit then see
+    /// one run per point and seed; the report lists every value tried and which one won. None: every run as is.
+    pub best_of: Option<String>,
     /// With `fit = "plateau"`: the runs on the plateau are those whose training set's entropy is at least this
     /// many bits per parameter (fixed in the recipe before running: past the capacity, where memorized bits no
     /// longer grow with the data). None: every run.
@@ -218,6 +223,9 @@ impl ReportSpec {
         }
         if spec.fit_min_rmax.is_some() && spec.fit != Fit::Capacity {
             bail!("report.fit_min_rmax selects the runs of the capacity fit: it needs fit = \"capacity\"");
+        }
+        if spec.best_of.is_some() && spec.fit != Fit::Capacity {
+            bail!("report.best_of takes each point's best run by bits of knowledge: it needs fit = \"capacity\"");
         }
         for m in &spec.metrics {
             if m.path.is_empty() {
@@ -315,6 +323,32 @@ fn point_name<'a>(combo: impl Iterator<Item = &'a (String, Value)>) -> String {
     } else {
         parts.join(",")
     }
+}
+
+/// Splits a point name into its name without the segment of `key` (`train.lr` → `lr=…`) and that segment's
+/// value; None when the name has no such segment.
+pub fn split_point_name(point: &str, key: &str) -> Option<(String, String)> {
+    let prefix = format!("{}=", key.rsplit('.').next().unwrap_or(key));
+    let parts: Vec<&str> = point.split(',').collect();
+    let i = parts.iter().position(|p| p.starts_with(&prefix))?;
+    let value = parts[i][prefix.len()..].to_string();
+    let rest: Vec<&str> = parts
+        .iter()
+        .enumerate()
+        .filter(|&(j, _)| j != i)
+        .map(|(_, p)| *p)
+        .collect();
+    let rest = if rest.is_empty() {
+        "base".to_string()
+    } else {
+        rest.join(",")
+    };
+    Some((rest, value))
+}
+
+/// The name `physlab report` gives a point when `report.best_of = key`: its name without that key's segment.
+pub fn report_point_name(point: &str, key: &str) -> String {
+    split_point_name(point, key).map_or_else(|| point.to_string(), |(rest, _)| rest)
 }
 
 fn unknown_keys(user: &Table, reference: &Table, path: &str, out: &mut Vec<String>) {
@@ -636,11 +670,14 @@ impl Workspace {
         let mut body = exp.clone();
         let sweep = body.remove("sweep");
         // `report` describes how `physlab report` reads the runs; it does not change a run.
-        if let Some(r) = body.remove("report") {
-            if let Err(e) = ReportSpec::from_value(r) {
+        let report = body
+            .remove("report")
+            .map(ReportSpec::from_value)
+            .transpose()
+            .unwrap_or_else(|e| {
                 problems.push(format!("{e:#}"));
-            }
-        }
+                None
+            });
         // `corpus` is checked when it is parsed (its keys depend on its kind).
         let corpus = body.remove("corpus");
         unknown_keys(&body, &reference, "", &mut problems);
@@ -706,6 +743,19 @@ impl Workspace {
                 }
             }
             Some(_) => problems.push("`sweep` must be a table".into()),
+        }
+        if let Some(b) = report.as_ref().and_then(|r| r.best_of.as_ref()) {
+            if !axis_keys.contains(b) {
+                problems.push(format!(
+                    "report.best_of = \"{b}\": not a key this experiment's sweep varies ({}); each point's best \
+                     run is chosen over the values of a swept key",
+                    if axis_keys.is_empty() {
+                        "it has no sweep".to_string()
+                    } else {
+                        axis_keys.join(", ")
+                    }
+                ));
+            }
         }
         for (k, _) in sets {
             if axis_keys.contains(k) {
@@ -804,12 +854,21 @@ impl Workspace {
                 });
             }
         }
-        // A headline metric of one point must name a point of the sweep (it was once dropped without a word).
+        // A headline metric of one point must name a point of the sweep (it was once dropped without a word); with
+        // `best_of`, the point as the report names it: without the chosen key.
         if let Ok(spec) = self.report_spec(name) {
+            let mut names: Vec<String> = points
+                .iter()
+                .map(|p| match &spec.best_of {
+                    Some(k) => report_point_name(&p.name, k),
+                    None => p.name.clone(),
+                })
+                .collect();
+            names.dedup();
+            let mut seen = std::collections::HashSet::new();
+            names.retain(|n| seen.insert(n.clone()));
             for m in spec.metrics.iter().filter(|m| !m.point.is_empty()) {
-                if !points.iter().any(|p| p.name == m.point) {
-                    let mut names: Vec<&str> = points.iter().map(|p| p.name.as_str()).collect();
-                    names.dedup();
+                if !names.contains(&m.point) {
                     all_problems.push(format!(
                         "report.metrics: point {:?} (metric {}) is not a point of this sweep; points: {}",
                         m.point,

@@ -503,7 +503,95 @@ struct ReportJson<'a> {
     capacity_law: Option<&'a ProportionalFit>,
     memorization_law: Option<&'a ProportionalFit>,
     memorization_plateau: Option<&'a PlateauSection>,
+    best_of: Option<&'a BestOfSection>,
     excess_power_law: Option<&'a physlab_eval::fit::PowerLawFit>,
+}
+
+/// `report.best_of`: each point's best run over the values of a swept key (the paper's bioD protocol, the best of
+/// 3 learning rates), chosen per point and seed by bits of knowledge.
+#[derive(Clone, Debug, Serialize)]
+pub struct BestOfSection {
+    /// The swept key, e.g. `train.lr`, and its segment in a point's name (`lr`).
+    pub key: String,
+    pub segment: String,
+    pub each: Vec<BestOfChoice>,
+}
+
+/// One point and seed: every value of the key that ran, with its bits, and the one kept.
+#[derive(Clone, Debug, Serialize)]
+pub struct BestOfChoice {
+    /// The point's name without the key.
+    pub point: String,
+    pub seed: u64,
+    /// (value as in the folder name, bits of knowledge), numbers in increasing order.
+    pub tried: Vec<(String, Option<f64>)>,
+    /// The value kept: the most bits (a run without bits only when no run of the group has any).
+    pub best: String,
+}
+
+/// Keeps, for every point (its name without `key`'s segment) and seed, the run with the most bits of knowledge,
+/// renamed to the point's name without the segment. Runs whose name lacks the segment are kept as they are.
+fn best_of(runs: &[Run], key: &str) -> (Vec<Run>, BestOfSection) {
+    let segment = key.rsplit('.').next().unwrap_or(key).to_string();
+    // (point without the segment, seed) → indices of its runs, in the order read.
+    let mut groups: BTreeMap<(String, u64), Vec<(usize, String)>> = BTreeMap::new();
+    let mut order: Vec<(String, u64)> = Vec::new();
+    let mut kept = Vec::new();
+    for (i, r) in runs.iter().enumerate() {
+        match crate::recipe::split_point_name(&r.point, key) {
+            Some((rest, value)) => {
+                let g = (rest, r.seed);
+                if !groups.contains_key(&g) {
+                    order.push(g.clone());
+                }
+                groups.entry(g).or_default().push((i, value));
+            }
+            None => kept.push(r.clone()),
+        }
+    }
+    let mut each = Vec::new();
+    for g in order {
+        let members = &groups[&g];
+        let bits = |i: usize| knowledge(&runs[i].eval, "bits");
+        let (bi, bv) = members
+            .iter()
+            .max_by(|a, b| {
+                bits(a.0)
+                    .unwrap_or(f64::NEG_INFINITY)
+                    .total_cmp(&bits(b.0).unwrap_or(f64::NEG_INFINITY))
+            })
+            .expect("a group has at least one run");
+        let mut r = runs[*bi].clone();
+        r.point = g.0.clone();
+        kept.push(r);
+        // The values tried in their natural order (numbers by value).
+        let mut tried: Vec<(String, Option<f64>)> =
+            members.iter().map(|(i, v)| (v.clone(), bits(*i))).collect();
+        tried.sort_by(|a, b| match (a.0.parse::<f64>(), b.0.parse::<f64>()) {
+            (Ok(x), Ok(y)) => x.total_cmp(&y),
+            _ => natural_key(&a.0).cmp(&natural_key(&b.0)),
+        });
+        each.push(BestOfChoice {
+            point: g.0,
+            seed: g.1,
+            tried,
+            best: bv.clone(),
+        });
+    }
+    // The table's point order: natural order of the names, seeds ascending (as the runs were read).
+    kept.sort_by(|a, b| {
+        natural_key(&a.point)
+            .cmp(&natural_key(&b.point))
+            .then(a.seed.cmp(&b.seed))
+    });
+    (
+        kept,
+        BestOfSection {
+            key: key.to_string(),
+            segment,
+            each,
+        },
+    )
 }
 
 /// `fit = "plateau"`: Morris et al.'s memorization capacity, the plateau of memorized bits per parameter over
@@ -646,6 +734,8 @@ pub struct Computed {
     pub memorization_law: Option<ProportionalFit>,
     pub plateau: Option<PlateauSection>,
     pub excess: Option<ExcessSection>,
+    /// `report.best_of`: which run each point and seed kept.
+    pub best_of: Option<BestOfSection>,
     /// Training loss per point, mean over seeds.
     loss: Vec<Series>,
     /// Accuracy curves per point and stream.
@@ -780,7 +870,18 @@ pub fn compute(
     if runs.is_empty() {
         bail!("{}: no finished run to report", dir.display());
     }
-    let cols = columns(runs, spec);
+    // summary.csv lists every run under its own name; with `best_of` everything else sees each point's best.
+    let all_runs = runs;
+    let chosen;
+    let (runs, best) = match &spec.best_of {
+        Some(key) => {
+            let (kept, section) = best_of(runs, key);
+            chosen = kept;
+            (&chosen[..], Some(section))
+        }
+        None => (runs, None),
+    };
+    let cols = columns(all_runs, spec);
     let mut names: Vec<String> = runs.iter().map(|r| r.point.clone()).collect();
     names.dedup();
 
@@ -969,7 +1070,7 @@ pub fn compute(
     let accuracy = curves(&|r: &Run| &r.accuracy);
     let excess_curves = curves(&|r: &Run| &r.excess_curve);
 
-    let rows = runs
+    let rows = all_runs
         .iter()
         .map(|r| {
             (
@@ -1001,6 +1102,7 @@ pub fn compute(
         memorization_law,
         plateau,
         excess,
+        best_of: best,
         loss,
         accuracy,
         excess_curves,
@@ -1313,6 +1415,44 @@ pub fn render_md(c: &Computed) -> Result<String> {
     }
     writeln!(md)?;
 
+    if let Some(b) = &c.best_of {
+        writeln!(md, "## Best of `{}`\n", b.key)?;
+        writeln!(
+            md,
+            "Each point and seed keeps the run that stored the most bits of knowledge over the values of `{}` that \
+             ran (the paper's bioD protocol: the best of 3 learning rates); the tables above, the headline and the \
+             fit use only the kept runs, summary.csv lists every run. A maximum over runs is biased upwards by \
+             their spread.\n",
+            b.key
+        )?;
+        writeln!(
+            md,
+            "| point | seed | {} tried: bits of knowledge | kept |",
+            b.segment
+        )?;
+        writeln!(md, "|---|---|---|---|")?;
+        for e in &b.each {
+            let tried: Vec<String> = e
+                .tried
+                .iter()
+                .map(|(v, bits)| match bits {
+                    Some(x) => format!("{v}: {x:.0}"),
+                    None => format!("{v}: -"),
+                })
+                .collect();
+            writeln!(
+                md,
+                "| `{}` | {} | {} | {}={} |",
+                e.point,
+                e.seed,
+                tried.join("; "),
+                b.segment,
+                e.best
+            )?;
+        }
+        writeln!(md)?;
+    }
+
     let cap = &c.capacity;
     if let Some(f) = &cap.fit {
         writeln!(md, "## Capacity law\n")?;
@@ -1548,6 +1688,7 @@ pub fn render_json(c: &Computed) -> Result<Vec<u8>> {
         capacity_law: c.capacity.fit.as_ref(),
         memorization_law: c.memorization_law.as_ref(),
         memorization_plateau: c.plateau.as_ref(),
+        best_of: c.best_of.as_ref(),
         excess_power_law: c.excess.as_ref().and_then(|e| e.fit.as_ref()),
     };
     Ok(serde_json::to_vec_pretty(&json)?)
@@ -1695,6 +1836,62 @@ mod tests {
         let pl = c.plateau.as_ref().unwrap();
         assert_eq!(pl.saturated, None);
         assert!(pl.each.iter().all(|r| r.saturated.is_none()));
+    }
+
+    /// `best_of`: each point and seed keeps its run with the most bits over the swept key's values (renamed to the
+    /// point without the key); the fit is the closed-form slope over the kept runs only, the others stay in
+    /// summary.csv, and a point that ran one value keeps it.
+    #[test]
+    fn best_of_keeps_each_points_most_bits_and_fits_over_those_only() {
+        let runs = vec![
+            run("lr=0.001,size=10000", 0, bios(1e4, 1.8e4, 3.0)),
+            run("lr=0.001,size=10000", 1, bios(1e4, 1.7e4, 3.0)),
+            run("lr=0.002,size=10000", 0, bios(1e4, 2.0e4, 3.0)),
+            run("lr=0.0005,size=20000", 0, bios(2e4, 3.0e4, 3.0)),
+            run("lr=0.001,size=20000", 0, bios(2e4, 3.9e4, 3.0)),
+            run("lr=0.002,size=20000", 0, bios(2e4, 3.5e4, 3.0)),
+        ];
+        let spec = ReportSpec {
+            fit: Fit::Capacity,
+            best_of: Some("train.lr".into()),
+            ..Default::default()
+        };
+        let c = compute("x", Path::new("runs/x"), &runs, &spec, "").unwrap();
+        let kept = [(1e4, 2.0e4), (1e4, 1.7e4), (2e4, 3.9e4)];
+        let sxy: f64 = kept.iter().map(|(x, y)| x * y).sum();
+        let sxx: f64 = kept.iter().map(|(x, _)| x * x).sum();
+        let f = c.capacity.fit.as_ref().expect("fitted");
+        assert_eq!(f.points, 3);
+        assert!((f.slope.value - sxy / sxx).abs() < 1e-12);
+        let names: Vec<&str> = c.points.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(names, ["size=10000", "size=20000"]);
+        let b = c.best_of.as_ref().unwrap();
+        let picks: Vec<(&str, u64, &str)> = b
+            .each
+            .iter()
+            .map(|e| (e.point.as_str(), e.seed, e.best.as_str()))
+            .collect();
+        assert_eq!(
+            picks,
+            [
+                ("size=10000", 0, "0.002"),
+                ("size=10000", 1, "0.001"),
+                ("size=20000", 0, "0.001")
+            ]
+        );
+        let md = render_md(&c).unwrap();
+        assert!(
+            md.contains(
+                "| `size=20000` | 0 | 0.0005: 30000; 0.001: 39000; 0.002: 35000 | lr=0.001 |"
+            ),
+            "{md}"
+        );
+        // Every run stays in summary.csv under its own name.
+        let csv = render_csv(&c).unwrap();
+        assert_eq!(csv.lines().count(), 1 + runs.len());
+        assert!(csv.contains("\"lr=0.0005,size=20000\",0"), "{csv}");
+        let json: serde_json::Value = serde_json::from_slice(&render_json(&c).unwrap()).unwrap();
+        assert_eq!(json["best_of"]["each"][0]["best"], "0.002");
     }
 
     /// The memorization plateau is the mean memorized bits per parameter over the runs past the threshold of

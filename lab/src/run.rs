@@ -1137,12 +1137,16 @@ fn finish_run(dir: &Path, report: &serde_json::Value, table: &str, started: Inst
 
 /// Whether the run folder `dir` was made for `cfg`: its config.resolved.toml parsed and compared as a config, so
 /// that a key added later with a default (absent from older files, or written out at its default) still matches,
-/// while any real difference, or a key this build does not know, does not.
+/// while any real difference, or a key this build does not know, does not. The experiment's `description` is
+/// prose, not part of the run: a reworded description still matches.
 fn same_config(dir: &Path, cfg: &crate::recipe::RunConfig) -> bool {
     std::fs::read_to_string(dir.join("config.resolved.toml"))
         .ok()
         .and_then(|t| toml::from_str::<crate::recipe::RunConfig>(&t).ok())
-        .is_some_and(|c| &c == cfg)
+        .is_some_and(|mut c| {
+            c.description.clone_from(&cfg.description);
+            &c == cfg
+        })
 }
 
 /// Runs one point into `dir`. With `resume`, an unfinished folder of the same config is continued from its newest
