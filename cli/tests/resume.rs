@@ -127,6 +127,19 @@ fn a_killed_run_resumes_on_the_same_loss_curve() {
         v["bios"]["bits"].as_f64().unwrap().to_bits()
     };
     assert_eq!(bits(&run_a), bits(&run_b));
+    // The resumed run's wall time counts the killed process's training too: at least its training seconds over
+    // both processes, of which the earlier one's are recorded (a run trained in one go has none).
+    let eval = |run: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(run.join("eval.json")).unwrap()).unwrap()
+    };
+    let (ea, eb) = (eval(&run_a), eval(&run_b));
+    assert_eq!(ea["train"]["resumed_wall_s"].as_f64(), Some(0.0));
+    let before = eb["train"]["resumed_wall_s"].as_f64().unwrap();
+    assert!(before > 0.0, "{eb}");
+    assert!(
+        eb["wall_s"].as_f64().unwrap() >= eb["train"]["wall_s"].as_f64().unwrap(),
+        "{eb}"
+    );
 
     // A finished run is recognised by its config, not its text: a key written out at its default (as
     // `train.precision = "auto"` was by one build) still matches and the run is not redone; a changed value is

@@ -1416,7 +1416,9 @@ fn execute(run: &Run<'_>, pipeline: &dyn Pipeline) -> Result<()> {
         "seed": run.point.seed,
         "exposures": outcome.exposures,
         "train": outcome,
-        "wall_s": run.started.elapsed().as_secs_f64(),
+        // This process's seconds (data, training, evaluation) plus the training seconds of the earlier processes of
+        // a resumed run: what the run cost in all (their data and evaluation time is not recorded).
+        "wall_s": run.started.elapsed().as_secs_f64() + outcome.resumed_wall_s,
     });
     for (k, v) in entries {
         report[k] = v;

@@ -324,11 +324,15 @@ pub struct TrainOutcome {
     /// Mean training loss (nats/token) over the first and the last logging interval.
     pub first_loss: f64,
     pub final_loss: f64,
+    /// Training seconds over every process that trained this run (a resumed run adds its earlier ones).
     pub wall_s: f64,
     pub tokens_per_s: f64,
     pub checkpoint: PathBuf,
     /// The step this process started from (0, or the checkpoint it resumed).
     pub resumed_from: usize,
+    /// Training seconds of the earlier processes a resumed run continues (0 for a run trained in one go).
+    #[serde(default)]
+    pub resumed_wall_s: f64,
     /// The precision it trained in (`train.precision` resolved for the backend).
     #[serde(default)]
     pub precision: Precision,
@@ -913,6 +917,7 @@ pub fn train_with_eval<B: TrainBackend>(
             tokens_per_s: ((total - resumed_from) * b * t) as f64 / wall,
             checkpoint,
             resumed_from,
+            resumed_wall_s: elapsed_before,
             precision,
         },
     ))
