@@ -615,9 +615,20 @@ pub struct PlateauSection {
     pub saturated: Option<usize>,
     /// Every run with memorized bits, in point and seed order.
     pub each: Vec<PlateauRun>,
+    /// The sizes on the plateau in the order of their training-set entropy: whether the plateau is level.
+    pub sizes: Vec<PlateauSize>,
     /// Memorized bits against the training set's entropy (bits), per point (mean ± std over seeds).
     #[serde(skip)]
     pub series: Vec<Series>,
+}
+
+/// One point on the plateau: its entropy per parameter and its memorized bits per parameter, mean over seeds.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlateauSize {
+    pub point: String,
+    pub entropy_per_param: f64,
+    pub memorized_bits_per_param: f64,
+    pub seeds: usize,
 }
 
 fn fmt(v: f64, digits: usize) -> String {
@@ -844,7 +855,28 @@ fn plateau_section(runs: &[Run], names: &[String], spec: &ReportSpec) -> Plateau
             });
         }
     }
+    // The plateau's sizes, each the mean over its seeds, in the order of their training-set entropy.
+    let mut sizes: Vec<PlateauSize> = Vec::new();
+    for r in each.iter().filter(|r| r.on_plateau) {
+        match sizes.iter_mut().find(|s| s.point == r.point) {
+            Some(s) => {
+                s.memorized_bits_per_param += r.memorized_bits_per_param;
+                s.seeds += 1;
+            }
+            None => sizes.push(PlateauSize {
+                point: r.point.clone(),
+                entropy_per_param: r.entropy_per_param,
+                memorized_bits_per_param: r.memorized_bits_per_param,
+                seeds: 1,
+            }),
+        }
+    }
+    for s in &mut sizes {
+        s.memorized_bits_per_param /= s.seeds as f64;
+    }
+    sizes.sort_by(|a, b| a.entropy_per_param.total_cmp(&b.entropy_per_param));
     PlateauSection {
+        sizes,
         threshold: spec.plateau_min_entropy_per_param,
         runs: all.len(),
         on_plateau: on.len(),
@@ -1523,29 +1555,17 @@ pub fn render_md(c: &Computed) -> Result<String> {
                 )?;
             }
         }
-        // Whether the sizes on the plateau are level: their mean memorized bits per parameter, in the order of
-        // their training-set entropy.
-        let mut sizes: Vec<(f64, String, Vec<f64>)> = Vec::new();
-        for r in pl.each.iter().filter(|r| r.on_plateau) {
-            match sizes.iter_mut().find(|s| s.1 == r.point) {
-                Some(s) => s.2.push(r.memorized_bits_per_param),
-                None => sizes.push((
-                    r.entropy_per_param,
-                    r.point.clone(),
-                    vec![r.memorized_bits_per_param],
-                )),
-            }
-        }
-        sizes.sort_by(|a, b| a.0.total_cmp(&b.0));
-        if sizes.len() >= 2 {
-            let means: Vec<f64> = sizes
+        // Whether the sizes on the plateau are level (means over seeds, in entropy order).
+        if let [first, .., last] = pl.sizes.as_slice() {
+            let path: Vec<String> = pl
+                .sizes
                 .iter()
-                .map(|s| s.2.iter().sum::<f64>() / s.2.len() as f64)
-                .collect();
-            let path: Vec<String> = sizes
-                .iter()
-                .zip(&means)
-                .map(|(s, m)| format!("{m:.3} (`{}`, {:.1} bits of entropy/param)", s.1, s.0))
+                .map(|s| {
+                    format!(
+                        "{:.3} (`{}`, {:.1} bits of entropy/param)",
+                        s.memorized_bits_per_param, s.point, s.entropy_per_param
+                    )
+                })
                 .collect();
             writeln!(
                 md,
@@ -1553,7 +1573,7 @@ pub fn render_md(c: &Computed) -> Result<String> {
                  size holds {:.2}× what the smallest does. A plateau is level; one that falls as the data grows \
                  means the larger sets were not trained to saturation.\n",
                 path.join(" → "),
-                means[means.len() - 1] / means[0]
+                last.memorized_bits_per_param / first.memorized_bits_per_param
             )?;
         }
         if !pl.each.is_empty() {
@@ -1799,7 +1819,15 @@ mod tests {
             md.contains("Every run on the plateau meets the saturation criterion"),
             "{md}"
         );
-        // n=4 holds 3.4 bits/param, n=8 3.5: level within 3%.
+        // n=4 holds 3.4 bits/param, n=8 3.5: level within 3%; report.json carries the sizes.
+        let sizes: Vec<(&str, f64)> = pl
+            .sizes
+            .iter()
+            .map(|s| (s.point.as_str(), s.memorized_bits_per_param))
+            .collect();
+        assert_eq!(sizes, [("n=4", 3.4), ("n=8", 3.5)]);
+        let json: serde_json::Value = serde_json::from_slice(&render_json(&c).unwrap()).unwrap();
+        assert_eq!(json["memorization_plateau"]["sizes"][1]["point"], "n=8");
         assert!(
             md.contains("the largest size holds 1.03× what the smallest does"),
             "{md}"
