@@ -125,10 +125,11 @@ pub struct ReportSpec {
     /// the fit, the points where capacity binds (a model with room to spare stores all its data and would pull a
     /// fit through the origin below the capacity); every run is still plotted. None: every run.
     pub fit_min_rmax: Option<f64>,
-    /// With `fit = "capacity"`: a key the sweep varies (e.g. `train.lr`) over which each point takes its best run:
-    /// for every point (its name without this key) and seed, the run that stored the most bits of knowledge, as
-    /// the paper's bioD protocol takes the best of 3 learning rates. The table, the headline and the fit then see
-    /// one run per point and seed; the report lists every value tried and which one won. None: every run as is.
+    /// With `fit = "capacity"`: a key the sweep varies (e.g. `train.lr`) over which each point takes its best
+    /// value: for every point (its name without this key), the value whose runs stored the most bits of
+    /// knowledge (mean over its seeds), with all of that value's seeds, as the paper's bioD protocol takes the
+    /// best of 3 learning rates. The table, the headline and the fit then see only those runs; the report lists
+    /// every value tried and which one won. None: every run as is.
     pub best_of: Option<String>,
     /// With `fit = "plateau"`: the runs on the plateau are those whose training set's entropy is at least this
     /// many bits per parameter (fixed in the recipe before running: past the capacity, where memorized bits no
