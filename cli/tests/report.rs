@@ -402,6 +402,10 @@ fn bad_recipes_name_the_key() {
             "[experiment.x]\nreport = { fit = \"capacity\", best_of = \"train.lr\" }\n[experiment.x.sweep]\ngrid = { \"train.exposures\" = [10, 20] }\n",
             "report.best_of = \"train.lr\": not a key this experiment's sweep varies (train.exposures)",
         ),
+        (
+            "[experiment.x]\nreport = { fit = \"capacity\", best_of = \"train.lr\" }\n[experiment.x.sweep]\ngrid = { \"train.lr\" = [1e-3, 2e-3], \"finetune.lr\" = [1e-4, 3e-4] }\n",
+            "the sweep also varies `finetune.lr`",
+        ),
     ];
     for (text, needle) in cases {
         std::fs::write(&ws, text).unwrap();

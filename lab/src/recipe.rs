@@ -746,6 +746,14 @@ impl Workspace {
             Some(_) => problems.push("`sweep` must be a table".into()),
         }
         if let Some(b) = report.as_ref().and_then(|r| r.best_of.as_ref()) {
+            let leaf = |k: &str| k.rsplit('.').next().unwrap_or(k).to_string();
+            if let Some(other) = axis_keys.iter().find(|k| *k != b && leaf(k) == leaf(b)) {
+                problems.push(format!(
+                    "report.best_of = \"{b}\": the sweep also varies `{other}`, named `{}=` in a point's name as \
+                     well, so the report could not tell them apart; sweep one of them under another key",
+                    leaf(b)
+                ));
+            }
             if !axis_keys.contains(b) {
                 problems.push(format!(
                     "report.best_of = \"{b}\": not a key this experiment's sweep varies ({}); each point's best \
