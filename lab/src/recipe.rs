@@ -873,7 +873,7 @@ impl Workspace {
                     None => p.name.clone(),
                 })
                 .collect();
-            names.dedup();
+            // Each name once, in sweep order.
             let mut seen = std::collections::HashSet::new();
             names.retain(|n| seen.insert(n.clone()));
             for m in spec.metrics.iter().filter(|m| !m.point.is_empty()) {
