@@ -275,6 +275,11 @@ enum Command {
         /// Where run folders are.
         #[arg(long, default_value = "runs")]
         runs: PathBuf,
+        /// Run records (runs.jsonl, written beside every report) of runs whose folders are not here, e.g. a
+        /// committed results/<experiment>/runs.jsonl on a fresh machine; a run finished in the folder is read from
+        /// there. Repeatable.
+        #[arg(long)]
+        records: Vec<PathBuf>,
     },
 }
 
@@ -700,7 +705,7 @@ fn real_main() -> Result<()> {
         } => {
             let ws = recipe::Workspace::load(&cli.workspace)?;
             let spec = ws.report_spec(&experiment)?;
-            report::report(&experiment, &runs, &spec, "")?;
+            report::report(&experiment, &runs, &[], &spec, "")?;
             let current = runs.join(&experiment).join("report.json");
             let outcomes = check::compare(&current, &against, tolerance)?;
             for o in &outcomes {
@@ -735,7 +740,11 @@ fn real_main() -> Result<()> {
             );
             Ok(())
         }
-        Command::Report { experiment, runs } => {
+        Command::Report {
+            experiment,
+            runs,
+            records,
+        } => {
             let ws = recipe::Workspace::load(&cli.workspace)?;
             let spec = ws.report_spec(&experiment)?;
             let description = ws
@@ -743,10 +752,10 @@ fn real_main() -> Result<()> {
                 .ok()
                 .and_then(|p| p.first().map(|p| p.config.description.clone()))
                 .unwrap_or_default();
-            let md = report::report(&experiment, &runs, &spec, &description)?;
+            let md = report::report(&experiment, &runs, &records, &spec, &description)?;
             println!("{md}");
             eprintln!(
-                "wrote {}/{{report.md, report.json, summary.csv, plots/}}",
+                "wrote {}/{{report.md, report.json, summary.csv, runs.jsonl, plots/}}",
                 runs.join(&experiment).display()
             );
             Ok(())

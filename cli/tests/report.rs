@@ -417,3 +417,146 @@ fn bad_recipes_name_the_key() {
         );
     }
 }
+
+/// The run records written beside every report (runs.jsonl) carry the runs to a machine where their folders are
+/// gone: a report from the records alone, or from one folder plus the records of the others, equals the report
+/// from the folders (summary.csv and the headline's statistics byte for byte), and says where its runs came from.
+/// A records file of another experiment, a damaged line and one run recorded in two files are refused by name.
+#[test]
+fn run_records_carry_the_runs_to_a_report_without_their_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("workspace.toml");
+    std::fs::write(&ws, workspace(0.0)).unwrap();
+    let runs = dir.path().join("runs");
+    let runs_s = runs.to_str().unwrap();
+    let (ok, _, err) = physlab(&ws, &["run", "mem", "--runs", runs_s]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = physlab(&ws, &["report", "mem", "--runs", runs_s]);
+    assert!(ok, "{err}");
+    let csv = std::fs::read_to_string(runs.join("mem/summary.csv")).unwrap();
+    let headline = json(&runs.join("mem/report.json"))["headline"].clone();
+    assert_eq!(headline[0]["stats"]["n"].as_u64(), Some(3));
+    let records = dir.path().join("runs.jsonl");
+    std::fs::copy(runs.join("mem/runs.jsonl"), &records).unwrap();
+    let rec_s = records.to_str().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&records).unwrap().lines().count(),
+        3
+    );
+
+    // A fresh machine: no run folders at all.
+    let fresh = dir.path().join("fresh");
+    let fresh_s = fresh.to_str().unwrap();
+    let (ok, md, err) = physlab(
+        &ws,
+        &["report", "mem", "--runs", fresh_s, "--records", rec_s],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(fresh.join("mem/summary.csv")).unwrap(),
+        csv
+    );
+    assert_eq!(json(&fresh.join("mem/report.json"))["headline"], headline);
+    assert!(
+        md.contains("3 finished run(s)") && md.contains("3 of them from the run records"),
+        "{md}"
+    );
+    assert!(fresh.join("mem/plots/loss.svg").exists());
+
+    // One folder left (seed 0, with a different final loss written into its eval.json so that the test sees which
+    // copy was read): the folder's run wins, the records give the other two.
+    std::fs::remove_dir_all(runs.join("mem/base/s1")).unwrap();
+    std::fs::remove_dir_all(runs.join("mem/base/s2")).unwrap();
+    let e0 = runs.join("mem/base/s0/eval.json");
+    let mut v = json(&e0);
+    v["train"]["final_loss"] = 123.0.into();
+    std::fs::write(&e0, serde_json::to_vec(&v).unwrap()).unwrap();
+    let (ok, md, err) = physlab(
+        &ws,
+        &["report", "mem", "--runs", runs_s, "--records", rec_s],
+    );
+    assert!(ok, "{err}");
+    assert!(md.contains("2 of them from the run records"), "{md}");
+    let csv2 = std::fs::read_to_string(runs.join("mem/summary.csv")).unwrap();
+    let rows: Vec<&str> = csv2.lines().skip(1).collect();
+    assert_eq!(rows.len(), 3, "{csv2}");
+    assert!(
+        rows[0].contains(",123,") || rows[0].contains(",123.0,"),
+        "{csv2}"
+    );
+    assert_eq!(rows[1..], csv.lines().skip(2).collect::<Vec<_>>()[..]);
+
+    // Refused, each naming the file (and line).
+    let other = dir.path().join("other.jsonl");
+    let text = std::fs::read_to_string(&records).unwrap();
+    std::fs::write(
+        &other,
+        text.replace("\"experiment\":\"mem\"", "\"experiment\":\"zdata\""),
+    )
+    .unwrap();
+    let (ok, _, err) = physlab(
+        &ws,
+        &[
+            "report",
+            "mem",
+            "--runs",
+            fresh_s,
+            "--records",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        !ok && err.contains("other.jsonl:1: a run of experiment \"zdata\""),
+        "{err}"
+    );
+    let damaged = dir.path().join("damaged.jsonl");
+    let first = text.lines().next().unwrap();
+    std::fs::write(
+        &damaged,
+        format!("{first}\n{}\n", &first[..first.len() / 2]),
+    )
+    .unwrap();
+    let (ok, _, err) = physlab(
+        &ws,
+        &[
+            "report",
+            "mem",
+            "--runs",
+            fresh_s,
+            "--records",
+            damaged.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        !ok && err.contains("damaged.jsonl:2: not a run record"),
+        "{err}"
+    );
+    let copy = dir.path().join("copy.jsonl");
+    std::fs::copy(&records, &copy).unwrap();
+    let (ok, _, err) = physlab(
+        &ws,
+        &[
+            "report",
+            "mem",
+            "--runs",
+            fresh_s,
+            "--records",
+            rec_s,
+            "--records",
+            copy.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok && err.contains("is recorded in both"), "{err}");
+    let (ok, _, err) = physlab(
+        &ws,
+        &[
+            "report",
+            "mem",
+            "--runs",
+            fresh_s,
+            "--records",
+            "/nonexistent/runs.jsonl",
+        ],
+    );
+    assert!(!ok && err.contains("/nonexistent/runs.jsonl"), "{err}");
+}

@@ -15,13 +15,13 @@ use anyhow::{bail, Context, Result};
 use physlab_eval::fit::{proportional, ProportionalFit};
 use physlab_eval::plot::{Plot, Series, Style};
 use physlab_eval::stats::{SeedStats, TTest};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::recipe::{Fit, MetricSpec, ReportSpec};
 
 /// One finished run.
-#[derive(Clone)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Run {
     /// The point's folder name.
     pub point: String,
@@ -31,10 +31,16 @@ pub struct Run {
     /// (step, loss), the last line of each step.
     pub curve: Vec<(f64, f64)>,
     /// The accuracy curves of curve.jsonl (`train.eval_every`): stream → (step, exact-match accuracy).
+    #[serde(default)]
     pub accuracy: BTreeMap<String, Vec<(f64, f64)>>,
     /// The held-out excess curves of curve.jsonl (early stopping on a corpus run): "validation" / "held_out" →
     /// (step, excess in bits/token).
+    #[serde(default)]
     pub excess_curve: BTreeMap<String, Vec<(f64, f64)>>,
+    /// How much the training loss fell over the last 10% of the steps (%), as recorded where the curve itself is
+    /// not (a record rebuilt from an earlier report's summary.csv); read only when `curve` is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_loss_drop_pct: Option<f64>,
 }
 
 /// Looks `path` up in eval.json: dotted keys; inside an array, the element whose `stream`, `attribute` or `name`
@@ -260,6 +266,7 @@ fn collect_runs(dir: &Path) -> Result<Vec<Run>> {
                     &sdir.join(physlab_trainer::train::CURVE_FILE),
                     "/excess_bits_per_token",
                 ),
+                recorded_loss_drop_pct: None,
             });
         }
     }
@@ -285,7 +292,9 @@ struct Column {
 /// loss of the first logging interval at or after 90% of the steps against the last one): near 0 when the curve
 /// has flattened, the convergence check of a capacity measurement (issue 13).
 fn loss_drop_last_tenth(run: &Run) -> Option<f64> {
-    let last = run.curve.last()?;
+    let Some(last) = run.curve.last() else {
+        return run.recorded_loss_drop_pct;
+    };
     let from = run.curve.iter().find(|(s, _)| *s >= 0.9 * last.0)?;
     (from.0 < last.0).then(|| 100.0 * (from.1 - last.1) / from.1)
 }
@@ -788,6 +797,8 @@ pub struct Computed {
     pub excess_curves: Vec<AccuracyCurve>,
     /// summary.csv: (point, seed, one value per column).
     rows: Vec<(String, u64, Vec<Option<f64>>)>,
+    /// The records files read beside the folder, each with the number of its runs used (see [`RECORDS_FILE`]).
+    pub from_records: RecordsUsed,
 }
 
 impl Computed {
@@ -806,6 +817,155 @@ impl Computed {
 /// Load: every finished run of `runs_dir/<experiment>/`.
 pub fn load(runs_dir: &Path, experiment: &str) -> Result<Vec<Run>> {
     collect_runs(&runs_dir.join(experiment))
+}
+
+/// The file `physlab report` writes beside report.json: every run it read, one JSON line each (its eval.json,
+/// loss curve, accuracy and excess curves), so that a later report on a machine where the run folders are gone
+/// (a fresh machine, a cleaned disk) can include them: `physlab report --records results/<experiment>/runs.jsonl`.
+/// Checkpoints and data are not in it.
+pub const RECORDS_FILE: &str = "runs.jsonl";
+
+/// Per records file read, how many of its runs a report used.
+pub type RecordsUsed = Vec<(PathBuf, usize)>;
+
+/// One line of [`RECORDS_FILE`].
+#[derive(Serialize, Deserialize)]
+struct Record {
+    experiment: String,
+    #[serde(flatten)]
+    run: Run,
+}
+
+/// The runs of `experiment` in a records file; an error names the file and line of a line that is not a record
+/// of this experiment, or a run recorded twice.
+pub fn read_records(path: &Path, experiment: &str) -> Result<Vec<Run>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the run records {}", path.display()))?;
+    let mut runs: Vec<Run> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let rec: Record = serde_json::from_str(line).with_context(|| {
+            format!(
+                "{}:{}: not a run record (a line of a report's {RECORDS_FILE})",
+                path.display(),
+                i + 1
+            )
+        })?;
+        if rec.experiment != experiment {
+            bail!(
+                "{}:{}: a run of experiment {:?}, not of {experiment:?}",
+                path.display(),
+                i + 1,
+                rec.experiment
+            );
+        }
+        if runs
+            .iter()
+            .any(|r| r.point == rec.run.point && r.seed == rec.run.seed)
+        {
+            bail!(
+                "{}:{}: point {} seed {} is recorded twice",
+                path.display(),
+                i + 1,
+                rec.run.point,
+                rec.run.seed
+            );
+        }
+        runs.push(rec.run);
+    }
+    Ok(runs)
+}
+
+/// [`RECORDS_FILE`]'s text for `runs`.
+pub fn render_records(experiment: &str, runs: &[Run]) -> Result<String> {
+    let mut out = String::new();
+    for r in runs {
+        let line = serde_json::to_string(&Record {
+            experiment: experiment.to_string(),
+            run: r.clone(),
+        })?;
+        out.push_str(&line);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// The runs of the folder (when it exists) and of the records files: a point and seed finished in the folder is
+/// read from there, a record of it ignored; a record of one point and seed in two files is an error. Returns the
+/// runs in report order and, per records file, how many of its runs were used.
+pub fn load_with_records(
+    runs_dir: &Path,
+    experiment: &str,
+    records: &[PathBuf],
+) -> Result<(Vec<Run>, RecordsUsed)> {
+    let dir = runs_dir.join(experiment);
+    let mut runs = if records.is_empty() || dir.is_dir() {
+        match collect_runs(&dir) {
+            Ok(r) => r,
+            // With records, a folder without a finished run is no error: the records may hold them all.
+            Err(_) if !records.is_empty() && !has_finished_run(&dir) => Vec::new(),
+            Err(e) => return Err(e),
+        }
+    } else {
+        Vec::new()
+    };
+    let in_folder: Vec<(String, u64)> = runs.iter().map(|r| (r.point.clone(), r.seed)).collect();
+    let mut from: Vec<(PathBuf, usize)> = Vec::new();
+    let mut seen: BTreeMap<(String, u64), PathBuf> = BTreeMap::new();
+    for path in records {
+        let mut used = 0;
+        for r in read_records(path, experiment)? {
+            let key = (r.point.clone(), r.seed);
+            if let Some(other) = seen.get(&key) {
+                bail!(
+                    "point {} seed {} is recorded in both {} and {}: keep it in one",
+                    key.0,
+                    key.1,
+                    other.display(),
+                    path.display()
+                );
+            }
+            seen.insert(key.clone(), path.clone());
+            if !in_folder.contains(&key) {
+                runs.push(r);
+                used += 1;
+            }
+        }
+        from.push((path.clone(), used));
+    }
+    if runs.is_empty() {
+        bail!(
+            "{}: no finished run, and no record of one in {}",
+            dir.display(),
+            records
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    runs.sort_by(|a, b| {
+        natural_key(&a.point)
+            .cmp(&natural_key(&b.point))
+            .then(a.seed.cmp(&b.seed))
+    });
+    Ok((runs, from))
+}
+
+/// Whether any `<point>/s<seed>/DONE` exists under `dir`.
+fn has_finished_run(dir: &Path) -> bool {
+    let Ok(points) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    points.filter_map(|e| e.ok()).any(|p| {
+        std::fs::read_dir(p.path()).is_ok_and(|seeds| {
+            seeds
+                .filter_map(|e| e.ok())
+                .any(|s| s.path().join("DONE").exists())
+        })
+    })
 }
 
 /// One run of a memorization sweep, against the plateau's threshold and the saturation criterion.
@@ -1172,6 +1332,7 @@ pub fn compute(
         accuracy,
         excess_curves,
         rows,
+        from_records: Vec::new(),
     })
 }
 
@@ -1385,9 +1546,23 @@ pub fn render_md(c: &Computed) -> Result<String> {
     if !c.row.is_empty() || !c.claim.is_empty() {
         writeln!(md, "SPEC §5 row {}: **published:** {}\n", c.row, c.claim)?;
     }
+    let recorded: usize = c.from_records.iter().map(|(_, n)| n).sum();
+    let records = if c.from_records.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " ({} of them from the run records {}, their folders not here)",
+            recorded,
+            c.from_records
+                .iter()
+                .map(|(p, n)| format!("`{}`: {n}", p.display()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
     writeln!(
         md,
-        "{} finished run(s) in `{}`; points: {}.\n",
+        "{} finished run(s) in `{}`{records}; points: {}.\n",
         c.rows.len(),
         c.dir.display(),
         c.points
@@ -1771,17 +1946,24 @@ pub fn write(dir: &Path, c: &Computed) -> Result<String> {
 }
 
 /// Writes the report of `experiment` into `runs/<experiment>/` and returns the text of report.md:
-/// [`load`] → [`compute`] → [`write`].
+/// [`load_with_records`] (the finished runs of the folder and those of `records` not in it) → [`compute`] →
+/// [`write`], then [`RECORDS_FILE`] with every run read.
 pub fn report(
     experiment: &str,
     runs_dir: &Path,
+    records: &[PathBuf],
     spec: &ReportSpec,
     description: &str,
 ) -> Result<String> {
     let dir = runs_dir.join(experiment);
-    let runs = load(runs_dir, experiment)?;
-    let computed = compute(experiment, &dir, &runs, spec, description)?;
-    write(&dir, &computed)
+    let (runs, from) = load_with_records(runs_dir, experiment, records)?;
+    let mut computed = compute(experiment, &dir, &runs, spec, description)?;
+    computed.from_records = from;
+    let md = write(&dir, &computed)?;
+    let path = dir.join(RECORDS_FILE);
+    physlab_generators::fsio::atomic_write(&path, render_records(experiment, &runs)?.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(md)
 }
 
 #[cfg(test)]
@@ -1807,6 +1989,7 @@ mod tests {
             curve: Vec::new(),
             accuracy: Default::default(),
             excess_curve: Default::default(),
+            recorded_loss_drop_pct: None,
         }
     }
 
@@ -2292,6 +2475,7 @@ mod tests {
             curve,
             accuracy: Default::default(),
             excess_curve: Default::default(),
+            recorded_loss_drop_pct: None,
         };
         let falling: Vec<(f64, f64)> = (1..=20)
             .map(|i| {
@@ -2310,6 +2494,13 @@ mod tests {
         let flat: Vec<(f64, f64)> = (1..=20).map(|i| (i as f64 * 50.0, 1.5)).collect();
         assert_eq!(loss_drop_last_tenth(&run(flat)), Some(0.0));
         assert_eq!(loss_drop_last_tenth(&run(vec![(10.0, 2.0)])), None);
+        // A record without its curve gives the drop it recorded; a curve, when there is one, is read instead.
+        let mut recorded = run(Vec::new());
+        assert_eq!(loss_drop_last_tenth(&recorded), None);
+        recorded.recorded_loss_drop_pct = Some(1.25);
+        assert_eq!(loss_drop_last_tenth(&recorded), Some(1.25));
+        recorded.curve = (1..=20).map(|i| (i as f64 * 50.0, 1.5)).collect();
+        assert_eq!(loss_drop_last_tenth(&recorded), Some(0.0));
     }
 
     #[test]
