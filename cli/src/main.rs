@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use physlab_lab::{bench, check, generate, hf, probe, recipe, report, run, sample, sweep};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -267,9 +267,21 @@ enum Command {
         #[arg(long)]
         junit: Option<PathBuf>,
     },
+    /// Rebuild the run records (runs.jsonl) of an experiment from an earlier report's summary.csv, for a report
+    /// that must include runs whose folders and records are gone: every value the summary holds, back in its place
+    /// in eval.json, with the parameter counts as bits / R; no curves. Writes a new file (never overwrites one).
+    Records {
+        experiment: String,
+        /// The earlier report's summary.csv (e.g. results/<experiment>/summary.csv).
+        #[arg(long)]
+        from_summary: PathBuf,
+        /// The records file to write (e.g. results/<experiment>/runs.jsonl); it must not exist yet.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Summarise every finished run of an experiment: statistics over seeds (mean, std, n), the headline metrics
     /// against the published figures (one-sided t-test), the capacity-law fit, SVG plots; writes
-    /// runs/<experiment>/report.md, report.json, summary.csv and plots/.
+    /// runs/<experiment>/report.md, report.json, summary.csv, runs.jsonl and plots/.
     Report {
         experiment: String,
         /// Where run folders are.
@@ -737,6 +749,40 @@ fn real_main() -> Result<()> {
                 "{experiment}: {} headline metric(s) within {tolerance} of {}",
                 outcomes.len(),
                 against.display()
+            );
+            Ok(())
+        }
+        Command::Records {
+            experiment,
+            from_summary,
+            out,
+        } => {
+            let ws = recipe::Workspace::load(&cli.workspace)?;
+            let spec = ws.report_spec(&experiment)?;
+            if out.exists() {
+                anyhow::bail!(
+                    "{}: exists already; not overwritten (name a new file, or move it away yourself)",
+                    out.display()
+                );
+            }
+            let text = std::fs::read_to_string(&from_summary)
+                .with_context(|| format!("reading {}", from_summary.display()))?;
+            let runs = report::records_from_summary(
+                &experiment,
+                &text,
+                &from_summary.display().to_string(),
+                &spec,
+            )?;
+            physlab_generators::fsio::atomic_write(
+                &out,
+                report::render_records(&experiment, &runs)?.as_bytes(),
+            )
+            .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "wrote {} run record(s) of {experiment} to {} (from {}; no curves)",
+                runs.len(),
+                out.display(),
+                from_summary.display()
             );
             Ok(())
         }

@@ -559,4 +559,44 @@ fn run_records_carry_the_runs_to_a_report_without_their_folders() {
         ],
     );
     assert!(!ok && err.contains("/nonexistent/runs.jsonl"), "{err}");
+
+    // Records rebuilt from a summary.csv (runs whose folders and records are both gone) give the same summary; an
+    // existing output is not overwritten.
+    let summary = dir.path().join("summary.csv");
+    std::fs::write(&summary, &csv).unwrap();
+    let rebuilt = dir.path().join("rebuilt.jsonl");
+    let args = [
+        "records",
+        "mem",
+        "--from-summary",
+        summary.to_str().unwrap(),
+        "--out",
+        rebuilt.to_str().unwrap(),
+    ];
+    let (ok, out, err) = physlab(&ws, &args);
+    assert!(ok && out.contains("wrote 3 run record(s)"), "{out}{err}");
+    let again = dir.path().join("again");
+    let (ok, _, err) = physlab(
+        &ws,
+        &[
+            "report",
+            "mem",
+            "--runs",
+            again.to_str().unwrap(),
+            "--records",
+            rebuilt.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(again.join("mem/summary.csv")).unwrap(),
+        csv
+    );
+    let before = std::fs::read(&rebuilt).unwrap();
+    let (ok, _, err) = physlab(&ws, &args);
+    assert!(
+        !ok && err.contains("exists already; not overwritten"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&rebuilt).unwrap(), before);
 }

@@ -37,10 +37,11 @@ pub struct Run {
     /// (step, excess in bits/token).
     #[serde(default)]
     pub excess_curve: BTreeMap<String, Vec<(f64, f64)>>,
-    /// How much the training loss fell over the last 10% of the steps (%), as recorded where the curve itself is
-    /// not (a record rebuilt from an earlier report's summary.csv); read only when `curve` is empty.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recorded_loss_drop_pct: Option<f64>,
+    /// Values of the report's columns that neither eval.json nor the curves here can give, by column label: a
+    /// record rebuilt from an earlier report's summary.csv (`records_from_summary`) has no curve, so the loss
+    /// drop over the last tenth is kept as that report computed it. Read only where the run cannot compute it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub recorded: BTreeMap<String, f64>,
 }
 
 /// Looks `path` up in eval.json: dotted keys; inside an array, the element whose `stream`, `attribute` or `name`
@@ -266,7 +267,7 @@ fn collect_runs(dir: &Path) -> Result<Vec<Run>> {
                     &sdir.join(physlab_trainer::train::CURVE_FILE),
                     "/excess_bits_per_token",
                 ),
-                recorded_loss_drop_pct: None,
+                recorded: BTreeMap::new(),
             });
         }
     }
@@ -291,10 +292,16 @@ struct Column {
 /// How much the training loss still fell over the last 10% of the run, in percent of its value there (the mean
 /// loss of the first logging interval at or after 90% of the steps against the last one): near 0 when the curve
 /// has flattened, the convergence check of a capacity measurement (issue 13).
+/// The column of [`loss_drop_last_tenth`].
+const LOSS_DROP: &str = "training loss still falling over the last 10% of steps (%)";
+
+/// [`loss_drop_last_tenth`], or the figure a record kept when it has no curve.
+fn loss_drop(run: &Run) -> Option<f64> {
+    loss_drop_last_tenth(run).or_else(|| run.recorded.get(LOSS_DROP).copied())
+}
+
 fn loss_drop_last_tenth(run: &Run) -> Option<f64> {
-    let Some(last) = run.curve.last() else {
-        return run.recorded_loss_drop_pct;
-    };
+    let last = run.curve.last()?;
     let from = run.curve.iter().find(|(s, _)| *s >= 0.9 * last.0)?;
     (from.0 < last.0).then(|| 100.0 * (from.1 - last.1) / from.1)
 }
@@ -449,13 +456,14 @@ fn columns(runs: &[Run], spec: &ReportSpec) -> Vec<Column> {
         "facts.unseen_bits_per_fact_at_best",
         3,
     ));
+    cols.push(c("corpus: tokens scored", "corpus.tokens", 0));
     cols.push(c("corpus: data tokens", "data_tokens", 0));
     cols.push(c("final training loss (nats/token)", "train.final_loss", 3));
     cols.push(Column {
-        label: "training loss still falling over the last 10% of steps (%)".into(),
+        label: LOSS_DROP.into(),
         path: None,
         digits: 2,
-        derived: Some(loss_drop_last_tenth),
+        derived: Some(loss_drop),
     });
     cols.push(c("exposures", "exposures", 1));
     cols.push(c("wall time (s)", "wall_s", 1));
@@ -484,7 +492,7 @@ fn value(run: &Run, col: &Column) -> Option<f64> {
     }
     match &col.path {
         Some(p) => lookup(&run.eval, p),
-        None => mean_whole_value(&run.eval),
+        None => mean_whole_value(&run.eval).or_else(|| run.recorded.get(&col.label).copied()),
     }
 }
 
@@ -892,6 +900,174 @@ pub fn render_records(experiment: &str, runs: &[Run]) -> Result<String> {
     Ok(out)
 }
 
+/// Rebuilds the runs of an earlier report from its summary.csv, for a report whose run folders (and run records)
+/// are gone: every value the file holds goes back to its place in eval.json (the report's own columns, the recipe's
+/// metrics), the parameter counts come back as bits / R (knowledge) and memorized bits / bits per parameter
+/// (corpus), rounded to the integer they were, and the figures computed from curves (the loss drop over the last
+/// tenth) or over a section (the mean whole-value accuracy) are kept in `recorded`. Curves are not in a summary,
+/// so their plots lose these runs. Each eval is marked `reconstructed_from` with `source`. An error names the
+/// column or line the report could not have written.
+pub fn records_from_summary(
+    experiment: &str,
+    csv_text: &str,
+    source: &str,
+    spec: &ReportSpec,
+) -> Result<Vec<Run>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(csv_text.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .with_context(|| format!("{source}: no header line"))?
+        .iter()
+        .map(String::from)
+        .collect();
+    if header.len() < 2 || header[0] != "point" || header[1] != "seed" {
+        bail!("{source}: not a report's summary.csv (its first columns are not point, seed)");
+    }
+    // Where each column goes: a path in eval.json, or `recorded` for a column computed from what a summary lacks.
+    let fixed = columns(&[], spec);
+    let place = |label: &str| -> Option<Option<String>> {
+        if let Some(c) = fixed.iter().find(|c| c.label == label) {
+            return Some(c.path.clone());
+        }
+        if let Some(stream) = label.strip_prefix("QA exact match, ") {
+            return Some(Some(format!("qa.{stream}.accuracy")));
+        }
+        if let Some(q) = label.strip_prefix("bits, ") {
+            return Some(Some(format!("quantized.{q}.bits")));
+        }
+        if let Some(q) = label.strip_prefix("R, ") {
+            return Some(Some(format!("quantized.{q}.capacity_ratio")));
+        }
+        None
+    };
+    let places: Vec<Option<String>> = header[2..]
+        .iter()
+        .map(|label| {
+            place(label).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{source}: column {label:?} is not one `physlab report` writes for {experiment} (its recipe's \
+                     metrics included)"
+                )
+            })
+        })
+        .collect::<Result<_>>()?;
+    let mut runs: Vec<Run> = Vec::new();
+    for (i, row) in reader.records().enumerate() {
+        let line = i + 2;
+        let row = row.with_context(|| format!("{source}:{line}: not a CSV line"))?;
+        let point = row.get(0).unwrap_or_default().to_string();
+        let seed: u64 = row
+            .get(1)
+            .unwrap_or_default()
+            .parse()
+            .with_context(|| format!("{source}:{line}: the seed is not a whole number"))?;
+        let mut eval = serde_json::json!({
+            "experiment": experiment,
+            "point": point,
+            "seed": seed,
+            "reconstructed_from": source,
+        });
+        let mut recorded = BTreeMap::new();
+        for (k, cell) in row.iter().skip(2).enumerate() {
+            if cell.is_empty() {
+                continue;
+            }
+            let v: f64 = cell.parse().with_context(|| {
+                format!(
+                    "{source}:{line}: {:?} is not a number ({:?})",
+                    cell,
+                    header[k + 2]
+                )
+            })?;
+            match &places[k] {
+                Some(path) => set_path(&mut eval, path, v),
+                None => {
+                    recorded.insert(header[k + 2].clone(), v);
+                }
+            }
+        }
+        // The parameter counts the fits read, from the ratios the summary kept.
+        for (section, bits, ratio) in [
+            ("bios", "bits", "capacity_ratio"),
+            ("biod", "bits", "capacity_ratio"),
+            ("corpus", "memorized_bits", "bits_per_param"),
+        ] {
+            let b = lookup(&eval, &format!("{section}.{bits}"));
+            let r = lookup(&eval, &format!("{section}.{ratio}"));
+            if let (Some(b), Some(r)) = (b, r) {
+                if r != 0.0 {
+                    set_path(
+                        &mut eval,
+                        &format!("{section}.params.total"),
+                        (b / r).round(),
+                    );
+                }
+            }
+        }
+        if runs.iter().any(|r| r.point == point && r.seed == seed) {
+            bail!("{source}:{line}: point {point} seed {seed} appears twice");
+        }
+        runs.push(Run {
+            point,
+            seed,
+            eval,
+            curve: Vec::new(),
+            accuracy: BTreeMap::new(),
+            excess_curve: BTreeMap::new(),
+            recorded,
+        });
+    }
+    if runs.is_empty() {
+        bail!("{source}: no run in it");
+    }
+    Ok(runs)
+}
+
+/// Sets `path` (dotted) in `v` to `x`, making the objects on the way; `qa.<stream>.<field>` goes into the element
+/// of the `qa` array whose `stream` is `<stream>`, as eval.json holds it.
+fn set_path(v: &mut Value, path: &str, x: f64) {
+    let segs: Vec<&str> = path.split('.').collect();
+    let mut cur = v;
+    let mut i = 0;
+    while i + 1 < segs.len() {
+        let seg = segs[i];
+        if seg == "qa" && i + 2 < segs.len() {
+            let arr = cur
+                .as_object_mut()
+                .map(|m| m.entry("qa").or_insert_with(|| Value::Array(Vec::new())));
+            let Some(Value::Array(arr)) = arr else {
+                return;
+            };
+            let stream = segs[i + 1];
+            let at = match arr
+                .iter()
+                .position(|e| e.get("stream").and_then(Value::as_str) == Some(stream))
+            {
+                Some(at) => at,
+                None => {
+                    arr.push(serde_json::json!({ "stream": stream }));
+                    arr.len() - 1
+                }
+            };
+            cur = &mut arr[at];
+            i += 2;
+            continue;
+        }
+        let Some(m) = cur.as_object_mut() else {
+            return;
+        };
+        cur = m
+            .entry(seg)
+            .or_insert_with(|| Value::Object(Default::default()));
+        i += 1;
+    }
+    if let (Some(m), Some(last)) = (cur.as_object_mut(), segs.last()) {
+        m.insert((*last).to_string(), serde_json::json!(x));
+    }
+}
+
 /// The runs of the folder (when it exists) and of the records files: a point and seed finished in the folder is
 /// read from there, a record of it ignored; a record of one point and seed in two files is an error. Returns the
 /// runs in report order and, per records file, how many of its runs were used.
@@ -1010,7 +1186,7 @@ fn plateau_section(runs: &[Run], names: &[String], spec: &ReportSpec) -> Plateau
         .iter()
         .filter_map(|r| {
             let (x, m, p) = of(r)?;
-            let drop = loss_drop_last_tenth(r);
+            let drop = loss_drop(r);
             Some(PlateauRun {
                 point: r.point.clone(),
                 seed: r.seed,
@@ -1989,7 +2165,7 @@ mod tests {
             curve: Vec::new(),
             accuracy: Default::default(),
             excess_curve: Default::default(),
-            recorded_loss_drop_pct: None,
+            recorded: Default::default(),
         }
     }
 
@@ -2180,6 +2356,101 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("**3.5000 bits/param**"), "{md}");
+    }
+
+    /// A report rebuilt from its own summary.csv (`records_from_summary`: a fresh machine without the run folders)
+    /// is the same report: summary.csv and report.json byte for byte, for a capacity fit over bioS runs (QA
+    /// streams, quantized bits, whole-value accuracy, loss curves) and for a memorization plateau over corpus runs
+    /// (whose saturation reads the loss drop the summary kept). A column no report writes is refused by name.
+    #[test]
+    fn a_report_rebuilt_from_its_summary_is_the_same_report() {
+        let curve = |drop: f64| -> Vec<(f64, f64)> {
+            (1..=20)
+                .map(|i| {
+                    (
+                        i as f64 * 100.0,
+                        if i >= 18 {
+                            2.0 - drop * (i - 18) as f64
+                        } else {
+                            3.0
+                        },
+                    )
+                })
+                .collect()
+        };
+        let bio = |params: f64, bits: f64, acc: f64| {
+            json!({
+                "bios": { "bits": bits, "capacity_ratio": bits / params, "capacity_ratio_max": 3.0,
+                          "params": { "total": params, "capacity": 0.5 * params }, "loss_name": 1.5,
+                          "attributes": [
+                              { "attribute": "birth_date", "counted_in_bits": true, "whole_value_accuracy": acc },
+                              { "attribute": "major", "counted_in_bits": true, "whole_value_accuracy": 0.3 },
+                              { "attribute": "pronoun", "counted_in_bits": true, "whole_value_accuracy": 1.0 } ] },
+                "qa": [ { "stream": "qa_test", "accuracy": acc / 3.0 }, { "stream": "qa_train", "accuracy": acc } ],
+                "quantized": { "int8": { "bits": bits * 0.99, "capacity_ratio": bits * 0.99 / params } },
+                "train": { "final_loss": 1.9 }, "wall_s": 12.5
+            })
+        };
+        let mut runs = vec![
+            run("d=16", 0, bio(1234.0, 2345.678, 0.7)),
+            run("d=16", 1, bio(1234.0, 2211.1, 0.65)),
+            run("d=32", 0, bio(4321.0, 7654.321, 0.9)),
+        ];
+        for (k, r) in runs.iter_mut().enumerate() {
+            r.curve = curve(0.01 * (k + 1) as f64);
+        }
+        let spec = ReportSpec {
+            fit: Fit::Capacity,
+            metrics: vec![MetricSpec {
+                path: "qa.qa_test.accuracy".into(),
+                label: "P_test".into(),
+                published: Some(0.5),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let corpus = |tokens: f64, mem: f64| {
+            json!({ "corpus": { "entropy_bits_per_token": 9.0, "tokens": tokens, "memorized_bits": mem,
+                                "bits_per_param": mem / 1000.0, "params": { "total": 1000.0, "capacity": 500.0 } },
+                    "data_tokens": tokens })
+        };
+        let mut mem = vec![
+            run("n=1", 0, corpus(1000.0, 8500.0)),
+            run("n=4", 0, corpus(4000.0, 3400.0)),
+            run("n=8", 0, corpus(8000.0, 3500.0)),
+        ];
+        for (k, r) in mem.iter_mut().enumerate() {
+            r.curve = curve(0.004 * k as f64);
+        }
+        let plateau = ReportSpec {
+            fit: Fit::Plateau,
+            plateau_min_entropy_per_param: Some(20.0),
+            plateau_max_loss_drop_pct: Some(1.0),
+            ..Default::default()
+        };
+        for (runs, spec) in [(runs, spec), (mem, plateau)] {
+            let c = compute("x", Path::new("runs/x"), &runs, &spec, "").unwrap();
+            let csv = render_csv(&c).unwrap();
+            let back =
+                super::records_from_summary("x", &csv, "results/x/summary.csv", &spec).unwrap();
+            assert_eq!(back.len(), runs.len());
+            assert!(back
+                .iter()
+                .all(|r| r.curve.is_empty()
+                    && r.eval["reconstructed_from"] == "results/x/summary.csv"));
+            let c2 = compute("x", Path::new("runs/x"), &back, &spec, "").unwrap();
+            assert_eq!(render_csv(&c2).unwrap(), csv);
+            assert_eq!(
+                String::from_utf8(render_json(&c2).unwrap()).unwrap(),
+                String::from_utf8(render_json(&c).unwrap()).unwrap()
+            );
+        }
+        let bad = "point,seed,\"bits of knowledge\",\"made up\"\n\"p\",0,1,2\n";
+        let Err(err) = super::records_from_summary("x", bad, "s.csv", &ReportSpec::default())
+        else {
+            panic!("a column no report writes was read");
+        };
+        assert!(format!("{err:#}").contains("column \"made up\""), "{err:#}");
     }
 
     /// An eval.json of an older build (ratios over the used embedding rows, memorized bits as the aggregate) is
@@ -2475,7 +2746,7 @@ mod tests {
             curve,
             accuracy: Default::default(),
             excess_curve: Default::default(),
-            recorded_loss_drop_pct: None,
+            recorded: Default::default(),
         };
         let falling: Vec<(f64, f64)> = (1..=20)
             .map(|i| {
@@ -2494,13 +2765,6 @@ mod tests {
         let flat: Vec<(f64, f64)> = (1..=20).map(|i| (i as f64 * 50.0, 1.5)).collect();
         assert_eq!(loss_drop_last_tenth(&run(flat)), Some(0.0));
         assert_eq!(loss_drop_last_tenth(&run(vec![(10.0, 2.0)])), None);
-        // A record without its curve gives the drop it recorded; a curve, when there is one, is read instead.
-        let mut recorded = run(Vec::new());
-        assert_eq!(loss_drop_last_tenth(&recorded), None);
-        recorded.recorded_loss_drop_pct = Some(1.25);
-        assert_eq!(loss_drop_last_tenth(&recorded), Some(1.25));
-        recorded.curve = (1..=20).map(|i| (i as f64 * 50.0, 1.5)).collect();
-        assert_eq!(loss_drop_last_tenth(&recorded), Some(0.0));
     }
 
     #[test]
