@@ -295,6 +295,14 @@ struct Column {
 /// The column of [`loss_drop_last_tenth`].
 const LOSS_DROP: &str = "training loss still falling over the last 10% of steps (%)";
 
+/// The column of every run's parameter count (the paper's: all of them), whichever section holds it.
+const PARAMS: &str = "parameters (all)";
+
+/// The parameter count of a bioS / bioD / corpus evaluation.
+fn params_total(run: &Run) -> Option<f64> {
+    knowledge(&run.eval, "params.total").or_else(|| lookup(&run.eval, "corpus.params.total"))
+}
+
 /// [`loss_drop_last_tenth`], or the figure a record kept when it has no curve.
 fn loss_drop(run: &Run) -> Option<f64> {
     loss_drop_last_tenth(run).or_else(|| run.recorded.get(LOSS_DROP).copied())
@@ -456,6 +464,12 @@ fn columns(runs: &[Run], spec: &ReportSpec) -> Vec<Column> {
         "facts.unseen_bits_per_fact_at_best",
         3,
     ));
+    cols.push(Column {
+        label: PARAMS.into(),
+        path: None,
+        digits: 0,
+        derived: Some(params_total),
+    });
     cols.push(c("corpus: tokens scored", "corpus.tokens", 0));
     cols.push(c("corpus: data tokens", "data_tokens", 0));
     cols.push(c("final training loss (nats/token)", "train.final_loss", 3));
@@ -473,6 +487,15 @@ fn columns(runs: &[Run], spec: &ReportSpec) -> Vec<Column> {
             .any(|c| c.path.as_deref() == Some(m.path.as_str()))
         {
             cols.push(c(&label_of(m), &m.path, 4));
+        }
+    }
+    // What an excess-loss fit reads, so that a summary holds every number the report's fit was made from.
+    if matches!(spec.fit, Fit::Data | Fit::Params) {
+        let (x, y) = excess_fit_paths(spec);
+        for path in [x, y] {
+            if !cols.iter().any(|c| c.path.as_deref() == Some(path)) {
+                cols.push(c(path, path, 4));
+            }
         }
     }
     cols
@@ -988,7 +1011,15 @@ pub fn records_from_summary(
                 }
             }
         }
-        // The parameter counts the fits read, from the ratios the summary kept.
+        // The parameter counts the fits read: the summary's own column, or (older summaries) from the ratios.
+        if let Some(p) = recorded.remove(PARAMS) {
+            if let Some(section) = ["bios", "biod", "corpus"]
+                .into_iter()
+                .find(|s| eval.get(*s).is_some())
+            {
+                set_path(&mut eval, &format!("{section}.params.total"), p);
+            }
+        }
         for (section, bits, ratio) in [
             ("bios", "bits", "capacity_ratio"),
             ("biod", "bits", "capacity_ratio"),
@@ -996,7 +1027,8 @@ pub fn records_from_summary(
         ] {
             let b = lookup(&eval, &format!("{section}.{bits}"));
             let r = lookup(&eval, &format!("{section}.{ratio}"));
-            if let (Some(b), Some(r)) = (b, r) {
+            let known = lookup(&eval, &format!("{section}.params.total")).is_some();
+            if let (Some(b), Some(r), false) = (b, r, known) {
                 if r != 0.0 {
                     set_path(
                         &mut eval,
@@ -1523,22 +1555,30 @@ fn mean_by_step(by_step: BTreeMap<u64, Vec<f64>>) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// The excess loss over the entropy as a power law of the training tokens or the parameters (corpus runs).
-fn excess_section(runs: &[Run], spec: &ReportSpec) -> ExcessSection {
-    let (xpath, what) = if spec.fit == Fit::Data {
-        ("data_tokens", "training tokens D")
+/// The eval.json paths of an excess-loss fit's x (training tokens or parameters) and y (the excess).
+fn excess_fit_paths(spec: &ReportSpec) -> (&str, &str) {
+    let x = if spec.fit == Fit::Data {
+        "data_tokens"
     } else {
-        (
-            spec.fit_params
-                .as_deref()
-                .unwrap_or("corpus.params.capacity"),
-            "parameters N",
-        )
+        spec.fit_params
+            .as_deref()
+            .unwrap_or("corpus.params.capacity")
     };
-    let ypath = spec
+    let y = spec
         .fit_excess
         .as_deref()
         .unwrap_or("corpus.excess_bits_per_token");
+    (x, y)
+}
+
+/// The excess loss over the entropy as a power law of the training tokens or the parameters (corpus runs).
+fn excess_section(runs: &[Run], spec: &ReportSpec) -> ExcessSection {
+    let (xpath, ypath) = excess_fit_paths(spec);
+    let what = if spec.fit == Fit::Data {
+        "training tokens D"
+    } else {
+        "parameters N"
+    };
     let pts: Vec<(f64, f64)> = runs
         .iter()
         .filter_map(|r| Some((lookup(&r.eval, xpath)?, lookup(&r.eval, ypath)?)))
@@ -2428,7 +2468,25 @@ mod tests {
             plateau_max_loss_drop_pct: Some(1.0),
             ..Default::default()
         };
-        for (runs, spec) in [(runs, spec), (mem, plateau)] {
+        // An excess-loss fit against the used-rows count, which only the fit's own column carries.
+        let excess = |cap: f64, ex: f64| {
+            json!({ "corpus": { "entropy_bits_per_token": 1.0, "excess_bits_per_token": ex,
+                                "params": { "total": 2.0 * cap + 7.0, "capacity": cap } } })
+        };
+        let params: Vec<Run> = [
+            (1000.0, 0.9),
+            (2000.0, 0.66),
+            (4000.0, 0.45),
+            (8000.0, 0.33),
+        ]
+        .iter()
+        .map(|&(cap, ex)| run(&format!("d={cap}"), 0, excess(cap, ex)))
+        .collect();
+        let params_spec = ReportSpec {
+            fit: Fit::Params,
+            ..Default::default()
+        };
+        for (runs, spec) in [(runs, spec), (mem, plateau), (params, params_spec)] {
             let c = compute("x", Path::new("runs/x"), &runs, &spec, "").unwrap();
             let csv = render_csv(&c).unwrap();
             let back =
@@ -2440,6 +2498,15 @@ mod tests {
                     && r.eval["reconstructed_from"] == "results/x/summary.csv"));
             let c2 = compute("x", Path::new("runs/x"), &back, &spec, "").unwrap();
             assert_eq!(render_csv(&c2).unwrap(), csv);
+            // Each case has its fit (so that the comparison covers it).
+            let j = String::from_utf8(render_json(&c).unwrap()).unwrap();
+            let fitted = ["capacity_law", "memorization_plateau", "excess_power_law"]
+                .iter()
+                .filter(|k| {
+                    !j.contains(&format!("\"{k}\": null")) && j.contains(&format!("\"{k}\""))
+                })
+                .count();
+            assert_eq!(fitted, 1, "{j}");
             assert_eq!(
                 String::from_utf8(render_json(&c2).unwrap()).unwrap(),
                 String::from_utf8(render_json(&c).unwrap()).unwrap()
