@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Writes the report of each experiment named, over its run folders in $RUNS and the run records committed under
+# results/<experiment>/runs.jsonl (runs whose folders are gone: a session on a fresh machine finds none), then
+# copies report.md, report.json, summary.csv, runs.jsonl and plots/ into results/<experiment>/ for committing.
+# Run it before a session ends: run folders live on one machine, results/ goes with the repository.
+#   scripts/publish-results.sh memorization-passes-cpu memorization-passes-conv-cpu
+# A plot the new report no longer draws (e.g. loss.svg, when every run came from rebuilt records without curves)
+# is removed from results/<experiment>/plots/ only if git tracks it there (so it is recoverable from git).
+set -eu
+P=${PHYSLAB:-target/release/physlab}
+RUNS=${RUNS:-/work/runs}
+cd "$(dirname "$0")/.."
+[ "$#" -gt 0 ] || { echo "usage: $0 <experiment>..." >&2; exit 2; }
+for exp in "$@"; do
+  dest="results/$exp"
+  args=(report "$exp" --runs "$RUNS")
+  [ -f "$dest/runs.jsonl" ] && args+=(--records "$dest/runs.jsonl")
+  "$P" "${args[@]}" > /dev/null
+  src="$RUNS/$exp"
+  mkdir -p "$dest/plots"
+  # The records file is rewritten from what the report read (the folder's runs and the earlier records): copy it
+  # through a temporary name so a failed copy leaves the committed one whole.
+  for f in report.md report.json summary.csv runs.jsonl; do
+    cp "$src/$f" "$dest/.$f.tmp" && mv "$dest/.$f.tmp" "$dest/$f"
+  done
+  for old in "$dest"/plots/*.svg; do
+    [ -e "$old" ] || continue
+    if [ ! -e "$src/plots/$(basename "$old")" ] && git ls-files --error-unmatch "$old" > /dev/null 2>&1; then
+      git rm -q "$old"
+    fi
+  done
+  cp "$src"/plots/*.svg "$dest/plots/" 2> /dev/null || true
+  echo "$exp: $(grep -c '' "$dest/runs.jsonl") run(s) -> $dest/"
+done
