@@ -91,6 +91,15 @@ fn workspace(fit_min_rmax: f64) -> String {
 
 mod common;
 
+/// A temporary folder with the test workspace (its capacity fit's threshold 0) and the path of its runs folder.
+fn lab() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("workspace.toml");
+    std::fs::write(&ws, workspace(0.0)).unwrap();
+    let runs = dir.path().join("runs");
+    (dir, ws, runs)
+}
+
 fn physlab(ws: &Path, args: &[&str]) -> (bool, String, String) {
     common::physlab_in(None, ws, args)
 }
@@ -104,10 +113,7 @@ fn json(path: &Path) -> serde_json::Value {
 
 #[test]
 fn corpus_runs_seeds_and_report() {
-    let dir = tempfile::tempdir().unwrap();
-    let ws = dir.path().join("workspace.toml");
-    std::fs::write(&ws, workspace(0.0)).unwrap();
-    let runs = dir.path().join("runs");
+    let (dir, ws, runs) = lab();
     let runs_s = runs.to_str().unwrap();
 
     // Uniform memorization over three seeds.
@@ -313,10 +319,7 @@ fn corpus_runs_seeds_and_report() {
 /// below all of them keeps every run, one above all of them leaves no fit and says so.
 #[test]
 fn the_capacity_fit_takes_the_runs_where_capacity_binds() {
-    let dir = tempfile::tempdir().unwrap();
-    let ws = dir.path().join("workspace.toml");
-    std::fs::write(&ws, workspace(0.0)).unwrap();
-    let runs = dir.path().join("runs");
+    let (_dir, ws, runs) = lab();
     let runs_s = runs.to_str().unwrap();
     // Before running: each point's budget and, with --time, its training time predicted from a timed step.
     let (ok, out, err) = physlab(&ws, &["validate", "bdfit", "--time"]);
@@ -424,10 +427,7 @@ fn bad_recipes_name_the_key() {
 /// A records file of another experiment, a damaged line and one run recorded in two files are refused by name.
 #[test]
 fn run_records_carry_the_runs_to_a_report_without_their_folders() {
-    let dir = tempfile::tempdir().unwrap();
-    let ws = dir.path().join("workspace.toml");
-    std::fs::write(&ws, workspace(0.0)).unwrap();
-    let runs = dir.path().join("runs");
+    let (dir, ws, runs) = lab();
     let runs_s = runs.to_str().unwrap();
     let (ok, _, err) = physlab(&ws, &["run", "mem", "--runs", runs_s]);
     assert!(ok, "{err}");
@@ -447,10 +447,14 @@ fn run_records_carry_the_runs_to_a_report_without_their_folders() {
     // A fresh machine: no run folders at all.
     let fresh = dir.path().join("fresh");
     let fresh_s = fresh.to_str().unwrap();
-    let (ok, md, err) = physlab(
-        &ws,
-        &["report", "mem", "--runs", fresh_s, "--records", rec_s],
-    );
+    let fresh_report = |records: &[&str]| {
+        let mut args = vec!["report", "mem", "--runs", fresh_s];
+        for r in records {
+            args.extend(["--records", r]);
+        }
+        physlab(&ws, &args)
+    };
+    let (ok, md, err) = fresh_report(&[rec_s]);
     assert!(ok, "{err}");
     assert_eq!(
         std::fs::read_to_string(fresh.join("mem/summary.csv")).unwrap(),
@@ -494,17 +498,7 @@ fn run_records_carry_the_runs_to_a_report_without_their_folders() {
         text.replace("\"experiment\":\"mem\"", "\"experiment\":\"zdata\""),
     )
     .unwrap();
-    let (ok, _, err) = physlab(
-        &ws,
-        &[
-            "report",
-            "mem",
-            "--runs",
-            fresh_s,
-            "--records",
-            other.to_str().unwrap(),
-        ],
-    );
+    let (ok, _, err) = fresh_report(&[other.to_str().unwrap()]);
     assert!(
         !ok && err.contains("other.jsonl:1: a run of experiment \"zdata\""),
         "{err}"
@@ -516,48 +510,16 @@ fn run_records_carry_the_runs_to_a_report_without_their_folders() {
         format!("{first}\n{}\n", &first[..first.len() / 2]),
     )
     .unwrap();
-    let (ok, _, err) = physlab(
-        &ws,
-        &[
-            "report",
-            "mem",
-            "--runs",
-            fresh_s,
-            "--records",
-            damaged.to_str().unwrap(),
-        ],
-    );
+    let (ok, _, err) = fresh_report(&[damaged.to_str().unwrap()]);
     assert!(
         !ok && err.contains("damaged.jsonl:2: not a run record"),
         "{err}"
     );
     let copy = dir.path().join("copy.jsonl");
     std::fs::copy(&records, &copy).unwrap();
-    let (ok, _, err) = physlab(
-        &ws,
-        &[
-            "report",
-            "mem",
-            "--runs",
-            fresh_s,
-            "--records",
-            rec_s,
-            "--records",
-            copy.to_str().unwrap(),
-        ],
-    );
+    let (ok, _, err) = fresh_report(&[rec_s, copy.to_str().unwrap()]);
     assert!(!ok && err.contains("is recorded in both"), "{err}");
-    let (ok, _, err) = physlab(
-        &ws,
-        &[
-            "report",
-            "mem",
-            "--runs",
-            fresh_s,
-            "--records",
-            "/nonexistent/runs.jsonl",
-        ],
-    );
+    let (ok, _, err) = fresh_report(&["/nonexistent/runs.jsonl"]);
     assert!(!ok && err.contains("/nonexistent/runs.jsonl"), "{err}");
 
     // Records rebuilt from a summary.csv (runs whose folders and records are both gone) give the same summary; an
