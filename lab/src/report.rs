@@ -565,8 +565,13 @@ pub struct BestOfChoice {
     pub point: String,
     /// Each value tried (as in the folder name), numbers in increasing order.
     pub tried: Vec<BestOfValue>,
-    /// The value kept: the highest mean bits (a value without bits only when none of the point's has any).
+    /// The value kept: the highest mean bits over `compared_on` (a value without bits only when none of the
+    /// point's has any).
     pub best: String,
+    /// The seeds the choice compared: those every value with bits has run, so that seeds added later at the
+    /// chosen value (seeds 1–2 where the protocol picked on seed 0) do not move the choice by their spread; empty
+    /// when the values share no seed, and then each value's mean over all its seeds is compared.
+    pub compared_on: Vec<u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -575,6 +580,8 @@ pub struct BestOfValue {
     /// Mean bits of knowledge over the seeds that ran (None when no run has bits).
     pub mean_bits: Option<f64>,
     pub seeds: Vec<u64>,
+    /// Mean bits over the point's `compared_on` seeds (all its seeds where that is empty): what the choice read.
+    pub compared_bits: Option<f64>,
 }
 
 /// Keeps, for every point (its name without `key`'s segment), the runs of its best value of `key` (the highest
@@ -619,11 +626,36 @@ fn best_of(runs: &[Run], key: &str) -> (Vec<Run>, BestOfSection) {
                         value: value.clone(),
                         mean_bits,
                         seeds,
+                        compared_bits: None,
                     },
                     members,
                 )
             })
             .collect();
+        // The seeds every value with bits has run; the choice compares the values on those.
+        let with_bits = |m: &Vec<usize>| -> BTreeSet<u64> {
+            m.iter()
+                .filter(|&&i| knowledge(&runs[i].eval, "bits").is_some())
+                .map(|&i| runs[i].seed)
+                .collect()
+        };
+        let mut sets = tried
+            .iter()
+            .filter(|(v, _)| v.mean_bits.is_some())
+            .map(|(_, m)| with_bits(m));
+        let common: BTreeSet<u64> = match sets.next() {
+            Some(first) => sets.fold(first, |a, b| a.intersection(&b).copied().collect()),
+            None => BTreeSet::new(),
+        };
+        for (v, members) in tried.iter_mut() {
+            let bits: Vec<f64> = members
+                .iter()
+                .filter(|&&i| common.is_empty() || common.contains(&runs[i].seed))
+                .filter_map(|&i| knowledge(&runs[i].eval, "bits"))
+                .collect();
+            v.compared_bits =
+                (!bits.is_empty()).then(|| bits.iter().sum::<f64>() / bits.len() as f64);
+        }
         // Numbers by value, anything else in natural order.
         tried.sort_by(
             |a, b| match (a.0.value.parse::<f64>(), b.0.value.parse::<f64>()) {
@@ -634,9 +666,9 @@ fn best_of(runs: &[Run], key: &str) -> (Vec<Run>, BestOfSection) {
         let (best, members) = tried
             .iter()
             .max_by(|a, b| {
-                a.0.mean_bits
+                a.0.compared_bits
                     .unwrap_or(f64::NEG_INFINITY)
-                    .total_cmp(&b.0.mean_bits.unwrap_or(f64::NEG_INFINITY))
+                    .total_cmp(&b.0.compared_bits.unwrap_or(f64::NEG_INFINITY))
             })
             .expect("a point has at least one value");
         for &i in members.iter() {
@@ -649,6 +681,7 @@ fn best_of(runs: &[Run], key: &str) -> (Vec<Run>, BestOfSection) {
             point,
             tried: tried.into_iter().map(|(v, _)| v).collect(),
             best,
+            compared_on: common.into_iter().collect(),
         });
     }
     // The table's point order: natural order of the names, seeds ascending.
@@ -1875,18 +1908,19 @@ pub fn render_md(c: &Computed) -> Result<String> {
         writeln!(md, "## Best of `{}`\n", b.key)?;
         writeln!(
             md,
-            "Each point keeps the value of `{}` whose runs stored the most bits of knowledge (mean over its seeds), \
-             with every seed of that value (the paper's bioD protocol: the best of 3 learning rates); the tables \
-             above, the headline and the fit use only the kept runs, summary.csv lists every run. A maximum over \
-             settings is biased upwards by the runs' spread.\n",
+            "Each point keeps the value of `{}` whose runs stored the most bits of knowledge, compared on the \
+             seeds every value has run (mean over them; over each value's own seeds where they share none), with \
+             every seed of that value (the paper's bioD protocol: the best of 3 learning rates); the tables above, \
+             the headline and the fit use only the kept runs, summary.csv lists every run. A maximum over settings \
+             is biased upwards by the runs' spread.\n",
             b.key
         )?;
         writeln!(
             md,
-            "| point | {} tried: mean bits of knowledge (seeds) | kept |",
+            "| point | {} tried: mean bits of knowledge (seeds) | compared on seeds | kept |",
             b.segment
         )?;
-        writeln!(md, "|---|---|---|")?;
+        writeln!(md, "|---|---|---|---|")?;
         for e in &b.each {
             let tried: Vec<String> = e
                 .tried
@@ -1899,9 +1933,18 @@ pub fn render_md(c: &Computed) -> Result<String> {
                     }
                 })
                 .collect();
+            let on = if e.compared_on.is_empty() {
+                "each value's own".to_string()
+            } else {
+                e.compared_on
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             writeln!(
                 md,
-                "| `{}` | {} | {}={} |",
+                "| `{}` | {} | {on} | {}={} |",
                 e.point,
                 tried.join("; "),
                 b.segment,
@@ -2300,9 +2343,10 @@ mod tests {
         assert!(pl.each.iter().all(|r| r.saturated.is_none()));
     }
 
-    /// `best_of`: each point keeps the value with the highest mean bits over its seeds, with every seed of that value
-    /// (renamed to the point without the key); the fit is the closed-form slope over the kept runs only, the
-    /// others stay in summary.csv, and a point that ran one value keeps it.
+    /// `best_of`: each point keeps the value with the highest mean bits over the seeds every value ran (so seeds
+    /// added later at the chosen value do not move the choice), with every seed of that value (renamed to the point
+    /// without the key); the fit is the closed-form slope over the kept runs only, the others stay in
+    /// summary.csv, and a point that ran one value keeps it.
     #[test]
     fn best_of_keeps_each_points_best_value_with_its_seeds_and_fits_over_those_only() {
         let runs = vec![
@@ -2314,6 +2358,12 @@ mod tests {
             run("lr=0.001,size=20000", 0, bios(2e4, 3.9e4, 3.0)),
             run("lr=0.002,size=20000", 0, bios(2e4, 3.5e4, 3.0)),
             run("lr=0.002,size=20000", 1, bios(2e4, 4.1e4, 3.0)),
+            // Seeds 1–2 added at the value seed 0 chose: 1e-3's mean over its three seeds (4.33e4) falls below
+            // 2e-3's one seed (4.6e4), but on the seed both ran (0) 1e-3 holds more (5.0e4), and it stays.
+            run("lr=0.001,size=30000", 0, bios(3e4, 5.0e4, 3.0)),
+            run("lr=0.001,size=30000", 1, bios(3e4, 4.0e4, 3.0)),
+            run("lr=0.001,size=30000", 2, bios(3e4, 4.0e4, 3.0)),
+            run("lr=0.002,size=30000", 0, bios(3e4, 4.6e4, 3.0)),
         ];
         let spec = ReportSpec {
             fit: Fit::Capacity,
@@ -2321,12 +2371,20 @@ mod tests {
             ..Default::default()
         };
         let c = compute("x", Path::new("runs/x"), &runs, &spec, "").unwrap();
-        // size=20000: 2e-3's mean 3.8e4 is below 1e-3's 3.9e4, though its seed 1 holds the single most bits.
-        let kept = [(1e4, 1.8e4), (1e4, 1.7e4), (2e4, 3.9e4)];
+        // size=20000, compared on seed 0 (the one all three values ran): 1e-3's 3.9e4 over 2e-3's 3.5e4, though
+        // 2e-3's seed 1 holds the single most bits.
+        let kept = [
+            (1e4, 1.8e4),
+            (1e4, 1.7e4),
+            (2e4, 3.9e4),
+            (3e4, 5.0e4),
+            (3e4, 4.0e4),
+            (3e4, 4.0e4),
+        ];
         let sxy: f64 = kept.iter().map(|(x, y)| x * y).sum();
         let sxx: f64 = kept.iter().map(|(x, _)| x * x).sum();
         let f = c.capacity.fit.as_ref().expect("fitted");
-        assert_eq!(f.points, 3);
+        assert_eq!(f.points, 6);
         assert!((f.slope.value - sxy / sxx).abs() < 1e-12);
         let names: Vec<(&str, &[u64])> = c
             .points
@@ -2335,7 +2393,11 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            [("size=10000", &[0u64, 1][..]), ("size=20000", &[0u64][..])]
+            [
+                ("size=10000", &[0u64, 1][..]),
+                ("size=20000", &[0u64][..]),
+                ("size=30000", &[0u64, 1, 2][..])
+            ]
         );
         let b = c.best_of.as_ref().unwrap();
         let picks: Vec<(&str, &str)> = b
@@ -2343,11 +2405,19 @@ mod tests {
             .iter()
             .map(|e| (e.point.as_str(), e.best.as_str()))
             .collect();
-        assert_eq!(picks, [("size=10000", "0.001"), ("size=20000", "0.001")]);
+        assert_eq!(
+            picks,
+            [
+                ("size=10000", "0.001"),
+                ("size=20000", "0.001"),
+                ("size=30000", "0.001")
+            ]
+        );
+        assert_eq!(b.each[2].compared_on, [0]);
         let md = render_md(&c).unwrap();
         assert!(
             md.contains(
-                "| `size=20000` | 0.0005: 30,000 (0); 0.001: 39,000 (0); 0.002: 38,000 (0, 1) | lr=0.001 |"
+                "| `size=20000` | 0.0005: 30,000 (0); 0.001: 39,000 (0); 0.002: 38,000 (0, 1) | 0 | lr=0.001 |"
             ),
             "{md}"
         );
