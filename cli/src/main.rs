@@ -52,6 +52,10 @@ enum Command {
         /// Where to train: cpu (burn-flex) or cuda (needs `--features cuda` and an NVIDIA driver).
         #[arg(long, value_enum, default_value = "cpu")]
         backend: run::BackendKind,
+        /// Run records (a committed results/<experiment>/runs.jsonl): a point and seed recorded there was measured
+        /// already, on another machine, and is not run again here. Repeatable.
+        #[arg(long)]
+        records: Vec<PathBuf>,
     },
     /// The runs of an experiment by index: point, seed, folder, tokens, steps and state (done, running, stale,
     /// unfinished, pending), with progress and ETA. Reads only: safe while workers run.
@@ -424,6 +428,7 @@ fn real_main() -> Result<()> {
             resume,
             wait,
             backend,
+            records,
         } => {
             let point = if index_from_env {
                 let (var, v) = ["SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX"]
@@ -442,7 +447,48 @@ fn real_main() -> Result<()> {
             };
             let ws = recipe::Workspace::load(&cli.workspace)?;
             let sets = recipe::parse_sets(&sets)?;
-            let points = ws.points(&experiment, &sets)?;
+            let mut points = ws.points(&experiment, &sets)?;
+            // Runs measured already (their records committed) are not run again.
+            let mut recorded: Vec<(String, u64, PathBuf)> = Vec::new();
+            for path in &records {
+                for r in report::read_records(path, &experiment)? {
+                    recorded.push((r.point, r.seed, path.clone()));
+                }
+            }
+            let record_of = |p: &recipe::Point| {
+                recorded
+                    .iter()
+                    .find(|(name, seed, _)| *name == p.name && *seed == p.seed)
+                    .map(|(_, _, path)| path)
+            };
+            let skip = |p: &recipe::Point, path: &PathBuf| {
+                println!(
+                    "point {} ({}/s{}) is recorded in {}: measured already, not run again",
+                    p.index,
+                    p.name,
+                    p.seed,
+                    path.display()
+                )
+            };
+            match point {
+                Some(k) => {
+                    if let Some(path) = points.get(k).and_then(|p| record_of(p).map(|r| (p, r))) {
+                        skip(path.0, path.1);
+                        return Ok(());
+                    }
+                }
+                None => {
+                    for p in &points {
+                        if let Some(path) = record_of(p) {
+                            skip(p, path);
+                        }
+                    }
+                    points.retain(|p| record_of(p).is_none());
+                    if points.is_empty() {
+                        return Ok(());
+                    }
+                }
+            }
             run::run_experiment(
                 &experiment,
                 &points,

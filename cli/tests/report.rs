@@ -522,6 +522,34 @@ fn run_records_carry_the_runs_to_a_report_without_their_folders() {
     let (ok, _, err) = fresh_report(&["/nonexistent/runs.jsonl"]);
     assert!(!ok && err.contains("/nonexistent/runs.jsonl"), "{err}");
 
+    // `physlab run --records`: a recorded point is measured already and not run again (no folder made), by index
+    // or over the whole sweep.
+    let elsewhere = dir.path().join("elsewhere");
+    let el = elsewhere.to_str().unwrap();
+    let (ok, out, err) = physlab(
+        &ws,
+        &[
+            "run",
+            "mem",
+            "--runs",
+            el,
+            "--point",
+            "1",
+            "--records",
+            rec_s,
+        ],
+    );
+    assert!(
+        ok && out.contains("point 1 (base/s1) is recorded in"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = physlab(&ws, &["run", "mem", "--runs", el, "--records", rec_s]);
+    assert!(
+        ok && out.matches("measured already, not run again").count() == 3,
+        "{out}{err}"
+    );
+    assert!(!elsewhere.join("mem").exists());
+
     // Records rebuilt from a summary.csv (runs whose folders and records are both gone) give the same summary; an
     // existing output is not overwritten.
     let summary = dir.path().join("summary.csv");
