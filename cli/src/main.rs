@@ -1,7 +1,7 @@
 //! `physlab`: run named experiment recipes from workspace.toml end to end
 //! (generate → train → evaluate → table), or validate them without training.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use physlab_lab::{bench, check, generate, hf, probe, recipe, report, run, sample, sweep};
 
@@ -66,6 +66,10 @@ enum Command {
         sets: Vec<String>,
         #[arg(long, default_value = "runs")]
         runs: PathBuf,
+        /// Run records (results/<experiment>/runs.jsonl): a run recorded there and not finished here shows as
+        /// "recorded" and counts nothing toward the time left. Repeatable.
+        #[arg(long)]
+        records: Vec<PathBuf>,
     },
     /// Claim and run the experiment's runs that no live process holds (resuming unfinished ones), until none is
     /// left. Start one per machine or GPU on a shared runs folder: they drain the sweep with no coordinator.
@@ -77,6 +81,10 @@ enum Command {
         runs: PathBuf,
         #[arg(long, value_enum, default_value = "cpu")]
         backend: run::BackendKind,
+        /// Run records (results/<experiment>/runs.jsonl): a run recorded there was measured already and is not
+        /// claimed. Repeatable.
+        #[arg(long)]
+        records: Vec<PathBuf>,
     },
     /// Write an sbatch job-array script for an experiment (one run per array task, requeued after a checkpoint on
     /// Slurm's time-limit warning); submit it with `sbatch FILE`.
@@ -449,19 +457,9 @@ fn real_main() -> Result<()> {
             let sets = recipe::parse_sets(&sets)?;
             let mut points = ws.points(&experiment, &sets)?;
             // Runs measured already (their records committed) are not run again.
-            let mut recorded: Vec<(String, u64, PathBuf)> = Vec::new();
-            for path in &records {
-                for r in report::read_records(path, &experiment)? {
-                    recorded.push((r.point, r.seed, path.clone()));
-                }
-            }
-            let record_of = |p: &recipe::Point| {
-                recorded
-                    .iter()
-                    .find(|(name, seed, _)| *name == p.name && *seed == p.seed)
-                    .map(|(_, _, path)| path)
-            };
-            let skip = |p: &recipe::Point, path: &PathBuf| {
+            let recorded = report::Recorded::read(&records, &experiment)?;
+            let record_of = |p: &recipe::Point| recorded.file_of(&p.name, p.seed);
+            let skip = |p: &recipe::Point, path: &Path| {
                 println!(
                     "point {} ({}/s{}) is recorded in {}: measured already, not run again",
                     p.index,
@@ -504,19 +502,30 @@ fn real_main() -> Result<()> {
             experiment,
             sets,
             runs,
+            records,
         } => {
             let ws = recipe::Workspace::load(&cli.workspace)?;
             let points = ws.points(&experiment, &recipe::parse_sets(&sets)?)?;
-            sweep::print_plan(&experiment, &run::with_runs(&points, &runs), &runs)
+            let recorded = report::Recorded::read(&records, &experiment)?;
+            sweep::print_plan(
+                &experiment,
+                &run::with_runs(&points, &runs),
+                &runs,
+                &recorded,
+            )
         }
         Command::Worker {
             experiment,
             sets,
             runs,
             backend,
+            records,
         } => {
             let ws = recipe::Workspace::load(&cli.workspace)?;
-            let points = ws.points(&experiment, &recipe::parse_sets(&sets)?)?;
+            let mut points = ws.points(&experiment, &recipe::parse_sets(&sets)?)?;
+            // A recorded run was measured already; its folder, if any, is left as it is.
+            let recorded = report::Recorded::read(&records, &experiment)?;
+            points.retain(|p| recorded.file_of(&p.name, p.seed).is_none());
             sweep::worker(&experiment, &run::with_runs(&points, &runs), &runs, backend).map(|_| ())
         }
         Command::Slurm {

@@ -549,6 +549,25 @@ fn run_records_carry_the_runs_to_a_report_without_their_folders() {
         "{out}{err}"
     );
     assert!(!elsewhere.join("mem").exists());
+    // A worker claims no recorded run; `physlab plan` shows them as recorded, and a finished folder as done.
+    let (ok, _, err) = physlab(&ws, &["worker", "mem", "--runs", el, "--records", rec_s]);
+    assert!(ok, "{err}");
+    assert!(!elsewhere.join("mem").exists());
+    let (ok, out, err) = physlab(&ws, &["plan", "mem", "--runs", runs_s, "--records", rec_s]);
+    assert!(ok, "{err}");
+    let states: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .take(3)
+        .map(|l| l.split_whitespace().nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(states, ["done", "recorded", "recorded"], "{out}");
+    assert!(
+        out.contains("2 recorded") && out.contains("in ") && out.contains("runs.jsonl"),
+        "{out}"
+    );
+    let (ok, out, _) = physlab(&ws, &["plan", "mem", "--runs", runs_s]);
+    assert!(ok && out.contains("2 pending"), "{out}");
 
     // Records rebuilt from a summary.csv (runs whose folders and records are both gone) give the same summary; an
     // existing output is not overwritten.

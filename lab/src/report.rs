@@ -942,6 +942,31 @@ pub fn read_records(path: &Path, experiment: &str) -> Result<Vec<Run>> {
     Ok(runs)
 }
 
+/// Which point and seed each records file holds, for the commands that skip or show a run measured already
+/// (`physlab run`, `plan`, `worker`): the first file that records a run is the one named.
+pub struct Recorded(Vec<(String, u64, PathBuf)>);
+
+impl Recorded {
+    /// Reads every file; an error names the file and line (see [`read_records`]).
+    pub fn read(paths: &[PathBuf], experiment: &str) -> Result<Self> {
+        let mut all = Vec::new();
+        for path in paths {
+            for r in read_records(path, experiment)? {
+                all.push((r.point, r.seed, path.clone()));
+            }
+        }
+        Ok(Recorded(all))
+    }
+
+    /// The file recording `point` at `seed`, if one does.
+    pub fn file_of(&self, point: &str, seed: u64) -> Option<&Path> {
+        self.0
+            .iter()
+            .find(|(name, s, _)| name == point && *s == seed)
+            .map(|(_, _, path)| path.as_path())
+    }
+}
+
 /// [`RECORDS_FILE`]'s text for `runs`.
 pub fn render_records(experiment: &str, runs: &[Run]) -> Result<String> {
     let mut out = String::new();

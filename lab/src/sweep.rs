@@ -9,6 +9,7 @@ use tracing::info;
 
 use crate::lease::{is_fresh, read_lease, InUse};
 use crate::recipe::Point;
+use crate::report::Recorded;
 use crate::run::{plan, run_dir, run_point, BackendKind};
 
 /// Where a run stands, read from its folder without taking its lock.
@@ -22,6 +23,8 @@ pub enum State {
     /// A folder without DONE and without a holder (stopped, failed or killed): `--resume` continues it.
     Unfinished,
     Pending,
+    /// Not finished here, but measured already: its record is in a run-records file (`--records`).
+    Recorded,
 }
 
 impl State {
@@ -32,6 +35,7 @@ impl State {
             State::Stale => "stale",
             State::Unfinished => "unfinished",
             State::Pending => "pending",
+            State::Recorded => "recorded",
         }
     }
 }
@@ -76,7 +80,14 @@ fn hms(s: f64) -> String {
 /// Prints index → point, seed, run folder, tokens, steps and state; for running and unfinished runs their
 /// progress and ETA (from their metrics), and the sweep's remaining time (running ETAs plus the pending runs at
 /// the mean time per step of the runs measured so far).
-pub fn print_plan(experiment: &str, points: &[Point], runs: &Path) -> Result<()> {
+/// A run recorded in `recorded` shows as recorded and adds nothing to the time left, unless its folder is
+/// finished (the folder wins, as in `physlab report`) or a live process is running it.
+pub fn print_plan(
+    experiment: &str,
+    points: &[Point],
+    runs: &Path,
+    recorded: &Recorded,
+) -> Result<()> {
     let mut counts = std::collections::BTreeMap::new();
     let mut remaining = 0.0;
     let mut pending_steps = 0.0;
@@ -88,10 +99,17 @@ pub fn print_plan(experiment: &str, points: &[Point], runs: &Path) -> Result<()>
     for p in points {
         let dir = run_dir(runs, experiment, p);
         let pl = plan(&p.config)?;
-        let st = state(&dir);
+        let record = recorded.file_of(&p.name, p.seed);
+        let st = match (state(&dir), record) {
+            (st @ (State::Done | State::Running), _) | (st, None) => st,
+            (_, Some(_)) => State::Recorded,
+        };
         *counts.entry(st.name()).or_insert(0) += 1;
         let prog = match (st, progress(&dir)) {
             (State::Done, _) => "finished".to_string(),
+            (State::Recorded, _) => record
+                .map(|r| format!("in {}", r.display()))
+                .unwrap_or_default(),
             (_, Some((step, el))) if step > 0.0 => {
                 measured_steps += step;
                 measured_s += el;
