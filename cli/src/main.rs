@@ -772,7 +772,7 @@ fn real_main() -> Result<()> {
         } => {
             let ws = recipe::Workspace::load(&cli.workspace)?;
             let spec = ws.report_spec(&experiment)?;
-            report::report(&experiment, &runs, &[], &spec, "")?;
+            report::report(&experiment, &runs, &[], &spec, "", &[])?;
             let current = runs.join(&experiment).join("report.json");
             let outcomes = check::compare(&current, &against, tolerance)?;
             for o in &outcomes {
@@ -853,7 +853,28 @@ fn real_main() -> Result<()> {
                 .ok()
                 .and_then(|p| p.first().map(|p| p.config.description.clone()))
                 .unwrap_or_default();
-            let md = report::report(&experiment, &runs, &records, &spec, &description)?;
+            // A reference run (report.reference) is read from its folder under --runs or its committed records.
+            let reference_records: Vec<PathBuf> = spec
+                .reference
+                .iter()
+                .map(|r| {
+                    cli.workspace
+                        .parent()
+                        .unwrap_or(Path::new("."))
+                        .join("results")
+                        .join(&r.experiment)
+                        .join(report::RECORDS_FILE)
+                })
+                .filter(|p| p.is_file())
+                .collect();
+            let md = report::report(
+                &experiment,
+                &runs,
+                &records,
+                &spec,
+                &description,
+                &reference_records,
+            )?;
             println!("{md}");
             eprintln!(
                 "wrote {}/{{report.md, report.json, summary.csv, runs.jsonl, plots/}}",

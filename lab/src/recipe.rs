@@ -147,6 +147,24 @@ pub struct ReportSpec {
     /// With `fit = "params"`: the eval.json path of the parameter count (default `corpus.params.capacity`;
     /// `corpus.params.non_embedding` for a count without the embedding).
     pub fit_params: Option<String>,
+    /// A run this experiment is checked against, e.g. a convergence check (the same point trained twice as long)
+    /// against the run it checks: each run's metric beside the reference's of the same seed, with the change and
+    /// whether it is within the tolerance fixed in the recipe.
+    pub reference: Option<ReferenceSpec>,
+}
+
+/// `report.reference`: the run of another experiment each run here is compared with.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceSpec {
+    /// The experiment holding the reference run.
+    pub experiment: String,
+    /// Its point (folder name); the seed is each run's own.
+    pub point: String,
+    /// The eval.json path compared.
+    pub metric: String,
+    /// The largest change, in percent of the reference, that counts as within (fixed before running).
+    pub tolerance_pct: f64,
 }
 
 /// Which law `physlab report` fits over an experiment's runs.
@@ -231,6 +249,19 @@ impl ReportSpec {
         for m in &spec.metrics {
             if m.path.is_empty() {
                 bail!("report.metrics: every metric needs a `path` into eval.json");
+            }
+        }
+        if let Some(r) = &spec.reference {
+            if r.experiment.is_empty() || r.point.is_empty() || r.metric.is_empty() {
+                bail!(
+                    "report.reference needs `experiment`, `point` and `metric` (an eval.json path)"
+                );
+            }
+            if !(r.tolerance_pct.is_finite() && r.tolerance_pct > 0.0) {
+                bail!(
+                    "report.reference.tolerance_pct = {}: expected a positive percentage",
+                    r.tolerance_pct
+                );
             }
         }
         Ok(spec)
@@ -650,6 +681,17 @@ impl Workspace {
 
     /// Resolves every point of `name`, with `sets` applied last. Errors list every problem found.
     pub fn points(&self, name: &str, sets: &[(String, Value)]) -> Result<Vec<Point>> {
+        self.points_checked(name, sets, true)
+    }
+
+    /// [`Workspace::points`]; `check_reference`: also that `report.reference` names a point of its experiment
+    /// (off when resolving that experiment for the check, so that two experiments naming each other end).
+    fn points_checked(
+        &self,
+        name: &str,
+        sets: &[(String, Value)],
+        check_reference: bool,
+    ) -> Result<Vec<Point>> {
         let Some(exp) = self.experiments.get(name) else {
             let hint = nearest(name, self.experiments.keys())
                 .map(|n| format!(" (did you mean `{n}`?)"))
@@ -886,6 +928,26 @@ impl Workspace {
                     ));
                 }
             }
+            if let Some(r) = spec.reference.as_ref().filter(|_| check_reference) {
+                match self.points_checked(&r.experiment, &[], false) {
+                    Err(e) => all_problems.push(format!(
+                        "report.reference.experiment = {:?}: {}",
+                        r.experiment,
+                        format!("{e:#}").lines().next().unwrap_or_default()
+                    )),
+                    Ok(theirs) if !theirs.iter().any(|p| p.name == r.point) => {
+                        let mut names: Vec<String> = theirs.into_iter().map(|p| p.name).collect();
+                        names.dedup();
+                        all_problems.push(format!(
+                            "report.reference.point = {:?} is not a point of {}; points: {}",
+                            r.point,
+                            r.experiment,
+                            names.join(", ")
+                        ))
+                    }
+                    Ok(_) => {}
+                }
+            }
         }
         if !all_problems.is_empty() {
             all_problems.dedup();
@@ -1058,6 +1120,56 @@ seeds = [2]
             err.contains("unknown key `train.exposure`; did you mean `train.exposures`?"),
             "{err}"
         );
+    }
+
+    /// `report.reference` must name an experiment of the workspace and one of its points, with a positive
+    /// tolerance; two experiments naming each other resolve (no endless check).
+    #[test]
+    fn a_report_reference_names_a_point_of_another_experiment() {
+        let ws = |reference: &str| {
+            Workspace::parse(
+                &format!(
+                    "[experiment.a]\ntrain.steps = 3\n[experiment.a.sweep]\ngrid = {{ \"train.lr\" = [0.5, 0.25] }}\n\
+                     [experiment.b]\ntrain.steps = 6\nreport = {{ reference = {reference} }}\n"
+                ),
+                "w.toml",
+            )
+            .unwrap()
+        };
+        let ok = ws(
+            r#"{ experiment = "a", point = "lr=0.25", metric = "bios.bits", tolerance_pct = 5.0 }"#,
+        );
+        assert!(ok.points("b", &[]).is_ok());
+        let spec = ok.report_spec("b").unwrap().reference.unwrap();
+        assert_eq!((spec.point.as_str(), spec.tolerance_pct), ("lr=0.25", 5.0));
+        let err = |reference: &str| format!("{:#}", ws(reference).points("b", &[]).unwrap_err());
+        let e = err(
+            r#"{ experiment = "a", point = "lr=0.3", metric = "bios.bits", tolerance_pct = 5.0 }"#,
+        );
+        assert!(
+            e.contains(
+                "report.reference.point = \"lr=0.3\" is not a point of a; points: lr=0.5, lr=0.25"
+            ),
+            "{e}"
+        );
+        let e =
+            err(r#"{ experiment = "c", point = "x", metric = "bios.bits", tolerance_pct = 5.0 }"#);
+        assert!(e.contains("report.reference.experiment = \"c\""), "{e}");
+        let e = ws(r#"{ experiment = "a", point = "lr=0.25", metric = "bios.bits", tolerance_pct = -1.0 }"#)
+            .report_spec("b")
+            .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("tolerance_pct = -1: expected a positive percentage"),
+            "{e:#}"
+        );
+        // Each naming the other.
+        let ws = Workspace::parse(
+            "[experiment.a]\nreport = { reference = { experiment = \"b\", point = \"base\", metric = \"m\", tolerance_pct = 1.0 } }\n\
+             [experiment.b]\nreport = { reference = { experiment = \"a\", point = \"base\", metric = \"m\", tolerance_pct = 1.0 } }\n",
+            "w.toml",
+        )
+        .unwrap();
+        assert!(ws.points("a", &[]).is_ok() && ws.points("b", &[]).is_ok());
     }
 
     #[test]

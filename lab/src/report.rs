@@ -545,6 +545,74 @@ struct ReportJson<'a> {
     memorization_plateau: Option<&'a PlateauSection>,
     best_of: Option<&'a BestOfSection>,
     excess_power_law: Option<&'a physlab_eval::fit::PowerLawFit>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reference: Option<&'a ReferenceSection>,
+}
+
+/// `report.reference`: each run's metric beside the reference run of the same seed (e.g. a convergence check
+/// against the run it checks).
+#[derive(Clone, Debug, Serialize)]
+pub struct ReferenceSection {
+    pub experiment: String,
+    pub point: String,
+    pub metric: String,
+    pub tolerance_pct: f64,
+    /// Where the reference runs were looked for (their folder and records files).
+    pub looked_in: Vec<String>,
+    pub rows: Vec<ReferenceRow>,
+}
+
+/// One run against its reference.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReferenceRow {
+    pub point: String,
+    pub seed: u64,
+    pub value: Option<f64>,
+    /// The reference run's value (None: no finished run of that point and seed, or no such value).
+    pub reference: Option<f64>,
+    /// 100 · (value − reference) / |reference|.
+    pub change_pct: Option<f64>,
+    /// |change| ≤ tolerance.
+    pub within: Option<bool>,
+}
+
+/// [`ReferenceSection`] of `runs` against `reference` (the reference experiment's runs, any point).
+pub fn reference_section(
+    spec: &crate::recipe::ReferenceSpec,
+    runs: &[Run],
+    reference: &[Run],
+    looked_in: Vec<String>,
+) -> ReferenceSection {
+    let rows = runs
+        .iter()
+        .map(|r| {
+            let value = lookup(&r.eval, &spec.metric);
+            let refv = reference
+                .iter()
+                .find(|q| q.point == spec.point && q.seed == r.seed)
+                .and_then(|q| lookup(&q.eval, &spec.metric));
+            let change_pct = match (value, refv) {
+                (Some(v), Some(q)) if q != 0.0 => Some(100.0 * (v - q) / q.abs()),
+                _ => None,
+            };
+            ReferenceRow {
+                point: r.point.clone(),
+                seed: r.seed,
+                value,
+                reference: refv,
+                change_pct,
+                within: change_pct.map(|c| c.abs() <= spec.tolerance_pct),
+            }
+        })
+        .collect();
+    ReferenceSection {
+        experiment: spec.experiment.clone(),
+        point: spec.point.clone(),
+        metric: spec.metric.clone(),
+        tolerance_pct: spec.tolerance_pct,
+        looked_in,
+        rows,
+    }
 }
 
 /// `report.best_of`: each point's best value of a swept key (the paper's bioD protocol, the best of 3 learning
@@ -863,6 +931,8 @@ pub struct Computed {
     rows: Vec<(String, u64, Vec<Option<f64>>)>,
     /// The records files read beside the folder, each with the number of its runs used (see [`RECORDS_FILE`]).
     pub from_records: RecordsUsed,
+    /// `report.reference`: set by [`report`], which reads the reference runs.
+    pub reference: Option<ReferenceSection>,
 }
 
 impl Computed {
@@ -1594,6 +1664,7 @@ pub fn compute(
         plateau,
         excess,
         best_of: best,
+        reference: None,
         loss,
         accuracy,
         excess_curves,
@@ -1901,6 +1972,53 @@ pub fn render_md(c: &Computed) -> Result<String> {
         writeln!(md)?;
     }
 
+    if let Some(r) = &c.reference {
+        writeln!(
+            md,
+            "## Against the reference run
+"
+        )?;
+        writeln!(
+            md,
+            "`{}` of each run beside that of `{}` point `{}` at the same seed; within ±{}% of it counts as met \
+             (fixed in the recipe). Reference runs looked for in {}.\n",
+            r.metric,
+            r.experiment,
+            r.point,
+            r.tolerance_pct,
+            r.looked_in
+                .iter()
+                .map(|p| format!("`{p}`"))
+                .collect::<Vec<_>>()
+                .join(" and ")
+        )?;
+        writeln!(
+            md,
+            "| point | seed | this run | reference | change | within ±{}% |",
+            r.tolerance_pct
+        )?;
+        writeln!(md, "|---|---|---|---|---|---|")?;
+        let num = |v: Option<f64>| v.map_or("-".to_string(), |v| fmt(v, auto_digits(v)));
+        for row in &r.rows {
+            writeln!(
+                md,
+                "| `{}` | {} | {} | {} | {} | {} |",
+                row.point,
+                row.seed,
+                num(row.value),
+                row.reference
+                    .map_or("no finished reference run".to_string(), |v| num(Some(v))),
+                row.change_pct.map_or("-".into(), |c| format!("{c:+.2}%")),
+                match row.within {
+                    Some(true) => "**met**",
+                    Some(false) => "**not met**",
+                    None => "-",
+                }
+            )?;
+        }
+        writeln!(md)?;
+    }
+
     // Everything measured, per point.
     writeln!(md, "## Per point (mean ± sample std over seeds)\n")?;
     write!(md, "| metric |")?;
@@ -2204,6 +2322,7 @@ pub fn render_json(c: &Computed) -> Result<Vec<u8>> {
         memorization_plateau: c.plateau.as_ref(),
         best_of: c.best_of.as_ref(),
         excess_power_law: c.excess.as_ref().and_then(|e| e.fit.as_ref()),
+        reference: c.reference.as_ref(),
     };
     Ok(serde_json::to_vec_pretty(&json)?)
 }
@@ -2232,17 +2351,31 @@ pub fn write(dir: &Path, c: &Computed) -> Result<String> {
 /// Writes the report of `experiment` into `runs/<experiment>/` and returns the text of report.md:
 /// [`load_with_records`] (the finished runs of the folder and those of `records` not in it) → [`compute`] →
 /// [`write`], then [`RECORDS_FILE`] with every run read.
+///
+/// With `report.reference`, the reference runs are read from `runs_dir/<its experiment>` and the records files
+/// `reference_records`; none found is said in the report, not an error.
 pub fn report(
     experiment: &str,
     runs_dir: &Path,
     records: &[PathBuf],
     spec: &ReportSpec,
     description: &str,
+    reference_records: &[PathBuf],
 ) -> Result<String> {
     let dir = runs_dir.join(experiment);
     let (runs, from) = load_with_records(runs_dir, experiment, records)?;
     let mut computed = compute(experiment, &dir, &runs, spec, description)?;
     computed.from_records = from;
+    if let Some(r) = &spec.reference {
+        let looked_in = std::iter::once(runs_dir.join(&r.experiment))
+            .chain(reference_records.iter().cloned())
+            .map(|p| p.display().to_string())
+            .collect();
+        let theirs = load_with_records(runs_dir, &r.experiment, reference_records)
+            .map(|(runs, _)| runs)
+            .unwrap_or_default();
+        computed.reference = Some(reference_section(r, &runs, &theirs, looked_in));
+    }
     let md = write(&dir, &computed)?;
     let path = dir.join(RECORDS_FILE);
     physlab_generators::fsio::atomic_write(&path, render_records(experiment, &runs)?.as_bytes())
@@ -2280,6 +2413,67 @@ mod tests {
     fn bios(params: f64, bits: f64, rmax: f64) -> serde_json::Value {
         // The used-rows count is set apart from the paper's so that a fit on the wrong one fails.
         json!({ "bios": { "bits": bits, "params": { "total": params, "capacity": 0.5 * params }, "capacity_ratio_max": rmax } })
+    }
+
+    /// `report.reference`: each run against the reference run of its own seed, the change in percent of the
+    /// reference and whether it is within the tolerance (inclusive); a seed the reference lacks says so.
+    #[test]
+    fn each_run_is_compared_with_the_reference_run_of_its_seed() {
+        use crate::recipe::ReferenceSpec;
+        let spec = ReferenceSpec {
+            experiment: "base".into(),
+            point: "lr=2".into(),
+            metric: "bios.bits".into(),
+            tolerance_pct: 5.0,
+        };
+        let ours = [
+            run("base", 0, bios(1000.0, 1050.0, 2.0)), // +5%: within, the edge counts
+            run("base", 1, bios(1000.0, 1100.0, 2.0)), // +10%
+            run("base", 2, bios(1000.0, 900.0, 2.0)),  // no reference of seed 2
+        ];
+        let theirs = [
+            run("lr=2", 0, bios(1000.0, 1000.0, 2.0)),
+            run("lr=2", 1, bios(1000.0, 1000.0, 2.0)),
+            run("lr=1", 2, bios(1000.0, 950.0, 2.0)), // another point: not the reference
+        ];
+        let sec = super::reference_section(&spec, &ours, &theirs, vec!["runs/base".into()]);
+        let got: Vec<_> = sec
+            .rows
+            .iter()
+            .map(|r| {
+                (
+                    r.seed,
+                    r.reference,
+                    r.change_pct.map(|c| (c * 1e6).round() / 1e6),
+                    r.within,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, Some(1000.0), Some(5.0), Some(true)),
+                (1, Some(1000.0), Some(10.0), Some(false)),
+                (2, None, None, None),
+            ]
+        );
+        let mut c = compute("x", Path::new("runs/x"), &ours, &ReportSpec::default(), "").unwrap();
+        c.reference = Some(sec);
+        let md = render_md(&c).unwrap();
+        assert!(
+            md.contains("| `base` | 0 | 1050 | 1000 | +5.00% | **met** |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| `base` | 1 | 1100 | 1000 | +10.00% | **not met** |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| `base` | 2 | 900 | no finished reference run | - | - |"),
+            "{md}"
+        );
+        let json: serde_json::Value = serde_json::from_slice(&render_json(&c).unwrap()).unwrap();
+        assert_eq!(json["reference"]["rows"][1]["within"], json!(false));
     }
 
     /// The saturation criterion: a run on the plateau whose loss fell ≥ the stated percentage over its last 10%
