@@ -502,11 +502,27 @@ fn gather_head(
     [q, k, v]
 }
 
-fn head_tables(dm: &Dims, spec: AttentionSpec) -> (Vec<f32>, Vec<f32>) {
+type Tables = std::sync::Arc<(Vec<f32>, Vec<f32>)>;
+
+/// The rotary tables for at least `dm.t` positions (row t depends on t alone, so a longer table serves any
+/// shorter sequence by its first rows), built once per (dims, base) and kept, longer when a longer sequence
+/// comes: building them took T·dims `powf`, `sin` and `cos` in every attention call, forward and backward.
+fn head_tables(dm: &Dims, spec: AttentionSpec) -> Tables {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<(usize, u64), Tables>>> = OnceLock::new();
     if dm.r == 0 {
-        return (Vec::new(), Vec::new());
+        return Tables::default();
     }
-    rope_tables(dm.r, dm.t, spec.rope_base)
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let entry = cache.entry((dm.r, spec.rope_base.to_bits())).or_default();
+    if entry.0.len() < dm.t * dm.r {
+        *entry = std::sync::Arc::new(rope_tables(dm.r, dm.t, spec.rope_base));
+    }
+    entry.clone()
 }
 
 /// (y `[B, T, d]`, probabilities `[B, heads, T, T]`).
@@ -814,4 +830,38 @@ pub fn adamw(
         tensor(m2, shape.clone()),
         tensor(v2, shape),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{head_tables, rope_tables, AttentionSpec, Dims};
+
+    /// The kept rotary tables give, for any length asked, the rows built for that length: a shorter sequence
+    /// after a longer one reads the longer table's first rows; a longer one rebuilds it.
+    #[test]
+    fn kept_rotary_tables_serve_every_length() {
+        let spec = AttentionSpec {
+            n_head: 1,
+            rotary_dims: 4,
+            // A base no other test uses, so the cache starts empty for it.
+            rope_base: 12345.0,
+        };
+        let dm = |t| Dims {
+            b: 1,
+            t,
+            d: 8,
+            h: 1,
+            hd: 8,
+            r: 4,
+            scale: 1.0,
+        };
+        for t in [16, 8, 40, 3] {
+            let kept = head_tables(&dm(t), spec);
+            let (cos, sin) = rope_tables(4, t, spec.rope_base);
+            assert!(kept.0.len() >= t * 4);
+            assert_eq!(kept.0[..t * 4], cos[..], "cos at T = {t}");
+            assert_eq!(kept.1[..t * 4], sin[..], "sin at T = {t}");
+        }
+        assert_eq!(head_tables(&dm(3), spec).0.len(), 40 * 4);
+    }
 }
