@@ -330,7 +330,8 @@ enum Strategy {
 #[derive(Subcommand)]
 enum BenchCommand {
     /// Time the real training step (forward, loss, backward, clipping, AdamW) for a small (2 layers, d=128),
-    /// a medium (4 layers, d=256) and, with --all, a Part 3.3-size (GPT2-12-12, context 512) model.
+    /// a medium (4 layers, d=256), the capacity-law recipes' shape (2 layers, d=64, context 512) and, with --all,
+    /// a Part 3.3-size (GPT2-12-12, context 512) model.
     Train {
         /// Timed steps per model (after warm-up); the median is reported.
         #[arg(long, default_value_t = 10)]
@@ -359,6 +360,10 @@ enum BenchCommand {
         /// Write the results as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Time only these cases (small, medium, capacity, part33); repeatable. Default: every case (part33 with
+        /// --all).
+        #[arg(long = "case")]
+        cases: Vec<String>,
     },
 }
 
@@ -617,9 +622,10 @@ fn real_main() -> Result<()> {
             json,
             backend,
             peak_tflops,
+            cases,
         }) => match backend {
             run::BackendKind::Cpu => {
-                bench::bench_train(all, steps, torch, plain, rounds, json.as_deref())
+                bench::bench_train(all, steps, torch, plain, rounds, json.as_deref(), &cases)
             }
             #[cfg(feature = "cuda")]
             run::BackendKind::Cuda => {

@@ -29,8 +29,9 @@ pub struct BenchCase {
 }
 
 /// The cases: the two of ../shared/BURN-NOTES.md (2 layers d=128 and 4 layers d=256, vocab 512, context 128,
-/// batch 32) and a Part 3.3-size model (GPT2-12-12, d=768, the paper's 3,275 used tokens, context 512; one
-/// sequence per step on CPU).
+/// batch 32), the shape the capacity-law recipes train (`capacity-law-cpu`: gpt2-2-1 at d = 64, context 512,
+/// 4 sequences, the dense bioD's 354 tokens) and a Part 3.3-size model (GPT2-12-12, d=768, the paper's 3,275 used
+/// tokens, context 512; one sequence per step on CPU).
 pub fn cases(all: bool, steps: usize) -> Vec<BenchCase> {
     let mut v = vec![
         BenchCase {
@@ -50,6 +51,16 @@ pub fn cases(all: bool, steps: usize) -> Vec<BenchCase> {
             vocab: 512,
             context: 128,
             batch: 32,
+            steps,
+            warmup: 3,
+        },
+        BenchCase {
+            name: "capacity",
+            preset: "gpt2-2-1".into(),
+            d_model: 64,
+            vocab: 354,
+            context: 512,
+            batch: 4,
             steps,
             warmup: 3,
         },
@@ -317,7 +328,19 @@ pub fn bench_train(
     plain: bool,
     rounds: usize,
     json: Option<&Path>,
+    only: &[String],
 ) -> Result<()> {
+    let all = all || only.iter().any(|c| c == "part33");
+    let chosen: Vec<BenchCase> = cases(all, steps)
+        .into_iter()
+        .filter(|c| only.is_empty() || only.iter().any(|o| o == c.name))
+        .collect();
+    if let Some(bad) = only
+        .iter()
+        .find(|o| !cases(true, steps).iter().any(|c| c.name == o.as_str()))
+    {
+        bail!("bench train --case {bad}: no such case; cases: small, medium, capacity, part33");
+    }
     let (peak, how) = fp32_peak_gflops();
     println!("FP32 peak estimate {peak:.0} GFLOP/s ({how}); training step = forward + loss + backward + clip + AdamW, median of the timed steps after warm-up");
     let gemm = gemm_reference_gflops();
@@ -327,7 +350,7 @@ pub fn bench_train(
     );
     let rounds = rounds.max(1);
     let mut rows = Vec::new();
-    for case in cases(all, steps) {
+    for case in chosen {
         let fused_default = physlab_trainer::kernels::fused_enabled();
         let (mut ratios, mut speedups) = (Vec::new(), Vec::new());
         // Each round times every side once, one after the other, so that a burst of load from other tenants
