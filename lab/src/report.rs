@@ -640,6 +640,10 @@ pub struct BestOfChoice {
     /// chosen value (seeds 1–2 where the protocol picked on seed 0) do not move the choice by their spread; empty
     /// when the values share no seed, and then each value's mean over all its seeds is compared.
     pub compared_on: Vec<u64>,
+    /// Whether values on both sides of the kept one were tried (ran, with bits): None when they were; else
+    /// "highest tried" or "lowest tried" (the best may lie beyond it: issue 13's ×0.5 / ×2 probe around the rate
+    /// used), or "only value tried".
+    pub edge: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -745,11 +749,23 @@ fn best_of(runs: &[Run], key: &str) -> (Vec<Run>, BestOfSection) {
             kept.push(r);
         }
         let best = best.value.clone();
+        let measured: Vec<&str> = tried
+            .iter()
+            .filter(|(v, _)| v.compared_bits.is_some())
+            .map(|(v, _)| v.value.as_str())
+            .collect();
+        let edge = match measured.iter().position(|v| *v == best) {
+            _ if measured.len() < 2 => Some("only value tried".to_string()),
+            Some(0) => Some("lowest tried".to_string()),
+            Some(i) if i + 1 == measured.len() => Some("highest tried".to_string()),
+            _ => None,
+        };
         each.push(BestOfChoice {
             point,
             tried: tried.into_iter().map(|(v, _)| v).collect(),
             best,
             compared_on: common.into_iter().collect(),
+            edge,
         });
     }
     // The table's point order: natural order of the names, seeds ascending.
@@ -2060,10 +2076,10 @@ pub fn render_md(c: &Computed) -> Result<String> {
         )?;
         writeln!(
             md,
-            "| point | {} tried: mean bits of knowledge (seeds) | compared on seeds | kept |",
+            "| point | {} tried: mean bits of knowledge (seeds) | compared on seeds | kept | values tried on both sides of it |",
             b.segment
         )?;
-        writeln!(md, "|---|---|---|---|")?;
+        writeln!(md, "|---|---|---|---|---|")?;
         for e in &b.each {
             let tried: Vec<String> = e
                 .tried
@@ -2085,9 +2101,14 @@ pub fn render_md(c: &Computed) -> Result<String> {
                     .collect::<Vec<_>>()
                     .join(", ")
             };
+            let bracketed = match &e.edge {
+                None => "yes".to_string(),
+                Some(edge) if edge == "only value tried" => format!("no: {edge}"),
+                Some(edge) => format!("no: {edge} (the best may lie beyond it)"),
+            };
             writeln!(
                 md,
-                "| `{}` | {} | {on} | {}={} |",
+                "| `{}` | {} | {on} | {}={} | {bracketed} |",
                 e.point,
                 tried.join("; "),
                 b.segment,
@@ -2636,8 +2657,15 @@ mod tests {
         let md = render_md(&c).unwrap();
         assert!(
             md.contains(
-                "| `size=20000` | 0.0005: 30,000 (0); 0.001: 39,000 (0); 0.002: 38,000 (0, 1) | 0 | lr=0.001 |"
+                "| `size=20000` | 0.0005: 30,000 (0); 0.001: 39,000 (0); 0.002: 38,000 (0, 1) | 0 | lr=0.001 | yes |"
             ),
+            "{md}"
+        );
+        // Whether the kept value has tried values on both sides (the ×0.5 / ×2 probe around it).
+        let edges: Vec<Option<&str>> = b.each.iter().map(|e| e.edge.as_deref()).collect();
+        assert_eq!(edges, [Some("lowest tried"), None, Some("lowest tried")]);
+        assert!(
+            md.contains("| lr=0.001 | no: lowest tried (the best may lie beyond it) |"),
             "{md}"
         );
         // Every run stays in summary.csv under its own name.
