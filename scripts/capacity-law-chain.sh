@@ -7,22 +7,19 @@
 # Logs: /work/runs/logs/<experiment>-p<index>.log (appended), this script's own lines in capacity-law-chain.log.
 # The queue itself is scripts/run-queue.sh.
 set -u
-# capacity-law-cpu's index = lr (0: 5e-4, 1: 1e-3, 2: 2e-3, 3: 4e-3) × 15 + point (0: gpt2-2-1 N 4,000, 1: N 3,000,
-# 2: gpt2-3-1 N 4,000, 3: N 2,000, 4: N 1,000) × 3 + seed.
-# Order: seed 0 of the binding points at lr 1e-3, the points below the knee (N = 2,000, 1,000) at 1e-3; the rest
-# of the learning-rate protocol (best of 3 rates, and 4e-3 where 2e-3 wins) at the binding points, seed 0; seeds 1
-# and 2 of the binding points at the rate that won seed 0 (2e-3 so far, at gpt2-2-1 N = 4,000: edit when the
-# others are in); the convergence check (2000 exposures); seeds 1, 2 below the knee; then row 16
-# (memorization-cpu: seed 0 of every size, then seeds 1, 2 of the plateau sizes) and rows 2, 4, 5, 7
-# (architecture-law-cpu: seed 0 of each model, then seeds 1 and 2).
-ORDER="capacity-law-cpu:15 capacity-law-cpu:18 capacity-law-cpu:21 capacity-law-cpu:24 capacity-law-cpu:27
-capacity-law-cpu:0 capacity-law-cpu:30 capacity-law-cpu:36 capacity-law-cpu:33 capacity-law-cpu:45 capacity-law-cpu:6 capacity-law-cpu:3
-capacity-law-cpu:31 capacity-law-cpu:32 capacity-law-cpu:34 capacity-law-cpu:35 capacity-law-cpu:37 capacity-law-cpu:38
-capacity-law-conv-cpu:0
-capacity-law-cpu:25 capacity-law-cpu:26 capacity-law-cpu:28 capacity-law-cpu:29
-memorization-cpu:0 memorization-cpu:3 memorization-cpu:6 memorization-cpu:9 memorization-cpu:12
+# capacity-law-cpu's index = lr (0: 5e-4, 1: 1e-3, 2: 2e-3, 3: 4e-3, 4: 8e-3) × 15 + point (0: gpt2-2-1 N 4,000,
+# 1: N 3,000, 2: gpt2-3-1 N 4,000, 3: N 2,000, 4: N 1,000) × 3 + seed.
+# Done at seed 0 (results/capacity-law-cpu/runs.jsonl; the queue skips recorded runs): 1e-3 at every point, 5e-4 /
+# 2e-3 / 4e-3 at gpt2-2-1 N = 4,000, 2e-3 / 4e-3 at N = 3,000, 2e-3 at gpt2-3-1, and the convergence check.
+# Order (2026-11-27): the ×2 probes where the highest rate tried won (8e-3 at gpt2-2-1 N = 3,000 and 4,000; 4e-3 at
+# gpt2-3-1), then seeds 1 and 2 of the binding points at the rate that won seed 0 (4e-3, 4e-3, 2e-3 so far: edit
+# when a probe moves a choice), then row 16's seeds (memorization-passes-cpu: n = 2,000, then the smaller sets),
+# then rows 2, 4, 5, 7 (architecture-law-cpu: seed 0 of each model, then seeds 1 and 2).
+ORDER="capacity-law-cpu:63 capacity-law-cpu:60 capacity-law-cpu:51
+capacity-law-cpu:49 capacity-law-cpu:46 capacity-law-cpu:37 capacity-law-cpu:50 capacity-law-cpu:47 capacity-law-cpu:38
+memorization-passes-cpu:10 memorization-passes-cpu:11 memorization-passes-cpu:8
+memorization-passes-cpu:4 memorization-passes-cpu:5 memorization-passes-cpu:1 memorization-passes-cpu:2
 architecture-law-cpu:0 architecture-law-cpu:3 architecture-law-cpu:6 architecture-law-cpu:9
-memorization-cpu:10 memorization-cpu:13 memorization-cpu:11 memorization-cpu:14
 architecture-law-cpu:1 architecture-law-cpu:4 architecture-law-cpu:7 architecture-law-cpu:10
 architecture-law-cpu:2 architecture-law-cpu:5 architecture-law-cpu:8 architecture-law-cpu:11"
 exec "$(dirname "$0")/run-queue.sh" $ORDER
