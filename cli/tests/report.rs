@@ -19,6 +19,17 @@ report = { row = "16", claim = "test", metrics = [ { path = "corpus.bits_per_par
 [experiment.mem.sweep]
 seeds = [0, 1, 2]
 
+[experiment.memconv]
+corpus = { kind = "uniform", sequences = 40, length = 16, vocab = 64 }
+model.preset = "gpt2-1-1"
+model.d_model = 32
+train.steps = 60
+train.batch_size = 8
+train.context = 32
+train.warmup_steps = 5
+train.log_every = 10
+report = { row = "16 (check)", claim = "test", metrics = [ { path = "corpus.memorized_bits" } ], reference = { experiment = "mem", point = "base", metric = "corpus.memorized_bits", tolerance_pct = 5.0 } }
+
 [experiment.zdata]
 corpus = { kind = "zipf", vocab = 128, exponent = 1.5, documents = 4, doc_tokens = 31 }
 model.preset = "gpt2-1-1"
@@ -608,4 +619,70 @@ fn run_records_carry_the_runs_to_a_report_without_their_folders() {
         "{err}"
     );
     assert_eq!(std::fs::read(&rebuilt).unwrap(), before);
+}
+
+/// `report.reference` (a convergence check): each run's metric beside the reference run of its seed, read from
+/// the reference's folder, or, with the folder gone, from `results/<reference>/runs.jsonl` beside the workspace;
+/// a damaged record is said in the report, which is still written.
+#[test]
+fn a_convergence_check_is_reported_against_its_reference_run() {
+    let (dir, ws, runs) = lab();
+    let runs_s = runs.to_str().unwrap();
+    for exp in ["mem", "memconv"] {
+        let (ok, _, err) = physlab(&ws, &["run", exp, "--runs", runs_s, "--point", "0"]);
+        assert!(ok, "{err}");
+    }
+    let bits = |exp: &str| {
+        json(&runs.join(exp).join("base/s0/eval.json"))["corpus"]["memorized_bits"]
+            .as_f64()
+            .unwrap()
+    };
+    let (ours, theirs) = (bits("memconv"), bits("mem"));
+    let change = 100.0 * (ours - theirs) / theirs.abs();
+    let check = |md: &str| {
+        let row = md
+            .lines()
+            .find(|l| l.starts_with("| `base` | 0 |"))
+            .unwrap_or_else(|| panic!("{md}"));
+        assert!(
+            row.contains(&format!("{change:+.2}%")),
+            "{row} (expected {change:+.2}%)"
+        );
+        let verdict = if change.abs() <= 5.0 {
+            "| **met** |"
+        } else {
+            "| **not met** |"
+        };
+        assert!(row.ends_with(verdict), "{row}");
+    };
+    let (ok, md, err) = physlab(&ws, &["report", "memconv", "--runs", runs_s]);
+    assert!(ok, "{err}");
+    check(&md);
+    let rj = json(&runs.join("memconv/report.json"));
+    assert!((rj["reference"]["rows"][0]["reference"].as_f64().unwrap() - theirs).abs() < 1e-9);
+
+    // The reference's folder gone, its records committed beside the workspace.
+    let (ok, _, err) = physlab(&ws, &["report", "mem", "--runs", runs_s]);
+    assert!(ok, "{err}");
+    let results = dir.path().join("results/mem");
+    std::fs::create_dir_all(&results).unwrap();
+    std::fs::copy(runs.join("mem/runs.jsonl"), results.join("runs.jsonl")).unwrap();
+    std::fs::remove_dir_all(runs.join("mem")).unwrap();
+    let (ok, md, err) = physlab(&ws, &["report", "memconv", "--runs", runs_s]);
+    assert!(ok, "{err}");
+    check(&md);
+
+    // A damaged record: the report says so and is still written.
+    std::fs::write(results.join("runs.jsonl"), "{ not a record\n").unwrap();
+    let (ok, md, err) = physlab(&ws, &["report", "memconv", "--runs", runs_s]);
+    assert!(ok, "{err}");
+    assert!(
+        md.contains("No reference run could be read")
+            && md.contains("runs.jsonl:1: not a run record"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| `base` | 0 |") && md.contains("no finished reference run"),
+        "{md}"
+    );
 }

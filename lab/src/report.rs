@@ -559,6 +559,9 @@ pub struct ReferenceSection {
     pub tolerance_pct: f64,
     /// Where the reference runs were looked for (their folder and records files).
     pub looked_in: Vec<String>,
+    /// Why no reference run could be read, when none could (e.g. no finished run, a damaged record).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub rows: Vec<ReferenceRow>,
 }
 
@@ -611,6 +614,7 @@ pub fn reference_section(
         metric: spec.metric.clone(),
         tolerance_pct: spec.tolerance_pct,
         looked_in,
+        error: None,
         rows,
     }
 }
@@ -2008,6 +2012,9 @@ pub fn render_md(c: &Computed) -> Result<String> {
                 .collect::<Vec<_>>()
                 .join(" and ")
         )?;
+        if let Some(e) = &r.error {
+            writeln!(md, "No reference run could be read: {e}\n")?;
+        }
         writeln!(
             md,
             "| point | seed | this run | reference | change | within ±{}% |",
@@ -2392,10 +2399,13 @@ pub fn report(
             .chain(reference_records.iter().cloned())
             .map(|p| p.display().to_string())
             .collect();
-        let theirs = load_with_records(runs_dir, &r.experiment, reference_records)
-            .map(|(runs, _)| runs)
-            .unwrap_or_default();
-        computed.reference = Some(reference_section(r, &runs, &theirs, looked_in));
+        let (theirs, error) = match load_with_records(runs_dir, &r.experiment, reference_records) {
+            Ok((theirs, _)) => (theirs, None),
+            Err(e) => (Vec::new(), Some(format!("{e:#}"))),
+        };
+        let mut section = reference_section(r, &runs, &theirs, looked_in);
+        section.error = error;
+        computed.reference = Some(section);
     }
     let md = write(&dir, &computed)?;
     let path = dir.join(RECORDS_FILE);
