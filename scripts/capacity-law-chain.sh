@@ -13,11 +13,11 @@ set -u
 # 2e-3 / 4e-3 at gpt2-2-1 N = 4,000, 2e-3 / 4e-3 at N = 3,000, 2e-3 at gpt2-3-1, and the convergence check.
 # Order (2026-11-27): the ×2 probes where the highest rate tried won (8e-3 at gpt2-2-1 N = 3,000 and 4,000; 4e-3 at
 # gpt2-3-1), then seeds 1 and 2 of the binding points at the rate that won seed 0 (4e-3, 4e-3, 2e-3 so far: edit
-# when a probe moves a choice), then row 16's seeds (memorization-passes-cpu: n = 2,000, then the smaller sets),
+# when a probe moves a choice), then row 16: the passes creep (memorization-passes-creep-cpu), seeds 1-2 (n = 2,000, then the smaller sets),
 # then rows 2, 4, 5, 7 (architecture-law-cpu: seed 0 of each model, then seeds 1 and 2).
 ORDER="capacity-law-cpu:63 capacity-law-cpu:60 capacity-law-cpu:51
 capacity-law-cpu:49 capacity-law-cpu:46 capacity-law-cpu:37 capacity-law-cpu:50 capacity-law-cpu:47 capacity-law-cpu:38
-memorization-passes-cpu:10 memorization-passes-cpu:11 memorization-passes-cpu:8
+memorization-passes-creep-cpu:0 memorization-passes-creep-cpu:1 memorization-passes-cpu:10 memorization-passes-cpu:11 memorization-passes-cpu:8
 memorization-passes-cpu:4 memorization-passes-cpu:5 memorization-passes-cpu:1 memorization-passes-cpu:2
 architecture-law-cpu:0 architecture-law-cpu:3 architecture-law-cpu:6 architecture-law-cpu:9
 architecture-law-cpu:1 architecture-law-cpu:4 architecture-law-cpu:7 architecture-law-cpu:10
