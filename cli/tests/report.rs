@@ -454,6 +454,16 @@ fn run_records_carry_the_runs_to_a_report_without_their_folders() {
         std::fs::read_to_string(&records).unwrap().lines().count(),
         3
     );
+    // Every recorded run is in the folder too: the records add none, and the report says so.
+    let (ok, md, err) = physlab(
+        &ws,
+        &["report", "mem", "--runs", runs_s, "--records", rec_s],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        md.contains("3 finished run(s)") && md.contains("add none"),
+        "{md}"
+    );
 
     // A fresh machine: no run folders at all.
     let fresh = dir.path().join("fresh");

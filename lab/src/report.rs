@@ -1914,6 +1914,15 @@ pub fn render_md(c: &Computed) -> Result<String> {
     let recorded: usize = c.from_records.iter().map(|(_, n)| n).sum();
     let records = if c.from_records.is_empty() {
         String::new()
+    } else if recorded == 0 {
+        format!(
+            " (the run records {} add none: every run they hold is here)",
+            c.from_records
+                .iter()
+                .map(|(p, _)| format!("`{}`", p.display()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     } else {
         format!(
             " ({} of them from the run records {}, their folders not here)",
