@@ -130,25 +130,66 @@ fn read_curve_values(path: &Path, suffix: &str) -> BTreeMap<String, Vec<(f64, f6
         .collect()
 }
 
-/// A sort key that orders the numbers inside names by value: `d_model=8` before `d_model=16`, `s2` before `s10`.
-fn natural_key(s: &str) -> Vec<(String, u128)> {
-    let mut key = Vec::new();
-    let mut text = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(&c) = chars.peek() {
-        if c.is_ascii_digit() {
-            let mut n: u128 = 0;
-            while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
-                n = n.saturating_mul(10).saturating_add(d as u128);
-                chars.next();
-            }
-            key.push((std::mem::take(&mut text), n));
-        } else {
-            text.push(c);
-            chars.next();
-        }
+/// A number inside a name, ordered by value (`f64::total_cmp`).
+#[derive(Debug, Clone, Copy)]
+struct NameNumber(f64);
+
+impl PartialEq for NameNumber {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
     }
-    key.push((text, 0));
+}
+impl Eq for NameNumber {}
+impl PartialOrd for NameNumber {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for NameNumber {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// A sort key that orders the numbers inside names by value: `d_model=8` before `d_model=16`, `s2` before `s10`,
+/// and decimals as decimals (`lr=0.0001` before `lr=0.0003` before `lr=0.001`; `1e-3` reads as 0.001). A number
+/// is a run of digits, then optionally `.` and digits, then optionally `e`, a sign and digits.
+fn natural_key(s: &str) -> Vec<(String, NameNumber)> {
+    let b = s.as_bytes();
+    let digit = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    let mut key = Vec::new();
+    let mut text_start = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if !digit(i) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while digit(i) {
+            i += 1;
+        }
+        if b.get(i) == Some(&b'.') && digit(i + 1) {
+            i += 1;
+            while digit(i) {
+                i += 1;
+            }
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            let sign = usize::from(matches!(b.get(i + 1), Some(b'-' | b'+')));
+            if digit(i + 1 + sign) {
+                i += 1 + sign;
+                while digit(i) {
+                    i += 1;
+                }
+            }
+        }
+        // Only ASCII was consumed, so both ends are char boundaries; a run too long for f64 saturates to inf.
+        let value = s[start..i].parse::<f64>().unwrap_or(f64::INFINITY);
+        key.push((s[text_start..start].to_string(), NameNumber(value)));
+        text_start = i;
+    }
+    key.push((s[text_start..].to_string(), NameNumber(0.0)));
     key
 }
 
@@ -3177,6 +3218,52 @@ mod tests {
         assert_eq!(
             v,
             ["a", "d_model=8", "d_model=16", "d_model=128", "s2", "s10"]
+        );
+        // Decimals by value: leading zeros after the point count (0.0001 < 0.001), exponents too, and a dot or an
+        // `e` not followed by a digit is text.
+        let mut v = vec![
+            "lr=0.001,multi=5",
+            "lr=0.0001,multi=5",
+            "lr=0.001,multi=1",
+            "lr=0.0003,multi=1",
+            "lr=0.0001,multi=1",
+            "lr=2e-3",
+            "lr=0.0015",
+        ];
+        v.sort_by_key(|s| natural_key(s));
+        assert_eq!(
+            v,
+            [
+                "lr=0.0001,multi=1",
+                "lr=0.0001,multi=5",
+                "lr=0.0003,multi=1",
+                "lr=0.001,multi=1",
+                "lr=0.001,multi=5",
+                "lr=0.0015",
+                "lr=2e-3",
+            ]
+        );
+        let mut v = vec![
+            "preset=gpt2-3-1",
+            "preset=gpt2-2-1",
+            "f=1.5",
+            "f=1.25",
+            "x2e",
+            "x1e",
+            "y1.",
+        ];
+        v.sort_by_key(|s| natural_key(s));
+        assert_eq!(
+            v,
+            [
+                "f=1.25",
+                "f=1.5",
+                "preset=gpt2-2-1",
+                "preset=gpt2-3-1",
+                "x1e",
+                "x2e",
+                "y1."
+            ]
         );
     }
 }
