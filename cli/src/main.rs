@@ -416,7 +416,19 @@ fn main() {
         .with_target(false)
         .with_writer(std::io::stderr)
         .init();
-    if let Err(e) = real_main() {
+    // The command runs on one of rayon's threads, not beside them: a parallel kernel called from outside the
+    // pool hands its work over and sleeps until it is done (a futex wake and wait per call, ~150 calls a training
+    // step), and every serial stretch between kernels left the pool's threads idle. Called from a pool thread,
+    // the caller takes part in the work. Measured with `physlab bench train` (see README, Speed).
+    // The pool's threads get the main thread's usual 8 MiB of stack (the default for spawned threads is 2 MiB).
+    if let Err(e) = rayon::ThreadPoolBuilder::new()
+        .stack_size(8 << 20)
+        .build_global()
+    {
+        eprintln!("error: starting the thread pool: {e}");
+        std::process::exit(1);
+    }
+    if let Err(e) = rayon::scope(|_| real_main()) {
         eprintln!("error: {e:#}");
         let stopped = e.chain().any(|c| {
             matches!(
