@@ -16,12 +16,44 @@
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Shape, TensorData, TensorMetadata};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 use super::{math, AttentionSpec};
 use crate::layers::rope_tables;
 
 /// Elements per parallel chunk of an element-wise kernel.
 const CHUNK: usize = 1 << 14;
+
+/// A buffer of `n` floats written by `write(i, chunk)`, the chunks (`size` elements each, the last shorter) in
+/// parallel, without zero-filling it first: `vec![0.0; n]` for the kernels' outputs was ~6% of a capacity-law step
+/// (perf put 27–31% of the calling thread's samples in `memset`; removing the fill, 4 alternations of
+/// `physlab bench train --case capacity`: 30.8 → 28.9 ms/step).
+///
+/// # Safety
+/// `write(i, chunk)` must write every element of `chunk` (elements `i·size ..` of the buffer). It gets them as
+/// `MaybeUninit`, so it cannot read one before writing it.
+unsafe fn written<F>(n: usize, size: usize, write: F) -> Vec<f32>
+where
+    F: Fn(usize, &mut [MaybeUninit<f32>]) + Sync + Send,
+{
+    let mut v: Vec<f32> = Vec::with_capacity(n);
+    v.spare_capacity_mut()[..n]
+        .par_chunks_mut(size.max(1))
+        .enumerate()
+        .for_each(|(i, c)| write(i, c));
+    // SAFETY: the chunks cover the first n elements and the caller's `write` wrote each of them whole.
+    unsafe { v.set_len(n) };
+    v
+}
+
+/// `dst` as floats once every element has been written.
+///
+/// # Safety
+/// Every element of `dst` must have been written.
+unsafe fn assume_written(dst: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: MaybeUninit<f32> has f32's layout, and the caller guarantees every element is initialised.
+    unsafe { &mut *(dst as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
 
 fn contiguous_f32(t: &FlexTensor) -> Option<FlexTensor> {
     (t.dtype() == DType::F32).then(|| t.to_contiguous())
@@ -66,10 +98,12 @@ fn ints(t: &FlexTensor) -> Vec<i64> {
 pub fn gelu(x: &FlexTensor) -> Option<FlexTensor> {
     let x = contiguous_f32(x)?;
     let xs = slice(&x);
-    let mut y = vec![0.0f32; xs.len()];
-    y.par_chunks_mut(CHUNK)
-        .zip(xs.par_chunks(CHUNK))
-        .for_each(|(y, x)| math::gelu_slice(x, y));
+    // SAFETY: `gelu_slice` writes every element of its chunk (x's chunk has the same length).
+    let y = unsafe {
+        written(xs.len(), CHUNK, |i, y| {
+            math::gelu_slice(&xs[i * CHUNK..i * CHUNK + y.len()], y)
+        })
+    };
     Some(tensor(y, x.shape()))
 }
 
@@ -78,10 +112,13 @@ pub fn gelu_backward(x: &FlexTensor, dy: &FlexTensor) -> FlexTensor {
     let dy = dy.to_contiguous();
     let (xs, dys) = (slice(&x), slice(&dy));
     assert_eq!(xs.len(), dys.len(), "gelu backward: gradient shape");
-    let mut dx = vec![0.0f32; xs.len()];
-    dx.par_chunks_mut(CHUNK)
-        .zip(xs.par_chunks(CHUNK).zip(dys.par_chunks(CHUNK)))
-        .for_each(|(dx, (x, dy))| math::gelu_backward_slice(x, dy, dx));
+    // SAFETY: `gelu_backward_slice` writes every element of its chunk (x's and dy's chunks have its length).
+    let dx = unsafe {
+        written(xs.len(), CHUNK, |i, dx| {
+            let r = i * CHUNK..i * CHUNK + dx.len();
+            math::gelu_backward_slice(&xs[r.clone()], &dys[r], dx)
+        })
+    };
     tensor(dx, x.shape())
 }
 
@@ -147,17 +184,20 @@ pub fn cross_entropy_backward(
     let x = slice(&logits);
     let (lse, dnll) = (slice(&lse), slice(&dnll));
     let t = ints(targets);
-    let mut dx = vec![0.0f32; x.len()];
     let rows = rows_per_task(v);
-    dx.par_chunks_mut(rows * v).enumerate().for_each(|(c, dx)| {
-        for (r, drow) in dx.chunks_mut(v).enumerate() {
-            let i = c * rows + r;
-            let row = &x[i * v..(i + 1) * v];
-            math::exp_shifted_sum(row, lse[i], drow);
-            math::scale(drow, dnll[i]);
-            drow[t[i] as usize] -= dnll[i];
-        }
-    });
+    // SAFETY: every row of the chunk is written whole by `exp_shifted_scaled`, its target element then again.
+    let dx = unsafe {
+        written(x.len(), rows * v, |c, dx| {
+            for (r, drow) in dx.chunks_mut(v).enumerate() {
+                let i = c * rows + r;
+                let row = &x[i * v..(i + 1) * v];
+                math::exp_shifted_scaled(row, lse[i], dnll[i], drow);
+                // The same operations as the row's other elements, then − dnll.
+                let k = t[i] as usize;
+                drow[k].write(math::exp(row[k] - lse[i]) * dnll[i] - dnll[i]);
+            }
+        })
+    };
     tensor(dx, shape)
 }
 
@@ -229,7 +269,12 @@ fn matmul_rows(
     gemm_call(mnk, dst, dst_rs, false, lhs, lstride, rhs, rstride, false);
 }
 
-/// [`matmul`] over all cores when the product is large enough (burn-flex's threshold: m·n·k ≥ 192³).
+/// Whether a product is worth all cores (burn-flex's threshold: m·n·k ≥ 192³).
+fn worth_parallel((m, n, k): (usize, usize, usize)) -> bool {
+    m.saturating_mul(n).saturating_mul(k) >= 192 * 192 * 192
+}
+
+/// [`matmul`] over all cores when the product is large enough ([`worth_parallel`]).
 fn matmul_par(
     mnk: (usize, usize, usize),
     dst: &mut [f32],
@@ -239,17 +284,88 @@ fn matmul_par(
     rhs: &[f32],
     rstride: (usize, usize),
 ) {
-    let (m, n, k) = mnk;
-    let parallel = m.saturating_mul(n).saturating_mul(k) >= 192 * 192 * 192;
     gemm_call(
-        mnk, dst, n, accumulate, lhs, lstride, rhs, rstride, parallel,
+        mnk,
+        dst,
+        mnk.1,
+        accumulate,
+        lhs,
+        lstride,
+        rhs,
+        rstride,
+        worth_parallel(mnk),
     );
+}
+
+/// A new `[m, n]` buffer = lhs·rhs, over all cores when worth it, never zero-filled first (see [`written`]).
+fn matmul_par_new(
+    mnk: (usize, usize, usize),
+    lhs: &[f32],
+    lstride: (usize, usize),
+    rhs: &[f32],
+    rstride: (usize, usize),
+) -> Vec<f32> {
+    let len = mnk.0 * mnk.1;
+    let mut dst: Vec<f32> = Vec::with_capacity(len);
+    // SAFETY: `dst` has room for the m·n floats; without accumulating, gemm reads none of them and writes each
+    // (and `gemm_raw` zero-fills them when k = 0), so all len are initialised before `set_len`.
+    unsafe {
+        gemm_raw(
+            mnk,
+            dst.as_mut_ptr(),
+            len,
+            mnk.1,
+            false,
+            lhs,
+            lstride,
+            rhs,
+            rstride,
+            worth_parallel(mnk),
+        );
+        dst.set_len(len);
+    }
+    dst
 }
 
 #[allow(clippy::too_many_arguments)]
 fn gemm_call(
-    (m, n, k): (usize, usize, usize),
+    mnk: (usize, usize, usize),
     dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: &[f32],
+    lstride: (usize, usize),
+    rhs: &[f32],
+    rstride: (usize, usize),
+    parallel: bool,
+) {
+    // SAFETY: a slice is writable and initialised over its length.
+    unsafe {
+        gemm_raw(
+            mnk,
+            dst.as_mut_ptr(),
+            dst.len(),
+            dst_rs,
+            accumulate,
+            lhs,
+            lstride,
+            rhs,
+            rstride,
+            parallel,
+        )
+    }
+}
+
+/// dst (rows `dst_rs` apart) = lhs·rhs, or += with `accumulate`, by the gemm crate, every index bounds-checked
+/// first. Without `accumulate`, dst is only written.
+///
+/// # Safety
+/// `dst` must be valid for writes of `dst_len` floats, and, with `accumulate`, those floats initialised.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_raw(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    dst_len: usize,
     dst_rs: usize,
     accumulate: bool,
     lhs: &[f32],
@@ -262,13 +378,14 @@ fn gemm_call(
         return;
     }
     assert!(
-        dst_rs >= n && dst.len() >= (m - 1) * dst_rs + n,
+        dst_rs >= n && dst_len >= (m - 1) * dst_rs + n,
         "matmul: dst bounds"
     );
     if k == 0 {
         if !accumulate {
             for i in 0..m {
-                dst[i * dst_rs..i * dst_rs + n].fill(0.0);
+                // SAFETY: row i's n floats are within dst_len (checked above); all-zero bits are 0.0f32.
+                unsafe { std::ptr::write_bytes(dst.add(i * dst_rs), 0, n) };
             }
         }
         return;
@@ -281,14 +398,14 @@ fn gemm_call(
         (k - 1) * rrs + (n - 1) * rcs < rhs.len(),
         "matmul: rhs bounds"
     );
-    // SAFETY: every index gemm reads or writes is within the slices (checked above); dst is read only when
-    // accumulating, and it is initialised.
+    // SAFETY: every index gemm reads or writes is within the slices and dst's length (checked above); dst is read
+    // only when accumulating, when the caller guarantees it is initialised.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             dst_rs as isize,
             accumulate,
@@ -350,23 +467,34 @@ pub fn linear(
         d_in,
         "linear: weight {wshape:?} for inputs of width {d_in}"
     );
-    let mut y = vec![0.0f32; n * d_out];
-    if let Some(b) = &b {
-        let bs = slice(b);
-        assert_eq!(bs.len(), d_out, "linear: bias width");
-        y.par_chunks_mut(d_out * 64)
-            .for_each(|rows| rows.chunks_mut(d_out).for_each(|r| r.copy_from_slice(bs)));
-    }
     let (s_in, s_out) = weight_strides(transposed, d_in, d_out);
-    matmul_par(
-        (n, d_out, d_in),
-        &mut y,
-        b.is_some(),
-        xs,
-        (d_in, 1),
-        ws,
-        (s_in, s_out),
-    );
+    let y = match &b {
+        Some(b) => {
+            let bs = slice(b);
+            assert_eq!(bs.len(), d_out, "linear: bias width");
+            // SAFETY: every row of every chunk (whole rows of d_out) gets the d_out bias values.
+            let mut y = unsafe {
+                written(n * d_out, d_out * 64, |_, rows| {
+                    for r in rows.chunks_mut(d_out) {
+                        for (o, &v) in r.iter_mut().zip(bs) {
+                            o.write(v);
+                        }
+                    }
+                })
+            };
+            matmul_par(
+                (n, d_out, d_in),
+                &mut y,
+                true,
+                xs,
+                (d_in, 1),
+                ws,
+                (s_in, s_out),
+            );
+            y
+        }
+        None => matmul_par_new((n, d_out, d_in), xs, (d_in, 1), ws, (s_in, s_out)),
+    };
     Some(tensor(y, Shape::new([n, d_out])))
 }
 
@@ -386,39 +514,13 @@ pub fn linear_backward(
     let d_out = if transposed { wshape[0] } else { wshape[1] };
     let (s_in, s_out) = weight_strides(transposed, d_in, d_out);
     // dx = dy · Wᵀ: Wᵀ(o, i) = W(i, o)
-    let mut dx = vec![0.0f32; n * d_in];
-    matmul_par(
-        (n, d_in, d_out),
-        &mut dx,
-        false,
-        g,
-        (d_out, 1),
-        ws,
-        (s_out, s_in),
-    );
+    let dx = matmul_par_new((n, d_in, d_out), g, (d_out, 1), ws, (s_out, s_in));
     // dW = xᵀ · dy, written in the stored layout: [in, out], or [out, in] as dyᵀ · x.
-    let mut dw = vec![0.0f32; d_in * d_out];
-    if transposed {
-        matmul_par(
-            (d_out, d_in, n),
-            &mut dw,
-            false,
-            g,
-            (1, d_out),
-            xs,
-            (d_in, 1),
-        );
+    let dw = if transposed {
+        matmul_par_new((d_out, d_in, n), g, (1, d_out), xs, (d_in, 1))
     } else {
-        matmul_par(
-            (d_in, d_out, n),
-            &mut dw,
-            false,
-            xs,
-            (1, d_in),
-            g,
-            (d_out, 1),
-        );
-    }
+        matmul_par_new((d_in, d_out, n), xs, (1, d_in), g, (d_out, 1))
+    };
     let db = has_bias.then(|| {
         // Column sums in fixed row blocks, added in block order (deterministic).
         let block = 256;
@@ -532,52 +634,73 @@ pub fn causal_attention(qkv: &FlexTensor, spec: AttentionSpec) -> Option<(FlexTe
     let x = slice(&qkv);
     let tables = head_tables(&dm, spec);
     let (t, hd) = (dm.t, dm.hd);
-    let mut probs = vec![0.0f32; dm.b * dm.h * t * t];
-    let heads: Vec<Vec<f32>> = probs
+    let len = dm.b * dm.h * t * t;
+    let mut probs: Vec<f32> = Vec::with_capacity(len);
+    let heads: Vec<Vec<f32>> = probs.spare_capacity_mut()[..len]
         .par_chunks_mut(t * t)
         .enumerate()
         .map(|(task, p)| {
             let (b, h) = (task / dm.h, task % dm.h);
             let [q, k, v] = gather_head(x, &dm, b, h, &tables);
             let mut y = vec![0.0f32; t * hd];
-            // Row blocks [r0, r1) see columns [0, r1) only (the causal triangle, up to a block).
+            // Row blocks [r0, r1) see columns [0, r1) only (the causal triangle, up to a block); the columns
+            // beyond are zeros.
             for r0 in (0..t).step_by(BLOCK) {
                 let r1 = (r0 + BLOCK).min(t);
-                // S = q·kᵀ
-                let rows = &mut p[r0 * t..];
-                matmul_rows(
-                    (r1 - r0, r1, hd),
-                    rows,
-                    t,
-                    &q[r0 * hd..],
-                    (hd, 1),
-                    &k,
-                    (1, hd),
-                );
                 for i in r0..r1 {
-                    let row = &mut p[i * t..(i + 1) * t];
-                    let (past, future) = row.split_at_mut(i + 1);
+                    p[i * t + r1..(i + 1) * t].fill(MaybeUninit::new(0.0));
+                }
+                // S = q·kᵀ, into columns [0, r1) of the block's rows
+                let rows = &mut p[r0 * t..r1 * t];
+                // SAFETY: `rows` is writable over its length; without accumulating, gemm only writes it.
+                unsafe {
+                    gemm_raw(
+                        (r1 - r0, r1, hd),
+                        rows.as_mut_ptr().cast::<f32>(),
+                        rows.len(),
+                        t,
+                        false,
+                        &q[r0 * hd..],
+                        (hd, 1),
+                        &k,
+                        (1, hd),
+                        false,
+                    )
+                };
+                // SAFETY: the block's rows are written whole: columns [0, r1) by gemm, the rest above.
+                let rows = unsafe { assume_written(rows) };
+                for i in 0..r1 - r0 {
+                    let row = &mut rows[i * t..(i + 1) * t];
+                    let (past, future) = row.split_at_mut(r0 + i + 1);
                     math::scale(past, dm.scale);
                     let m = math::max(past);
                     let s = math::exp_shifted_sum_inplace(past, m);
                     math::scale(past, 1.0 / s);
-                    future[..r1 - i - 1].fill(0.0);
+                    future[..r1 - r0 - i - 1].fill(0.0);
                 }
                 // y = P·v
-                let (pr, yr) = (&p[r0 * t..], &mut y[r0 * hd..]);
-                matmul((r1 - r0, hd, r1), yr, pr, (t, 1), &v, (hd, 1));
+                let yr = &mut y[r0 * hd..];
+                matmul((r1 - r0, hd, r1), yr, rows, (t, 1), &v, (hd, 1));
             }
             y
         })
         .collect();
-    let mut y = vec![0.0f32; dm.b * t * dm.d];
-    for (task, yh) in heads.iter().enumerate() {
-        let (b, h) = (task / dm.h, task % dm.h);
-        for i in 0..t {
-            let o = (b * t + i) * dm.d + h * hd;
-            y[o..o + hd].copy_from_slice(&yh[i * hd..(i + 1) * hd]);
-        }
-    }
+    // SAFETY: the tasks' chunks cover the first len elements, and each task wrote every row block of its chunk.
+    unsafe { probs.set_len(len) };
+    // Each batch row's heads into its `[T, d]` slab, the rows in parallel.
+    // SAFETY: a slab's t rows are d = heads·head_dim wide, and each head writes its head_dim columns of each.
+    let y = unsafe {
+        written(dm.b * t * dm.d, t * dm.d, |b, yb| {
+            for (h, yh) in heads[b * dm.h..(b + 1) * dm.h].iter().enumerate() {
+                for i in 0..t {
+                    let o = i * dm.d + h * hd;
+                    for (o, &v) in yb[o..o + hd].iter_mut().zip(&yh[i * hd..(i + 1) * hd]) {
+                        o.write(v);
+                    }
+                }
+            }
+        })
+    };
     Some((
         tensor(y, Shape::new([dm.b, t, dm.d])),
         tensor(probs, Shape::new([dm.b, dm.h, t, t])),
@@ -676,16 +799,23 @@ pub fn causal_attention_backward(
             [dq, dk, dv]
         })
         .collect();
-    let mut dx = vec![0.0f32; x.len()];
-    for (task, parts) in grads.iter().enumerate() {
-        let (b, h) = (task / dm.h, task % dm.h);
-        for i in 0..t {
-            let base = (b * t + i) * 3 * d + h * hd;
-            for (s, part) in parts.iter().enumerate() {
-                dx[base + s * d..base + s * d + hd].copy_from_slice(&part[i * hd..(i + 1) * hd]);
+    // Each batch row's heads into its `[T, 3·d]` slab, the rows in parallel.
+    // SAFETY: a slab's t rows are 3·d wide, and each head writes its head_dim columns of q, k and v in each.
+    let dx = unsafe {
+        written(x.len(), t * 3 * d, |b, dxb| {
+            for (h, parts) in grads[b * dm.h..(b + 1) * dm.h].iter().enumerate() {
+                for i in 0..t {
+                    let base = i * 3 * d + h * hd;
+                    for (s, part) in parts.iter().enumerate() {
+                        let src = &part[i * hd..(i + 1) * hd];
+                        for (o, &v) in dxb[base + s * d..base + s * d + hd].iter_mut().zip(src) {
+                            o.write(v);
+                        }
+                    }
+                }
             }
-        }
-    }
+        })
+    };
     tensor(dx, qkv.shape())
 }
 
@@ -713,10 +843,11 @@ pub fn layer_norm(
         g.len()
     );
     let n = xs.len() / d.max(1);
-    let mut y = vec![0.0f32; xs.len()];
+    let mut y: Vec<f32> = Vec::with_capacity(xs.len());
     let mut stats = vec![0.0f32; 2 * n];
     let rows = ln_rows_per_task(d);
-    y.par_chunks_mut(rows * d)
+    y.spare_capacity_mut()[..xs.len()]
+        .par_chunks_mut(rows * d)
         .zip(stats.par_chunks_mut(rows * 2))
         .enumerate()
         .for_each(|(c, (y, st))| {
@@ -729,6 +860,8 @@ pub fn layer_norm(
                 st[1] = rstd;
             }
         });
+    // SAFETY: the chunks cover the first xs.len() elements, and `normalize_affine` wrote every row of each.
+    unsafe { y.set_len(xs.len()) };
     Some((tensor(y, shape), tensor(stats, Shape::new([n, 2]))))
 }
 
@@ -748,10 +881,10 @@ pub fn layer_norm_backward(
     let shape = x.shape();
     let d = shape[shape.num_dims() - 1];
     let (xs, g, st, gy) = (slice(&x), slice(&gamma), slice(&stats), slice(&dy));
-    let mut dx = vec![0.0f32; xs.len()];
+    let mut dx: Vec<f32> = Vec::with_capacity(xs.len());
     let rows = ln_rows_per_task(d);
     // Per task: partial dγ and dβ, summed below in task order.
-    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx.spare_capacity_mut()[..xs.len()]
         .par_chunks_mut(rows * d)
         .enumerate()
         .map(|(c, dx)| {
@@ -771,6 +904,8 @@ pub fn layer_norm_backward(
             (dg, db)
         })
         .collect();
+    // SAFETY: the chunks cover the first xs.len() elements, and `layer_norm_row_backward` wrote every row of each.
+    unsafe { dx.set_len(xs.len()) };
     let mut dgamma = vec![0.0f32; d];
     let mut dbeta = vec![0.0f32; d];
     for (dg, db) in &partials {

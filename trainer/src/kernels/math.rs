@@ -8,6 +8,8 @@
 //!
 //! The tests in `trainer/tests/kernels.rs` check both against the standard library's `exp` and `erf` (via f64).
 
+use std::mem::MaybeUninit;
+
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// ln 2 split so that `n * LN2_HI` is exact for |n| < 2^9 (Cephes).
 const LN2_HI: f32 = 0.693_359_4;
@@ -108,9 +110,9 @@ fn sum16(x: &[f32]) -> f32 {
     "x86_64+avx2+fma+sse4.2",
     "aarch64+neon"
 ))]
-pub fn gelu_slice(x: &[f32], y: &mut [f32]) {
+pub fn gelu_slice(x: &[f32], y: &mut [MaybeUninit<f32>]) {
     for (y, &x) in y.iter_mut().zip(x) {
-        *y = gelu(x);
+        y.write(gelu(x));
     }
 }
 
@@ -120,9 +122,9 @@ pub fn gelu_slice(x: &[f32], y: &mut [f32]) {
     "x86_64+avx2+fma+sse4.2",
     "aarch64+neon"
 ))]
-pub fn gelu_backward_slice(x: &[f32], dy: &[f32], dx: &mut [f32]) {
+pub fn gelu_backward_slice(x: &[f32], dy: &[f32], dx: &mut [MaybeUninit<f32>]) {
     for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-        *dx = dy * gelu_grad(x);
+        dx.write(dy * gelu_grad(x));
     }
 }
 
@@ -137,6 +139,18 @@ pub fn exp_shifted_sum(x: &[f32], shift: f32, y: &mut [f32]) -> f32 {
         *y = exp(x - shift);
     }
     sum16(&y[..x.len().min(y.len())])
+}
+
+/// y = e^(x − shift) · a (the softmax's gradient row before its target's −a, with shift the log-sum-exp).
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl+avx2+fma+bmi1+bmi2+lzcnt+popcnt+sse4.2",
+    "x86_64+avx2+fma+sse4.2",
+    "aarch64+neon"
+))]
+pub fn exp_shifted_scaled(x: &[f32], shift: f32, a: f32, y: &mut [MaybeUninit<f32>]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        y.write(exp(x - shift) * a);
+    }
 }
 
 /// The largest element (−inf for an empty slice).
@@ -267,10 +281,10 @@ pub fn normalize_affine(
     rstd: f32,
     gamma: &[f32],
     beta: &[f32],
-    y: &mut [f32],
+    y: &mut [MaybeUninit<f32>],
 ) {
     for (((y, &x), &g), &b) in y.iter_mut().zip(x).zip(gamma).zip(beta) {
-        *y = (x - mean) * rstd * g + b;
+        y.write((x - mean) * rstd * g + b);
     }
 }
 
@@ -292,7 +306,7 @@ pub fn layer_norm_row_backward(
     gg: &mut [f32],
     dgamma: &mut [f32],
     dbeta: &mut [f32],
-    dx: &mut [f32],
+    dx: &mut [MaybeUninit<f32>],
 ) {
     let n = x.len();
     for j in 0..n {
@@ -307,7 +321,7 @@ pub fn layer_norm_row_backward(
     let m1 = sum16(&gg[..n]) * inv;
     let m2 = dot16(&gg[..n], &xhat[..n]) * inv;
     for j in 0..n {
-        dx[j] = rstd * (gg[j] - m1 - xhat[j] * m2);
+        dx[j].write(rstd * (gg[j] - m1 - xhat[j] * m2));
     }
 }
 
