@@ -969,7 +969,44 @@ pub fn adamw(
 
 #[cfg(test)]
 mod tests {
-    use super::{head_tables, rope_tables, AttentionSpec, Dims};
+    use super::{head_tables, rope_tables, slice, tensor, AttentionSpec, Dims};
+    use burn::tensor::Shape;
+
+    /// The probabilities are written without a zero-fill first: every entry past the diagonal must still be
+    /// exactly 0 (the columns beyond each causal block as much as those inside it), every row a distribution.
+    #[test]
+    fn attention_probabilities_are_zero_past_the_diagonal() {
+        // T = 150: two full blocks of 64 and a partial one; 2 batch rows × 3 heads of 8.
+        let (b, t, h, hd) = (2, 150, 3, 8);
+        let d = h * hd;
+        let qkv: Vec<f32> = (0..b * t * 3 * d)
+            .map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 2.0)
+            .collect();
+        let spec = AttentionSpec {
+            n_head: h,
+            rotary_dims: 4,
+            rope_base: 10000.0,
+        };
+        let (y, probs) =
+            super::causal_attention(&tensor(qkv, Shape::new([b, t, 3 * d])), spec).unwrap();
+        assert_eq!(slice(&y).len(), b * t * d);
+        let p = slice(&probs);
+        assert_eq!(p.len(), b * h * t * t);
+        for (r, row) in p.chunks(t).enumerate() {
+            let i = r % t;
+            assert!(
+                row[i + 1..].iter().all(|&v| v == 0.0),
+                "row {r}: non-zero past the diagonal"
+            );
+            assert!(
+                row[..=i].iter().all(|&v| v > 0.0 && v.is_finite()),
+                "row {r}"
+            );
+            let sum: f32 = row.iter().sum();
+            assert!((sum - 1.0).abs() < 1e-5, "row {r} sums to {sum}");
+        }
+        assert!(slice(&y).iter().all(|v| v.is_finite()));
+    }
 
     /// The kept rotary tables give, for any length asked, the rows built for that length: a shorter sequence
     /// after a longer one reads the longer table's first rows; a longer one rebuilds it.
