@@ -159,12 +159,26 @@ pub struct ReportSpec {
 pub struct ReferenceSpec {
     /// The experiment holding the reference run.
     pub experiment: String,
-    /// Its point (folder name); the seed is each run's own.
+    /// Its point (folder name); the seed is each run's own. Left out (empty): each run's own point, i.e. the
+    /// reference experiment's point with the same `key=value` segments in any order (a check that sweeps the
+    /// checked experiment's axes, e.g. the same points trained twice as long).
+    #[serde(default)]
     pub point: String,
     /// The eval.json path compared.
     pub metric: String,
     /// The largest change, in percent of the reference, that counts as within (fixed before running).
     pub tolerance_pct: f64,
+}
+
+/// Whether two point names have the same `key=value` segments, in any order (`lr=0.004,people=3000` is
+/// `people=3000,lr=0.004`): how a check that sweeps another experiment's axes finds its reference point.
+pub fn same_point(a: &str, b: &str) -> bool {
+    fn segments(s: &str) -> Vec<&str> {
+        let mut v: Vec<&str> = s.split(',').collect();
+        v.sort_unstable();
+        v
+    }
+    a == b || segments(a) == segments(b)
 }
 
 /// Which law `physlab report` fits over an experiment's runs.
@@ -252,9 +266,10 @@ impl ReportSpec {
             }
         }
         if let Some(r) = &spec.reference {
-            if r.experiment.is_empty() || r.point.is_empty() || r.metric.is_empty() {
+            if r.experiment.is_empty() || r.metric.is_empty() {
                 bail!(
-                    "report.reference needs `experiment`, `point` and `metric` (an eval.json path)"
+                    "report.reference needs `experiment` and `metric` (an eval.json path), and `point` unless \
+                     each run is checked against its own point"
                 );
             }
             if !(r.tolerance_pct.is_finite() && r.tolerance_pct > 0.0) {
@@ -935,17 +950,33 @@ impl Workspace {
                         r.experiment,
                         format!("{e:#}").lines().next().unwrap_or_default()
                     )),
-                    Ok(theirs) if !theirs.iter().any(|p| p.name == r.point) => {
+                    Ok(theirs) => {
                         let mut names: Vec<String> = theirs.into_iter().map(|p| p.name).collect();
                         names.dedup();
-                        all_problems.push(format!(
-                            "report.reference.point = {:?} is not a point of {}; points: {}",
-                            r.point,
-                            r.experiment,
-                            names.join(", ")
-                        ))
+                        if r.point.is_empty() {
+                            // Each point of this experiment is checked against its namesake there.
+                            let mut mine: Vec<&str> =
+                                points.iter().map(|p| p.name.as_str()).collect();
+                            mine.dedup();
+                            for m in mine {
+                                if !names.iter().any(|n| same_point(n, m)) {
+                                    all_problems.push(format!(
+                                        "report.reference: point {m:?} has no namesake in {} (no `point` \
+                                         given, so each run is checked against its own point); points: {}",
+                                        r.experiment,
+                                        names.join(", ")
+                                    ));
+                                }
+                            }
+                        } else if !names.contains(&r.point) {
+                            all_problems.push(format!(
+                                "report.reference.point = {:?} is not a point of {}; points: {}",
+                                r.point,
+                                r.experiment,
+                                names.join(", ")
+                            ))
+                        }
                     }
-                    Ok(_) => {}
                 }
             }
         }
@@ -1162,6 +1193,50 @@ seeds = [2]
             format!("{e:#}").contains("tolerance_pct = -1: expected a positive percentage"),
             "{e:#}"
         );
+        // No `point`: every point of b must have a namesake in a (its segments in any order).
+        let ws2 = |points: &str| {
+            Workspace::parse(
+                &format!(
+                    "[experiment.a]\ntrain.steps = 3\n[experiment.a.sweep]\ngrid = {{ \"train.lr\" = [0.5, 0.25], \"train.warmup_steps\" = [1, 2] }}\n\
+                     [experiment.b]\ntrain.steps = 6\nreport = {{ reference = {{ experiment = \"a\", metric = \"bios.bits\", tolerance_pct = 5.0 }} }}\n\
+                     [experiment.b.sweep]\nzip = {points}\n"
+                ),
+                "w.toml",
+            )
+            .unwrap()
+        };
+        let ok = ws2(r#"{ "train.warmup_steps" = [2, 1], "train.lr" = [0.5, 0.25] }"#);
+        let mine: Vec<String> = ok
+            .points("b", &[])
+            .unwrap()
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(ok.report_spec("b").unwrap().reference.unwrap().point, "");
+        let theirs: Vec<String> = ok
+            .points("a", &[])
+            .unwrap()
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        for m in &mine {
+            assert!(
+                theirs.iter().any(|t| super::same_point(t, m)),
+                "{m} in {theirs:?}"
+            );
+        }
+        let e = format!(
+            "{:#}",
+            ws2(r#"{ "train.warmup_steps" = [2, 3], "train.lr" = [0.5, 0.25] }"#)
+                .points("b", &[])
+                .unwrap_err()
+        );
+        assert!(e.contains("has no namesake in a"), "{e}");
+        assert!(e.contains("0.25") && e.contains("warmup_steps=3"), "{e}");
+        assert!(!super::same_point(
+            "lr=0.5,warmup_steps=2",
+            "lr=0.5,warmup_steps=22"
+        ));
         // Each naming the other.
         let ws = Workspace::parse(
             "[experiment.a]\nreport = { reference = { experiment = \"b\", point = \"base\", metric = \"m\", tolerance_pct = 1.0 } }\n\

@@ -633,7 +633,14 @@ pub fn reference_section(
             let value = lookup(&r.eval, &spec.metric);
             let refv = reference
                 .iter()
-                .find(|q| q.point == spec.point && q.seed == r.seed)
+                .find(|q| {
+                    q.seed == r.seed
+                        && if spec.point.is_empty() {
+                            crate::recipe::same_point(&q.point, &r.point)
+                        } else {
+                            q.point == spec.point
+                        }
+                })
                 .and_then(|q| lookup(&q.eval, &spec.metric));
             let change_pct = match (value, refv) {
                 (Some(v), Some(q)) if q != 0.0 => Some(100.0 * (v - q) / q.abs()),
@@ -2048,13 +2055,17 @@ pub fn render_md(c: &Computed) -> Result<String> {
             "## Against the reference run
 "
         )?;
+        let which = if r.point.is_empty() {
+            "the same point".to_string()
+        } else {
+            format!("point `{}`", r.point)
+        };
         writeln!(
             md,
-            "`{}` of each run beside that of `{}` point `{}` at the same seed; within ±{}% of it counts as met \
+            "`{}` of each run beside that of `{}` {which} at the same seed; within ±{}% of it counts as met \
              (fixed in the recipe). Reference runs looked for in {}.\n",
             r.metric,
             r.experiment,
-            r.point,
             r.tolerance_pct,
             r.looked_in
                 .iter()
@@ -2555,6 +2566,40 @@ mod tests {
         );
         let json: serde_json::Value = serde_json::from_slice(&render_json(&c).unwrap()).unwrap();
         assert_eq!(json["reference"]["rows"][1]["within"], json!(false));
+
+        // No `point`: each run against the reference run of its own point (its segments in any order) and seed.
+        let same = ReferenceSpec {
+            point: String::new(),
+            ..spec
+        };
+        let ours = [
+            run("lr=2,people=3", 0, bios(1000.0, 1040.0, 2.0)),
+            run("lr=1,people=4", 0, bios(1000.0, 1200.0, 2.0)),
+            run("lr=1,people=5", 0, bios(1000.0, 1200.0, 2.0)), // no namesake there
+        ];
+        let theirs = [
+            run("people=4,lr=1", 0, bios(1000.0, 1000.0, 2.0)),
+            run("lr=2,people=3", 0, bios(1000.0, 1000.0, 2.0)),
+            run("lr=2,people=3", 1, bios(1000.0, 500.0, 2.0)), // another seed
+            run("lr=1,people=55", 0, bios(1000.0, 1200.0, 2.0)), // not the same segments
+        ];
+        let sec = super::reference_section(&same, &ours, &theirs, vec!["runs/base".into()]);
+        let got: Vec<_> = sec.rows.iter().map(|r| (r.reference, r.within)).collect();
+        assert_eq!(
+            got,
+            [
+                (Some(1000.0), Some(true)),
+                (Some(1000.0), Some(false)),
+                (None, None)
+            ]
+        );
+        let mut c = compute("x", Path::new("runs/x"), &ours, &ReportSpec::default(), "").unwrap();
+        c.reference = Some(sec);
+        let md = render_md(&c).unwrap();
+        assert!(
+            md.contains("beside that of `base` the same point at the same seed"),
+            "{md}"
+        );
     }
 
     /// The saturation criterion: a run on the plateau whose loss fell ≥ the stated percentage over its last 10%
