@@ -10,15 +10,16 @@ set -u
 # capacity-law-cpu's index = lr (0: 5e-4, 1: 1e-3, 2: 2e-3, 3: 4e-3, 4: 8e-3) × 15 + point (0: gpt2-2-1 N 4,000,
 # 1: N 3,000, 2: gpt2-3-1 N 4,000, 3: N 2,000, 4: N 1,000) × 3 + seed.
 # Done at seed 0 (results/capacity-law-cpu/runs.jsonl; the queue skips recorded runs): 1e-3 at every point, 5e-4 /
-# 2e-3 / 4e-3 at gpt2-2-1 N = 4,000, 2e-3 / 4e-3 at N = 3,000, 2e-3 at gpt2-3-1, and the convergence check.
-# Order (2026-11-27): the ×2 probes where the highest rate tried won (8e-3 at gpt2-2-1 N = 3,000 and 4,000; 4e-3 at
-# gpt2-3-1), then seeds 1 and 2 of the binding points at the rate that won seed 0 (4e-3, 4e-3, 2e-3 so far: edit
-# when a probe moves a choice), then row 16: the passes creep (memorization-passes-creep-cpu), seeds 1-2 (n = 2,000, then the smaller sets),
-# then rows 2, 4, 5, 7 (architecture-law-cpu: seed 0 of each model, then seeds 1 and 2).
-ORDER="capacity-law-cpu:63 capacity-law-cpu:60 capacity-law-cpu:51
+# 2e-3 / 4e-3 at gpt2-2-1 N = 4,000, 2e-3 / 4e-3 / 8e-3 at N = 3,000 (4e-3 bracketed), 1e-3 / 2e-3 / 4e-3 at gpt2-3-1
+# (2e-3 bracketed), and the convergence check at 2e-3.
+# Order (2026-11-27, stop 29): the last ×2 probe (8e-3 at gpt2-2-1 N = 4,000), then the convergence check at the
+# kept rates (capacity-law-conv-kept-cpu, cheapest point first), then seeds 1 and 2 of the binding points at the
+# kept rates (4e-3, 4e-3, 2e-3: edit when the 8e-3 probe moves N = 4,000's choice), then row 16 (the passes creep,
+# seeds 1-2 at n = 2,000), then rows 2, 4, 5, 7 (architecture-law-cpu: seed 0 of each model, then seeds 1 and 2).
+ORDER="capacity-law-cpu:60 capacity-law-conv-kept-cpu:0
 capacity-law-cpu:49 capacity-law-cpu:46 capacity-law-cpu:37 capacity-law-cpu:50 capacity-law-cpu:47 capacity-law-cpu:38
-memorization-passes-creep-cpu:0 memorization-passes-creep-cpu:1 memorization-passes-cpu:10 memorization-passes-cpu:11 memorization-passes-cpu:8
-memorization-passes-cpu:4 memorization-passes-cpu:5 memorization-passes-cpu:1 memorization-passes-cpu:2
+capacity-law-conv-kept-cpu:1 capacity-law-conv-kept-cpu:2
+memorization-passes-creep-cpu:0 memorization-passes-creep-cpu:1 memorization-passes-cpu:10 memorization-passes-cpu:11
 architecture-law-cpu:0 architecture-law-cpu:3 architecture-law-cpu:6 architecture-law-cpu:9
 architecture-law-cpu:1 architecture-law-cpu:4 architecture-law-cpu:7 architecture-law-cpu:10
 architecture-law-cpu:2 architecture-law-cpu:5 architecture-law-cpu:8 architecture-law-cpu:11"
