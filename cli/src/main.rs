@@ -247,6 +247,11 @@ enum Command {
         rank: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// P-probe each person's own first training biography (its templates and sentence order, as trained)
+        /// rather than the canonical one, which a `permute` model may never have seen: ordinal positions (before
+        /// the 1st … 6th value), each cell scored over the people whose value is not yet in the text there.
+        #[arg(long)]
+        own_order: bool,
         /// A checkpoint folder other than the run's checkpoints/final (e.g. checkpoints/step-00020000).
         #[arg(long)]
         checkpoint: Option<PathBuf>,
@@ -740,6 +745,7 @@ fn real_main() -> Result<()> {
             weight_decay,
             rank,
             seed,
+            own_order,
             checkpoint,
             out,
         } => {
@@ -771,6 +777,7 @@ fn real_main() -> Result<()> {
                     weight_decay,
                     embedding_rank: rank,
                     seed,
+                    own_order,
                 },
                 checkpoint.as_deref(),
                 out.as_deref(),

@@ -184,6 +184,12 @@ pub struct ProbeConfig {
     /// Rank of the token-embedding update trained with the heads; 0: a pure linear probe on frozen states.
     pub embedding_rank: usize,
     pub seed: u64,
+    /// P-probing in each person's own first training biography (its templates and sentence order, as trained)
+    /// instead of the canonical one, which a `permute` model may never have seen. The positions are then ordinal
+    /// (right before the first, second, … value of that biography), and each cell is scored only over the people
+    /// whose value (for the employer's city: the employer's too) is not yet in the text there.
+    #[serde(default)]
+    pub own_order: bool,
 }
 
 impl Default for ProbeConfig {
@@ -196,6 +202,7 @@ impl Default for ProbeConfig {
             weight_decay: 0.01,
             embedding_rank: 0,
             seed: 0,
+            own_order: false,
         }
     }
 }
@@ -216,6 +223,10 @@ pub struct TargetScore {
     pub accuracy: Vec<f64>,
     /// Accuracy on the training people per position.
     pub train_accuracy: Vec<f64>,
+    /// With `own_order`: the test people each position's accuracy counts (those whose value is not yet in the
+    /// text there); empty: every test person.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tested: Vec<usize>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -235,14 +246,19 @@ pub struct ProbeEval {
     pub config: ProbeConfig,
 }
 
-/// Inputs of one person: tokens (from `<eot>`) and the probe positions in them.
+/// Inputs of one person: tokens (from `<eot>`), the probe positions in them and, in the own order, which
+/// (position, target) cells test storage for this person (`tests[position][target]`; empty: every cell counts).
 struct Example {
     tokens: Vec<u32>,
     at: Vec<usize>,
+    tests: Vec<Vec<bool>>,
 }
 
-fn position_names(kind: ProbeKind) -> Vec<String> {
+fn position_names(kind: ProbeKind, own_order: bool) -> Vec<String> {
     match kind {
+        ProbeKind::P if own_order => (1..=Attribute::ALL.len())
+            .map(|k| format!("before_value_{k}"))
+            .collect(),
         ProbeKind::P => Attribute::ALL
             .iter()
             .map(|a| format!("before_{}", a.name()))
@@ -251,19 +267,50 @@ fn position_names(kind: ProbeKind) -> Vec<String> {
     }
 }
 
-fn examples(data: &BioS, kind: ProbeKind) -> Vec<Example> {
+/// The attributes whose values a target can be read from: its own, and for the employer's city the employer's
+/// too (the city follows from the company).
+fn read_from(t: Target) -> &'static [Attribute] {
+    match t {
+        Target::EmployerCity => &[Attribute::Employer, Attribute::EmployerCity],
+        Target::BirthDay | Target::BirthMonth | Target::BirthYear => &[Attribute::BirthDate],
+        Target::BirthCity => &[Attribute::BirthCity],
+        Target::University => &[Attribute::University],
+        Target::Major => &[Attribute::Major],
+        Target::Employer => &[Attribute::Employer],
+    }
+}
+
+fn examples(data: &BioS, kind: ProbeKind, own_order: bool) -> Vec<Example> {
     (0..data.n_people())
         .map(|p| {
-            let bio = data.render_eval(p);
+            let bio = if own_order {
+                data.render_training(p, 0)
+            } else {
+                data.render_eval(p)
+            };
             let name_end = bio.name.start + bio.name.len; // exclusive, in biography tokens
             let mut tokens = vec![EOT];
+            let mut tests = Vec::new();
             // Biography token k sits at sequence position k + 1.
             let at: Vec<usize> = match kind {
                 ProbeKind::P => {
-                    let at: Vec<usize> = Attribute::ALL
-                        .iter()
-                        .map(|a| bio.values[a.index()].start) // the token before the value: (start − 1) + 1
-                        .collect();
+                    // The token before the value: (start − 1) + 1.
+                    let start = |a: Attribute| bio.values[a.index()].start;
+                    let mut at: Vec<usize> = Attribute::ALL.iter().map(|&a| start(a)).collect();
+                    if own_order {
+                        // Ordinal positions; a cell tests storage while none of its target's values is in the
+                        // text yet (every token fed is before the probed position's value).
+                        at.sort_unstable();
+                        tests = at
+                            .iter()
+                            .map(|&k| {
+                                Target::ALL
+                                    .iter()
+                                    .map(|&t| read_from(t).iter().all(|&a| start(a) >= k))
+                                    .collect()
+                            })
+                            .collect();
+                    }
                     let last = *at.iter().max().expect("six attributes");
                     tokens.extend_from_slice(&bio.tokens[..last]); // up to the last probed token
                     at
@@ -273,7 +320,7 @@ fn examples(data: &BioS, kind: ProbeKind) -> Vec<Example> {
                     vec![tokens.len() - 1]
                 }
             };
-            Example { tokens, at }
+            Example { tokens, at, tests }
         })
         .collect()
 }
@@ -371,8 +418,15 @@ impl<B: Kernels> Heads<B> {
         y.reshape([b, n])
     }
 
-    /// Sum over positions and targets of the mean cross-entropy.
-    fn loss(&self, h: &Tensor<B, 3>, y: &[Tensor<B, 2, Int>], widths: &[usize]) -> Tensor<B, 1> {
+    /// Sum over positions and targets of the mean cross-entropy; with `weights[position][target]` (0/1 per row,
+    /// and the number of ones), the mean over the rows weighted 1 (a cell with none adds nothing).
+    fn loss(
+        &self,
+        h: &Tensor<B, 3>,
+        y: &[Tensor<B, 2, Int>],
+        widths: &[usize],
+        weights: Option<&[Vec<(Tensor<B, 2>, usize)>]>,
+    ) -> Tensor<B, 1> {
         let b = h.dims()[0];
         let mut loss: Option<Tensor<B, 1>> = None;
         for k in 0..self.heads.len() {
@@ -381,7 +435,14 @@ impl<B: Kernels> Heads<B> {
             for (t, &w) in widths.iter().enumerate() {
                 let l = logits.clone().narrow(1, off, w).reshape([1, b, w]);
                 off += w;
-                let l = physlab_trainer::model::token_nll(l, y[t].clone()).mean();
+                let nll = physlab_trainer::model::token_nll(l, y[t].clone());
+                let l = match weights {
+                    Some(ws) => {
+                        let (m, n) = &ws[k][t];
+                        (nll * m.clone()).sum().div_scalar((*n).max(1) as f32)
+                    }
+                    None => nll.mean(),
+                };
                 loss = Some(match loss {
                     Some(s) => s + l,
                     None => l,
@@ -391,8 +452,15 @@ impl<B: Kernels> Heads<B> {
         loss.expect("at least one position and target")
     }
 
-    /// Hits per (position, target) on `h` against `y` (rows = people).
-    fn hits(&self, h: &Tensor<B, 3>, y: &[&[u32]], widths: &[usize]) -> Vec<Vec<usize>> {
+    /// Hits per (position, target) on `h` against `y` (rows = people); with `mask`, only the rows whose
+    /// `mask[row][position][target]` holds.
+    fn hits(
+        &self,
+        h: &Tensor<B, 3>,
+        y: &[&[u32]],
+        widths: &[usize],
+        mask: Option<&[Vec<Vec<bool>>]>,
+    ) -> Vec<Vec<usize>> {
         (0..self.heads.len())
             .map(|k| {
                 let logits = self.logits(h, k);
@@ -411,7 +479,10 @@ impl<B: Kernels> Heads<B> {
                         off += w;
                         pred.iter()
                             .zip(y[t])
-                            .filter(|(p, y)| **p == **y as i64)
+                            .enumerate()
+                            .filter(|(row, (p, y))| {
+                                **p == **y as i64 && mask.is_none_or(|m| m[*row][k][t])
+                            })
                             .count()
                     })
                     .collect()
@@ -443,6 +514,22 @@ pub fn probe_states<B: TrainBackend>(
     device: &B::Device,
     progress: &mut dyn FnMut(&str),
 ) -> (Vec<TargetScore>, usize, f64) {
+    probe_states_masked::<B>(states, labels, n_train, None, cfg, device, progress)
+}
+
+/// [`probe_states`], each person's cells trained and scored only where `masks[person][position][target]` (the
+/// own-order P-probe: a cell tests storage only while its value is not yet in the text, so its head learns from
+/// those people alone, not to copy a value already written); `TargetScore::tested` says how many test people each
+/// position counted.
+pub fn probe_states_masked<B: TrainBackend>(
+    states: Tensor<B::InnerBackend, 3>,
+    labels: &Labels,
+    n_train: usize,
+    masks: Option<&[Vec<Vec<bool>>]>,
+    cfg: &ProbeConfig,
+    device: &B::Device,
+    progress: &mut dyn FnMut(&str),
+) -> (Vec<TargetScore>, usize, f64) {
     let d = states.dims()[2];
     let k = states.dims()[1];
     B::seed(device, cfg.seed);
@@ -453,6 +540,7 @@ pub fn probe_states<B: TrainBackend>(
         &States::Fixed(Tensor::from_inner(states.clone())),
         labels,
         n_train,
+        masks,
         cfg,
         device,
         progress,
@@ -462,16 +550,19 @@ pub fn probe_states<B: TrainBackend>(
         |rows| states.clone().narrow(0, rows.start, rows.len()),
         labels,
         n_train,
+        masks,
     );
     (scores, steps, loss)
 }
 
-/// Accuracy per target and position, and chance, from heads and a way to get the states of a range of people.
+/// Accuracy per target and position, and chance, from heads and a way to get the states of a range of people;
+/// with `masks`, each cell over the people whose mask holds it (see [`Example::tests`]).
 fn score<B: Kernels>(
     heads: &Heads<B>,
     states: impl Fn(std::ops::Range<usize>) -> Tensor<B, 3>,
     labels: &Labels,
     n_train: usize,
+    masks: Option<&[Vec<Vec<bool>>]>,
 ) -> Vec<TargetScore> {
     let n = labels.y[0].len();
     let k = heads.heads.len();
@@ -482,7 +573,8 @@ fn score<B: Kernels>(
             let end = (at + 256).min(range.end);
             let h = states(at..end);
             let y: Vec<&[u32]> = labels.y.iter().map(|y| &y[at..end]).collect();
-            for (acc, new) in hits.iter_mut().zip(heads.hits(&h, &y, &labels.widths)) {
+            let m = masks.map(|m| &m[at..end]);
+            for (acc, new) in hits.iter_mut().zip(heads.hits(&h, &y, &labels.widths, m)) {
                 for (a, b) in acc.iter_mut().zip(new) {
                     *a += b;
                 }
@@ -491,9 +583,13 @@ fn score<B: Kernels>(
         }
         hits
     };
+    // People counted per (position, target): all of the range, or those whose mask holds the cell.
+    let counted = |range: std::ops::Range<usize>, p: usize, t: usize| match masks {
+        Some(m) => m[range].iter().filter(|c| c[p][t]).count(),
+        None => range.len(),
+    };
     let test_hits = count(n_train..n);
     let train_hits = count(0..n_train);
-    let n_test = (n - n_train).max(1) as f64;
     (0..labels.widths.len())
         .map(|t| {
             let train = &labels.y[t][..n_train];
@@ -506,10 +602,16 @@ fn score<B: Kernels>(
                     .len(),
                 train_per_class: n_train as f64 / labels.classes[t].max(1) as f64,
                 chance: majority_chance(train, &labels.y[t][n_train..]),
-                accuracy: (0..k).map(|p| test_hits[p][t] as f64 / n_test).collect(),
-                train_accuracy: (0..k)
-                    .map(|p| train_hits[p][t] as f64 / n_train.max(1) as f64)
+                accuracy: (0..k)
+                    .map(|p| test_hits[p][t] as f64 / counted(n_train..n, p, t).max(1) as f64)
                     .collect(),
+                train_accuracy: (0..k)
+                    .map(|p| train_hits[p][t] as f64 / counted(0..n_train, p, t).max(1) as f64)
+                    .collect(),
+                tested: match masks {
+                    Some(_) => (0..k).map(|p| counted(n_train..n, p, t)).collect(),
+                    None => Vec::new(),
+                },
             }
         })
         .collect()
@@ -523,6 +625,7 @@ fn fit<B: TrainBackend>(
     states: &States<B>,
     labels: &Labels,
     n_train: usize,
+    masks: Option<&[Vec<Vec<bool>>]>,
     cfg: &ProbeConfig,
     device: &B::Device,
     progress: &mut dyn FnMut(&str),
@@ -557,13 +660,35 @@ fn fit<B: TrainBackend>(
                     Tensor::from_data(TensorData::new(v, [1, chunk.len()]), device)
                 })
                 .collect();
+            // Per (position, target): which rows of the batch train it (all, without masks).
+            let weights: Option<Vec<Vec<(Tensor<B, 2>, usize)>>> = masks.map(|m| {
+                let (positions, targets) = (m[chunk[0]].len(), labels.y.len());
+                (0..positions)
+                    .map(|k| {
+                        (0..targets)
+                            .map(|t| {
+                                let v: Vec<f32> = chunk
+                                    .iter()
+                                    .map(|&i| f32::from(u8::from(m[i][k][t])))
+                                    .collect();
+                                let n = v.iter().filter(|&&x| x > 0.0).count();
+                                (
+                                    Tensor::from_data(TensorData::new(v, [1, chunk.len()]), device),
+                                    n,
+                                )
+                            })
+                            .collect()
+                    })
+                    .collect()
+            });
+            let weights = weights.as_deref();
             match (states, lora.take()) {
                 (States::Fixed(all), None) => {
                     let idx: Vec<i32> = chunk.iter().map(|&i| i as i32).collect();
                     let idx =
                         Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [chunk.len()]), device);
                     let h = all.clone().select(0, idx);
-                    let loss = heads.loss(&h, &y, &labels.widths);
+                    let loss = heads.loss(&h, &y, &labels.widths, weights);
                     sum += loss.clone().into_scalar().elem::<f64>();
                     let grads = GradientsParams::from_grads(loss.backward(), &heads);
                     heads = optim_heads.step(cfg.lr, heads, grads);
@@ -571,7 +696,7 @@ fn fit<B: TrainBackend>(
                 (States::Lora(ex), Some(m)) => {
                     let batch_ex: Vec<&Example> = chunk.iter().map(|&i| &ex[i]).collect();
                     let h = hidden_at(&m.gpt, &batch_ex, device);
-                    let loss = m.heads.loss(&h, &y, &labels.widths);
+                    let loss = m.heads.loss(&h, &y, &labels.widths, weights);
                     sum += loss.clone().into_scalar().elem::<f64>();
                     let grads = GradientsParams::from_grads(loss.backward(), &m);
                     lora = Some(optim.step(cfg.lr, m, grads));
@@ -608,12 +733,15 @@ pub fn probe<B: TrainBackend>(
     device: &B::Device,
     progress: &mut dyn FnMut(&str),
 ) -> ProbeEval {
-    let all = examples(data, kind);
+    let own = cfg.own_order && kind == ProbeKind::P;
+    let all = examples(data, kind, own);
+    let masks: Option<Vec<Vec<Vec<bool>>>> =
+        own.then(|| all.iter().map(|e| e.tests.clone()).collect());
     let labels = Labels::of_bios(data);
     let n = all.len();
     let n_train =
         ((n as f64 * cfg.train_share).round() as usize).clamp(1, n.saturating_sub(1).max(1));
-    let positions = position_names(kind);
+    let positions = position_names(kind, own);
     let (targets, steps, final_loss) = if cfg.embedding_rank == 0 {
         let frozen = gpt.valid();
         let inner = device.clone();
@@ -623,10 +751,11 @@ pub fn probe<B: TrainBackend>(
             .map(|c| hidden_at(&frozen, c, &inner))
             .collect();
         progress(&format!("{kind:?}: hidden states of {n} people computed"));
-        probe_states::<B>(
+        probe_states_masked::<B>(
             Tensor::cat(states, 0),
             &labels,
             n_train,
+            masks.as_deref(),
             cfg,
             device,
             progress,
@@ -652,6 +781,7 @@ pub fn probe<B: TrainBackend>(
             .map(|e| Example {
                 tokens: e.tokens.clone(),
                 at: e.at.clone(),
+                tests: Vec::new(),
             })
             .collect();
         let (heads, gpt, steps, loss) = fit(
@@ -660,6 +790,7 @@ pub fn probe<B: TrainBackend>(
             &States::Lora(train_ex),
             &labels,
             n_train,
+            masks.as_deref(),
             cfg,
             device,
             progress,
@@ -674,6 +805,7 @@ pub fn probe<B: TrainBackend>(
             },
             &labels,
             n_train,
+            masks.as_deref(),
         );
         (scores, steps, loss)
     };
@@ -712,7 +844,7 @@ mod tests {
             3,
         )
         .unwrap();
-        for (p, e) in examples(&d, ProbeKind::P).iter().enumerate() {
+        for (p, e) in examples(&d, ProbeKind::P, false).iter().enumerate() {
             let bio = d.render_eval(p);
             assert_eq!(e.tokens[0], EOT);
             assert_eq!(e.at.len(), 6);
@@ -726,7 +858,7 @@ mod tests {
             // (the model is causal), and the biography is cut there.
             assert_eq!(*e.at.iter().max().unwrap(), e.tokens.len() - 1);
         }
-        for (p, e) in examples(&d, ProbeKind::Q).iter().enumerate() {
+        for (p, e) in examples(&d, ProbeKind::Q, false).iter().enumerate() {
             let bio = d.render_eval(p);
             assert_eq!(e.at, vec![e.tokens.len() - 1]);
             assert_eq!(
@@ -736,6 +868,46 @@ mod tests {
         }
         // Every template starts with the name (so P at the name would equal Q): the first value comes later.
         assert!((0..24).all(|p| d.render_eval(p).name.start == 0));
+    }
+
+    /// In the own order the positions are the person's first training biography's values in order, and a cell
+    /// tests storage exactly while none of its target's values (the employer's too, for its city) is in the text.
+    #[test]
+    fn own_order_positions_follow_the_training_biography_and_mask_what_the_text_shows() {
+        let d = BioS::build(
+            &BioSConfig {
+                people: 40,
+                permute: true,
+                ..BioSConfig::default()
+            },
+            5,
+        )
+        .unwrap();
+        let mut orders = std::collections::BTreeSet::new();
+        for (p, e) in examples(&d, ProbeKind::P, true).iter().enumerate() {
+            let bio = d.render_training(p, 0);
+            let start = |a: Attribute| bio.values[a.index()].start;
+            assert!(
+                e.at.windows(2).all(|w| w[0] < w[1]),
+                "person {p}: ordinal positions"
+            );
+            assert_eq!(e.tests.len(), 6);
+            for (k, &at) in e.at.iter().enumerate() {
+                // The token right before the k-th value of the training biography.
+                assert!(Attribute::ALL.iter().any(|&a| start(a) == at));
+                assert_eq!(e.tokens[at], bio.tokens[at - 1]);
+                for (t, target) in Target::ALL.iter().enumerate() {
+                    let unseen = read_from(*target).iter().all(|&a| start(a) >= at);
+                    assert_eq!(e.tests[k][t], unseen, "person {p} position {k} {target:?}");
+                }
+            }
+            // At the first position nothing is in the text yet; at the last, only the last value's targets.
+            assert!(e.tests[0].iter().all(|&c| c));
+            assert!(e.tests[5].iter().filter(|&&c| c).count() < Target::ALL.len());
+            orders.insert(Attribute::ALL.map(start).to_vec());
+        }
+        // The permuted biographies do not all share one order (else this would test the canonical case only).
+        assert!(orders.len() > 1);
     }
 
     #[test]

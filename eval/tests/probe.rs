@@ -3,7 +3,9 @@
 //! people, a probe is deterministic per seed, and a random model reads no attribute of unseen people.
 
 use burn::tensor::{Tensor, TensorData};
-use physlab_eval::probe::{majority_chance, probe, probe_states, Labels, ProbeConfig, ProbeKind};
+use physlab_eval::probe::{
+    majority_chance, probe, probe_states, probe_states_masked, Labels, ProbeConfig, ProbeKind,
+};
 use physlab_generators::bios::{BioS, BioSConfig};
 use physlab_trainer::{Cpu, CpuTrain, ModelConfig};
 use rand::{Rng, SeedableRng};
@@ -56,6 +58,53 @@ fn cfg() -> ProbeConfig {
         lr: 1e-2,
         ..ProbeConfig::default()
     }
+}
+
+/// With masks, a cell trains and is scored over the people whose mask holds it: half the test people masked
+/// out at (position 0, target 0) leaves the linear label read at ≈ 100% of the other half (divided by all 200 it
+/// could not pass 50%); unmasked cells count every test person; without masks `tested` is empty; a cell with no
+/// training person in its mask learns nothing.
+#[test]
+fn masked_cells_count_only_the_people_their_mask_holds() {
+    let (states, labels) = synthetic(800, 5);
+    let device = Default::default();
+    let masks: Vec<Vec<Vec<bool>>> = (0..800)
+        .map(|i| vec![vec![i % 2 == 0, true], vec![true, true]])
+        .collect();
+    let (scores, _, _) = probe_states_masked::<CpuTrain>(
+        states.clone(),
+        &labels,
+        600,
+        Some(&masks),
+        &cfg(),
+        &device,
+        &mut |_| {},
+    );
+    assert_eq!(scores[0].tested, vec![100, 200]);
+    assert_eq!(scores[1].tested, vec![200, 200]);
+    assert!(scores[0].accuracy[0] >= 0.98, "{:?}", scores[0]);
+    let (plain, _, _) =
+        probe_states::<CpuTrain>(states.clone(), &labels, 600, &cfg(), &device, &mut |_| {});
+    assert!(plain[0].tested.is_empty());
+    // The unmasked cells read as without masks (the masks touch only their cell's training and scoring).
+    assert_eq!(plain[1].accuracy, scores[1].accuracy);
+    assert_eq!(plain[0].accuracy[1], scores[0].accuracy[1]);
+    // A cell trains only on the people its mask holds: with no training person in it, its head stays at zero
+    // and reads nothing (≤ 20%, where the same cell trained reads ≥ 98%).
+    let untrained: Vec<Vec<Vec<bool>>> = (0..800)
+        .map(|i| vec![vec![i >= 600, true], vec![true, true]])
+        .collect();
+    let (scores, _, _) = probe_states_masked::<CpuTrain>(
+        states,
+        &labels,
+        600,
+        Some(&untrained),
+        &cfg(),
+        &device,
+        &mut |_| {},
+    );
+    assert_eq!(scores[0].tested, vec![200, 200]);
+    assert!(scores[0].accuracy[0] <= 0.2, "{:?}", scores[0]);
 }
 
 #[test]

@@ -130,6 +130,9 @@ fn render(ckpt: &Path, evals: &[ProbeEval], walls: &[f64]) -> String {
     );
     // Column labels: P@<attribute whose value follows>, Q@name.
     let short = |p: &str| {
+        if let Some(k) = p.strip_prefix("before_value_") {
+            return format!("v{k}");
+        }
         match p.trim_start_matches("before_") {
             "birth_date" => "date",
             "birth_city" => "bcity",
@@ -178,8 +181,24 @@ fn render(ckpt: &Path, evals: &[ProbeEval], walls: &[f64]) -> String {
         }
     }
     s.push('\n');
-    s.push_str("P positions: the token right before each attribute's value in the canonical biography (P@date: after \"<name> was born on\"); Q: the last name token of `<eot> name`\n");
-    if evals.iter().any(|e| e.kind == ProbeKind::P) {
+    let own = evals
+        .iter()
+        .any(|e| e.kind == ProbeKind::P && e.config.own_order);
+    if own {
+        s.push_str("P positions (own order): P@vK is the token right before the K-th value of the person's own first training biography (its templates and sentence order); each cell scores only the test people whose value (for the employer's city, the employer's too) is not yet in the text there: every cell tests stored knowledge\n");
+        if let Some(e) = evals.iter().find(|e| e.kind == ProbeKind::P) {
+            s.push_str("test people scored per cell (target: P@v1 … P@v6):");
+            for t in &e.targets {
+                let n: Vec<String> = t.tested.iter().map(usize::to_string).collect();
+                s.push_str(&format!(" {} {};", t.target, n.join("/")));
+            }
+            s.push('\n');
+        }
+    } else {
+        s.push_str("P positions: the token right before each attribute's value in the canonical biography (P@date: after \"<name> was born on\"); ");
+    }
+    s.push_str("Q: the last name token of `<eot> name`\n");
+    if !own && evals.iter().any(|e| e.kind == ProbeKind::P) {
         s.push_str("P cells right of a target's own column read a state after its sentence: the value is in the text there (and the employer's city follows from the employer), so only the target's own column and those left of it (P@date for all) test stored knowledge\n");
     }
     for (e, w) in evals.iter().zip(walls) {
