@@ -389,6 +389,9 @@ impl Labels {
     }
 }
 
+/// Per (position, target): a batch's 0/1 row weights `[1, b]` and how many are 1 (the own-order masks).
+type CellWeights<B> = Vec<Vec<(Tensor<B, 2>, usize)>>;
+
 /// One head per position, each predicting every target: a linear map d → Σ widths, split by target.
 #[derive(Module, Debug)]
 struct Heads<B: Backend> {
@@ -425,7 +428,7 @@ impl<B: Kernels> Heads<B> {
         h: &Tensor<B, 3>,
         y: &[Tensor<B, 2, Int>],
         widths: &[usize],
-        weights: Option<&[Vec<(Tensor<B, 2>, usize)>]>,
+        weights: Option<&CellWeights<B>>,
     ) -> Tensor<B, 1> {
         let b = h.dims()[0];
         let mut loss: Option<Tensor<B, 1>> = None;
@@ -661,7 +664,7 @@ fn fit<B: TrainBackend>(
                 })
                 .collect();
             // Per (position, target): which rows of the batch train it (all, without masks).
-            let weights: Option<Vec<Vec<(Tensor<B, 2>, usize)>>> = masks.map(|m| {
+            let weights: Option<CellWeights<B>> = masks.map(|m| {
                 let (positions, targets) = (m[chunk[0]].len(), labels.y.len());
                 (0..positions)
                     .map(|k| {
@@ -681,7 +684,7 @@ fn fit<B: TrainBackend>(
                     })
                     .collect()
             });
-            let weights = weights.as_deref();
+            let weights = weights.as_ref();
             match (states, lora.take()) {
                 (States::Fixed(all), None) => {
                     let idx: Vec<i32> = chunk.iter().map(|&i| i as i32).collect();
