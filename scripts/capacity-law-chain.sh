@@ -10,11 +10,11 @@ set -u
 # capacity-law-cpu's index = lr (0: 5e-4, 1: 1e-3, 2: 2e-3, 3: 4e-3, 4: 8e-3) × 15 + point (0: gpt2-2-1 N 4,000,
 # 1: N 3,000, 2: gpt2-3-1 N 4,000, 3: N 2,000, 4: N 1,000) × 3 + seed.
 # Done at seed 0 (results/capacity-law-cpu/runs.jsonl; the queue skips recorded runs): 1e-3 at every point, 5e-4 /
-# 2e-3 / 4e-3 at gpt2-2-1 N = 4,000, 2e-3 / 4e-3 / 8e-3 at N = 3,000 (4e-3 bracketed), 1e-3 / 2e-3 / 4e-3 at gpt2-3-1
+# 2e-3 / 4e-3 / 8e-3 at gpt2-2-1 N = 4,000 (4e-3 bracketed), 2e-3 / 4e-3 / 8e-3 at N = 3,000 (4e-3 bracketed), 1e-3 / 2e-3 / 4e-3 at gpt2-3-1
 # (2e-3 bracketed), and the convergence check at 2e-3.
 # Order (2026-11-27, stop 29): the last ×2 probe (8e-3 at gpt2-2-1 N = 4,000), then the convergence check at the
 # kept rates (capacity-law-conv-kept-cpu, cheapest point first), then seeds 1 and 2 of the binding points at the
-# kept rates (4e-3, 4e-3, 2e-3: edit when the 8e-3 probe moves N = 4,000's choice), then row 16 (the passes creep,
+# kept rates (4e-3, 4e-3, 2e-3: all three bracketed), then row 16 (the passes creep,
 # seeds 1-2 at n = 2,000), then rows 2, 4, 5, 7 (architecture-law-cpu: seed 0 of each model, then seeds 1 and 2).
 ORDER="capacity-law-cpu:60 capacity-law-conv-kept-cpu:0
 capacity-law-cpu:49 capacity-law-cpu:46 capacity-law-cpu:37 capacity-law-cpu:50 capacity-law-cpu:47 capacity-law-cpu:38
