@@ -133,4 +133,37 @@ fn probe_out_is_a_folder_or_a_json_file() {
     assert!(read_json(&file)["probes"].is_array());
     probe("q");
     assert!(read_json(&d.path().join("q/probe.json"))["probes"].is_array());
+    // In the own order: ordinal positions, the flag recorded, and per cell the test people it counted (all of
+    // them at the first position, where no value is in the text yet; fewer later).
+    let (ok, out, err) = physlab_in(
+        d.path(),
+        &[
+            "probe",
+            run_s,
+            "--epochs",
+            "1",
+            "--kind",
+            "p",
+            "--own-order",
+            "--out",
+            "own.json",
+        ],
+    );
+    assert!(ok, "probe --own-order: {err}");
+    assert!(out.contains("P@v1") && out.contains("P@v6"), "{out}");
+    let p = &read_json(&d.path().join("own.json"))["probes"][0];
+    assert_eq!(p["config"]["own_order"], true);
+    assert_eq!(p["positions"][0], "before_value_1");
+    let test_people = p["test_people"].as_u64().unwrap();
+    for t in p["targets"].as_array().unwrap() {
+        let tested: Vec<u64> = t["tested"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        assert_eq!(tested.len(), 6, "{t}");
+        assert_eq!(tested[0], test_people, "{t}");
+        assert!(tested.windows(2).all(|w| w[0] >= w[1]), "{t}");
+    }
 }
