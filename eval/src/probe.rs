@@ -737,9 +737,13 @@ pub fn probe<B: TrainBackend>(
     progress: &mut dyn FnMut(&str),
 ) -> ProbeEval {
     let own = cfg.own_order && kind == ProbeKind::P;
-    let all = examples(data, kind, own);
-    let masks: Option<Vec<Vec<Vec<bool>>>> =
-        own.then(|| all.iter().map(|e| e.tests.clone()).collect());
+    let mut all = examples(data, kind, own);
+    // The cells each person's example tests, moved out of the examples (nothing else reads them there).
+    let masks: Option<Vec<Vec<Vec<bool>>>> = own.then(|| {
+        all.iter_mut()
+            .map(|e| std::mem::take(&mut e.tests))
+            .collect()
+    });
     let labels = Labels::of_bios(data);
     let n = all.len();
     let n_train =
