@@ -11,6 +11,10 @@ use plotters::prelude::*;
 pub enum Style {
     Line,
     Points,
+    /// Open circles: a bound or reference value beside the measured points (a capacity plot's perfect recall).
+    Hollow,
+    /// A line through filled circles: a few measured values joined in order (bits against the learning rate).
+    LinePoints,
 }
 
 #[derive(Clone, Debug)]
@@ -32,6 +36,21 @@ pub struct Plot {
     pub series: Vec<Series>,
     /// Reference lines y = k·x, with their labels.
     pub guides: Vec<(String, f64)>,
+    /// Where the legend goes.
+    pub legend: Legend,
+    /// Room above the data for the legend (a band of ~8% of the height per legend row): for plots whose lines
+    /// fill every corner.
+    pub legend_room: bool,
+}
+
+/// A legend's corner; `Auto`: upper right for falling data, upper left otherwise.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Legend {
+    #[default]
+    Auto,
+    UpperLeft,
+    UpperRight,
+    LowerRight,
 }
 
 /// A tick label: plain decimals (trailing zeros cut) between 1e-3 and 1e5, scientific notation outside.
@@ -113,6 +132,15 @@ impl Plot {
                 y1 = y1.max(g.min(y1 * 4.0));
             }
         }
+        if self.legend_room {
+            let rows = (self.series.len() + self.guides.len()) as f64;
+            let share = 0.08 * rows;
+            if self.log_y {
+                y1 *= (y1 / y0).powf(share);
+            } else {
+                y1 += (y1 - y0) * share;
+            }
+        }
         // Drawn into memory, then written atomically: a failed write never leaves a truncated plot.
         let mut svg = String::new();
         {
@@ -130,8 +158,9 @@ impl Plot {
         (x0, x1): (f64, f64),
         (y0, y1): (f64, f64),
     ) -> Result<(), String> {
-        // On a log axis that spans 1.5 decades or more, label only 1, 2 and 5 times a power of ten.
-        let sparse = (self.log_x && x1 / x0 >= 30.0, self.log_y && y1 / y0 >= 30.0);
+        // On a log axis that spans a factor of 8 or more, label only 1, 2 and 5 times a power of ten (plotters
+        // puts a key point at every integer multiple, and 0.007, 0.008, 0.009 run into each other).
+        let sparse = (self.log_x && x1 / x0 >= 8.0, self.log_y && y1 / y0 >= 8.0);
         let r = match (self.log_x, self.log_y) {
             (false, false) => self.draw(root, x0..x1, y0..y1, sparse),
             (true, false) => self.draw(root, (x0..x1).log_scale(), y0..y1, sparse),
@@ -143,8 +172,15 @@ impl Plot {
             .map_err(|e| format!("writing {}: {e}", path.display()))
     }
 
-    /// Upper right for falling data (loss curves, power laws), upper left otherwise: where the data is not.
+    /// `legend`, or with `Auto` upper right for falling data (loss curves, power laws), upper left otherwise:
+    /// where the data is not.
     fn legend_position(&self) -> SeriesLabelPosition {
+        match self.legend {
+            Legend::UpperLeft => return SeriesLabelPosition::UpperLeft,
+            Legend::UpperRight => return SeriesLabelPosition::UpperRight,
+            Legend::LowerRight => return SeriesLabelPosition::LowerRight,
+            Legend::Auto => {}
+        }
         let pts: Vec<(f64, f64)> = self
             .series
             .iter()
@@ -232,6 +268,35 @@ impl Plot {
                         )?
                         .label(s.name.as_str())
                         .legend(move |(x, y)| Circle::new((x + 9, y), 4, color.filled()));
+                }
+                Style::Hollow => {
+                    let stroke = color.stroke_width(2);
+                    chart
+                        .draw_series(
+                            s.points
+                                .iter()
+                                .map(move |&(x, y)| Circle::new((x, y), 6, stroke)),
+                        )?
+                        .label(s.name.as_str())
+                        .legend(move |(x, y)| Circle::new((x + 9, y), 6, stroke));
+                }
+                Style::LinePoints => {
+                    chart.draw_series(LineSeries::new(
+                        s.points.iter().copied(),
+                        color.stroke_width(2),
+                    ))?;
+                    chart
+                        .draw_series(
+                            s.points
+                                .iter()
+                                .map(|&(x, y)| Circle::new((x, y), 4, color.filled())),
+                        )?
+                        .label(s.name.as_str())
+                        .legend(move |(x, y)| {
+                            EmptyElement::at((x, y))
+                                + PathElement::new(vec![(0, 0), (18, 0)], color.stroke_width(2))
+                                + Circle::new((9, 0), 4, color.filled())
+                        });
                 }
             }
             if let Some(err) = &s.error {

@@ -1,7 +1,7 @@
 //! Statistics, fits and plots against closed forms. Every expected number says where it came from.
 
 use physlab_eval::fit::{power_law, proportional, scaling_law};
-use physlab_eval::plot::{tick, Plot, Series, Style};
+use physlab_eval::plot::{tick, Legend, Plot, Series, Style};
 use physlab_eval::stats::{t_quantile, Alternative, SeedStats};
 
 fn close(a: f64, b: f64, tol: f64) -> bool {
@@ -154,6 +154,7 @@ fn svg_plot_holds_its_series_and_guides() {
             style: Style::Points,
         }],
         guides: vec![("2 bits/param".into(), 2.0), ("1 bit/param".into(), 1.0)],
+        ..Default::default()
     };
     plot.write_svg(&path, 640, 480).unwrap();
     let svg = std::fs::read_to_string(&path).unwrap();
@@ -167,6 +168,58 @@ fn svg_plot_holds_its_series_and_guides() {
         assert!(svg.contains(s), "{s} missing");
     }
     assert!(svg.matches("<circle").count() >= 3);
+}
+
+/// Open circles (a bound beside the measured points) are drawn unfilled, points on a line filled, each with its
+/// legend entry; the legend goes where it is asked to.
+#[test]
+fn hollow_and_joined_points_are_drawn_with_their_legend() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("best.svg");
+    let plot = Plot {
+        title: "bits vs lr".into(),
+        x_label: "lr".into(),
+        y_label: "bits".into(),
+        log_x: true,
+        series: vec![
+            Series {
+                name: "N = 4,000".into(),
+                points: vec![(1e-3, 2.2e5), (2e-3, 2.4e5), (4e-3, 2.5e5), (8e-3, 2.2e5)],
+                error: None,
+                style: Style::LinePoints,
+            },
+            Series {
+                name: "perfect recall".into(),
+                points: vec![(1e-3, 3.4e5)],
+                error: None,
+                style: Style::Hollow,
+            },
+        ],
+        legend: Legend::LowerRight,
+        legend_room: true,
+        ..Default::default()
+    };
+    plot.write_svg(&path, 640, 480).unwrap();
+    let svg = std::fs::read_to_string(&path).unwrap();
+    for s in ["N = 4,000", "perfect recall"] {
+        assert!(svg.contains(s), "{s} missing");
+    }
+    let circles: Vec<&str> = svg.split("<circle").skip(1).collect();
+    // 4 joined points and their legend marker, 1 open circle and its legend marker.
+    assert_eq!(circles.len(), 7, "{svg}");
+    let open = circles
+        .iter()
+        .filter(|c| c.contains("fill=\"none\""))
+        .count();
+    assert_eq!(
+        open, 2,
+        "the open circle and its legend marker are unfilled"
+    );
+    // A log axis spanning 8× labels 1, 2 and 5 times a power of ten only: no "0.003".
+    assert!(
+        svg.contains("\n0.002\n") && !svg.contains("\n0.003\n"),
+        "{svg}"
+    );
 }
 
 #[test]

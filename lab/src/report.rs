@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use physlab_eval::fit::{proportional, ProportionalFit};
-use physlab_eval::plot::{Plot, Series, Style};
+use physlab_eval::plot::{Legend, Plot, Series, Style};
 use physlab_eval::stats::{SeedStats, TTest};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -942,6 +942,9 @@ pub struct CapacitySection {
     asked: bool,
     /// One series per point (mean ± std over seeds); empty when no run measured bits.
     pub series: Vec<Series>,
+    /// Each point's perfect-recall bits (all the data's bits; R^max × parameters), at its parameter count: the
+    /// ceiling its bits can reach, drawn beside them.
+    pub ceiling: Vec<(f64, f64)>,
 }
 
 /// The power-law section of corpus runs (`fit = "data"` / `"params"`).
@@ -1613,6 +1616,7 @@ pub fn compute(
         None
     };
     let mut cap_series = Vec::new();
+    let mut ceiling = Vec::new();
     for p in &names {
         let mine: Vec<(f64, f64)> = of_point(runs, p).filter_map(capacity_point).collect();
         if mine.is_empty() {
@@ -1628,6 +1632,20 @@ pub fn compute(
             error: Some(vec![s.std]),
             style: Style::Points,
         });
+        // Records rebuilt from a summary (`physlab records`) hold R^max and the parameters, not the bits.
+        let perfect: Vec<f64> = of_point(runs, p)
+            .filter_map(|r| {
+                knowledge(&r.eval, "perfect_recall_bits").or_else(|| {
+                    Some(
+                        knowledge(&r.eval, "capacity_ratio_max")?
+                            * knowledge(&r.eval, "params.total")?,
+                    )
+                })
+            })
+            .collect();
+        if let Some(s) = SeedStats::of(&perfect) {
+            ceiling.push((mine[0].0, s.mean));
+        }
     }
 
     // Corpus runs: memorized bits against parameters; excess loss against data or parameters.
@@ -1727,6 +1745,7 @@ pub fn compute(
             fit: capacity_law,
             asked: spec.fit == Fit::Capacity,
             series: cap_series,
+            ceiling,
         },
         memorization_law,
         plateau,
@@ -1830,6 +1849,72 @@ fn excess_section(runs: &[Run], spec: &ReportSpec) -> ExcessSection {
     }
 }
 
+/// The capacity plot's series: each point's bits (mean ± std over seeds), the points' perfect recall (open
+/// circles: how far below its data's bits each point stays), and the fitted law bits = R·P across the fitted
+/// sizes with its interval in the legend.
+fn capacity_series(cap: &CapacitySection) -> Vec<Series> {
+    let mut series = cap.series.clone();
+    if !cap.ceiling.is_empty() {
+        series.push(Series {
+            name: "perfect recall: all the data's bits (R^max × parameters)".into(),
+            points: cap.ceiling.clone(),
+            error: None,
+            style: Style::Hollow,
+        });
+    }
+    if let Some(f) = &cap.fit {
+        let xs = cap.series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+        let lo = xs.clone().fold(f64::INFINITY, f64::min);
+        let hi = xs.fold(f64::NEG_INFINITY, f64::max);
+        if lo.is_finite() && hi.is_finite() {
+            let r = f.slope.value;
+            let (a, b) = (lo / 1.15, hi * 1.15);
+            series.push(Series {
+                name: format!(
+                    "fit: R = {:.2} bits/param (95% CI {:.2}–{:.2}; {} runs)",
+                    r, f.slope.ci95.0, f.slope.ci95.1, f.points
+                ),
+                points: vec![(a, r * a), (b, r * b)],
+                error: None,
+                style: Style::Line,
+            });
+        }
+    }
+    series
+}
+
+/// `report.best_of` drawn: per point, the mean bits of each value tried, joined in the value's order, so the
+/// kept value and whether it is bracketed can be seen. Only numeric values; points with fewer than two of them
+/// are left out (the table lists them). Returns the series and whether the x axis is logarithmic (positive
+/// values spanning a factor of 4 or more, as learning rates tried by doublings do); None when nothing is left.
+fn best_of_series(b: &BestOfSection) -> Option<(Vec<Series>, bool)> {
+    let series: Vec<Series> = b
+        .each
+        .iter()
+        .filter_map(|e| {
+            let points: Vec<(f64, f64)> = e
+                .tried
+                .iter()
+                .filter_map(|v| Some((v.value.parse::<f64>().ok()?, v.mean_bits?)))
+                .filter(|(x, y)| x.is_finite() && y.is_finite())
+                .collect();
+            (points.len() >= 2).then(|| Series {
+                name: format!("{} (kept {}={})", e.point, b.segment, e.best),
+                points,
+                error: None,
+                style: Style::LinePoints,
+            })
+        })
+        .collect();
+    if series.is_empty() {
+        return None;
+    }
+    let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let lo = xs.clone().fold(f64::INFINITY, f64::min);
+    let hi = xs.fold(f64::NEG_INFINITY, f64::max);
+    Some((series, lo > 0.0 && hi / lo >= 4.0))
+}
+
 /// The plots a report draws, by file name under `plots/`, with the series `compute` made (none when empty).
 fn plots(c: &Computed) -> Vec<(&'static str, Plot)> {
     let experiment = &c.experiment;
@@ -1843,8 +1928,28 @@ fn plots(c: &Computed) -> Vec<(&'static str, Plot)> {
                 y_label: "bits of knowledge".into(),
                 log_x: true,
                 log_y: true,
-                series: c.capacity.series.clone(),
+                series: capacity_series(&c.capacity),
                 guides: vec![("2 bits/param".into(), 2.0), ("1 bit/param".into(), 1.0)],
+                // Bits rise with parameters below the 2-bit line: the lower right is empty.
+                legend: Legend::LowerRight,
+                legend_room: false,
+            },
+        ));
+    }
+    if let Some((series, log_x)) = c.best_of.as_ref().and_then(best_of_series) {
+        let b = c.best_of.as_ref().expect("read above");
+        out.push((
+            "best-of.svg",
+            Plot {
+                title: format!("{experiment}: bits of knowledge vs {}", b.segment),
+                x_label: format!("{} ({})", b.segment, b.key),
+                y_label: "bits of knowledge (mean over seeds)".into(),
+                log_x,
+                log_y: false,
+                series,
+                guides: Vec::new(),
+                legend: Legend::UpperLeft,
+                legend_room: true,
             },
         ));
     }
@@ -1859,6 +1964,7 @@ fn plots(c: &Computed) -> Vec<(&'static str, Plot)> {
                 log_y: true,
                 series: pl.series.clone(),
                 guides: vec![("all of it".into(), 1.0)],
+                ..Default::default()
             },
         ));
     }
@@ -1873,6 +1979,7 @@ fn plots(c: &Computed) -> Vec<(&'static str, Plot)> {
                 log_y: true,
                 series: e.series.clone(),
                 guides: Vec::new(),
+                ..Default::default()
             },
         ));
     }
@@ -1887,6 +1994,7 @@ fn plots(c: &Computed) -> Vec<(&'static str, Plot)> {
                 log_y: true,
                 series: c.loss.clone(),
                 guides: Vec::new(),
+                ..Default::default()
             },
         ));
     }
@@ -1910,6 +2018,7 @@ fn plots(c: &Computed) -> Vec<(&'static str, Plot)> {
                     })
                     .collect(),
                 guides: Vec::new(),
+                ..Default::default()
             },
         ));
     }
@@ -1942,6 +2051,7 @@ fn plots(c: &Computed) -> Vec<(&'static str, Plot)> {
                 log_y: true,
                 series: held_out,
                 guides: Vec::new(),
+                ..Default::default()
             },
         ));
     }
@@ -2184,6 +2294,9 @@ pub fn render_md(c: &Computed) -> Result<String> {
             )?;
         }
         writeln!(md)?;
+        if best_of_series(b).is_some() {
+            writeln!(md, "![bits vs {}](plots/best-of.svg)\n", b.segment)?;
+        }
     }
 
     let cap = &c.capacity;
@@ -2478,10 +2591,11 @@ pub fn report(
 #[cfg(test)]
 mod tests {
     use super::{
-        compute, loss_drop_last_tenth, natural_key, render_csv, render_json, render_md,
-        upgrade_counts, Run,
+        best_of_series, capacity_series, compute, loss_drop_last_tenth, natural_key, plots,
+        render_csv, render_json, render_md, upgrade_counts, Run,
     };
     use crate::recipe::{Fit, MetricSpec, ReportSpec};
+    use physlab_eval::plot::Style;
     use physlab_eval::stats::Alternative;
     use serde_json::json;
     use std::path::Path;
@@ -2504,7 +2618,7 @@ mod tests {
 
     fn bios(params: f64, bits: f64, rmax: f64) -> serde_json::Value {
         // The used-rows count is set apart from the paper's so that a fit on the wrong one fails.
-        json!({ "bios": { "bits": bits, "params": { "total": params, "capacity": 0.5 * params }, "capacity_ratio_max": rmax } })
+        json!({ "bios": { "bits": bits, "params": { "total": params, "capacity": 0.5 * params }, "capacity_ratio_max": rmax, "perfect_recall_bits": rmax * params } })
     }
 
     /// `report.reference`: each run against the reference run of its own seed, the change in percent of the
@@ -2779,6 +2893,41 @@ mod tests {
         assert!(csv.contains("\"lr=0.0005,size=20000\",0"), "{csv}");
         let json: serde_json::Value = serde_json::from_slice(&render_json(&c).unwrap()).unwrap();
         assert_eq!(json["best_of"]["each"][1]["tried"][2]["mean_bits"], 38000.0);
+        // best-of.svg: per point, each value's mean bits over all its seeds, in the value's order, on a linear
+        // axis here (0.0005–0.002 spans 4×: logarithmic; without it 2× only: linear).
+        let (series, log_x) = best_of_series(b).expect("numeric values");
+        assert!(log_x);
+        let drawn: Vec<(&str, Vec<(f64, f64)>)> = series
+            .iter()
+            .map(|s| (s.name.as_str(), s.points.clone()))
+            .collect();
+        assert_eq!(
+            drawn,
+            [
+                (
+                    "size=10000 (kept lr=0.001)",
+                    vec![(0.001, 1.75e4), (0.002, 1.6e4)]
+                ),
+                (
+                    "size=20000 (kept lr=0.001)",
+                    vec![(0.0005, 3.0e4), (0.001, 3.9e4), (0.002, 3.8e4)]
+                ),
+                (
+                    "size=30000 (kept lr=0.001)",
+                    vec![(0.001, 13.0e4 / 3.0), (0.002, 4.6e4)]
+                ),
+            ]
+        );
+        assert!(md.contains("![bits vs lr](plots/best-of.svg)"), "{md}");
+        assert!(plots(&c).iter().any(|(n, _)| *n == "best-of.svg"));
+        let narrow = compute("x", Path::new("runs/x"), &runs[..3], &spec, "").unwrap();
+        let (_, log_x) = best_of_series(narrow.best_of.as_ref().unwrap()).unwrap();
+        assert!(!log_x, "0.001–0.002 is drawn on a linear axis");
+        // A point with one value only is not drawn; with none drawn there is no plot.
+        let one = compute("x", Path::new("runs/x"), &runs[7..8], &spec, "").unwrap();
+        assert!(best_of_series(one.best_of.as_ref().unwrap()).is_none());
+        assert!(!render_md(&one).unwrap().contains("best-of.svg"));
+        assert!(!plots(&one).iter().any(|(n, _)| *n == "best-of.svg"));
     }
 
     /// The memorization plateau is the mean memorized bits per parameter over the runs past the threshold of
@@ -3010,6 +3159,31 @@ mod tests {
             sxy / sxx
         );
         assert_eq!(c.capacity.series.len(), 4, "every point is plotted");
+        // The plot adds each point's perfect recall (open circles at its parameter count) and the fitted law
+        // across the sizes, its slope the fit's.
+        let drawn = capacity_series(&c.capacity);
+        assert_eq!(drawn.len(), 6);
+        let ceiling = &drawn[4];
+        assert_eq!(ceiling.style, Style::Hollow);
+        assert_eq!(ceiling.points.len(), 4);
+        assert!(ceiling
+            .points
+            .iter()
+            .any(|&(x, y)| x == 8e4 && (y - 0.1 * 8e4).abs() < 1e-6));
+        let line = &drawn[5];
+        assert_eq!(line.style, Style::Line);
+        assert!(line
+            .name
+            .starts_with(&format!("fit: R = {:.2} bits/param", f.slope.value)));
+        for &(x, y) in &line.points {
+            assert!((y / x - f.slope.value).abs() < 1e-12);
+        }
+        let no_fit = compute("x", Path::new("runs/x"), &runs[..2], &spec, "").unwrap();
+        assert_eq!(
+            capacity_series(&no_fit.capacity).len(),
+            2,
+            "a point and its ceiling; no fit line"
+        );
         let md = render_md(&c).unwrap();
         assert!(
             md.contains("over 5 runs with R^max ≥ 1 (where capacity binds; 5 of 6 runs)"),
