@@ -15,6 +15,8 @@ pub enum Style {
     Hollow,
     /// A line through filled circles: a few measured values joined in order (bits against the learning rate).
     LinePoints,
+    /// A dashed line: the companion of a solid one in the same colour (P_train beside P_test).
+    Dashed,
 }
 
 #[derive(Clone, Debug)]
@@ -24,6 +26,8 @@ pub struct Series {
     /// Half-widths of vertical error bars, one per point.
     pub error: Option<Vec<f64>>,
     pub style: Style,
+    /// The palette colour (an index); None: the series' own index in the plot.
+    pub color: Option<usize>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -246,7 +250,7 @@ impl Plot {
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
         }
         for (i, s) in self.series.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
+            let color = Palette99::pick(s.color.unwrap_or(i)).to_rgba();
             match s.style {
                 Style::Line => {
                     chart
@@ -268,6 +272,21 @@ impl Plot {
                         )?
                         .label(s.name.as_str())
                         .legend(move |(x, y)| Circle::new((x + 9, y), 4, color.filled()));
+                }
+                Style::Dashed => {
+                    chart
+                        .draw_series(DashedLineSeries::new(
+                            s.points.iter().copied(),
+                            7,
+                            4,
+                            color.stroke_width(2),
+                        ))?
+                        .label(s.name.as_str())
+                        .legend(move |(x, y)| {
+                            EmptyElement::at((x, y))
+                                + PathElement::new(vec![(0, 0), (7, 0)], color.stroke_width(2))
+                                + PathElement::new(vec![(11, 0), (18, 0)], color.stroke_width(2))
+                        });
                 }
                 Style::Hollow => {
                     let stroke = color.stroke_width(2);

@@ -152,6 +152,7 @@ fn svg_plot_holds_its_series_and_guides() {
             points: vec![(2e5, 1.1e5), (3e5, 1.6e5), (4e5, 2.0e5)],
             error: Some(vec![1e4, 2e4, 1e4]),
             style: Style::Points,
+            color: None,
         }],
         guides: vec![("2 bits/param".into(), 2.0), ("1 bit/param".into(), 1.0)],
         ..Default::default()
@@ -187,12 +188,14 @@ fn hollow_and_joined_points_are_drawn_with_their_legend() {
                 points: vec![(1e-3, 2.2e5), (2e-3, 2.4e5), (4e-3, 2.5e5), (8e-3, 2.2e5)],
                 error: None,
                 style: Style::LinePoints,
+                color: None,
             },
             Series {
                 name: "perfect recall".into(),
                 points: vec![(1e-3, 3.4e5)],
                 error: None,
                 style: Style::Hollow,
+                color: None,
             },
         ],
         legend: Legend::LowerRight,

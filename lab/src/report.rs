@@ -1452,8 +1452,37 @@ fn plateau_section(runs: &[Run], names: &[String], spec: &ReportSpec) -> Plateau
                 points: vec![(first.0, s.mean)],
                 error: Some(vec![s.std]),
                 style: Style::Points,
+                color: None,
             });
         }
+    }
+    // The plateau drawn as a level across the runs on it, where they share one model (k · P bits).
+    let on_runs: Vec<&(f64, f64, f64)> = all
+        .iter()
+        .filter(|(x, _, p)| {
+            spec.plateau_min_entropy_per_param
+                .is_none_or(|t| x / p >= t)
+        })
+        .collect();
+    let one_model = on_runs.windows(2).all(|w| w[0].2 == w[1].2);
+    if let (Some(st), Some(first), true) = (&stats, on_runs.first(), one_model) {
+        let lo = on_runs.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
+        let hi = on_runs
+            .iter()
+            .map(|r| r.0)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let level = st.mean * first.2;
+        let interval = ci95.map_or(String::new(), |(a, b)| format!("95% CI {a:.2}–{b:.2}; "));
+        series.push(Series {
+            name: format!(
+                "plateau: {:.2} bits/param ({interval}{} runs)",
+                st.mean, st.n
+            ),
+            points: vec![(lo / 1.15, level), (hi * 1.15, level)],
+            error: None,
+            style: Style::Line,
+            color: None,
+        });
     }
     // The plateau's sizes, each the mean over its seeds, in the order of their training-set entropy.
     let mut sizes: Vec<PlateauSize> = Vec::new();
@@ -1631,6 +1660,7 @@ pub fn compute(
             points: vec![(mine[0].0, s.mean)],
             error: Some(vec![s.std]),
             style: Style::Points,
+            color: None,
         });
         // Records rebuilt from a summary (`physlab records`) hold R^max and the parameters, not the bits.
         let perfect: Vec<f64> = of_point(runs, p)
@@ -1688,6 +1718,7 @@ pub fn compute(
             points: mean_by_step(by_step),
             error: None,
             style: Style::Line,
+            color: None,
         });
     }
 
@@ -1809,6 +1840,7 @@ fn excess_section(runs: &[Run], spec: &ReportSpec) -> ExcessSection {
             points: positive.clone(),
             error: None,
             style: Style::Points,
+            color: None,
         });
         let (lo, hi) = x
             .iter()
@@ -1826,6 +1858,7 @@ fn excess_section(runs: &[Run], spec: &ReportSpec) -> ExcessSection {
             points: line(f.exponent.value, f.log_coefficient.value),
             error: None,
             style: Style::Line,
+            color: None,
         });
         if let Some(e) = spec.expected_exponent {
             // The theory's slope through the fit's centre (geometric means of x and y).
@@ -1836,6 +1869,7 @@ fn excess_section(runs: &[Run], spec: &ReportSpec) -> ExcessSection {
                 points: line(e, my + e * mx),
                 error: None,
                 style: Style::Line,
+                color: None,
             });
         }
     }
@@ -1860,6 +1894,7 @@ fn capacity_series(cap: &CapacitySection) -> Vec<Series> {
             points: cap.ceiling.clone(),
             error: None,
             style: Style::Hollow,
+            color: None,
         });
     }
     if let Some(f) = &cap.fit {
@@ -1877,6 +1912,7 @@ fn capacity_series(cap: &CapacitySection) -> Vec<Series> {
                 points: vec![(a, r * a), (b, r * b)],
                 error: None,
                 style: Style::Line,
+                color: None,
             });
         }
     }
@@ -1903,6 +1939,7 @@ fn best_of_series(b: &BestOfSection) -> Option<(Vec<Series>, bool)> {
                 points,
                 error: None,
                 style: Style::LinePoints,
+                color: None,
             })
         })
         .collect();
@@ -1913,6 +1950,33 @@ fn best_of_series(b: &BestOfSection) -> Option<(Vec<Series>, bool)> {
     let lo = xs.clone().fold(f64::INFINITY, f64::min);
     let hi = xs.fold(f64::NEG_INFINITY, f64::max);
     Some((series, lo > 0.0 && hi / lo >= 4.0))
+}
+
+/// The accuracy curves, one colour per point: the held-out streams (P_test: `qa_test`, `*_test`) solid, the
+/// trained-on ones dashed, so that a point's over-training (its dashed line climbing away from its solid one)
+/// reads at a glance.
+fn accuracy_series(curves: &[AccuracyCurve]) -> Vec<Series> {
+    let mut points: Vec<&str> = Vec::new();
+    curves
+        .iter()
+        .map(|a| {
+            let slot = match points.iter().position(|p| *p == a.point) {
+                Some(k) => k,
+                None => {
+                    points.push(&a.point);
+                    points.len() - 1
+                }
+            };
+            let trained = a.stream.ends_with("_train");
+            Series {
+                name: format!("{}: {} (mean of {} seed(s))", a.point, a.stream, a.seeds),
+                points: a.points.clone(),
+                error: None,
+                style: if trained { Style::Dashed } else { Style::Line },
+                color: Some(slot),
+            }
+        })
+        .collect()
 }
 
 /// The plots a report draws, by file name under `plots/`, with the series `compute` made (none when empty).
@@ -2007,16 +2071,7 @@ fn plots(c: &Computed) -> Vec<(&'static str, Plot)> {
                 y_label: "accuracy".into(),
                 log_x: false,
                 log_y: false,
-                series: c
-                    .accuracy
-                    .iter()
-                    .map(|a| Series {
-                        name: format!("{}: {} (mean of {} seed(s))", a.point, a.stream, a.seeds),
-                        points: a.points.clone(),
-                        error: None,
-                        style: Style::Line,
-                    })
-                    .collect(),
+                series: accuracy_series(&c.accuracy),
                 guides: Vec::new(),
                 ..Default::default()
             },
@@ -2038,6 +2093,7 @@ fn plots(c: &Computed) -> Vec<(&'static str, Plot)> {
                 .collect(),
             error: None,
             style: Style::Line,
+            color: None,
         })
         .collect();
     if !held_out.is_empty() {
@@ -2591,8 +2647,8 @@ pub fn report(
 #[cfg(test)]
 mod tests {
     use super::{
-        best_of_series, capacity_series, compute, loss_drop_last_tenth, natural_key, plots,
-        render_csv, render_json, render_md, upgrade_counts, Run,
+        accuracy_series, best_of_series, capacity_series, compute, loss_drop_last_tenth,
+        natural_key, plots, render_csv, render_json, render_md, upgrade_counts, Run,
     };
     use crate::recipe::{Fit, MetricSpec, ReportSpec};
     use physlab_eval::plot::Style;
@@ -2930,6 +2986,37 @@ mod tests {
         assert!(!plots(&one).iter().any(|(n, _)| *n == "best-of.svg"));
     }
 
+    /// Accuracy curves: one colour per point (its streams share it), trained-on streams dashed, held-out solid.
+    #[test]
+    fn accuracy_curves_share_their_points_colour_and_dash_the_trained_stream() {
+        let curve = |point: &str, stream: &str| super::AccuracyCurve {
+            point: point.into(),
+            stream: stream.into(),
+            seeds: 1,
+            points: vec![(0.0, 0.0), (100.0, 0.5)],
+        };
+        let series = accuracy_series(&[
+            curve("lr=0.001", "qa_test"),
+            curve("lr=0.001", "qa_train"),
+            curve("lr=0.0003", "qa_test"),
+            curve("lr=0.0003", "qa_train"),
+            curve("lr=0.0003", "month_parity_train"),
+        ]);
+        let drawn: Vec<(Option<usize>, Style)> =
+            series.iter().map(|s| (s.color, s.style.clone())).collect();
+        assert_eq!(
+            drawn,
+            [
+                (Some(0), Style::Line),
+                (Some(0), Style::Dashed),
+                (Some(1), Style::Line),
+                (Some(1), Style::Dashed),
+                (Some(1), Style::Dashed),
+            ]
+        );
+        assert_eq!(series[1].name, "lr=0.001: qa_train (mean of 1 seed(s))");
+    }
+
     /// The memorization plateau is the mean memorized bits per parameter over the runs past the threshold of
     /// training-set entropy per parameter, with the t-interval of that mean (closed form with t(0.975, 2)).
     #[test]
@@ -2960,7 +3047,35 @@ mod tests {
         let half = 4.302_652_729_749_464 * 0.1 / 3f64.sqrt();
         let (lo, hi) = pl.ci95.unwrap();
         assert!((lo - (3.5 - half)).abs() < 1e-9 && (hi - (3.5 + half)).abs() < 1e-9);
-        assert_eq!(pl.series.len(), 3, "every point is plotted");
+        assert_eq!(
+            pl.series.len(),
+            4,
+            "every point is plotted, and the plateau"
+        );
+        // The level: 3.5 bits/param × 1,000 parameters, across the runs on the plateau (36–72 bits/param).
+        let level = &pl.series[3];
+        assert_eq!(level.style, Style::Line);
+        assert_eq!(
+            level.points,
+            [(36_000.0 / 1.15, 3500.0), (72_000.0 * 1.15, 3500.0)]
+        );
+        assert!(
+            level.name.starts_with("plateau: 3.50 bits/param (95% CI"),
+            "{}",
+            level.name
+        );
+        // Two models on the plateau: no single level to draw.
+        let mut mixed = runs.clone();
+        mixed.push(run(
+            "n=9",
+            0,
+            json!({ "corpus": { "entropy_bits_per_token": 9.0, "tokens": 9000.0, "memorized_bits": 7000.0,
+                                "params": { "total": 2000.0, "capacity": 1000.0 } } }),
+        ));
+        let m = compute("x", Path::new("runs/x"), &mixed, &spec, "").unwrap();
+        let pm = m.plateau.as_ref().unwrap();
+        assert_eq!(pm.on_plateau, 4);
+        assert_eq!(pm.series.len(), 4, "the four points, no level");
         let md = render_md(&c).unwrap();
         assert!(
             md.contains("the 3 of 4 runs whose training set holds ≥ 20 bits"),
