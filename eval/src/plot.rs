@@ -251,73 +251,50 @@ impl Plot {
         }
         for (i, s) in self.series.iter().enumerate() {
             let color = Palette99::pick(s.color.unwrap_or(i)).to_rgba();
+            let line = color.stroke_width(2);
+            let points = s.points.iter().copied();
             match s.style {
-                Style::Line => {
-                    chart
-                        .draw_series(LineSeries::new(
-                            s.points.iter().copied(),
-                            color.stroke_width(2),
-                        ))?
-                        .label(s.name.as_str())
-                        .legend(move |(x, y)| {
-                            PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                        });
-                }
-                Style::Points => {
-                    chart
-                        .draw_series(
-                            s.points
-                                .iter()
-                                .map(|&(x, y)| Circle::new((x, y), 4, color.filled())),
-                        )?
-                        .label(s.name.as_str())
-                        .legend(move |(x, y)| Circle::new((x + 9, y), 4, color.filled()));
+                Style::Line | Style::LinePoints => {
+                    chart.draw_series(LineSeries::new(points, line))?;
                 }
                 Style::Dashed => {
-                    chart
-                        .draw_series(DashedLineSeries::new(
-                            s.points.iter().copied(),
-                            7,
-                            4,
-                            color.stroke_width(2),
-                        ))?
-                        .label(s.name.as_str())
-                        .legend(move |(x, y)| {
-                            EmptyElement::at((x, y))
-                                + PathElement::new(vec![(0, 0), (7, 0)], color.stroke_width(2))
-                                + PathElement::new(vec![(11, 0), (18, 0)], color.stroke_width(2))
-                        });
+                    chart.draw_series(DashedLineSeries::new(points, 7, 4, line))?;
                 }
-                Style::Hollow => {
-                    let stroke = color.stroke_width(2);
-                    chart
-                        .draw_series(
-                            s.points
-                                .iter()
-                                .map(move |&(x, y)| Circle::new((x, y), 6, stroke)),
-                        )?
-                        .label(s.name.as_str())
-                        .legend(move |(x, y)| Circle::new((x + 9, y), 6, stroke));
-                }
-                Style::LinePoints => {
-                    chart.draw_series(LineSeries::new(
-                        s.points.iter().copied(),
-                        color.stroke_width(2),
-                    ))?;
-                    chart
-                        .draw_series(
-                            s.points
-                                .iter()
-                                .map(|&(x, y)| Circle::new((x, y), 4, color.filled())),
-                        )?
-                        .label(s.name.as_str())
-                        .legend(move |(x, y)| {
-                            EmptyElement::at((x, y))
-                                + PathElement::new(vec![(0, 0), (18, 0)], color.stroke_width(2))
-                                + Circle::new((9, 0), 4, color.filled())
-                        });
-                }
+                Style::Points | Style::Hollow => {}
             }
+            // The markers: filled for measured points, open for a bound beside them.
+            let marker = match s.style {
+                Style::Points | Style::LinePoints => Some((4, color.filled())),
+                Style::Hollow => Some((6, line)),
+                Style::Line | Style::Dashed => None,
+            };
+            if let Some((radius, shape)) = marker {
+                chart.draw_series(
+                    s.points
+                        .iter()
+                        .map(move |&(x, y)| Circle::new((x, y), radius, shape)),
+                )?;
+            }
+            // The legend entry: the line (solid, or two dashes) and the marker, as drawn.
+            let (solid, dashed) = match s.style {
+                Style::Line | Style::LinePoints => (true, false),
+                Style::Dashed => (false, true),
+                Style::Points | Style::Hollow => (false, false),
+            };
+            chart
+                .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
+                .label(s.name.as_str())
+                .legend(move |(x, y)| {
+                    let path = |from: i32, to: i32, on: bool| {
+                        PathElement::new(if on { vec![(from, 0), (to, 0)] } else { vec![] }, line)
+                    };
+                    let (radius, shape) = marker.unwrap_or((0, line));
+                    EmptyElement::at((x, y))
+                        + path(0, 18, solid)
+                        + path(0, 7, dashed)
+                        + path(11, 18, dashed)
+                        + Circle::new((9, 0), radius, shape)
+                });
             if let Some(err) = &s.error {
                 chart.draw_series(s.points.iter().zip(err).map(|(&(x, y), &e)| {
                     ErrorBar::new_vertical(x, y - e, y, y + e, color.stroke_width(1), 8)

@@ -207,7 +207,12 @@ fn hollow_and_joined_points_are_drawn_with_their_legend() {
     for s in ["N = 4,000", "perfect recall"] {
         assert!(svg.contains(s), "{s} missing");
     }
-    let circles: Vec<&str> = svg.split("<circle").skip(1).collect();
+    // Each circle element, up to its end.
+    let circles: Vec<&str> = svg
+        .split("<circle")
+        .skip(1)
+        .map(|c| c.split("/>").next().unwrap_or(c))
+        .collect();
     // 4 joined points and their legend marker, 1 open circle and its legend marker.
     assert_eq!(circles.len(), 7, "{svg}");
     let open = circles
