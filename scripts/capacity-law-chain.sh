@@ -12,15 +12,17 @@ set -u
 # Done at seed 0 (results/capacity-law-cpu/runs.jsonl; the queue skips recorded runs): 1e-3 at every point, 5e-4 /
 # 2e-3 / 4e-3 / 8e-3 at gpt2-2-1 N = 4,000 (4e-3 bracketed), 2e-3 / 4e-3 / 8e-3 at N = 3,000 (4e-3 bracketed), 1e-3 / 2e-3 / 4e-3 at gpt2-3-1
 # (2e-3 bracketed), and the convergence check at 2e-3.
-# Order (2026-11-27, stop 29): the last ×2 probe (8e-3 at gpt2-2-1 N = 4,000), then the convergence check at the
-# kept rates (capacity-law-conv-kept-cpu, cheapest point first), then seeds 1 and 2 of the binding points at the
-# kept rates (4e-3, 4e-3, 2e-3: all three bracketed), then row 16 (the passes creep,
-# seeds 1-2 at n = 2,000), then rows 2, 4, 5, 7 (architecture-law-cpu: seed 0 of each model, then seeds 1 and 2).
-ORDER="capacity-law-cpu:60 capacity-law-conv-kept-cpu:0
-capacity-law-cpu:49 capacity-law-cpu:46 capacity-law-cpu:37 capacity-law-cpu:50 capacity-law-cpu:47 capacity-law-cpu:38
+# Order (2026-11-27, stop 30): the convergence check at the kept rates (capacity-law-conv-kept-cpu, cheapest point
+# first), seeds 1 and 2 of the binding points at the kept rates (4e-3, 4e-3, 2e-3: all three bracketed; :37 done),
+# then rows 2, 4, 5, 7 (architecture-law-cpu: seed 0 of each model first), then rows 14-15 (the parity pretraining,
+# ~2.6 h alone, then its two finetunes), then row 16 (the passes creep, seeds 1-2 at n = 2,000), then the other
+# seeds of architecture-law-cpu. Points already finished (DONE) or recorded are skipped.
+ORDER="capacity-law-conv-kept-cpu:0 capacity-law-cpu:49 capacity-law-cpu:46
+capacity-law-cpu:50 capacity-law-cpu:47 capacity-law-cpu:38
 capacity-law-conv-kept-cpu:1 capacity-law-conv-kept-cpu:2
-memorization-passes-creep-cpu:0 memorization-passes-creep-cpu:1 memorization-passes-cpu:10 memorization-passes-cpu:11
 architecture-law-cpu:0 architecture-law-cpu:3 architecture-law-cpu:6 architecture-law-cpu:9
+extraction-parity-pretrain-cpu:0 extraction-parity-cpu:0 extraction-parity-cpu:1
+memorization-passes-creep-cpu:0 memorization-passes-creep-cpu:1 memorization-passes-cpu:10 memorization-passes-cpu:11
 architecture-law-cpu:1 architecture-law-cpu:4 architecture-law-cpu:7 architecture-law-cpu:10
 architecture-law-cpu:2 architecture-law-cpu:5 architecture-law-cpu:8 architecture-law-cpu:11"
 exec "$(dirname "$0")/run-queue.sh" $ORDER
