@@ -5,6 +5,7 @@
 # same config.resolved.toml, or the folder is moved aside).
 #   nohup scripts/capacity-law-chain.sh > /work/runs/logs/capacity-law-chain.log 2>&1 &
 # Logs: /work/runs/logs/<experiment>-p<index>.log (appended), this script's own lines in capacity-law-chain.log.
+# `scripts/capacity-law-chain.sh --plan` prints where the order stands (physlab plan over its runs) and runs nothing.
 # The queue itself is scripts/run-queue.sh.
 set -u
 # capacity-law-cpu's index = lr (0: 5e-4, 1: 1e-3, 2: 2e-3, 3: 4e-3, 4: 8e-3) × 15 + point (0: gpt2-2-1 N 4,000,
@@ -25,4 +26,9 @@ extraction-parity-pretrain-cpu:0 extraction-parity-cpu:0 extraction-parity-cpu:1
 memorization-passes-creep-cpu:0 memorization-passes-creep-cpu:1 memorization-passes-cpu:10 memorization-passes-cpu:11
 architecture-law-cpu:1 architecture-law-cpu:4 architecture-law-cpu:7 architecture-law-cpu:10
 architecture-law-cpu:2 architecture-law-cpu:5 architecture-law-cpu:8 architecture-law-cpu:11"
+if [ "${1:-}" = "--plan" ]; then
+  # Where the order stands: each run's state, progress and the training time left in all (reads only).
+  cd "$(dirname "$0")/.."
+  exec "${PHYSLAB:-target/release/physlab}" plan $ORDER --runs "${RUNS:-/work/runs}" --results results --time
+fi
 exec "$(dirname "$0")/run-queue.sh" $ORDER

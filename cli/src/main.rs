@@ -58,18 +58,31 @@ enum Command {
         records: Vec<PathBuf>,
     },
     /// The runs of an experiment by index: point, seed, folder, tokens, steps and state (done, running, stale,
-    /// unfinished, pending), with progress and ETA. Reads only: safe while workers run.
+    /// unfinished, pending), with progress and ETA. Reads only: safe while workers run. Several experiments, or
+    /// some runs of one (`capacity-law-cpu:49,46`, as scripts/run-queue.sh takes them), give a table each and the
+    /// training time left in all.
     #[command(alias = "status")]
     Plan {
-        experiment: String,
+        /// EXPERIMENT, or EXPERIMENT:INDEX[,INDEX…] for some of its runs.
+        #[arg(required = true, value_name = "EXPERIMENT[:INDEX,…]")]
+        experiments: Vec<String>,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
         #[arg(long, default_value = "runs")]
         runs: PathBuf,
         /// Run records (results/<experiment>/runs.jsonl): a run recorded there and not finished here shows as
-        /// "recorded" and counts nothing toward the time left. Repeatable.
+        /// "recorded" and counts nothing toward the time left. Repeatable; for one experiment (with several,
+        /// use --results).
         #[arg(long)]
         records: Vec<PathBuf>,
+        /// A results folder: each experiment's run records are read from RESULTS/<experiment>/runs.jsonl where
+        /// that file exists.
+        #[arg(long)]
+        results: Option<PathBuf>,
+        /// For an experiment with runs to train and none measured yet, time its step here (5 steps, as
+        /// `physlab validate`) to count them in the time left.
+        #[arg(long)]
+        time: bool,
     },
     /// Claim and run the experiment's runs that no live process holds (resuming unfinished ones), until none is
     /// left. Start one per machine or GPU on a shared runs folder: they drain the sweep with no coordinator.
@@ -521,20 +534,80 @@ fn real_main() -> Result<()> {
             )
         }
         Command::Plan {
-            experiment,
+            experiments,
             sets,
             runs,
             records,
+            results,
+            time,
         } => {
             let ws = recipe::Workspace::load(&cli.workspace)?;
-            let points = ws.points(&experiment, &recipe::parse_sets(&sets)?)?;
-            let recorded = report::Recorded::read(&records, &experiment)?;
-            sweep::print_plan(
-                &experiment,
-                &run::with_runs(&points, &runs),
-                &runs,
-                &recorded,
-            )
+            let sets = recipe::parse_sets(&sets)?;
+            if !records.is_empty()
+                && experiments
+                    .iter()
+                    .filter_map(|e| sweep::parse_plan_item(e).ok())
+                    .map(|(e, _)| e)
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len()
+                    > 1
+            {
+                anyhow::bail!(
+                    "--records names one experiment's records; with several experiments use --results DIR"
+                );
+            }
+            // The items of one experiment together (a queue lists them one run at a time), in first-named order.
+            let mut asked: Vec<(&str, Option<Vec<usize>>)> = Vec::new();
+            for item in &experiments {
+                let (experiment, only) = sweep::parse_plan_item(item)?;
+                match asked.iter_mut().find(|(e, _)| *e == experiment) {
+                    Some((_, have)) => match (have.as_mut(), only) {
+                        (Some(h), Some(o)) => h.extend(o),
+                        _ => *have = None,
+                    },
+                    None => asked.push((experiment, only)),
+                }
+            }
+            let mut cache = std::collections::HashMap::new();
+            let mut totals = Vec::new();
+            for (i, (experiment, only)) in asked.iter().enumerate() {
+                let experiment = *experiment;
+                let mut points = ws.points(experiment, &sets)?;
+                if let Some(only) = only {
+                    if let Some(k) = only.iter().find(|&&k| k >= points.len()) {
+                        anyhow::bail!(
+                            "{experiment}:{k}: {experiment} has runs 0 to {} (no run {k})",
+                            points.len() - 1
+                        );
+                    }
+                    points.retain(|p| only.contains(&p.index));
+                }
+                let mut files = records.clone();
+                if let Some(dir) = &results {
+                    let f = dir.join(experiment).join("runs.jsonl");
+                    if f.exists() {
+                        files.push(f);
+                    }
+                }
+                let recorded = report::Recorded::read(&files, experiment)?;
+                if i > 0 {
+                    println!();
+                }
+                let mut timer = |p: &recipe::Point| run::step_seconds(p, &mut cache);
+                totals.push(sweep::print_plan(
+                    experiment,
+                    &run::with_runs(&points, &runs),
+                    &runs,
+                    &recorded,
+                    time.then_some(
+                        &mut timer as &mut dyn FnMut(&recipe::Point) -> anyhow::Result<f64>,
+                    ),
+                )?);
+            }
+            if asked.len() > 1 || asked.iter().any(|(_, only)| only.is_some()) {
+                println!("\n{}", sweep::plan_total_line(asked.len(), &totals));
+            }
+            Ok(())
         }
         Command::Worker {
             experiment,

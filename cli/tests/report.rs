@@ -589,6 +589,83 @@ fn run_records_carry_the_runs_to_a_report_without_their_folders() {
     );
     let (ok, out, _) = physlab(&ws, &["plan", "mem", "--runs", runs_s]);
     assert!(ok && out.contains("2 pending"), "{out}");
+    // Some runs of it, or several experiments, as scripts/run-queue.sh lists them: a table per experiment (its
+    // items merged, in index order), the records of each from --results, and the time left in all; with --time
+    // an experiment with nothing measured has its step timed here.
+    let results = dir.path().join("results");
+    std::fs::create_dir_all(results.join("mem")).unwrap();
+    std::fs::copy(&records, results.join("mem/runs.jsonl")).unwrap();
+    let res_s = results.to_str().unwrap();
+    let (ok, out, err) = physlab(
+        &ws,
+        &[
+            "plan",
+            "mem:2",
+            "mem:0",
+            "--runs",
+            runs_s,
+            "--results",
+            res_s,
+        ],
+    );
+    assert!(ok, "{err}");
+    let rows: Vec<(&str, &str)> = out
+        .lines()
+        .skip(1)
+        .take(2)
+        .map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next().unwrap_or(""), w.next().unwrap_or(""))
+        })
+        .collect();
+    assert_eq!(rows, [("0", "done"), ("2", "recorded")], "{out}");
+    assert!(
+        out.contains("in all: 2 run(s) of 1 experiment(s): 1 done, 1 recorded; about 0:00:00"),
+        "{out}"
+    );
+    let (ok, out, err) = physlab(
+        &ws,
+        &[
+            "plan",
+            "mem",
+            "zdata:0,2",
+            "--runs",
+            runs_s,
+            "--results",
+            res_s,
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("zdata: 2 run(s): 2 pending")
+            && out.contains("in all: 5 run(s) of 2 experiment(s): 1 done, 2 pending, 2 recorded")
+            && out.contains("not counting 2 run(s) with no step time yet"),
+        "{out}"
+    );
+    let (ok, out, err) = physlab(&ws, &["plan", "zdata:1", "--runs", runs_s, "--time"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("at the step times timed here") && !out.contains("not counting"),
+        "{out}"
+    );
+    let (ok, _, err) = physlab(
+        &ws,
+        &["plan", "mem", "zdata", "--runs", runs_s, "--records", rec_s],
+    );
+    assert!(
+        !ok && err.contains("with several experiments use --results"),
+        "{err}"
+    );
+    let (ok, _, err) = physlab(&ws, &["plan", "mem:7", "--runs", runs_s]);
+    assert!(
+        !ok && err.contains("mem:7: mem has runs 0 to 2 (no run 7)"),
+        "{err}"
+    );
+    let (ok, _, err) = physlab(&ws, &["plan", "mem:1,x", "--runs", runs_s]);
+    assert!(
+        !ok && err.contains("mem:1,x: \"x\" is not a run index"),
+        "{err}"
+    );
 
     // Records rebuilt from a summary.csv (runs whose folders and records are both gone) give the same summary; an
     // existing output is not overwritten.

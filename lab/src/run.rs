@@ -713,6 +713,25 @@ pub fn predicted_runtime(
     p: &Point,
     cache: &mut std::collections::HashMap<String, f64>,
 ) -> Result<String> {
+    let pl = plan(&p.config)?;
+    let step = step_seconds(p, cache)?;
+    let secs = step * pl.steps as f64;
+    let hms = format!(
+        "{}:{:02}:{:02}",
+        secs as u64 / 3600,
+        (secs as u64 / 60) % 60,
+        secs as u64 % 60
+    );
+    Ok(format!(
+        "predicted training time on this CPU: {hms} ({} steps × {:.1} ms/step, timed here over 5 steps; data generation and evaluation not counted)",
+        pl.steps,
+        step * 1000.0
+    ))
+}
+
+/// A point's training step on this machine's CPU in seconds (see [`predicted_runtime`]; `cache` keeps one timing
+/// per model shape and batch).
+pub fn step_seconds(p: &Point, cache: &mut std::collections::HashMap<String, f64>) -> Result<f64> {
     let c = &p.config;
     let pl = plan(c)?;
     let shape = c
@@ -744,18 +763,7 @@ pub fn predicted_runtime(
             s
         }
     };
-    let secs = step * pl.steps as f64;
-    let hms = format!(
-        "{}:{:02}:{:02}",
-        secs as u64 / 3600,
-        (secs as u64 / 60) % 60,
-        secs as u64 % 60
-    );
-    Ok(format!(
-        "predicted training time on this CPU: {hms} ({} steps × {:.1} ms/step, timed here over 5 steps; data generation and evaluation not counted)",
-        pl.steps,
-        step * 1000.0
-    ))
+    Ok(step)
 }
 
 #[allow(clippy::too_many_arguments)]

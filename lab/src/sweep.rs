@@ -77,9 +77,28 @@ fn hms(s: f64) -> String {
     format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
 }
 
+/// Times a point's training step here, in seconds (`physlab plan --time`).
+pub type StepTimer<'a> = dyn FnMut(&Point) -> Result<f64> + 'a;
+
+/// What [`print_plan`] counted, for a total over several experiments (`physlab plan A B:3,4`).
+#[derive(Clone, Debug, Default)]
+pub struct PlanTotals {
+    pub runs: usize,
+    /// State name → runs.
+    pub counts: std::collections::BTreeMap<&'static str, usize>,
+    /// Seconds of training left: the running runs' ETAs plus the steps still to run at the step time known.
+    pub left_s: f64,
+    /// Runs whose remaining steps have no step time (nothing measured in the experiment and none timed here), so
+    /// `left_s` leaves them out.
+    pub unknown: usize,
+    /// Whether `left_s` uses a step time timed on this machine (`--time`) rather than one measured by a run.
+    pub timed_here: bool,
+}
+
 /// Prints index → point, seed, run folder, tokens, steps and state; for running and unfinished runs their
 /// progress and ETA (from their metrics), and the sweep's remaining time (running ETAs plus the pending runs at
-/// the mean time per step of the runs measured so far).
+/// the mean time per step of the runs measured so far; with none measured, at the step time `time_step` gives for
+/// each, timed here, when given).
 /// A run recorded in `recorded` shows as recorded and adds nothing to the time left, unless its folder is
 /// finished (the folder wins, as in `physlab report`) or a live process is running it.
 pub fn print_plan(
@@ -87,10 +106,13 @@ pub fn print_plan(
     points: &[Point],
     runs: &Path,
     recorded: &Recorded,
-) -> Result<()> {
+    time_step: Option<&mut StepTimer<'_>>,
+) -> Result<PlanTotals> {
     let mut counts = std::collections::BTreeMap::new();
     let mut remaining = 0.0;
     let mut pending_steps = 0.0;
+    // The runs still to train (not running), with their steps left.
+    let mut pending: Vec<(&Point, f64)> = Vec::new();
     let (mut measured_steps, mut measured_s) = (0.0, 0.0);
     println!(
         "{:>5}  {:<10} {:>12} {:>9}  {:<44} point / seed",
@@ -118,6 +140,7 @@ pub fn print_plan(
                     remaining += left;
                 } else {
                     pending_steps += pl.steps as f64 - step;
+                    pending.push((p, pl.steps as f64 - step));
                 }
                 format!(
                     "step {step:.0}/{} ({:.0}%), eta {}",
@@ -128,6 +151,7 @@ pub fn print_plan(
             }
             _ => {
                 pending_steps += pl.steps as f64;
+                pending.push((p, pl.steps as f64));
                 String::new()
             }
         };
@@ -144,13 +168,29 @@ pub fn print_plan(
         );
     }
     let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    let mut totals = PlanTotals {
+        runs: points.len(),
+        left_s: remaining,
+        ..Default::default()
+    };
     let rest = if measured_steps > 0.0 {
+        totals.left_s += pending_steps * measured_s / measured_steps;
         format!(
             "; about {} of training left on one machine at the {:.1} ms/step measured so far",
-            hms(remaining + pending_steps * measured_s / measured_steps),
+            hms(totals.left_s),
             1e3 * measured_s / measured_steps
         )
+    } else if let Some(time_step) = time_step.filter(|_| !pending.is_empty()) {
+        for (p, steps) in &pending {
+            totals.left_s += steps * time_step(p)?;
+        }
+        totals.timed_here = true;
+        format!(
+            "; about {} of training left on one machine at the step times timed here (5 steps each)",
+            hms(totals.left_s)
+        )
     } else {
+        totals.unknown = pending.len();
         String::new()
     };
     println!(
@@ -158,7 +198,55 @@ pub fn print_plan(
         points.len(),
         summary.join(", ")
     );
-    Ok(())
+    totals.counts = counts;
+    Ok(totals)
+}
+
+/// `EXPERIMENT` or `EXPERIMENT:INDEX[,INDEX…]` (the form scripts/run-queue.sh takes): the experiment and the run
+/// indices asked for (None: all of them).
+pub fn parse_plan_item(item: &str) -> Result<(&str, Option<Vec<usize>>)> {
+    let Some((experiment, list)) = item.split_once(':') else {
+        return Ok((item, None));
+    };
+    let only = list
+        .split(',')
+        .map(|k| {
+            k.trim().parse::<usize>().map_err(|_| {
+                anyhow::anyhow!("{item}: {k:?} is not a run index (EXPERIMENT:INDEX[,INDEX…])")
+            })
+        })
+        .collect::<Result<Vec<usize>>>()?;
+    Ok((experiment, Some(only)))
+}
+
+/// The line closing a plan over several experiments: their runs by state and the training time left in all.
+pub fn plan_total_line(experiments: usize, totals: &[PlanTotals]) -> String {
+    let mut counts = std::collections::BTreeMap::new();
+    for t in totals {
+        for (k, v) in &t.counts {
+            *counts.entry(*k).or_insert(0) += v;
+        }
+    }
+    let runs: usize = totals.iter().map(|t| t.runs).sum();
+    let left: f64 = totals.iter().map(|t| t.left_s).sum();
+    let unknown: usize = totals.iter().map(|t| t.unknown).sum();
+    let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    let timed = if totals.iter().any(|t| t.timed_here) {
+        " (partly at a step timed here)"
+    } else {
+        ""
+    };
+    let missing = if unknown > 0 {
+        format!(", not counting {unknown} run(s) with no step time yet (--time times one here)")
+    } else {
+        String::new()
+    };
+    format!(
+        "in all: {runs} run(s) of {experiments} experiment(s): {}; about {} of training left on one machine, one run \
+         at a time{timed}{missing}",
+        summary.join(", "),
+        hms(left)
+    )
 }
 
 /// Claims and runs the runs of `points` that are not done and not held by a live process, one after another
