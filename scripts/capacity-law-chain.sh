@@ -16,14 +16,17 @@ set -u
 # Order (2026-11-27, stop 30): the convergence check at the kept rates (capacity-law-conv-kept-cpu, cheapest point
 # first), seeds 1 and 2 of the binding points at the kept rates (4e-3, 4e-3, 2e-3: all three bracketed; :37 done),
 # then rows 2, 4, 5, 7 (architecture-law-cpu: seed 0 of each model first), then rows 14-15 (the parity pretraining,
-# ~2.6 h alone, then its two finetunes), then row 16 (the passes creep, seeds 1-2 at n = 2,000), then the other
-# seeds of architecture-law-cpu. Points already finished (DONE) or recorded are skipped.
+# ~2.6 h alone, then its two finetunes), then row 16 (the passes creep, seeds 1-2 at n = 2,000), then seed 1 of
+# rows 9 and 10 (single and multi5+permute pretrainings and their finetunes), then the other seeds of
+# architecture-law-cpu. Points already finished (DONE) or recorded are skipped.
 ORDER="capacity-law-conv-kept-cpu:0 capacity-law-cpu:49 capacity-law-cpu:46
 capacity-law-cpu:50 capacity-law-cpu:47 capacity-law-cpu:38
 capacity-law-conv-kept-cpu:1 capacity-law-conv-kept-cpu:2
 architecture-law-cpu:0 architecture-law-cpu:3 architecture-law-cpu:6 architecture-law-cpu:9
 extraction-parity-pretrain-cpu:0 extraction-parity-cpu:0 extraction-parity-cpu:1
 memorization-passes-creep-cpu:0 memorization-passes-creep-cpu:1 memorization-passes-cpu:10 memorization-passes-cpu:11
+extraction-pretrain-cpu:1 extraction-full-cpu:1 extraction-full-cpu:16 extraction-full-cpu:31 extraction-lora-narrow-cpu:1
+extraction-pretrain-cpu:4 extraction-full-cpu:4 extraction-full-cpu:19 extraction-full-cpu:34 extraction-lora-narrow-cpu:4
 architecture-law-cpu:1 architecture-law-cpu:4 architecture-law-cpu:7 architecture-law-cpu:10
 architecture-law-cpu:2 architecture-law-cpu:5 architecture-law-cpu:8 architecture-law-cpu:11"
 if [ "${1:-}" = "--plan" ]; then
