@@ -4,7 +4,6 @@
 
 use burn::module::Module;
 use burn::nn::{LayerNorm, Linear, RmsNorm};
-use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
@@ -182,7 +181,7 @@ impl<B: Kernels> SwiGlu<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         linear(
             &self.down,
-            silu(linear(&self.gate, x.clone())) * linear(&self.up, x),
+            kernels::silu(linear(&self.gate, x.clone())) * linear(&self.up, x),
         )
     }
 }

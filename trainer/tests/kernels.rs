@@ -126,31 +126,95 @@ fn gelu_matches_the_erf_form_within_the_erf_bound() {
     assert!(rel < 1e-2, "GELU(-6) = {} vs {exact}", math::gelu(-6.0));
 }
 
-#[test]
-fn gelu_forward_and_backward_equal_the_plain_path() {
+/// An element-wise kernel against its plain composition, forward on the inner backend and forward and backward
+/// through autodiff, on a small odd shape and one spanning several parallel chunks.
+fn element_wise_matches_the_plain_path(
+    what: &str,
+    fused: fn(Tensor<CpuTrain, 3>) -> Tensor<CpuTrain, 3>,
+    fused_inner: fn(Tensor<Cpu, 3>) -> Tensor<Cpu, 3>,
+    plain: fn(Tensor<CpuTrain, 3>) -> Tensor<CpuTrain, 3>,
+    plain_inner: fn(Tensor<Cpu, 3>) -> Tensor<Cpu, 3>,
+) {
     for (shape, seed) in [([3usize, 5, 7], 1u64), ([2, 64, 513], 2)] {
         let x0 = random(shape, 3.0, seed);
         let r = random(shape, 1.0, seed + 100);
         assert_close(
-            "gelu forward (inner backend)",
-            &inner_values(kernels::gelu(x0.clone())),
-            &inner_values(plain::gelu(x0.clone())),
+            &format!("{what} forward (inner backend)"),
+            &inner_values(fused_inner(x0.clone())),
+            &inner_values(plain_inner(x0.clone())),
         );
-        let grad = |fused: bool| {
+        let grad = |f: fn(Tensor<CpuTrain, 3>) -> Tensor<CpuTrain, 3>| {
             let x = Tensor::<CpuTrain, 3>::from_inner(x0.clone()).require_grad();
-            let y = if fused {
-                kernels::gelu(x.clone())
-            } else {
-                plain::gelu(x.clone())
-            };
+            let y = f(x.clone());
             let loss = (y.clone() * Tensor::from_inner(r.clone())).sum();
             let g = loss.backward();
             (values(y), inner_values(x.grad(&g).expect("grad")))
         };
-        let ((yf, gf), (yp, gp)) = (grad(true), grad(false));
+        let ((yf, gf), (yp, gp)) = (grad(fused), grad(plain));
         assert_eq!(yf.len(), shape.iter().product::<usize>());
-        assert_close("gelu forward", &yf, &yp);
-        assert_close("gelu backward", &gf, &gp);
+        assert_close(&format!("{what} forward"), &yf, &yp);
+        assert_close(&format!("{what} backward"), &gf, &gp);
+    }
+}
+
+#[test]
+fn gelu_forward_and_backward_equal_the_plain_path() {
+    element_wise_matches_the_plain_path(
+        "gelu",
+        kernels::gelu,
+        kernels::gelu,
+        plain::gelu,
+        plain::gelu,
+    );
+}
+
+#[test]
+fn silu_forward_and_backward_equal_the_plain_path() {
+    element_wise_matches_the_plain_path(
+        "silu",
+        kernels::silu,
+        kernels::silu,
+        plain::silu,
+        plain::silu,
+    );
+}
+
+/// SiLU x·σ(x) and its derivative σ(x)(1 + x(1 − σ(x))) against f64, over the range where either is not yet
+/// its limit and in both saturated tails (no NaN or infinity from e^(−x) overflowing).
+#[test]
+fn silu_matches_f64() {
+    let mut x = -30.0f32;
+    while x < 30.0 {
+        let xf = x as f64;
+        let sig = 1.0 / (1.0 + (-xf).exp());
+        let (y, g) = (xf * sig, sig * (1.0 + xf * (1.0 - sig)));
+        // exp's 4e-7 relative error moves σ by at most that much relatively; a few f32 roundings on top.
+        let tol_y = 1e-6 * y.abs() + 1e-30;
+        assert!(
+            (math::silu(x) as f64 - y).abs() <= tol_y,
+            "SiLU({x}) = {} vs {y}",
+            math::silu(x)
+        );
+        assert!(
+            (math::silu_grad(x) as f64 - g).abs() <= 1e-6 * (1.0 + xf.abs()),
+            "SiLU'({x})"
+        );
+        x += 0.0173;
+    }
+    for x in [-200.0f32, -89.0, -88.5, 88.5, 200.0, f32::MAX, f32::MIN] {
+        let (y, g) = (math::silu(x), math::silu_grad(x));
+        assert!(
+            y.is_finite() && g.is_finite(),
+            "SiLU({x}) = {y}, SiLU'({x}) = {g}"
+        );
+        if x < 0.0 {
+            assert!(
+                y <= 0.0 && y > -1e-30 && g.abs() < 1e-30,
+                "SiLU({x}) = {y}, SiLU'({x}) = {g}"
+            );
+        } else {
+            assert!(y == x && g == 1.0, "SiLU({x}) = {y}, SiLU'({x}) = {g}");
+        }
     }
 }
 

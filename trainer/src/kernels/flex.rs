@@ -95,31 +95,55 @@ fn ints(t: &FlexTensor) -> Vec<i64> {
     }
 }
 
-pub fn gelu(x: &FlexTensor) -> Option<FlexTensor> {
+/// y = f(x) element-wise, over chunks on the pool; `f` writes every element of the chunk it is given (x's chunk
+/// has the same length).
+fn map_unary(x: &FlexTensor, f: fn(&[f32], &mut [MaybeUninit<f32>])) -> Option<FlexTensor> {
     let x = contiguous_f32(x)?;
     let xs = slice(&x);
-    // SAFETY: `gelu_slice` writes every element of its chunk (x's chunk has the same length).
+    // SAFETY: `f` writes every element of its chunk (the contract above).
     let y = unsafe {
         written(xs.len(), CHUNK, |i, y| {
-            math::gelu_slice(&xs[i * CHUNK..i * CHUNK + y.len()], y)
+            f(&xs[i * CHUNK..i * CHUNK + y.len()], y)
         })
     };
     Some(tensor(y, x.shape()))
 }
 
-pub fn gelu_backward(x: &FlexTensor, dy: &FlexTensor) -> FlexTensor {
+/// dx = g(x, dy) element-wise (an element-wise op's backward); `g` writes every element of its chunk.
+fn map_unary_backward(
+    x: &FlexTensor,
+    dy: &FlexTensor,
+    what: &str,
+    g: fn(&[f32], &[f32], &mut [MaybeUninit<f32>]),
+) -> FlexTensor {
     let x = x.to_contiguous();
     let dy = dy.to_contiguous();
     let (xs, dys) = (slice(&x), slice(&dy));
-    assert_eq!(xs.len(), dys.len(), "gelu backward: gradient shape");
-    // SAFETY: `gelu_backward_slice` writes every element of its chunk (x's and dy's chunks have its length).
+    assert_eq!(xs.len(), dys.len(), "{what} backward: gradient shape");
+    // SAFETY: `g` writes every element of its chunk (x's and dy's chunks have its length).
     let dx = unsafe {
         written(xs.len(), CHUNK, |i, dx| {
             let r = i * CHUNK..i * CHUNK + dx.len();
-            math::gelu_backward_slice(&xs[r.clone()], &dys[r], dx)
+            g(&xs[r.clone()], &dys[r], dx)
         })
     };
     tensor(dx, x.shape())
+}
+
+pub fn gelu(x: &FlexTensor) -> Option<FlexTensor> {
+    map_unary(x, math::gelu_slice)
+}
+
+pub fn gelu_backward(x: &FlexTensor, dy: &FlexTensor) -> FlexTensor {
+    map_unary_backward(x, dy, "gelu", math::gelu_backward_slice)
+}
+
+pub fn silu(x: &FlexTensor) -> Option<FlexTensor> {
+    map_unary(x, math::silu_slice)
+}
+
+pub fn silu_backward(x: &FlexTensor, dy: &FlexTensor) -> FlexTensor {
+    map_unary_backward(x, dy, "silu", math::silu_backward_slice)
 }
 
 /// Rows per parallel task of the cross-entropy kernels.

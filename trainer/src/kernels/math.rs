@@ -1,4 +1,4 @@
-//! Branch-free single-precision `exp` and GELU pieces that the compiler vectorizes (the loops that call them are
+//! Branch-free single-precision `exp`, GELU and SiLU pieces that the compiler vectorizes (the loops that call them are
 //! compiled once per instruction set with `multiversion` and chosen at run time).
 //!
 //! - [`exp`]: Cephes `expf` (range reduction by ln 2 split in two parts, degree-6 polynomial, the power of two
@@ -90,6 +90,26 @@ pub fn gelu_grad(x: f32) -> f32 {
     cdf + x * pdf
 }
 
+/// The logistic σ(x) = 1/(1 + e^(−x)) with [`exp`]: e^(−x) saturates to +inf below x = −88.3 (σ = 0) and to 0
+/// above 87.3 (σ = 1), so it holds over all of f32.
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+/// SiLU (swish): x·σ(x).
+#[inline(always)]
+pub fn silu(x: f32) -> f32 {
+    x * sigmoid(x)
+}
+
+/// d SiLU / dx = σ(x)·(1 + x·(1 − σ(x))).
+#[inline(always)]
+pub fn silu_grad(x: f32) -> f32 {
+    let s = sigmoid(x);
+    s * (1.0 + x * (1.0 - s))
+}
+
 /// Σ x with 16 partial sums (so that the loop vectorizes; inlined into the multiversioned callers).
 #[inline(always)]
 fn sum16(x: &[f32]) -> f32 {
@@ -125,6 +145,30 @@ pub fn gelu_slice(x: &[f32], y: &mut [MaybeUninit<f32>]) {
 pub fn gelu_backward_slice(x: &[f32], dy: &[f32], dx: &mut [MaybeUninit<f32>]) {
     for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
         dx.write(dy * gelu_grad(x));
+    }
+}
+
+/// SiLU of a slice (see [`gelu_slice`]).
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl+avx2+fma+bmi1+bmi2+lzcnt+popcnt+sse4.2",
+    "x86_64+avx2+fma+sse4.2",
+    "aarch64+neon"
+))]
+pub fn silu_slice(x: &[f32], y: &mut [MaybeUninit<f32>]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        y.write(silu(x));
+    }
+}
+
+/// dx = dy · SiLU'(x).
+#[multiversion::multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl+avx2+fma+bmi1+bmi2+lzcnt+popcnt+sse4.2",
+    "x86_64+avx2+fma+sse4.2",
+    "aarch64+neon"
+))]
+pub fn silu_backward_slice(x: &[f32], dy: &[f32], dx: &mut [MaybeUninit<f32>]) {
+    for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
+        dx.write(dy * silu_grad(x));
     }
 }
 

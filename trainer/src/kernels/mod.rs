@@ -1,7 +1,7 @@
 //! Fused kernels through burn's backend extension: linear layers, GELU, LayerNorm, per-token cross-entropy and
 //! causal self-attention with rotary embedding, each with a real backward, and the AdamW update.
 //!
-//! The model calls the functions of this module ([`linear`], [`gelu`], [`layer_norm`], [`token_nll`],
+//! The model calls the functions of this module ([`linear`], [`gelu`], [`silu`], [`layer_norm`], [`token_nll`],
 //! [`causal_attention`]) instead of composing burn ops; `crate::optim` asks for [`Kernels::fused_adamw`].
 //! [`Kernels`] is implemented for every backend the lab uses:
 //! - `Flex` (CPU) runs hand-written kernels ([`flex`]) on the raw f32 buffers: one pass per op instead of a chain
@@ -88,6 +88,14 @@ pub trait Kernels: Backend {
         }
     }
 
+    /// SiLU (x·σ(x), LLaMA's gate). Element-wise, as [`Kernels::k_gelu`].
+    fn k_silu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match Self::fused_silu(&x) {
+            Some(y) => y,
+            None => prim(plain::silu(tensor::<Self, 2>(flat2::<Self>(x)))),
+        }
+    }
+
     /// −ln softmax(logits)[target] per position: logits `[.., V]`, targets `[..]` → `[..]`.
     fn k_token_nll(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
         match Self::fused_cross_entropy(&logits, &targets) {
@@ -133,6 +141,9 @@ pub trait Kernels: Backend {
     }
 
     fn fused_gelu(_x: &FloatTensor<Self>) -> Option<FloatTensor<Self>> {
+        None
+    }
+    fn fused_silu(_x: &FloatTensor<Self>) -> Option<FloatTensor<Self>> {
         None
     }
     /// One AdamW update of a parameter in one pass: (θ, m, v) after the step (`moments` None at the first).
@@ -186,6 +197,9 @@ pub trait Kernels: Backend {
     }
     fn fused_gelu_backward(_x: FloatTensor<Self>, _dy: FloatTensor<Self>) -> FloatTensor<Self> {
         unreachable!("fused_gelu_backward without fused_gelu")
+    }
+    fn fused_silu_backward(_x: FloatTensor<Self>, _dy: FloatTensor<Self>) -> FloatTensor<Self> {
+        unreachable!("fused_silu_backward without fused_silu")
     }
     /// (nll, logsumexp), both shaped like the targets.
     fn fused_cross_entropy(
@@ -316,6 +330,12 @@ pub fn gelu<B: Kernels, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     tensor::<B, D>(B::float_reshape(B::k_gelu(prim(x)), shape))
 }
 
+/// SiLU (x·σ(x)) of a tensor of any rank.
+pub fn silu<B: Kernels, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    let shape = x.shape();
+    tensor::<B, D>(B::float_reshape(B::k_silu(prim(x)), shape))
+}
+
 /// Per-token natural-log cross-entropy −ln p(target): logits `[batch, T, V]`, targets `[batch, T]` →
 /// `[batch, T]`.
 pub fn token_nll<B: Kernels>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
@@ -338,6 +358,10 @@ pub mod plain {
 
     pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
         burn::tensor::activation::gelu(x)
+    }
+
+    pub fn silu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+        burn::tensor::activation::silu(x)
     }
 
     pub fn linear<B: Backend>(
@@ -464,6 +488,15 @@ impl<B: Kernels> UnaryFused<B> for GeluOp {
 }
 
 #[derive(Debug)]
+struct SiluOp;
+impl<B: Kernels> UnaryFused<B> for SiluOp {
+    type State = FloatTensor<B>;
+    fn backward(x: Self::State, dy: FloatTensor<B>) -> FloatTensor<B> {
+        B::fused_silu_backward(x, dy)
+    }
+}
+
+#[derive(Debug)]
 struct CrossEntropyOp;
 impl<B: Kernels> UnaryFused<B> for CrossEntropyOp {
     /// (logits, targets, log-sum-exp per row)
@@ -492,6 +525,12 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
             return prim(plain::gelu(tensor::<Self, 2>(flat2::<Self>(x))));
         };
         record_unary::<B, C, GeluOp>(&x, || x.primitive.clone(), y)
+    }
+    fn k_silu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let Some(y) = B::fused_silu(&x.primitive) else {
+            return prim(plain::silu(tensor::<Self, 2>(flat2::<Self>(x))));
+        };
+        record_unary::<B, C, SiluOp>(&x, || x.primitive.clone(), y)
     }
 
     fn k_linear(
@@ -622,6 +661,12 @@ impl Kernels for burn::backend::Flex {
     }
     fn fused_gelu_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
         flex::gelu_backward(&x, &dy)
+    }
+    fn fused_silu(x: &FloatTensor<Self>) -> Option<FloatTensor<Self>> {
+        fused_enabled().then(|| flex::silu(x)).flatten()
+    }
+    fn fused_silu_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
+        flex::silu_backward(&x, &dy)
     }
     fn fused_adamw(
         param: &FloatTensor<Self>,
