@@ -543,19 +543,6 @@ fn real_main() -> Result<()> {
         } => {
             let ws = recipe::Workspace::load(&cli.workspace)?;
             let sets = recipe::parse_sets(&sets)?;
-            if !records.is_empty()
-                && experiments
-                    .iter()
-                    .filter_map(|e| sweep::parse_plan_item(e).ok())
-                    .map(|(e, _)| e)
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .len()
-                    > 1
-            {
-                anyhow::bail!(
-                    "--records names one experiment's records; with several experiments use --results DIR"
-                );
-            }
             // The items of one experiment together (a queue lists them one run at a time), in first-named order.
             let mut asked: Vec<(&str, Option<Vec<usize>>)> = Vec::new();
             for item in &experiments {
@@ -567,6 +554,11 @@ fn real_main() -> Result<()> {
                     },
                     None => asked.push((experiment, only)),
                 }
+            }
+            if asked.len() > 1 && !records.is_empty() {
+                anyhow::bail!(
+                    "--records names one experiment's records; with several experiments use --results DIR"
+                );
             }
             let mut cache = std::collections::HashMap::new();
             let mut totals = Vec::new();
