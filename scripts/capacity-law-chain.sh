@@ -13,16 +13,18 @@ set -u
 # Done at seed 0 (results/capacity-law-cpu/runs.jsonl; the queue skips recorded runs): 1e-3 at every point, 5e-4 /
 # 2e-3 / 4e-3 / 8e-3 at gpt2-2-1 N = 4,000 (4e-3 bracketed), 2e-3 / 4e-3 / 8e-3 at N = 3,000 (4e-3 bracketed), 1e-3 / 2e-3 / 4e-3 at gpt2-3-1
 # (2e-3 bracketed), and the convergence check at 2e-3.
-# Order (2026-11-27, stop 30): the convergence check at the kept rates (capacity-law-conv-kept-cpu, cheapest point
-# first), seeds 1 and 2 of the binding points at the kept rates (4e-3, 4e-3, 2e-3: all three bracketed; :37 done),
-# then rows 2, 4, 5, 7 (architecture-law-cpu: seed 0 of each model first), then rows 14-15 (the parity pretraining,
+# Order (2026-11-27, stop 31): the convergence check at the kept rates (capacity-law-conv-kept-cpu, cheapest point
+# first, resumed), then rows 2, 4, 5, 7 (architecture-law-cpu: seed 0 of each model; those rows have no run in the
+# regime yet, row 1 has five), seeds 1 and 2 of the binding points at the kept rates (4e-3, 4e-3, 2e-3: all three
+# bracketed; :37 and :49 done), the other two convergence checks, then rows 14-15 (the parity pretraining,
 # ~2.6 h alone, then its two finetunes), then row 16 (the passes creep, seeds 1-2 at n = 2,000), then seed 1 of
 # rows 9 and 10 (single and multi5+permute pretrainings and their finetunes), then the other seeds of
 # architecture-law-cpu. Points already finished (DONE) or recorded are skipped.
-ORDER="capacity-law-conv-kept-cpu:0 capacity-law-cpu:49 capacity-law-cpu:46
+ORDER="capacity-law-conv-kept-cpu:0
+architecture-law-cpu:0 architecture-law-cpu:3 architecture-law-cpu:6 architecture-law-cpu:9
+capacity-law-cpu:49 capacity-law-cpu:46
 capacity-law-cpu:50 capacity-law-cpu:47 capacity-law-cpu:38
 capacity-law-conv-kept-cpu:1 capacity-law-conv-kept-cpu:2
-architecture-law-cpu:0 architecture-law-cpu:3 architecture-law-cpu:6 architecture-law-cpu:9
 extraction-parity-pretrain-cpu:0 extraction-parity-cpu:0 extraction-parity-cpu:1
 memorization-passes-creep-cpu:0 memorization-passes-creep-cpu:1 memorization-passes-cpu:10 memorization-passes-cpu:11
 extraction-pretrain-cpu:1 extraction-full-cpu:1 extraction-full-cpu:16 extraction-full-cpu:31 extraction-lora-narrow-cpu:1
