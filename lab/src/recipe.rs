@@ -151,6 +151,27 @@ pub struct ReportSpec {
     /// against the run it checks: each run's metric beside the reference's of the same seed, with the change and
     /// whether it is within the tolerance fixed in the recipe.
     pub reference: Option<ReferenceSpec>,
+    /// One metric's ratio between two points of the sweep, seed by seed (Part 3.3's comparisons: "LLaMA stores
+    /// 1.3× less than GPT2"), with the published ratio beside it.
+    pub ratios: Vec<RatioSpec>,
+}
+
+/// `report.ratios`: `metric` at point `numerator` over the same metric at point `denominator`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RatioSpec {
+    /// The eval.json path compared (e.g. `biod.capacity_ratio`).
+    pub metric: String,
+    /// The point (folder name, or the name without the `best_of` key) above the fraction bar.
+    pub numerator: String,
+    /// The point below it.
+    pub denominator: String,
+    /// What the ratio is, in words; empty: "numerator / denominator".
+    #[serde(default)]
+    pub label: String,
+    /// The published ratio, printed beside ours and checked against the interval.
+    #[serde(default)]
+    pub published: Option<f64>,
 }
 
 /// `report.reference`: the run of another experiment each run here is compared with.
@@ -276,6 +297,28 @@ impl ReportSpec {
                 bail!(
                     "report.reference.tolerance_pct = {}: expected a positive percentage",
                     r.tolerance_pct
+                );
+            }
+        }
+        for r in &spec.ratios {
+            if r.metric.is_empty() || r.numerator.is_empty() || r.denominator.is_empty() {
+                bail!(
+                    "report.ratios: every ratio needs `metric` (an eval.json path), `numerator` and `denominator` \
+                     (points of the sweep)"
+                );
+            }
+            if r.numerator == r.denominator {
+                bail!(
+                    "report.ratios: {} over itself (numerator = denominator = {:?})",
+                    r.metric,
+                    r.numerator
+                );
+            }
+            if let Some(p) = r.published.filter(|p| !(p.is_finite() && *p > 0.0)) {
+                bail!(
+                    "report.ratios: published = {p} for {} / {}: expected a positive ratio",
+                    r.numerator,
+                    r.denominator
                 );
             }
         }
@@ -943,6 +986,17 @@ impl Workspace {
                     ));
                 }
             }
+            for r in &spec.ratios {
+                for (which, p) in [("numerator", &r.numerator), ("denominator", &r.denominator)] {
+                    if !names.contains(p) {
+                        all_problems.push(format!(
+                            "report.ratios: {which} {p:?} (metric {}) is not a point of this sweep; points: {}",
+                            r.metric,
+                            names.join(", ")
+                        ));
+                    }
+                }
+            }
             if let Some(r) = spec.reference.as_ref().filter(|_| check_reference) {
                 match self.points_checked(&r.experiment, &[], false) {
                     Err(e) => all_problems.push(format!(
@@ -1151,6 +1205,63 @@ seeds = [2]
             err.contains("unknown key `train.exposure`; did you mean `train.exposures`?"),
             "{err}"
         );
+    }
+
+    /// `report.ratios` name two different points of the sweep, a metric, and a positive published ratio; each
+    /// broken ratio is named.
+    #[test]
+    fn a_report_ratio_names_two_points_of_the_sweep() {
+        let ws = |ratios: &str| {
+            Workspace::parse(
+                &format!(
+                    "[experiment.a]\ntrain.steps = 3\nreport = {{ ratios = [{ratios}] }}\n\
+                     [experiment.a.sweep]\ngrid = {{ \"train.lr\" = [0.5, 0.25] }}\n"
+                ),
+                "w.toml",
+            )
+            .unwrap()
+        };
+        let ok = ws(
+            r#"{ metric = "bios.bits", numerator = "lr=0.5", denominator = "lr=0.25", published = 1.3 }"#,
+        );
+        assert!(ok.points("a", &[]).is_ok());
+        let r = &ok.report_spec("a").unwrap().ratios[0];
+        assert_eq!((r.numerator.as_str(), r.published), ("lr=0.5", Some(1.3)));
+        let e = format!(
+            "{:#}",
+            ws(r#"{ metric = "bios.bits", numerator = "lr=0.5", denominator = "lr=0.3" }"#)
+                .points("a", &[])
+                .unwrap_err()
+        );
+        assert!(
+            e.contains("report.ratios: denominator \"lr=0.3\" (metric bios.bits) is not a point of this sweep; points: lr=0.5, lr=0.25"),
+            "{e}"
+        );
+        for (ratio, says) in [
+            (
+                r#"{ metric = "bios.bits", numerator = "lr=0.5" }"#,
+                "missing field `denominator`",
+            ),
+            (
+                r#"{ metric = "bios.bits", numerator = "", denominator = "lr=0.5" }"#,
+                "every ratio needs `metric`",
+            ),
+            (
+                r#"{ metric = "bios.bits", numerator = "lr=0.5", denominator = "lr=0.5" }"#,
+                "bios.bits over itself",
+            ),
+            (
+                r#"{ metric = "bios.bits", numerator = "lr=0.5", denominator = "lr=0.25", published = -1.0 }"#,
+                "published = -1 for lr=0.5 / lr=0.25: expected a positive ratio",
+            ),
+            (
+                r#"{ metric = "bios.bits", numerator = "lr=0.5", denominator = "lr=0.25", publish = 1.0 }"#,
+                "unknown field `publish`",
+            ),
+        ] {
+            let e = format!("{:#}", ws(ratio).report_spec("a").unwrap_err());
+            assert!(e.contains(says), "{ratio}: {e}");
+        }
     }
 
     /// `report.reference` must name an experiment of the workspace and one of its points, with a positive

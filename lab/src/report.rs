@@ -588,6 +588,8 @@ struct ReportJson<'a> {
     excess_power_law: Option<&'a physlab_eval::fit::PowerLawFit>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reference: Option<&'a ReferenceSection>,
+    #[serde(skip_serializing_if = "<[RatioRow]>::is_empty")]
+    ratios: &'a [RatioRow],
 }
 
 /// `report.reference`: each run's metric beside the reference run of the same seed (e.g. a convergence check
@@ -665,6 +667,111 @@ pub fn reference_section(
         error: None,
         rows,
     }
+}
+
+/// `report.ratios`: one metric's ratio between two points.
+#[derive(Clone, Debug, Serialize)]
+pub struct RatioRow {
+    pub label: String,
+    pub metric: String,
+    pub numerator: String,
+    pub denominator: String,
+    pub published: Option<f64>,
+    /// Each seed both points have finished: their values and the ratio.
+    pub seeds: Vec<RatioSeed>,
+    /// The numerator's mean over its seeds over the denominator's mean over its seeds (every finished seed of
+    /// each, paired or not); None when a point has no value yet or the denominator's mean is 0.
+    pub ratio_of_means: Option<f64>,
+    /// Over the paired seeds: the geometric mean of the ratios and its 95% interval (Student's t on the log
+    /// ratios, n − 1 degrees of freedom); None with fewer than two paired seeds or a value ≤ 0 (no log).
+    pub paired: Option<PairedRatio>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RatioSeed {
+    pub seed: u64,
+    pub numerator: f64,
+    pub denominator: f64,
+    /// None when the denominator is 0.
+    pub ratio: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PairedRatio {
+    pub n: usize,
+    pub geometric_mean: f64,
+    pub ci95: (f64, f64),
+    /// Whether the published ratio lies inside the interval (None: no published ratio).
+    pub published_inside: Option<bool>,
+}
+
+/// [`RatioRow`]s of `runs` (the runs the report tables, i.e. after `best_of`).
+fn ratio_rows(runs: &[Run], specs: &[crate::recipe::RatioSpec]) -> Vec<RatioRow> {
+    specs
+        .iter()
+        .map(|r| {
+            let values = |p: &str| -> Vec<(u64, f64)> {
+                runs.iter()
+                    .filter(|q| q.point == p)
+                    .filter_map(|q| lookup(&q.eval, &r.metric).map(|v| (q.seed, v)))
+                    .collect()
+            };
+            let (num, den) = (values(&r.numerator), values(&r.denominator));
+            let seeds: Vec<RatioSeed> = num
+                .iter()
+                .filter_map(|&(seed, a)| {
+                    den.iter()
+                        .find(|(s, _)| *s == seed)
+                        .map(|&(_, b)| RatioSeed {
+                            seed,
+                            numerator: a,
+                            denominator: b,
+                            ratio: (b != 0.0).then(|| a / b),
+                        })
+                })
+                .collect();
+            let mean = |v: &[(u64, f64)]| SeedStats::of(&v.iter().map(|x| x.1).collect::<Vec<_>>());
+            let ratio_of_means = match (mean(&num), mean(&den)) {
+                (Some(a), Some(b)) if b.mean != 0.0 => Some(a.mean / b.mean),
+                _ => None,
+            };
+            let logs: Option<Vec<f64>> = seeds
+                .iter()
+                .map(|s| {
+                    (s.numerator > 0.0 && s.denominator > 0.0)
+                        .then(|| s.ratio.map(f64::ln))
+                        .flatten()
+                })
+                .collect();
+            let paired = logs
+                .filter(|l| l.len() >= 2)
+                .and_then(|l| SeedStats::of(&l))
+                .map(|st| {
+                    let half = physlab_eval::stats::t_quantile(0.95, (st.n - 1) as f64) * st.sem();
+                    let ci95 = ((st.mean - half).exp(), (st.mean + half).exp());
+                    PairedRatio {
+                        n: st.n,
+                        geometric_mean: st.mean.exp(),
+                        ci95,
+                        published_inside: r.published.map(|p| ci95.0 <= p && p <= ci95.1),
+                    }
+                });
+            RatioRow {
+                label: if r.label.is_empty() {
+                    format!("{} / {}", r.numerator, r.denominator)
+                } else {
+                    r.label.clone()
+                },
+                metric: r.metric.clone(),
+                numerator: r.numerator.clone(),
+                denominator: r.denominator.clone(),
+                published: r.published,
+                seeds,
+                ratio_of_means,
+                paired,
+            }
+        })
+        .collect()
 }
 
 /// `report.best_of`: each point's best value of a swept key (the paper's bioD protocol, the best of 3 learning
@@ -1004,6 +1111,8 @@ pub struct Computed {
     pub from_records: RecordsUsed,
     /// `report.reference`: set by [`report`], which reads the reference runs.
     pub reference: Option<ReferenceSection>,
+    /// `report.ratios`.
+    pub ratios: Vec<RatioRow>,
 }
 
 impl Computed {
@@ -1783,6 +1892,7 @@ pub fn compute(
         excess,
         best_of: best,
         reference: None,
+        ratios: ratio_rows(runs, &spec.ratios),
         loss,
         accuracy,
         excess_curves,
@@ -2269,6 +2379,71 @@ pub fn render_md(c: &Computed) -> Result<String> {
         writeln!(md)?;
     }
 
+    if !c.ratios.is_empty() {
+        writeln!(md, "## Ratios between points\n")?;
+        writeln!(
+            md,
+            "Each ratio seed by seed (the seeds both points have finished), the ratio of the two points' means over \
+             all their seeds, and over the paired seeds the geometric mean with its 95% interval (Student's t on the \
+             log ratios).\n"
+        )?;
+        writeln!(
+            md,
+            "| ratio | metric | per seed | ratio of means | paired: geometric mean (95% CI) | published |"
+        )?;
+        writeln!(md, "|---|---|---|---|---|---|")?;
+        let r3 = |v: f64| format!("{v:.3}");
+        for r in &c.ratios {
+            let per_seed = if r.seeds.is_empty() {
+                "no seed finished at both points yet".to_string()
+            } else {
+                r.seeds
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "s{}: {} / {} = {}",
+                            s.seed,
+                            fmt(s.numerator, auto_digits(s.numerator)),
+                            fmt(s.denominator, auto_digits(s.denominator)),
+                            s.ratio.map_or("-".into(), r3)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            let paired = match &r.paired {
+                Some(p) => format!(
+                    "{} ({}–{}; n = {})",
+                    r3(p.geometric_mean),
+                    r3(p.ci95.0),
+                    r3(p.ci95.1),
+                    p.n
+                ),
+                None if r.seeds.len() < 2 => "needs two paired seeds".into(),
+                None => "not defined (a value ≤ 0)".into(),
+            };
+            let published = match (
+                r.published,
+                r.paired.as_ref().and_then(|p| p.published_inside),
+            ) {
+                (Some(v), Some(true)) => format!("{v} (inside the interval)"),
+                (Some(v), Some(false)) => format!("{v} (**outside** the interval)"),
+                (Some(v), None) => format!("{v}"),
+                (None, _) => "-".into(),
+            };
+            writeln!(
+                md,
+                "| {} (`{}` / `{}`) | {} | {per_seed} | {} | {paired} | {published} |",
+                r.label,
+                r.numerator,
+                r.denominator,
+                r.metric,
+                r.ratio_of_means.map_or("-".into(), r3),
+            )?;
+        }
+        writeln!(md)?;
+    }
+
     // Everything measured, per point.
     writeln!(md, "## Per point (mean ± sample std over seeds)\n")?;
     write!(md, "| metric |")?;
@@ -2581,6 +2756,7 @@ pub fn render_json(c: &Computed) -> Result<Vec<u8>> {
         best_of: c.best_of.as_ref(),
         excess_power_law: c.excess.as_ref().and_then(|e| e.fit.as_ref()),
         reference: c.reference.as_ref(),
+        ratios: &c.ratios,
     };
     Ok(serde_json::to_vec_pretty(&json)?)
 }
@@ -3345,6 +3521,95 @@ mod tests {
         let j: serde_json::Value = serde_json::from_slice(&render_json(&c).unwrap()).unwrap();
         assert_eq!(j["headline"][0]["stats"]["n"], 3);
         assert_eq!(j["runs"], 3);
+    }
+
+    /// `report.ratios`: the ratio seed by seed over the seeds both points finished, the ratio of the means over
+    /// all seeds, and the geometric mean with a t interval on the log ratios. With two paired seeds the interval
+    /// has one degree of freedom, whose 97.5% quantile is the Cauchy's, tan(0.475π), a closed form.
+    #[test]
+    fn ratios_between_points_are_paired_by_seed_with_a_log_t_interval() {
+        use crate::recipe::RatioSpec;
+        let runs = vec![
+            run("a", 0, json!({ "m": 2.0 })),
+            run("a", 1, json!({ "m": 3.0 })),
+            run("a", 2, json!({ "m": 4.0 })), // b has no seed 2
+            run("b", 0, json!({ "m": 1.0 })),
+            run("b", 1, json!({ "m": 2.0 })),
+            run("b", 3, json!({ "m": 5.0 })), // a has no seed 3
+            run("c", 0, json!({ "m": -1.0 })),
+            run("c", 1, json!({ "m": 1.0 })),
+        ];
+        let ratio = |num: &str, den: &str, published: Option<f64>| RatioSpec {
+            metric: "m".into(),
+            numerator: num.into(),
+            denominator: den.into(),
+            label: String::new(),
+            published,
+        };
+        let spec = ReportSpec {
+            ratios: vec![
+                ratio("a", "b", Some(1.3)),
+                ratio("a", "c", None),
+                ratio("a", "d", Some(2.0)),
+                ratio("a", "b", Some(50.0)),
+            ],
+            ..Default::default()
+        };
+        let c = compute("x", Path::new("runs/x"), &runs, &spec, "").unwrap();
+        let r = &c.ratios[0];
+        let per_seed: Vec<_> = r.seeds.iter().map(|s| (s.seed, s.ratio)).collect();
+        assert_eq!(per_seed, vec![(0, Some(2.0)), (1, Some(1.5))]);
+        // Means over every seed: a 3, b 8/3.
+        assert!((r.ratio_of_means.unwrap() - 1.125).abs() < 1e-12);
+        let p = r.paired.as_ref().unwrap();
+        assert_eq!(p.n, 2);
+        // Geometric mean √(2 · 1.5) = √3; the log ratios differ by ln(4/3), so the standard error is ln(4/3)/2.
+        assert!((p.geometric_mean - 3f64.sqrt()).abs() < 1e-12);
+        let half = (0.475 * std::f64::consts::PI).tan() * (4.0f64 / 3.0).ln() / 2.0;
+        assert!(
+            (p.ci95.0 - 3f64.sqrt() * (-half).exp()).abs() < 1e-9,
+            "{:?}",
+            p.ci95
+        );
+        assert!(
+            (p.ci95.1 - 3f64.sqrt() * half.exp()).abs() < 1e-9,
+            "{:?}",
+            p.ci95
+        );
+        assert_eq!(p.published_inside, Some(true));
+        assert_eq!(
+            c.ratios[3].paired.as_ref().unwrap().published_inside,
+            Some(false)
+        );
+        // A value ≤ 0 has no log: the ratios are shown, no interval.
+        assert_eq!(c.ratios[1].seeds.len(), 2);
+        assert!(c.ratios[1].paired.is_none());
+        // A point with no run yet.
+        assert!(c.ratios[2].seeds.is_empty() && c.ratios[2].ratio_of_means.is_none());
+        let md = render_md(&c).unwrap();
+        assert!(md.contains("## Ratios between points"), "{md}");
+        assert!(
+            md.contains("| a / b (`a` / `b`) | m | s0: 2.000 / 1.000 = 2.000; s1: 3.000 / 2.000 = 1.500 | 1.125 | 1.732 ("),
+            "{md}"
+        );
+        assert!(md.contains("n = 2) | 1.3 (inside the interval) |"), "{md}");
+        assert!(md.contains("| 50 (**outside** the interval) |"), "{md}");
+        assert!(md.contains("| not defined (a value ≤ 0) | - |"), "{md}");
+        assert!(
+            md.contains("| no seed finished at both points yet | - | needs two paired seeds | 2 |"),
+            "{md}"
+        );
+        let j: serde_json::Value = serde_json::from_slice(&render_json(&c).unwrap()).unwrap();
+        assert_eq!(j["ratios"][0]["seeds"][1]["ratio"], json!(1.5));
+        assert!(
+            (j["ratios"][0]["paired"]["geometric_mean"].as_f64().unwrap() - 3f64.sqrt()).abs()
+                < 1e-12
+        );
+        // No ratios asked: no section, no key.
+        let c = compute("x", Path::new("runs/x"), &runs, &ReportSpec::default(), "").unwrap();
+        assert!(!render_md(&c).unwrap().contains("Ratios"));
+        let j: serde_json::Value = serde_json::from_slice(&render_json(&c).unwrap()).unwrap();
+        assert!(j.get("ratios").is_none());
     }
 
     /// A headline metric whose path matches nothing is an error naming it; one for a point not yet run is a row
