@@ -70,21 +70,29 @@ pub fn tick(v: f64) -> String {
     }
 }
 
-/// With `sparse`, a tick's label only at 1, 2 and 5 times a power of ten (on a wide log axis plotters puts key
-/// points at every integer multiple, and 5e4 … 9e4 then run into each other); `tick` otherwise.
-fn log_tick(v: f64, sparse: bool) -> String {
-    if !sparse || v <= 0.0 {
-        return tick(v);
+/// A log axis's ticks over `[lo, hi]`: every 1–9 × 10^k inside it for the light grid, and the labelled ones:
+/// with `sparse` only 1, 2 and 5 × 10^k (at every integer multiple, 0.007, 0.008 and 0.009 run into each other),
+/// otherwise all. Each value once (plotters' own log ticks drew 10 × 10^k and 1 × 10^(k+1) both, and skipped the
+/// multiples below the first power of ten inside the range).
+pub fn log_ticks(lo: f64, hi: f64, sparse: bool) -> (Vec<f64>, Vec<f64>) {
+    let (mut labelled, mut light) = (Vec::new(), Vec::new());
+    if !(lo > 0.0 && hi >= lo && hi.is_finite()) {
+        return (labelled, light);
     }
-    let mantissa = v / 10f64.powf(v.log10().floor());
-    if [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .any(|m| (mantissa - m).abs() < 1e-6 * m)
-    {
-        tick(v)
-    } else {
-        String::new()
+    let tol = 1e-9;
+    for k in lo.log10().floor() as i32..=hi.log10().ceil() as i32 {
+        for m in 1..=9 {
+            // m · 10^k as the decimal it prints as (0.0005, not 0.0005000000000000001).
+            let v: f64 = format!("{m}e{k}").parse().unwrap_or(f64::NAN);
+            if v >= lo * (1.0 - tol) && v <= hi * (1.0 + tol) {
+                light.push(v);
+                if !sparse || matches!(m, 1 | 2 | 5) {
+                    labelled.push(v);
+                }
+            }
+        }
     }
+    (labelled, light)
 }
 
 fn range(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
@@ -162,14 +170,19 @@ impl Plot {
         (x0, x1): (f64, f64),
         (y0, y1): (f64, f64),
     ) -> Result<(), String> {
-        // On a log axis that spans a factor of 8 or more, label only 1, 2 and 5 times a power of ten (plotters
-        // puts a key point at every integer multiple, and 0.007, 0.008, 0.009 run into each other).
-        let sparse = (self.log_x && x1 / x0 >= 8.0, self.log_y && y1 / y0 >= 8.0);
+        // On a log axis that spans a factor of 8 or more, label only 1, 2 and 5 times a power of ten.
+        let log = |a: f64, b: f64| {
+            let (labelled, light) = log_ticks(a, b, b / a >= 8.0);
+            (a..b)
+                .log_scale()
+                .with_key_points(labelled)
+                .with_light_points(light)
+        };
         let r = match (self.log_x, self.log_y) {
-            (false, false) => self.draw(root, x0..x1, y0..y1, sparse),
-            (true, false) => self.draw(root, (x0..x1).log_scale(), y0..y1, sparse),
-            (false, true) => self.draw(root, x0..x1, (y0..y1).log_scale(), sparse),
-            (true, true) => self.draw(root, (x0..x1).log_scale(), (y0..y1).log_scale(), sparse),
+            (false, false) => self.draw(root, x0..x1, y0..y1),
+            (true, false) => self.draw(root, log(x0, x1), y0..y1),
+            (false, true) => self.draw(root, x0..x1, log(y0, y1)),
+            (true, true) => self.draw(root, log(x0, x1), log(y0, y1)),
         };
         r.map_err(|e| format!("plotting {}: {e}", path.display()))?;
         root.present()
@@ -203,7 +216,6 @@ impl Plot {
         root: &DrawingArea<SVGBackend<'_>, Shift>,
         xr: X,
         yr: Y,
-        sparse: (bool, bool),
     ) -> Result<(), Box<dyn std::error::Error + '_>>
     where
         X: AsRangedCoord<Value = f64>,
@@ -224,8 +236,8 @@ impl Plot {
             .y_desc(self.y_label.as_str())
             .x_labels(if self.log_x { 30 } else { 10 })
             .y_labels(if self.log_y { 30 } else { 10 })
-            .x_label_formatter(&|v| log_tick(*v, sparse.0))
-            .y_label_formatter(&|v| log_tick(*v, sparse.1))
+            .x_label_formatter(&|v| tick(*v))
+            .y_label_formatter(&|v| tick(*v))
             .light_line_style(BLACK.mix(0.04))
             .bold_line_style(BLACK.mix(0.12))
             .draw()?;
@@ -315,18 +327,24 @@ impl Plot {
 
 #[cfg(test)]
 mod tests {
-    use super::log_tick;
+    use super::{log_ticks, tick};
 
+    /// The 1/2/5 labels of a wide log axis, the multiples below its first power of ten included, each value once
+    /// (plotters drew 0.01 twice and no 5e-4 on capacity-law-cpu's learning-rate axis, 3.3e-4 to 1.2e-2).
     #[test]
-    fn a_wide_log_axis_labels_only_one_two_and_five() {
-        let labels: Vec<String> = [1e4, 2e4, 3e4, 5e4, 7e4, 1e5, 0.2, 0.3]
-            .iter()
-            .map(|v| log_tick(*v, true))
-            .collect();
-        assert_eq!(
-            labels,
-            ["10000", "20000", "", "50000", "", "1.0e5", "0.2", ""]
-        );
-        assert_eq!(log_tick(3e4, false), "30000");
+    fn a_wide_log_axis_labels_one_two_and_five_each_once() {
+        let (labelled, light) = log_ticks(3.3e-4, 1.2e-2, true);
+        assert_eq!(labelled, [5e-4, 1e-3, 2e-3, 5e-3, 1e-2]);
+        let printed: Vec<String> = labelled.iter().map(|v| tick(*v)).collect();
+        assert_eq!(printed, ["5.0e-4", "0.001", "0.002", "0.005", "0.01"]);
+        // The light grid: 4e-4 … 9e-4, 1e-3 … 9e-3, 1e-2: 6 + 9 + 1.
+        assert_eq!(light.len(), 16);
+        assert_eq!((light[0], light[15]), (4e-4, 1e-2));
+        let (all, _) = log_ticks(2e4, 1.1e5, false);
+        assert_eq!(all, [2e4, 3e4, 4e4, 5e4, 6e4, 7e4, 8e4, 9e4, 1e5]);
+        // Ends exactly on a tick keep it; an empty or non-positive range has none.
+        assert_eq!(log_ticks(1.0, 10.0, true).0, [1.0, 2.0, 5.0, 10.0]);
+        assert!(log_ticks(0.0, 1.0, true).0.is_empty());
+        assert!(log_ticks(2.0, 1.0, true).1.is_empty());
     }
 }
