@@ -6,11 +6,23 @@
 # before each point and removed when honoured); to stop at once, also SIGTERM the physlab process, which writes a
 # step checkpoint and exits (status 3). (Killing this script races with the start of its next point.)
 #   nohup scripts/run-queue.sh extraction-pretrain-cpu:1 extraction-pretrain-cpu:0 >> /work/runs/logs/queue.log 2>&1 &
+# With QUEUE_DEADLINE (a time `date -d` reads: "2026-11-28 02:25", "now + 150 minutes"), no point starts after it
+# and the point running at it gets SIGTERM then (a complete step checkpoint; rerunning continues it): a session or
+# a job that ends at a known time loses nothing.
+#   QUEUE_DEADLINE="now + 150 minutes" nohup scripts/run-queue.sh ... &
 # Logs: $RUNS/logs/<experiment>-p<index>.log (appended); this script's own lines go to its standard output.
 set -u
 P=${PHYSLAB:-target/release/physlab}
 RUNS=${RUNS:-/work/runs}
 cd "$(dirname "$0")/.."
+deadline=
+if [ -n "${QUEUE_DEADLINE:-}" ]; then
+  deadline=$(date -d "$QUEUE_DEADLINE" +%s 2> /dev/null) \
+    || { echo "QUEUE_DEADLINE=\"$QUEUE_DEADLINE\": not a time date -d reads" >&2; exit 2; }
+  [ "$deadline" -gt "$(date +%s)" ] \
+    || { echo "QUEUE_DEADLINE=\"$QUEUE_DEADLINE\" ($(date -u -d "@$deadline" +%FT%TZ)) has passed: nothing run" >&2; exit 2; }
+  echo "$(date -u +%FT%TZ) deadline $(date -u -d "@$deadline" +%FT%TZ)"
+fi
 mkdir -p "$RUNS/logs"
 for item in "$@"; do
   if [ -e "$RUNS/queue.stop" ]; then
@@ -18,13 +30,27 @@ for item in "$@"; do
     echo "$(date -u +%FT%TZ) stopped before $item ($RUNS/queue.stop)"
     exit 0
   fi
+  limit=()
+  if [ -n "$deadline" ]; then
+    left=$(( deadline - $(date +%s) ))
+    if [ "$left" -le 0 ]; then
+      echo "$(date -u +%FT%TZ) deadline reached: stopped before $item"
+      exit 0
+    fi
+    # SIGTERM at the deadline; SIGKILL only if the checkpoint has not been written 5 minutes later.
+    limit=(timeout -s TERM -k 300 "$left")
+  fi
   exp=${item%%:*}; k=${item##*:}
   log="$RUNS/logs/$exp-p$k.log"
   echo "$(date -u +%FT%TZ) start $exp --point $k -> $log"
   # A point whose run is in the committed records was measured already (on another machine): not run again.
   rec=(); [ -f "results/$exp/runs.jsonl" ] && rec=(--records "results/$exp/runs.jsonl")
-  nice -n 19 "$P" run "$exp" --runs "$RUNS" --point "$k" --resume "${rec[@]}" >> "$log" 2>&1
+  nice -n 19 "${limit[@]}" "$P" run "$exp" --runs "$RUNS" --point "$k" --resume "${rec[@]}" >> "$log" 2>&1
   rc=$?  # before $(date) below, which would reset it
   echo "$(date -u +%FT%TZ) end $exp --point $k rc=$rc"
+  if [ "${#limit[@]}" -gt 0 ] && [ "$rc" = 124 ]; then
+    echo "$(date -u +%FT%TZ) deadline reached: $exp --point $k stopped (rerun to continue it)"
+    exit 0
+  fi
 done
 echo "$(date -u +%FT%TZ) queue finished"
