@@ -3,7 +3,8 @@
 # resumable: a finished point (DONE) is skipped, an unfinished one continues from its newest step checkpoint (every
 # 5,000 steps). Rerun the same command to continue after an interruption (the binary's config must resolve to the
 # same config.resolved.toml, or the folder is moved aside).
-#   nohup scripts/capacity-law-chain.sh > /work/runs/logs/capacity-law-chain.log 2>&1 &
+#   QUEUE_DEADLINE="now + 160 minutes" nohup scripts/capacity-law-chain.sh >> /work/runs/logs/queue.log 2>&1 &
+# (QUEUE_DEADLINE, optional: the point running then is checkpointed and stopped, none starts after; run-queue.sh.)
 # Logs: /work/runs/logs/<experiment>-p<index>.log (appended), this script's own lines in capacity-law-chain.log.
 # `scripts/capacity-law-chain.sh --plan` prints where the order stands (physlab plan over its runs) and runs nothing.
 # The queue itself is scripts/run-queue.sh.
