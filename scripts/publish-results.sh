@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Writes the report of each experiment named, over its run folders in $RUNS and the run records committed under
 # results/<experiment>/runs.jsonl (runs whose folders are gone: a session on a fresh machine finds none), then
-# copies report.md, report.json, summary.csv, runs.jsonl and plots/ into results/<experiment>/ for committing.
+# copies report.md, report.json, summary.csv, runs.jsonl and plots/ into results/<experiment>/ for committing, and
+# rewrites results/INDEX.md (`physlab index`: every experiment's row, headline figures and law on one page).
 # Run it before a session ends: run folders live on one machine, results/ goes with the repository.
 #   scripts/publish-results.sh memorization-passes-cpu memorization-passes-conv-cpu
 # A plot the new report no longer draws (e.g. loss.svg, when every run came from rebuilt records without curves)
@@ -32,3 +33,5 @@ for exp in "$@"; do
   cp "$src"/plots/*.svg "$dest/plots/" 2> /dev/null || true
   echo "$exp: $(grep -c '' "$dest/runs.jsonl") run(s) -> $dest/"
 done
+# The page over every experiment's results (results/INDEX.md), from their report.json.
+"$P" index --results results

@@ -323,6 +323,14 @@ enum Command {
         #[arg(long)]
         records: Vec<PathBuf>,
     },
+    /// One page over the committed results: each results/<experiment>/report.json's SPEC row, runs, headline
+    /// figures beside the published ones, law and checks, linked to its report, ordered by row; writes
+    /// results/INDEX.md.
+    Index {
+        /// The results folder.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -970,6 +978,11 @@ fn real_main() -> Result<()> {
                 "wrote {}/{{report.md, report.json, summary.csv, runs.jsonl, plots/}}",
                 runs.join(&experiment).display()
             );
+            Ok(())
+        }
+        Command::Index { results } => {
+            let path = physlab_lab::index::write(&results)?;
+            eprintln!("wrote {}", path.display());
             Ok(())
         }
         Command::Validate {

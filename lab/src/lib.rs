@@ -37,6 +37,7 @@ pub mod check;
 pub mod evaluate;
 pub mod generate;
 pub mod hf;
+pub mod index;
 pub mod lease;
 pub mod probe;
 pub mod recipe;

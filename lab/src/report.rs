@@ -980,7 +980,7 @@ pub struct PlateauSize {
     pub seeds: usize,
 }
 
-fn fmt(v: f64, digits: usize) -> String {
+pub(crate) fn fmt(v: f64, digits: usize) -> String {
     if v.abs() >= 1e4 && digits == 0 {
         // thousands separators for bits
         let s = format!("{v:.0}");
@@ -999,7 +999,7 @@ fn fmt(v: f64, digits: usize) -> String {
 }
 
 /// Decimals for a headline number: none for counts of bits, more for ratios and accuracies.
-fn auto_digits(v: f64) -> usize {
+pub(crate) fn auto_digits(v: f64) -> usize {
     match v.abs() {
         a if a >= 100.0 => 0,
         a if a >= 1.0 => 3,
@@ -1016,7 +1016,7 @@ fn fmt_p(p: f64) -> String {
     }
 }
 
-fn stats_cell(s: &SeedStats, digits: usize) -> String {
+pub(crate) fn stats_cell(s: &SeedStats, digits: usize) -> String {
     if s.n == 1 {
         format!("{} (n = 1)", fmt(s.mean, digits))
     } else {
