@@ -17,14 +17,14 @@ set -u
 # Order (2026-11-27, stop 31): the convergence check at the kept rates (capacity-law-conv-kept-cpu, cheapest point
 # first, resumed), then rows 2, 4, 5, 7 (architecture-law-cpu: seed 0 of each model; those rows have no run in the
 # regime yet, row 1 has five), the learning-rate probe of its GPT2 point (×2 first; gpt2-2-1 stored only R = 0.27 at
-# 1e-3), seeds 1 and 2 of the binding points at the kept rates (4e-3, 4e-3, 2e-3: all three
+# 1e-3) and of the MoE (4e-3 first: SPEC §5a gives it higher rates), seeds 1 and 2 of the binding points at the kept rates (4e-3, 4e-3, 2e-3: all three
 # bracketed; :37 and :49 done), the other two convergence checks, then rows 14-15 (the parity pretraining,
 # ~2.6 h alone, then its two finetunes), then row 16 (the passes creep, seeds 1-2 at n = 2,000), then seed 1 of
 # rows 9 and 10 (single and multi5+permute pretrainings and their finetunes), then the other seeds of
 # architecture-law-cpu. Points already finished (DONE) or recorded are skipped.
 ORDER="capacity-law-conv-kept-cpu:0
 architecture-law-cpu:0 architecture-law-cpu:3 architecture-law-cpu:6 architecture-law-cpu:9
-architecture-law-lr-cpu:0 architecture-law-lr-cpu:1
+architecture-law-lr-cpu:0 architecture-law-lr-cpu:1 architecture-law-moe-lr-cpu:1 architecture-law-moe-lr-cpu:0
 capacity-law-cpu:49 capacity-law-cpu:46
 capacity-law-cpu:50 capacity-law-cpu:47 capacity-law-cpu:38
 capacity-law-conv-kept-cpu:1 capacity-law-conv-kept-cpu:2

@@ -680,7 +680,7 @@ pub struct RatioRow {
     /// Each seed both points have finished: their values and the ratio.
     pub seeds: Vec<RatioSeed>,
     /// The numerator's mean over its seeds over the denominator's mean over its seeds (every finished seed of
-    /// each, paired or not); None when a point has no value yet or the denominator's mean is 0.
+    /// each, paired or not); None when a point has no value yet or a mean is not positive.
     pub ratio_of_means: Option<f64>,
     /// Over the paired seeds: the geometric mean of the ratios and its 95% interval (Student's t on the log
     /// ratios, n − 1 degrees of freedom); None with fewer than two paired seeds or a value ≤ 0 (no log).
@@ -692,7 +692,7 @@ pub struct RatioSeed {
     pub seed: u64,
     pub numerator: f64,
     pub denominator: f64,
-    /// None when the denominator is 0.
+    /// None unless both values are positive (a ratio of capacities, bits or accuracies; R ≤ 0 stores nothing).
     pub ratio: Option<f64>,
 }
 
@@ -726,23 +726,16 @@ fn ratio_rows(runs: &[Run], specs: &[crate::recipe::RatioSpec]) -> Vec<RatioRow>
                             seed,
                             numerator: a,
                             denominator: b,
-                            ratio: (b != 0.0).then(|| a / b),
+                            ratio: (a > 0.0 && b > 0.0).then(|| a / b),
                         })
                 })
                 .collect();
             let mean = |v: &[(u64, f64)]| SeedStats::of(&v.iter().map(|x| x.1).collect::<Vec<_>>());
             let ratio_of_means = match (mean(&num), mean(&den)) {
-                (Some(a), Some(b)) if b.mean != 0.0 => Some(a.mean / b.mean),
+                (Some(a), Some(b)) if a.mean > 0.0 && b.mean > 0.0 => Some(a.mean / b.mean),
                 _ => None,
             };
-            let logs: Option<Vec<f64>> = seeds
-                .iter()
-                .map(|s| {
-                    (s.numerator > 0.0 && s.denominator > 0.0)
-                        .then(|| s.ratio.map(f64::ln))
-                        .flatten()
-                })
-                .collect();
+            let logs: Option<Vec<f64>> = seeds.iter().map(|s| s.ratio.map(f64::ln)).collect();
             let paired = logs
                 .filter(|l| l.len() >= 2)
                 .and_then(|l| SeedStats::of(&l))
@@ -2405,7 +2398,7 @@ pub fn render_md(c: &Computed) -> Result<String> {
                             s.seed,
                             fmt(s.numerator, auto_digits(s.numerator)),
                             fmt(s.denominator, auto_digits(s.denominator)),
-                            s.ratio.map_or("-".into(), r3)
+                            s.ratio.map_or("- (a value ≤ 0)".into(), r3)
                         )
                     })
                     .collect::<Vec<_>>()
@@ -2419,8 +2412,10 @@ pub fn render_md(c: &Computed) -> Result<String> {
                     r3(p.ci95.1),
                     p.n
                 ),
-                None if r.seeds.len() < 2 => "needs two paired seeds".into(),
-                None => "not defined (a value ≤ 0)".into(),
+                None if r.seeds.iter().any(|s| s.ratio.is_none()) => {
+                    "not defined (a value ≤ 0)".into()
+                }
+                None => "needs two paired seeds".into(),
             };
             let published = match (
                 r.published,
@@ -3581,9 +3576,10 @@ mod tests {
             c.ratios[3].paired.as_ref().unwrap().published_inside,
             Some(false)
         );
-        // A value ≤ 0 has no log: the ratios are shown, no interval.
-        assert_eq!(c.ratios[1].seeds.len(), 2);
-        assert!(c.ratios[1].paired.is_none());
+        // A value ≤ 0 stores nothing: no ratio at that seed, none of the means (c's is 0), no interval.
+        let per_seed: Vec<_> = c.ratios[1].seeds.iter().map(|s| s.ratio).collect();
+        assert_eq!(per_seed, vec![None, Some(3.0)]);
+        assert!(c.ratios[1].paired.is_none() && c.ratios[1].ratio_of_means.is_none());
         // A point with no run yet.
         assert!(c.ratios[2].seeds.is_empty() && c.ratios[2].ratio_of_means.is_none());
         let md = render_md(&c).unwrap();
@@ -3594,7 +3590,10 @@ mod tests {
         );
         assert!(md.contains("n = 2) | 1.3 (inside the interval) |"), "{md}");
         assert!(md.contains("| 50 (**outside** the interval) |"), "{md}");
-        assert!(md.contains("| not defined (a value ≤ 0) | - |"), "{md}");
+        assert!(
+            md.contains("s0: 2.000 / -1.000 = - (a value ≤ 0); s1: 3.000 / 1.000 = 3.000 | - | not defined (a value ≤ 0) | - |"),
+            "{md}"
+        );
         assert!(
             md.contains("| no seed finished at both points yet | - | needs two paired seeds | 2 |"),
             "{md}"
