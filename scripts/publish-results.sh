@@ -38,11 +38,8 @@ for exp in "$@"; do
   for f in report.md report.json summary.csv runs.jsonl; do
     cp "$src/$f" "$dest/.$f.tmp" && mv "$dest/.$f.tmp" "$dest/$f"
   done
-  for old in "$dest"/plots/*.svg; do
-    [ -e "$old" ] || continue
-    if [ ! -e "$src/plots/$(basename "$old")" ] && git ls-files --error-unmatch "$old" > /dev/null 2>&1; then
-      git rm -q "$old"
-    fi
+  for f in ${dropped[@]+"${dropped[@]}"}; do
+    git rm -q "$dest/plots/$f"
   done
   cp "$src"/plots/*.svg "$dest/plots/" 2> /dev/null || true
   echo "$exp: $(grep -c '' "$dest/runs.jsonl") run(s) -> $dest/"

@@ -711,8 +711,7 @@ fn ratio_rows(runs: &[Run], specs: &[crate::recipe::RatioSpec]) -> Vec<RatioRow>
         .iter()
         .map(|r| {
             let values = |p: &str| -> Vec<(u64, f64)> {
-                runs.iter()
-                    .filter(|q| q.point == p)
+                of_point(runs, p)
                     .filter_map(|q| lookup(&q.eval, &r.metric).map(|v| (q.seed, v)))
                     .collect()
             };
