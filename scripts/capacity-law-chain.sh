@@ -14,7 +14,9 @@ set -u
 # Done at seed 0 (results/capacity-law-cpu/runs.jsonl; the queue skips recorded runs): 1e-3 at every point, 5e-4 /
 # 2e-3 / 4e-3 / 8e-3 at gpt2-2-1 N = 4,000 (4e-3 bracketed), 2e-3 / 4e-3 / 8e-3 at N = 3,000 (4e-3 bracketed), 1e-3 / 2e-3 / 4e-3 at gpt2-3-1
 # (2e-3 bracketed), and the convergence check at 2e-3.
-# Order (2026-11-27, stop 31): the convergence check at the kept rates (capacity-law-conv-kept-cpu, cheapest point
+# Order (2026-11-28, stop 32: row 1's seeds moved before the MoE probes, so row 1 has three seeds at every
+# binding point first; otherwise as in stop 31)
+# (2026-11-27, stop 31): the convergence check at the kept rates (capacity-law-conv-kept-cpu, cheapest point
 # first, resumed), then rows 2, 4, 5, 7 (architecture-law-cpu: seed 0 of each model; those rows have no run in the
 # regime yet, row 1 has five), the learning-rate probe of its GPT2 point (×2 first; gpt2-2-1 stored only R = 0.27 at
 # 1e-3) and of the MoE (4e-3 first: SPEC §5a gives it higher rates), seeds 1 and 2 of the binding points at the kept rates (4e-3, 4e-3, 2e-3: all three
@@ -24,9 +26,9 @@ set -u
 # architecture-law-cpu. Points already finished (DONE) or recorded are skipped.
 ORDER="capacity-law-conv-kept-cpu:0
 architecture-law-cpu:0 architecture-law-cpu:3 architecture-law-cpu:6 architecture-law-cpu:9
-architecture-law-lr-cpu:0 architecture-law-lr-cpu:1 architecture-law-moe-lr-cpu:1 architecture-law-moe-lr-cpu:0
-capacity-law-cpu:49 capacity-law-cpu:46
-capacity-law-cpu:50 capacity-law-cpu:47 capacity-law-cpu:38
+architecture-law-lr-cpu:0 architecture-law-lr-cpu:1
+capacity-law-cpu:49 capacity-law-cpu:46 capacity-law-cpu:50 capacity-law-cpu:47 capacity-law-cpu:38
+architecture-law-moe-lr-cpu:1 architecture-law-moe-lr-cpu:0
 capacity-law-conv-kept-cpu:1 capacity-law-conv-kept-cpu:2
 extraction-parity-pretrain-cpu:0 extraction-parity-cpu:0 extraction-parity-cpu:1
 memorization-passes-creep-cpu:0 memorization-passes-creep-cpu:1 memorization-passes-cpu:10 memorization-passes-cpu:11
