@@ -274,13 +274,19 @@ enum Command {
     },
     /// Evaluate a finished bioS run's final checkpoint again, without retraining, in each person's own training
     /// biographies (templates and sentence orders as trained; the employer counts its city where the city comes
-    /// first), and merge the result into the run's eval.json under `bios_own_orders`.
+    /// first), and merge the result into the run's eval.json under `bios_own_orders`. With --routing, a finished
+    /// mixture-of-experts run (bioS or bioD) instead: its evaluation again with the routing recorded, merged
+    /// under `routing` (per layer: the chosen expert's mean probability, the busiest expert's share, the experts
+    /// used, the tokens over capacity at the training factor), as runs now write it themselves.
     Evaluate {
         /// A finished run folder (runs/<experiment>/<point>/s<seed>).
         run: PathBuf,
         /// Biographies per forward pass (default: the run's eval.batch).
         #[arg(long)]
         batch: Option<usize>,
+        /// Record a mixture of experts' routing instead of the own-order evaluation.
+        #[arg(long)]
+        routing: bool,
     },
     /// Compare an experiment's headline metrics (its report, made anew from the runs) with a committed
     /// report.json, for CI: exits 1 when one leaves the tolerance or is missing; --junit writes a JUnit XML report.
@@ -856,8 +862,16 @@ fn real_main() -> Result<()> {
                 out.as_deref(),
             )
         }
-        Command::Evaluate { run, batch } => {
-            let table = physlab_lab::evaluate::evaluate_run(&run, batch)?;
+        Command::Evaluate {
+            run,
+            batch,
+            routing,
+        } => {
+            let table = if routing {
+                physlab_lab::evaluate::evaluate_routing(&run, batch)?
+            } else {
+                physlab_lab::evaluate::evaluate_run(&run, batch)?
+            };
             println!("{table}");
             Ok(())
         }

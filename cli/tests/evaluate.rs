@@ -1,7 +1,8 @@
 //! `physlab evaluate <run>` through the binary, on a tiny multi2+permute bioS run trained here: the run itself
 //! writes `bios_own_orders` (two biographies per person) and its table; `evaluate` recomputes the same figures
 //! from `checkpoints/final` and merges them into eval.json keeping every other key (one added by hand included);
-//! `physlab report` reads `bios_own_orders.bits`; bad input is refused in one line naming the path.
+//! `physlab report` reads `bios_own_orders.bits`; bad input is refused in one line naming the path. A mixture of
+//! experts logs its routing while training and writes it in eval.json; `evaluate --routing` finds it again.
 
 use std::path::{Path, PathBuf};
 
@@ -166,4 +167,112 @@ fn probe_out_is_a_folder_or_a_json_file() {
         assert_eq!(tested[0], test_people, "{t}");
         assert!(tested.windows(2).all(|w| w[0] >= w[1]), "{t}");
     }
+}
+
+const MOE_WORKSPACE: &str = r#"
+[experiment.mix]
+corpus = { kind = "bioD", people = 40, attributes = 3, chunks = 2, values = 20, value_tokens = 2, vocab = 50 }
+model.preset = "moe-2-1"
+model.d_model = 16
+model.experts = 4
+model.capacity_factor = 1.0
+train.exposures = 4
+train.batch_size = 4
+train.context = 64
+train.warmup_steps = 1
+train.log_every = 2
+
+[experiment.dense]
+corpus = { kind = "bioD", people = 40, attributes = 3, chunks = 2, values = 20, value_tokens = 2, vocab = 50 }
+model.preset = "gpt2-1-1"
+model.d_model = 16
+train.exposures = 2
+train.batch_size = 4
+train.context = 64
+train.log_every = 2
+"#;
+
+/// A mixture of experts (moe-2-1, 4 experts, trained at capacity factor 1 so that some tokens are dropped): every
+/// metrics line has the dropped share in [0, 1) and the gate (the chosen expert's probability, ≥ 1/4 as the row's
+/// largest of 4) in [1/4, 1]; eval.json holds the routing of both mixture layers over every evaluated token;
+/// `evaluate --routing` records the same routing again from the checkpoint (the same model, data and batches)
+/// and keeps every other key. A dense model logs zeros, writes no routing, and `evaluate --routing` refuses it
+/// in one line.
+#[test]
+fn a_mixture_logs_and_evaluates_its_routing() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("workspace.toml"), MOE_WORKSPACE).unwrap();
+    let (ok, out, err) = physlab_in(d.path(), &["run", "mix", "--runs", "runs"]);
+    assert!(ok, "training: {err}");
+    assert!(out.contains("routing in the evaluation"), "{out}");
+    assert!(err.contains("router: balance"), "the log line: {err}");
+    let run = d.path().join("runs/mix/base/s0");
+    let lines = common::lines(&run.join("metrics.jsonl"));
+    assert!(!lines.is_empty());
+    for l in &lines {
+        let (drop, gate) = (
+            l["router_dropped"].as_f64().unwrap(),
+            l["router_gate"].as_f64().unwrap(),
+        );
+        assert!((0.0..1.0).contains(&drop), "{l}");
+        assert!((0.25 - 1e-6..=1.0 + 1e-6).contains(&gate), "{l}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["router_dropped"].as_f64().unwrap() > 0.0),
+        "capacity factor 1 drops some tokens"
+    );
+    let eval_path = run.join("eval.json");
+    let written = read_json(&eval_path);
+    let routing = written["routing"].as_array().expect("routing").clone();
+    assert_eq!(routing.len(), 2, "two mixture layers");
+    for (i, l) in routing.iter().enumerate() {
+        assert_eq!(l["layer"], i as u64);
+        assert_eq!(l["experts"], 4);
+        assert_eq!(l["capacity_factor"], 1.0);
+        assert!(l["tokens"].as_u64().unwrap() > 0);
+        let used = l["experts_used"].as_u64().unwrap();
+        assert!((1..=4).contains(&used), "{l}");
+        let top = l["top_share"].as_f64().unwrap();
+        assert!((0.25..=1.0).contains(&top), "{l}");
+    }
+
+    let mut edited = written.clone();
+    let m = edited.as_object_mut().unwrap();
+    m.remove("routing");
+    m.insert("mine".into(), Value::from(7));
+    std::fs::write(&eval_path, serde_json::to_vec_pretty(&edited).unwrap()).unwrap();
+    let run_s = run.to_str().unwrap();
+    let (ok, out, err) = physlab_in(d.path(), &["evaluate", run_s, "--routing"]);
+    assert!(ok, "evaluate --routing: {err}");
+    assert!(out.contains("mixture layer 1"), "{out}");
+    let merged = read_json(&eval_path);
+    assert_eq!(merged["mine"], 7, "other keys are kept");
+    assert_eq!(merged["biod"], written["biod"], "biod kept as it was");
+    for (a, b) in merged["routing"].as_array().unwrap().iter().zip(&routing) {
+        for k in ["tokens", "experts_used", "experts"] {
+            assert_eq!(a[k], b[k], "{k}");
+        }
+        for k in ["gate_mean", "top_share", "over_capacity"] {
+            let (x, y) = (a[k].as_f64().unwrap(), b[k].as_f64().unwrap());
+            assert!((x - y).abs() <= 1e-6, "{k}: {x} vs {y}");
+        }
+    }
+
+    let (ok, _, err) = physlab_in(d.path(), &["run", "dense", "--runs", "runs"]);
+    assert!(ok, "training: {err}");
+    let dense = d.path().join("runs/dense/base/s0");
+    assert!(read_json(&dense.join("eval.json")).get("routing").is_none());
+    for l in common::lines(&dense.join("metrics.jsonl")) {
+        assert_eq!(l["router_dropped"], 0.0, "{l}");
+        assert_eq!(l["router_gate"], 0.0, "{l}");
+    }
+    let (ok, _, err) = physlab_in(
+        d.path(),
+        &["evaluate", dense.to_str().unwrap(), "--routing"],
+    );
+    assert!(!ok);
+    assert!(err.contains("no mixture of experts"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }

@@ -25,6 +25,7 @@ use physlab_generators::zipf::{Uniform, Zipf};
 use physlab_generators::DataConfig;
 use physlab_generators::WindowMixer;
 use physlab_trainer::model::Gpt;
+use physlab_trainer::moe::{record_routing, summarize_routing, LayerRouting, Routing};
 use physlab_trainer::quant::{quantize, Quant};
 use physlab_trainer::train::{train_with_eval, StepEval};
 use physlab_trainer::{CpuTrain, GptShape, ParamCounts, TrainOutcome, Windows};
@@ -79,6 +80,42 @@ impl BackendKind {
 /// The eval.json key of the evaluation in the people's own training biographies
 /// ([`physlab_eval::evaluate_bios_own_orders`]).
 pub const OWN_ORDERS_KEY: &str = "bios_own_orders";
+/// eval.json's key for a mixture of experts' routing in its evaluation (per layer, [`LayerRouting`]).
+pub const ROUTING_KEY: &str = "routing";
+
+/// A mixture of experts' per-layer routing from what its evaluation recorded, the tokens over capacity counted at
+/// the training capacity factor; None for a model without a mixture.
+pub(crate) fn routing_of<B: physlab_trainer::kernels::Kernels>(
+    model: &Gpt<B>,
+    records: &[Routing],
+    capacity_factor: f64,
+) -> Option<Vec<LayerRouting>> {
+    let layers = model.moe_layers();
+    (layers > 0 && !records.is_empty()).then(|| summarize_routing(records, layers, capacity_factor))
+}
+
+/// The routing as table lines: per layer, the chosen experts' mean probability (the gate), the busiest expert's
+/// share, the experts used and the share over capacity at the training factor.
+pub(crate) fn render_routing(layers: &[LayerRouting]) -> String {
+    let mut out = String::from("\nrouting in the evaluation (every token routed):\n");
+    for l in layers {
+        out.push_str(&format!(
+            "  mixture layer {}: gate (chosen expert's probability) {:.3} (uniform 1/{} = {:.3}); busiest expert {:.1}% of {} tokens (balanced {:.1}%); {} of {} experts used; {:.1}% over capacity at factor {}\n",
+            l.layer,
+            l.gate_mean,
+            l.experts,
+            1.0 / l.experts as f64,
+            100.0 * l.top_share,
+            l.tokens,
+            100.0 / l.experts as f64,
+            l.experts_used,
+            l.experts,
+            100.0 * l.over_capacity,
+            l.capacity_factor
+        ));
+    }
+    out
+}
 
 /// Whether the people's own training biographies differ from the canonical evaluation biography, so that the
 /// own-order evaluation says something of its own: with `multi > 1`, `permute`, or the name in a later sentence
@@ -101,6 +138,8 @@ struct Evaluated {
     own_orders: Option<BioSEval>,
     quantized: Vec<(Quant, BioSEval)>,
     qa: Vec<QaEval>,
+    /// A mixture of experts' routing in the canonical evaluation (None for other models).
+    routing: Option<Vec<LayerRouting>>,
 }
 
 /// Trains on backend `B` and evaluates on its inner backend.
@@ -161,7 +200,10 @@ fn train_eval<B: physlab_trainer::kernels::TrainBackend>(
         outcome.tokens_per_s
     );
     let t2 = Instant::now();
-    let eval = evaluate_bios::<B::InnerBackend>(&model, bios, params, cfg.eval.batch, &device);
+    let (eval, routing) = record_routing(|| {
+        evaluate_bios::<B::InnerBackend>(&model, bios, params, cfg.eval.batch, &device)
+    });
+    let routing = routing_of(&model, &routing, cfg.model.capacity_factor);
     info!(
         "evaluated {} people in {:.1}s",
         eval.people,
@@ -230,6 +272,7 @@ fn train_eval<B: physlab_trainer::kernels::TrainBackend>(
         own_orders,
         quantized,
         qa,
+        routing,
     })
 }
 
@@ -1545,6 +1588,7 @@ impl Pipeline for BioSRun<'_> {
             own_orders,
             quantized,
             qa,
+            routing,
         } = on_backend!(
             run.backend,
             train_eval(
@@ -1582,6 +1626,10 @@ impl Pipeline for BioSRun<'_> {
             ));
         }
         table.push_str(&render_qa(&qa));
+        if let Some(r) = &routing {
+            entries.insert(ROUTING_KEY.into(), serde_json::to_value(r)?);
+            table.push_str(&render_routing(r));
+        }
         for (q, e) in &quantized {
             table.push_str(&format!(
                 "\n{:<36}{:.0} bits, R = {:.4} (p1 {:.3}, p2 {:.3})",
@@ -1714,7 +1762,7 @@ fn train_eval_corpus<B: physlab_trainer::kernels::TrainBackend>(
     kind: &str,
     check: &CorpusCheck<'_>,
     params: ParamCounts,
-) -> Result<(TrainOutcome, CorpusResult)> {
+) -> Result<(TrainOutcome, CorpusResult, Option<Vec<LayerRouting>>)> {
     let device = B::Device::default();
     // Early stopping (Zipf / Markov with train.eval_every): the excess on the validation and the held-out test
     // documents, measured every eval_every steps; the report takes the test figure at the validation minimum.
@@ -1786,27 +1834,28 @@ fn train_eval_corpus<B: physlab_trainer::kernels::TrainBackend>(
         outcome.tokens_per_s
     );
     let t = Instant::now();
-    let result = match check {
-        CorpusCheck::Entropy {
-            docs,
-            entropy,
-            surprisal,
-            memorization,
-            at,
-            ..
-        } => {
-            // Scored once: the evaluation and (facts) its seen/unseen split read the same NLLs.
-            let scored = documents_nll_bits_scored(&model, docs, *at, context, batch, &device);
-            let e = corpus_eval_from_scores(
-                kind,
-                &scored,
-                *entropy,
-                *surprisal,
-                !memorization,
-                *memorization,
-                params,
-            );
-            info!(
+    let (result, routing) = record_routing(|| -> Result<CorpusResult> {
+        Ok(match check {
+            CorpusCheck::Entropy {
+                docs,
+                entropy,
+                surprisal,
+                memorization,
+                at,
+                ..
+            } => {
+                // Scored once: the evaluation and (facts) its seen/unseen split read the same NLLs.
+                let scored = documents_nll_bits_scored(&model, docs, *at, context, batch, &device);
+                let e = corpus_eval_from_scores(
+                    kind,
+                    &scored,
+                    *entropy,
+                    *surprisal,
+                    !memorization,
+                    *memorization,
+                    params,
+                );
+                info!(
                 "scored {} documents ({} tokens) in {:.1}s: {:.4} bits/token, H = {:.4}, excess {:.4}",
                 e.documents,
                 e.tokens,
@@ -1815,22 +1864,22 @@ fn train_eval_corpus<B: physlab_trainer::kernels::TrainBackend>(
                 e.entropy_bits_per_token,
                 e.excess_bits_per_token
             );
-            // curve.jsonl, read once: the early-stopping step and (facts) the split there.
-            let curve_lines = if held_out.is_some() {
-                let path = dir.join(physlab_trainer::train::CURVE_FILE);
-                Some((read_curve_lines(&path)?, path))
-            } else {
-                None
-            };
-            let stopped = match &curve_lines {
-                Some((lines, path)) => {
-                    let es = early_stopping(&excess_triples(lines)).with_context(|| {
-                        format!(
-                            "{}: no held-out excess curve to stop early on",
-                            path.display()
-                        )
-                    })?;
-                    info!(
+                // curve.jsonl, read once: the early-stopping step and (facts) the split there.
+                let curve_lines = if held_out.is_some() {
+                    let path = dir.join(physlab_trainer::train::CURVE_FILE);
+                    Some((read_curve_lines(&path)?, path))
+                } else {
+                    None
+                };
+                let stopped = match &curve_lines {
+                    Some((lines, path)) => {
+                        let es = early_stopping(&excess_triples(lines)).with_context(|| {
+                            format!(
+                                "{}: no held-out excess curve to stop early on",
+                                path.display()
+                            )
+                        })?;
+                        info!(
                         "early stopping: lowest validation excess {:.4} at step {} of {} ({} evaluations): held-out excess {:.4} there, {:.4} at the end{}",
                         es.validation_excess_bits_per_token,
                         es.best_step,
@@ -1840,45 +1889,50 @@ fn train_eval_corpus<B: physlab_trainer::kernels::TrainBackend>(
                         es.last_excess_bits_per_token,
                         if es.best_is_last { " (the best step is the last: training may not have reached its best point)" } else { "" }
                     );
-                    Some(es)
-                }
-                None => None,
-            };
-            let split = seen.map(|seen| {
-                let nll: Vec<f64> = scored.concat();
-                // At the early-stopping step: the curve's split there (the step's last line wins).
-                let at_best = |key: &str| -> Option<f64> {
-                    let best = stopped.as_ref()?.best_step as u64;
-                    curve_lines
-                        .as_ref()?
-                        .0
-                        .iter()
-                        .filter(|v| v.get("step").and_then(serde_json::Value::as_u64) == Some(best))
-                        .filter_map(|v| v.get(key).and_then(serde_json::Value::as_f64))
-                        .next_back()
+                        Some(es)
+                    }
+                    None => None,
                 };
-                FactsSplit {
-                    seen_bits_per_fact: split_mean(&nll, seen, true),
-                    unseen_bits_per_fact: split_mean(&nll, seen, false),
-                    seen_bits_per_fact_at_best: at_best(CURVE_SEEN),
-                    unseen_bits_per_fact_at_best: at_best(CURVE_UNSEEN),
-                }
-            });
-            CorpusResult::Entropy(e, stopped, split)
-        }
-        CorpusCheck::BioD(data) => {
-            let e = evaluate_biod::<B::InnerBackend>(&model, data, params, cfg.eval.batch, &device);
-            info!(
-                "evaluated {} people in {:.1}s: {:.0} bits, R = {:.4}",
-                e.people,
-                t.elapsed().as_secs_f64(),
-                e.bits,
-                e.capacity_ratio
-            );
-            CorpusResult::BioD(e)
-        }
-    };
-    Ok((outcome, result))
+                let split = seen.map(|seen| {
+                    let nll: Vec<f64> = scored.concat();
+                    // At the early-stopping step: the curve's split there (the step's last line wins).
+                    let at_best = |key: &str| -> Option<f64> {
+                        let best = stopped.as_ref()?.best_step as u64;
+                        curve_lines
+                            .as_ref()?
+                            .0
+                            .iter()
+                            .filter(|v| {
+                                v.get("step").and_then(serde_json::Value::as_u64) == Some(best)
+                            })
+                            .filter_map(|v| v.get(key).and_then(serde_json::Value::as_f64))
+                            .next_back()
+                    };
+                    FactsSplit {
+                        seen_bits_per_fact: split_mean(&nll, seen, true),
+                        unseen_bits_per_fact: split_mean(&nll, seen, false),
+                        seen_bits_per_fact_at_best: at_best(CURVE_SEEN),
+                        unseen_bits_per_fact_at_best: at_best(CURVE_UNSEEN),
+                    }
+                });
+                CorpusResult::Entropy(e, stopped, split)
+            }
+            CorpusCheck::BioD(data) => {
+                let e =
+                    evaluate_biod::<B::InnerBackend>(&model, data, params, cfg.eval.batch, &device);
+                info!(
+                    "evaluated {} people in {:.1}s: {:.0} bits, R = {:.4}",
+                    e.people,
+                    t.elapsed().as_secs_f64(),
+                    e.bits,
+                    e.capacity_ratio
+                );
+                CorpusResult::BioD(e)
+            }
+        })
+    });
+    let routing = routing_of(&model, &routing, cfg.model.capacity_factor);
+    Ok((outcome, result?, routing))
 }
 
 /// Documents scored on held-out data for Zipf and Markov corpora: fresh samples past the training set.
@@ -2116,7 +2170,7 @@ impl Pipeline for CorpusRun<'_> {
                 seen: self.test_seen.as_deref(),
             },
         };
-        let (outcome, e) = on_backend!(
+        let (outcome, e, routing) = on_backend!(
             run.backend,
             train_eval_corpus(
                 self.cfg,
@@ -2187,6 +2241,10 @@ impl Pipeline for CorpusRun<'_> {
                 es.last_step,
                 if es.best_is_last { " (the best step is the last)" } else { "" }
             ));
+        }
+        if let Some(r) = &routing {
+            entries.insert(ROUTING_KEY.into(), serde_json::to_value(r)?);
+            table.push_str(&render_routing(r));
         }
         entries.insert(
             "data_tokens".into(),

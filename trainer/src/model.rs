@@ -562,6 +562,14 @@ impl<B: Kernels> Gpt<B> {
         self
     }
 
+    /// How many of its blocks are mixtures of experts (0 for the other families).
+    pub fn moe_layers(&self) -> usize {
+        self.blocks
+            .iter()
+            .filter(|b| matches!(b.ffn, Some(crate::layers::Ffn::Moe(_))))
+            .count()
+    }
+
     /// Adds fresh LoRA adapters of `lora` (zero update at first) to a pretrained model.
     pub fn with_lora(mut self, shape: &GptShape, device: &B::Device) -> Self {
         let lora = GptShape {

@@ -309,9 +309,18 @@ pub struct MetricsLine {
     /// Global gradient norm before clipping, mean over the interval.
     #[serde(default)]
     pub grad_norm: f64,
-    /// Mixture of experts: load-balancing loss, mean over the interval (1 = balanced; 0 for other models).
+    /// Mixture of experts: load-balancing loss summed over its mixture layers, mean over the interval (1 a layer
+    /// when balanced; 0 for other models).
     #[serde(default)]
     pub router_loss: f64,
+    /// Mixture of experts: share of the tokens (over layers and the interval's steps) that were over their
+    /// expert's capacity and skipped the layer (0 for other models).
+    #[serde(default)]
+    pub router_dropped: f64,
+    /// Mixture of experts: mean router probability of the chosen expert, the gate its output is scaled by (1/E
+    /// for a uniform router; 0 for other models).
+    #[serde(default)]
+    pub router_gate: f64,
     pub tokens_per_s: f64,
     pub elapsed_s: f64,
 }
@@ -356,6 +365,11 @@ pub struct StepResult {
     pub grad_norm: f64,
     /// Mixture of experts' load-balancing loss (0 for other models).
     pub router_loss: f64,
+    /// Mixture of experts: tokens routed, summed over its layers (0 for other models), those served within
+    /// capacity, and the sum of their chosen experts' probabilities.
+    pub routed: usize,
+    pub served: usize,
+    pub gate_sum: f64,
 }
 
 /// One training step: forward, loss (masked to answers if asked, plus a mixture's load-balancing loss),
@@ -376,7 +390,10 @@ pub fn train_step<B: TrainBackend>(
     let [b, t] = dims;
     let x = Tensor::<B, 2, Int>::from_data(TensorData::new(x, [b, t]), device);
     let y = Tensor::<B, 2, Int>::from_data(TensorData::new(y, [b, t]), device);
-    let (logits, aux) = model.forward_aux(x);
+    let ((logits, aux), routing) = crate::moe::record_routing(|| model.forward_aux(x));
+    let routed = routing.iter().map(|r| r.tokens).sum();
+    let served = routing.iter().map(|r| r.served).sum();
+    let gate_sum = routing.iter().map(|r| r.gate_sum).sum();
     let nll = token_nll(logits, y);
     // Every target counts (stream windows, the loss on all tokens): the plain mean. Otherwise the mean over the
     // targets whose weight is 1: answers only, or an aligned window's text without its padding.
@@ -410,6 +427,9 @@ pub fn train_step<B: TrainBackend>(
                 loss: loss_value as f64,
                 grad_norm: f64::NAN,
                 router_loss,
+                routed,
+                served,
+                gate_sum,
             },
         );
     }
@@ -421,6 +441,9 @@ pub fn train_step<B: TrainBackend>(
             loss: loss_value as f64,
             grad_norm,
             router_loss,
+            routed,
+            served,
+            gate_sum,
         },
     )
 }
@@ -453,6 +476,14 @@ pub struct TrainState {
     /// Sum of the mixture-of-experts load-balancing losses over the interval (0 for other models).
     #[serde(deserialize_with = "f64_or_nan")]
     pub interval_router: f64,
+    /// Mixture of experts over the interval: tokens routed (over layers), served within capacity, and the sum of
+    /// the chosen experts' probabilities (0 for other models; absent from checkpoints written before them).
+    #[serde(default)]
+    pub interval_routed: u64,
+    #[serde(default)]
+    pub interval_served: u64,
+    #[serde(default)]
+    pub interval_gate: f64,
     pub interval_n: usize,
     /// Mean loss of the first and of the last logging interval: NaN until the first one ends (JSON `null`).
     #[serde(deserialize_with = "f64_or_nan")]
@@ -615,6 +646,9 @@ pub fn train_with_eval<B: TrainBackend>(
         interval_loss: 0.0,
         interval_grad_norm: 0.0,
         interval_router: 0.0,
+        interval_routed: 0,
+        interval_served: 0,
+        interval_gate: 0.0,
         interval_n: 0,
         first_loss: f64::NAN,
         last_loss: f64::NAN,
@@ -810,6 +844,9 @@ pub fn train_with_eval<B: TrainBackend>(
         st.interval_loss += loss_value;
         st.interval_grad_norm += norm;
         st.interval_router += router_value;
+        st.interval_routed += r.routed as u64;
+        st.interval_served += r.served as u64;
+        st.interval_gate += r.gate_sum;
         st.interval_n += 1;
         let done = step + 1;
         st.step = done;
@@ -831,12 +868,26 @@ pub fn train_with_eval<B: TrainBackend>(
                 lr,
                 grad_norm: st.interval_grad_norm / st.interval_n as f64,
                 router_loss: st.interval_router / st.interval_n as f64,
+                router_dropped: if st.interval_routed > 0 {
+                    1.0 - st.interval_served as f64 / st.interval_routed as f64
+                } else {
+                    0.0
+                },
+                router_gate: if st.interval_routed > 0 {
+                    st.interval_gate / st.interval_routed as f64
+                } else {
+                    0.0
+                },
                 tokens_per_s: tok_s,
                 elapsed_s: elapsed,
             };
             st.interval_loss = 0.0;
             st.interval_grad_norm = 0.0;
+            let moe = st.interval_routed > 0;
             st.interval_router = 0.0;
+            st.interval_routed = 0;
+            st.interval_served = 0;
+            st.interval_gate = 0.0;
             st.interval_n = 0;
             let mut s = serde_json::to_string(&line).expect("json");
             s.push('\n');
@@ -852,6 +903,20 @@ pub fn train_with_eval<B: TrainBackend>(
                         ("train/exposures", line.exposures),
                     ],
                 );
+                let r = r.and_then(|()| {
+                    if moe {
+                        w.scalars(
+                            done as u64,
+                            &[
+                                ("train/router_loss", line.router_loss),
+                                ("train/router_dropped", line.router_dropped),
+                                ("train/router_gate", line.router_gate),
+                            ],
+                        )
+                    } else {
+                        Ok(())
+                    }
+                });
                 if let Err(e) = r {
                     tracing::warn!("TensorBoard events {}: {e}", w.path.display());
                     tb = None;
@@ -859,8 +924,18 @@ pub fn train_with_eval<B: TrainBackend>(
             }
             let eta = start.elapsed().as_secs_f64() / (done - resumed_from) as f64
                 * (total - done) as f64;
+            let router = if moe {
+                format!(
+                    " router: balance {:.2} dropped {:.1}% gate {:.3}",
+                    line.router_loss,
+                    100.0 * line.router_dropped,
+                    line.router_gate
+                )
+            } else {
+                String::new()
+            };
             let msg = format!(
-                "step {done}/{total} ({:.0}%) loss {mean:.3} lr {lr:.2e} |g| {:.2} tok/s {:.1}k eta {}",
+                "step {done}/{total} ({:.0}%) loss {mean:.3} lr {lr:.2e} |g| {:.2} tok/s {:.1}k eta {}{router}",
                 100.0 * done as f64 / total as f64,
                 line.grad_norm,
                 tok_s / 1000.0,

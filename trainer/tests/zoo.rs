@@ -192,3 +192,93 @@ fn the_load_balancing_loss_matches_its_formula() {
     let a: f32 = aux.into_scalar();
     assert!((a - 1.0).abs() < 1e-6, "{a}");
 }
+
+/// While `record_routing` runs, each mixture layer call leaves one record: the batch's tokens, its tokens per
+/// expert (summing to the batch), the tokens served (Σ min(count, capacity): ⌈0.3·64/4⌉ = 5 a expert here) and the
+/// sum of the chosen experts' probabilities (the row maxima of the router's softmax, computed here apart). Outside
+/// it nothing is kept, and a nested recording keeps its own calls.
+#[test]
+fn routing_is_recorded_per_layer_call() {
+    use physlab_trainer::burn::tensor::activation::softmax;
+    use physlab_trainer::moe::record_routing;
+    let device = Default::default();
+    let m = moe(4, 0.3);
+    let x = Tensor::<Cpu, 3>::random(
+        [2, 32, 8],
+        physlab_trainer::burn::tensor::Distribution::Default,
+        &device,
+    );
+    let (_, none) = record_routing(|| ());
+    assert!(none.is_empty());
+    let ((), rec) = record_routing(|| {
+        m.forward(x.clone());
+        let (_, inner) = record_routing(|| {
+            m.forward(x.clone());
+        });
+        assert_eq!(inner.len(), 1, "the nested recording sees its own call");
+        m.forward(x.clone());
+    });
+    assert_eq!(
+        rec.len(),
+        2,
+        "the outer recording: its two calls, not the nested one"
+    );
+    let r = &rec[0];
+    assert_eq!(r.tokens, 64);
+    assert_eq!(r.counts.iter().sum::<usize>(), 64);
+    assert_eq!(r.served, r.counts.iter().map(|&c| c.min(5)).sum::<usize>());
+    assert!(
+        r.served < 64,
+        "capacity 5 a expert drops some: {:?}",
+        r.counts
+    );
+    let probs = softmax(m.router.forward(x.reshape([64, 8])), 1);
+    let rows: Vec<f32> = probs.into_data().iter::<f32>().collect();
+    let maxima: f64 = rows
+        .chunks(4)
+        .map(|p| p.iter().copied().fold(0.0f32, f32::max) as f64)
+        .sum();
+    assert!(
+        (r.gate_sum - maxima).abs() < 1e-4,
+        "{} vs {maxima}",
+        r.gate_sum
+    );
+    assert_eq!(rec[1], rec[0], "the same batch routes the same way");
+}
+
+/// The per-layer summary by hand: two layers, two batches each (records alternate layer 0, 1, 0, 1), 4 experts.
+/// Layer 0: counts (6, 2, 0, 0) and (3, 3, 1, 1) of 8 tokens: 16 tokens, expert 0 has 9 (top share 9/16), 4
+/// experts used; at factor 1 the capacity is ⌈8/4⌉ = 2, so 4 + 0 and 1 + 1 over: 6/16; gates 4.0 + 2.0 → 6/16.
+/// Layer 1: counts (8, 0, 0, 0) twice: top share 1, one expert, 6 + 6 = 12 of 16 over; gates 8 + 8 → 1.
+#[test]
+fn routing_summary_matches_hand_counts() {
+    use physlab_trainer::moe::{summarize_routing, Routing};
+    let r = |counts: [usize; 4], gate_sum: f64| Routing {
+        tokens: 8,
+        counts: counts.to_vec(),
+        served: 8,
+        gate_sum,
+    };
+    let recs = [
+        r([6, 2, 0, 0], 4.0),
+        r([8, 0, 0, 0], 8.0),
+        r([3, 3, 1, 1], 2.0),
+        r([8, 0, 0, 0], 8.0),
+    ];
+    let s = summarize_routing(&recs, 2, 1.0);
+    assert_eq!(s.len(), 2);
+    let (a, b) = (&s[0], &s[1]);
+    assert_eq!(
+        (a.layer, a.tokens, a.experts_used, a.experts),
+        (0, 16, 4, 4)
+    );
+    assert!((a.top_share - 9.0 / 16.0).abs() < 1e-12);
+    assert!((a.over_capacity - 6.0 / 16.0).abs() < 1e-12);
+    assert!((a.gate_mean - 6.0 / 16.0).abs() < 1e-12);
+    assert_eq!((b.layer, b.tokens, b.experts_used), (1, 16, 1));
+    assert!((b.top_share - 1.0).abs() < 1e-12);
+    assert!((b.over_capacity - 12.0 / 16.0).abs() < 1e-12);
+    assert!((b.gate_mean - 1.0).abs() < 1e-12);
+    assert_eq!(b.capacity_factor, 1.0);
+    assert!(summarize_routing(&[], 2, 1.0).is_empty());
+}
