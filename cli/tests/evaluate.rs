@@ -18,6 +18,15 @@ fn read_json(p: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
 
+/// Writes `written` back to `path` without `key` and with `"mine": 7`, a key the evaluation must keep.
+fn drop_key_add_mine(path: &Path, written: &Value, key: &str) {
+    let mut edited = written.clone();
+    let m = edited.as_object_mut().unwrap();
+    m.remove(key);
+    m.insert("mine".into(), Value::from(7));
+    std::fs::write(path, serde_json::to_vec_pretty(&edited).unwrap()).unwrap();
+}
+
 const WORKSPACE: &str = r#"
 [experiment.own]
 data.people = 20
@@ -50,11 +59,7 @@ fn evaluate_merges_the_own_order_evaluation_into_eval_json() {
     assert_eq!(own["params"], written["bios"]["params"]);
 
     // Drop the key, add one of our own, and let `evaluate` put it back.
-    let mut edited = written.clone();
-    let m = edited.as_object_mut().unwrap();
-    m.remove("bios_own_orders");
-    m.insert("mine".into(), Value::from(7));
-    std::fs::write(&eval_path, serde_json::to_vec_pretty(&edited).unwrap()).unwrap();
+    drop_key_add_mine(&eval_path, &written, "bios_own_orders");
     let run_s = run.to_str().unwrap();
     let (ok, out, err) = physlab_in(d.path(), &["evaluate", run_s]);
     assert!(ok, "evaluate: {err}");
@@ -238,11 +243,7 @@ fn a_mixture_logs_and_evaluates_its_routing() {
         assert!((0.25..=1.0).contains(&top), "{l}");
     }
 
-    let mut edited = written.clone();
-    let m = edited.as_object_mut().unwrap();
-    m.remove("routing");
-    m.insert("mine".into(), Value::from(7));
-    std::fs::write(&eval_path, serde_json::to_vec_pretty(&edited).unwrap()).unwrap();
+    drop_key_add_mine(&eval_path, &written, "routing");
     let run_s = run.to_str().unwrap();
     let (ok, out, err) = physlab_in(d.path(), &["evaluate", run_s, "--routing"]);
     assert!(ok, "evaluate --routing: {err}");

@@ -54,31 +54,36 @@ fn merge_eval(run: &Path, key: &str, value: serde_json::Value) -> Result<()> {
     Ok(())
 }
 
-/// `run` canonicalized, its config, and its eval.json, for a finished run (DONE) only.
-fn finished_run(run: &Path) -> Result<(std::path::PathBuf, RunConfig, JsonMap)> {
+/// `run` canonicalized and its config.
+fn run_config(run: &Path) -> Result<(std::path::PathBuf, RunConfig)> {
     let run = std::fs::canonicalize(run)
         .with_context(|| format!("{}: not a run folder", run.display()))?;
     let rc = RunConfig::of_run(&run)?;
+    Ok((run, rc))
+}
+
+/// The run's eval.json, for a finished run (DONE) only.
+fn finished_eval(run: &Path) -> Result<JsonMap> {
     if !run.join("DONE").exists() {
         bail!(
             "{}: not a finished run (no DONE): its eval.json is written when it finishes",
             run.display()
         );
     }
-    let eval = read_eval(&run.join("eval.json"))?;
-    Ok((run, rc, eval))
+    read_eval(&run.join("eval.json"))
 }
 
 /// Re-evaluates a finished mixture-of-experts run (bioS, or a bioD corpus) with its routing recorded, merges the
 /// per-layer routing into eval.json under `routing`, and returns the routing table with the bits found again
 /// beside those in eval.json (the same checkpoint and data give the same figure).
 pub fn evaluate_routing(run: &Path, batch: Option<usize>) -> Result<String> {
-    let (run, rc, before) = finished_run(run)?;
+    let (run, rc) = run_config(run)?;
     let run = &run;
     let batch = batch.unwrap_or(rc.eval.batch);
     if batch == 0 {
         bail!("--batch must be positive");
     }
+    let before = finished_eval(run)?;
     let eval_path = run.join("eval.json");
     let key = match &rc.corpus {
         None => "bios",
@@ -149,7 +154,7 @@ pub fn evaluate_routing(run: &Path, batch: Option<usize>) -> Result<String> {
 /// Evaluates `run`'s `checkpoints/final` in the people's own training biographies, `batch` biographies per
 /// forward pass (None: the run's `eval.batch`), merges `bios_own_orders` into its eval.json and returns the table.
 pub fn evaluate_run(run: &Path, batch: Option<usize>) -> Result<String> {
-    let (run, rc, before) = finished_run(run)?;
+    let (run, rc) = run_config(run)?;
     let run = &run;
     if rc.corpus.is_some() {
         bail!(
@@ -175,6 +180,8 @@ pub fn evaluate_run(run: &Path, batch: Option<usize>) -> Result<String> {
     if batch == 0 {
         bail!("--batch must be positive");
     }
+    // Read and checked before the model is loaded, so that a bad file fails in a second.
+    let before = finished_eval(run)?;
     let eval_path = run.join("eval.json");
     // The parameter counts of the canonical evaluation, so that both report the same R.
     let params: ParamCounts = before
