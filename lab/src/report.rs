@@ -45,7 +45,7 @@ pub struct Run {
 }
 
 /// Looks `path` up in eval.json: dotted keys; inside an array, the element whose `stream`, `attribute` or `name`
-/// equals the segment.
+/// equals the segment, or whose `layer` is its number (`routing.1.gate_mean`).
 pub fn lookup(v: &Value, path: &str) -> Option<f64> {
     let mut cur = v;
     for seg in path.split('.') {
@@ -55,6 +55,10 @@ pub fn lookup(v: &Value, path: &str) -> Option<f64> {
                 ["stream", "attribute", "name"]
                     .iter()
                     .any(|k| e.get(k).and_then(Value::as_str) == Some(seg))
+                    || (e
+                        .get("layer")
+                        .and_then(Value::as_u64)
+                        .is_some_and(|l| l.to_string() == seg))
             })?,
             _ => return None,
         };
@@ -2845,6 +2849,22 @@ mod tests {
     fn bios(params: f64, bits: f64, rmax: f64) -> serde_json::Value {
         // The used-rows count is set apart from the paper's so that a fit on the wrong one fails.
         json!({ "bios": { "bits": bits, "params": { "total": params, "capacity": 0.5 * params }, "capacity_ratio_max": rmax, "perfect_recall_bits": rmax * params } })
+    }
+
+    /// A metric path walks objects by key and arrays by the element's stream, attribute or name, or its layer
+    /// number (a mixture's per-layer routing).
+    #[test]
+    fn lookup_finds_array_elements_by_name_or_layer() {
+        use crate::report::lookup;
+        let v = json!({
+            "qa": [ { "stream": "qa_test", "accuracy": 0.5 } ],
+            "routing": [ { "layer": 0, "gate_mean": 0.15 }, { "layer": 1, "gate_mean": 0.45 } ],
+        });
+        assert_eq!(lookup(&v, "qa.qa_test.accuracy"), Some(0.5));
+        assert_eq!(lookup(&v, "routing.0.gate_mean"), Some(0.15));
+        assert_eq!(lookup(&v, "routing.1.gate_mean"), Some(0.45));
+        assert_eq!(lookup(&v, "routing.2.gate_mean"), None);
+        assert_eq!(lookup(&v, "routing.x.gate_mean"), None);
     }
 
     /// `report.reference`: each run against the reference run of its own seed, the change in percent of the
