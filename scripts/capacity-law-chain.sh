@@ -15,7 +15,8 @@ set -u
 # 2e-3 / 4e-3 / 8e-3 at gpt2-2-1 N = 4,000 (4e-3 bracketed), 2e-3 / 4e-3 / 8e-3 at N = 3,000 (4e-3 bracketed), 1e-3 / 2e-3 / 4e-3 at gpt2-3-1
 # (2e-3 bracketed), and the convergence check at 2e-3.
 # Order (2026-11-28, stop 32: row 1's seeds moved before the MoE probes, so row 1 has three seeds at every
-# binding point first; otherwise as in stop 31)
+# binding point first; GPT2's seeds 1-2 of architecture-law-cpu after the MoE probes, as row 2's rate is
+# bracketed once 5e-4 finishes; otherwise as in stop 31)
 # (2026-11-27, stop 31): the convergence check at the kept rates (capacity-law-conv-kept-cpu, cheapest point
 # first, resumed), then rows 2, 4, 5, 7 (architecture-law-cpu: seed 0 of each model; those rows have no run in the
 # regime yet, row 1 has five), the learning-rate probe of its GPT2 point (×2 first; gpt2-2-1 stored only R = 0.27 at
@@ -29,13 +30,14 @@ architecture-law-cpu:0 architecture-law-cpu:3 architecture-law-cpu:6 architectur
 architecture-law-lr-cpu:0 architecture-law-lr-cpu:1
 capacity-law-cpu:49 capacity-law-cpu:46 capacity-law-cpu:50 capacity-law-cpu:47 capacity-law-cpu:38
 architecture-law-moe-lr-cpu:1 architecture-law-moe-lr-cpu:0
+architecture-law-cpu:1 architecture-law-cpu:2
 capacity-law-conv-kept-cpu:1 capacity-law-conv-kept-cpu:2
 extraction-parity-pretrain-cpu:0 extraction-parity-cpu:0 extraction-parity-cpu:1
 memorization-passes-creep-cpu:0 memorization-passes-creep-cpu:1 memorization-passes-cpu:10 memorization-passes-cpu:11
 extraction-pretrain-cpu:1 extraction-full-cpu:1 extraction-full-cpu:16 extraction-full-cpu:31 extraction-lora-narrow-cpu:1
 extraction-pretrain-cpu:4 extraction-full-cpu:4 extraction-full-cpu:19 extraction-full-cpu:34 extraction-lora-narrow-cpu:4
-architecture-law-cpu:1 architecture-law-cpu:4 architecture-law-cpu:7 architecture-law-cpu:10
-architecture-law-cpu:2 architecture-law-cpu:5 architecture-law-cpu:8 architecture-law-cpu:11"
+architecture-law-cpu:4 architecture-law-cpu:7 architecture-law-cpu:10
+architecture-law-cpu:5 architecture-law-cpu:8 architecture-law-cpu:11"
 if [ "${1:-}" = "--plan" ]; then
   # Where the order stands: each run's state, progress and the training time left in all (reads only).
   cd "$(dirname "$0")/.."
