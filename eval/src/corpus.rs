@@ -44,22 +44,31 @@ pub fn documents_nll_bits_each<B: Kernels>(
     documents_nll_bits_at(model, docs, Positions::ALL, context, batch, device)
 }
 
-/// Which content positions of a document an evaluation scores: those t with t mod `period` = `offset` (every
-/// token: period 1, offset 0; the value tokens of a facts corpus: period L + 1, offset L).
+/// Which content positions of a document an evaluation scores, and how they group: those t with t mod `period`
+/// in `offset .. offset + span`, each period's `span` positions scored as one unit, their NLLs summed (every token:
+/// period 1, offset 0, span 1; the value of a facts corpus: period L + M, offset L, span M, one unit a fact).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Positions {
     pub period: usize,
     pub offset: usize,
+    pub span: usize,
 }
 
 impl Positions {
     pub const ALL: Positions = Positions {
         period: 1,
         offset: 0,
+        span: 1,
     };
 
     pub fn includes(&self, t: usize) -> bool {
-        t % self.period.max(1) == self.offset
+        let r = t % self.period.max(1);
+        r >= self.offset && r < self.offset + self.span.max(1)
+    }
+
+    /// Whether `t` is the last position of its unit (its NLL closes the unit's sum).
+    fn closes(&self, t: usize) -> bool {
+        t % self.period.max(1) == self.offset + self.span.max(1) - 1
     }
 }
 
@@ -79,7 +88,8 @@ pub fn documents_nll_bits_at<B: Kernels>(
         .collect()
 }
 
-/// The NLL in bits of every scored position (`at`) of each of `docs`, in document and position order.
+/// The NLL in bits of every scored unit (`at`: a position, or a span of them summed) of each of `docs`, in document
+/// and position order. A unit the document ends inside is not counted.
 pub fn documents_nll_bits_scored<B: Kernels>(
     model: &Gpt<B>,
     docs: &[Vec<u32>],
@@ -105,13 +115,18 @@ pub fn documents_nll_bits_scored<B: Kernels>(
     }
     // A document's windows are consecutive and in order, so its scored positions are pushed in order.
     let mut each: Vec<Vec<f64>> = vec![Vec::new(); docs.len()];
+    // A unit's NLL so far: its positions may fall in two windows, which come in order.
+    let mut open = vec![0.0f64; docs.len()];
     for chunk in windows.chunks(batch.max(1)) {
         let seqs: Vec<Vec<u32>> = chunk.iter().map(|(_, _, w)| w.clone()).collect();
         let s = score(model, &seqs, device);
         for (row, (doc, first, w)) in chunk.iter().enumerate() {
             // Target k of the window is content position first + k (the window's token 0 is <eot> or context).
             for k in (0..w.len() - 1).filter(|k| at.includes(first + k)) {
-                each[*doc].push(s.nll[row * s.width + k] as f64 / std::f64::consts::LN_2);
+                open[*doc] += s.nll[row * s.width + k] as f64 / std::f64::consts::LN_2;
+                if at.closes(first + k) {
+                    each[*doc].push(std::mem::take(&mut open[*doc]));
+                }
             }
         }
     }
@@ -188,7 +203,8 @@ pub struct CorpusEval {
     pub kind: String,
     /// The source's exact entropy rate (bits per content token).
     pub entropy_bits_per_token: f64,
-    /// Documents and content tokens scored.
+    /// Documents and content tokens scored (units of `Positions`: for a facts corpus, one a fact's value, its M
+    /// tokens summed, so the per-token figures are per fact).
     pub documents: usize,
     pub tokens: usize,
     /// Whether the documents scored are held out (fresh samples), or the training set itself.

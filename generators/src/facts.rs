@@ -1,12 +1,14 @@
 //! Zipf-frequency facts (kind `facts`): the quanta / Hutter model of the data-scaling law (SPEC §5a row 17).
 //!
-//! K facts, each a key of L tokens (a random, distinct code over an alphabet of A key tokens) and a value token
-//! (uniform over V values, fixed per key). A document is F facts, each drawn independently with key k's
+//! K facts, each a key of L tokens (a random, distinct code over an alphabet of A key tokens) and a value of M
+//! tokens (each uniform over V values, fixed per key; M = 1 unless `value_tokens` says otherwise). A document is F facts, each drawn independently with key k's
 //! probability p_k ∝ k^(−s). Given its key a fact's value is certain, so a model's loss on the value tokens is
-//! all excess: ~0 bits for a fact it has learned, ~log2 V for one whose key it never saw. Each fact is one
+//! all excess: ~0 bits for a fact it has learned, ~M·log2 V for one whose key it never saw. Each fact is one
 //! "piece of knowledge" of fixed cost, with Zipf frequencies; with D training facts the unseen probability mass
 //! falls as D^(−(s−1)/s) while the keys are many more than the data reaches (Hutter 2021: with α = s − 1,
-//! D^(−α/(1+α)); s = 1.5 gives D^(−1/3)).
+//! D^(−α/(1+α)); s = 1.5 gives D^(−1/3)). A longer value (M > 1) makes each fact cost more parameters, so that a
+//! small model holds only the few hundred most frequent facts and its capacity, not the data, is the limit (the
+//! parameter half of the law, loss − H ∝ N^(−α), with the data a CPU can afford).
 //!
 //! Tokens: 0 is `<eot>`, 1..=A the key alphabet (`k1`…), A+1..=A+V the values (`v1`…).
 
@@ -38,8 +40,11 @@ pub struct FactsConfig {
     pub key_tokens: usize,
     /// A, the key alphabet: A^L must be ≥ K so that every key has its own code.
     pub key_alphabet: usize,
-    /// V, the number of values: a fact's value is one token, uniform over V, fixed per key.
+    /// V, the number of values: each value token is uniform over V, fixed per key.
     pub values: usize,
+    /// M, tokens per value (1: the value is one token).
+    #[serde(skip_serializing_if = "is_one")]
+    pub value_tokens: usize,
     /// Documents in the training set.
     pub documents: usize,
     /// F, facts per document.
@@ -54,6 +59,7 @@ impl Default for FactsConfig {
             key_tokens: 3,
             key_alphabet: 128,
             values: 64,
+            value_tokens: 1,
             documents: 1000,
             facts_per_document: 31,
         }
@@ -91,6 +97,12 @@ impl FactsConfig {
         if self.values < 2 {
             p.push(format!("data.values must be ≥ 2 (got {})", self.values));
         }
+        if self.value_tokens == 0 || self.value_tokens > 64 {
+            p.push(format!(
+                "data.value_tokens must be in 1..=64 (got {})",
+                self.value_tokens
+            ));
+        }
         if self.key_alphabet.saturating_add(self.values) > MAX_VOCAB {
             p.push(format!(
                 "data.key_alphabet + data.values must be ≤ {MAX_VOCAB} (got {})",
@@ -120,7 +132,7 @@ impl FactsConfig {
         }
         if self.doc_tokens() > MAX_DOC_TOKENS as u128 {
             p.push(format!(
-                "data.facts_per_document × (data.key_tokens + 1) must be ≤ {MAX_DOC_TOKENS} (got {})",
+                "data.facts_per_document × (data.key_tokens + data.value_tokens) must be ≤ {MAX_DOC_TOKENS} (got {})",
                 self.doc_tokens()
             ));
         }
@@ -135,12 +147,12 @@ impl FactsConfig {
     }
 
     fn doc_tokens(&self) -> u128 {
-        self.facts_per_document as u128 * (self.key_tokens as u128 + 1)
+        self.facts_per_document as u128 * (self.key_tokens as u128 + self.value_tokens as u128)
     }
 
     /// Tokens per fact: the key and its value.
     pub fn fact_tokens(&self) -> usize {
-        self.key_tokens + 1
+        self.key_tokens + self.value_tokens
     }
 
     /// Content tokens per document.
@@ -148,9 +160,9 @@ impl FactsConfig {
         self.facts_per_document * self.fact_tokens()
     }
 
-    /// log2 V: what a fact's value costs a model that has never seen its key (and knows the value set).
+    /// M·log2 V: what a fact's value costs a model that has never seen its key (and knows the value set).
     pub fn value_bits(&self) -> f64 {
-        (self.values as f64).log2()
+        self.value_tokens as f64 * (self.values as f64).log2()
     }
 
     /// The exact entropy rate in bits per content token: a fact's key carries the Zipf entropy over K keys, its
@@ -158,6 +170,10 @@ impl FactsConfig {
     pub fn entropy_bits_per_token(&self) -> f64 {
         zipf_entropy_bits(self.keys, self.exponent) / self.fact_tokens() as f64
     }
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 /// A Zipf-frequency facts corpus (kind `facts`).
@@ -210,11 +226,17 @@ impl Facts {
         out[start..].reverse();
     }
 
-    /// The value token of the fact of 0-based rank `rank`.
-    pub fn value(&self, rank: u64) -> u32 {
+    /// The value tokens of the fact of 0-based rank `rank` (M of them; a one-token value is the first draw of the
+    /// key's stream, as before M existed), appended to `out`.
+    pub fn value(&self, rank: u64, out: &mut Vec<u32>) {
         let mut rng = stream(self.seed, Purpose::Corpus, VALUES_STREAM ^ mix64(rank));
-        (self.config.key_alphabet as u64 + 1 + uniform_below(&mut rng, self.config.values as u64))
-            as u32
+        for _ in 0..self.config.value_tokens {
+            out.push(
+                (self.config.key_alphabet as u64
+                    + 1
+                    + uniform_below(&mut rng, self.config.values as u64)) as u32,
+            );
+        }
     }
 
     /// The 0-based ranks of the facts of document `doc`, in order.
@@ -229,7 +251,7 @@ impl Facts {
     pub fn render_document(&self, doc: u64, out: &mut Vec<u32>) {
         for r in self.document_ranks(doc) {
             self.key(r, out);
-            out.push(self.value(r));
+            self.value(r, out);
         }
     }
 
@@ -246,7 +268,7 @@ impl Facts {
 
     /// Whether content position `t` of a document holds a value token (the targets a facts evaluation scores).
     pub fn is_value_position(&self, t: usize) -> bool {
-        t % self.config.fact_tokens() == self.config.key_tokens
+        t % self.config.fact_tokens() >= self.config.key_tokens
     }
 }
 
@@ -272,8 +294,8 @@ impl Corpus for Facts {
         train_stream(
             c.documents,
             format!(
-                "{} documents of {} facts (key of {} tokens over {}, value one of {}), keys Zipf(s = {}) over K = {}",
-                c.documents, c.facts_per_document, c.key_tokens, c.key_alphabet, c.values, c.exponent, c.keys
+                "{} documents of {} facts (key of {} tokens over {}, value {} token(s) of {}), keys Zipf(s = {}) over K = {}",
+                c.documents, c.facts_per_document, c.key_tokens, c.key_alphabet, c.value_tokens, c.values, c.exponent, c.keys
             ),
         )
     }
@@ -296,6 +318,7 @@ impl Corpus for Facts {
             "key_tokens": c.key_tokens,
             "key_alphabet": c.key_alphabet,
             "values": c.values,
+            "value_tokens": c.value_tokens,
             "value_bits": c.value_bits(),
             "documents": c.documents,
             "facts_per_document": c.facts_per_document,
@@ -338,9 +361,12 @@ mod tests {
             assert_eq!(k.len(), 2);
             assert!(k.iter().all(|&t| (1..=30).contains(&t)), "{k:?}");
             assert!(seen.insert(k), "key of rank {r} repeated");
-            let v = f.value(r);
-            assert!((31..=37).contains(&v), "{v}");
-            assert_eq!(v, f.value(r));
+            let mut v = Vec::new();
+            f.value(r, &mut v);
+            assert!(v.len() == 1 && (31..=37).contains(&v[0]), "{v:?}");
+            let mut again = Vec::new();
+            f.value(r, &mut again);
+            assert_eq!(v, again);
         }
         let mut doc = Vec::new();
         f.render_document(4, &mut doc);
@@ -349,9 +375,57 @@ mod tests {
             let mut k = Vec::new();
             f.key(r, &mut k);
             assert_eq!(&doc[3 * i..3 * i + 2], &k[..]);
-            assert_eq!(doc[3 * i + 2], f.value(r));
+            let mut v = Vec::new();
+            f.value(r, &mut v);
+            assert_eq!(doc[3 * i + 2], v[0]);
             assert!(f.is_value_position(3 * i + 2) && !f.is_value_position(3 * i));
         }
+    }
+
+    /// A value of M = 4 tokens: a fact is its L key tokens then M value tokens, each in the value range and fixed
+    /// per key; its first token is the one-token value of the same key (the same stream, so M = 1 corpora are
+    /// what they were); exactly the M value positions of each fact are scored; a fact costs M·log2 V bits; the
+    /// config serializes `value_tokens` only when it is not 1 (run configs written before it are unchanged).
+    #[test]
+    fn multi_token_values_are_fixed_per_key_and_scored_whole() {
+        let one = small();
+        let c4 = FactsConfig {
+            value_tokens: 4,
+            ..one.config.clone()
+        };
+        let four = Facts::build(&c4, 3).unwrap();
+        assert_eq!(c4.fact_tokens(), 6);
+        assert!((c4.value_bits() - 4.0 * 7f64.log2()).abs() < 1e-12);
+        for r in 0..50 {
+            let (mut a, mut b, mut v1) = (Vec::new(), Vec::new(), Vec::new());
+            four.value(r, &mut a);
+            four.value(r, &mut b);
+            one.value(r, &mut v1);
+            assert_eq!(a.len(), 4);
+            assert_eq!(a, b, "fixed per key");
+            assert!(a.iter().all(|t| (31..=37).contains(t)), "{a:?}");
+            assert_eq!(a[0], v1[0], "the first token is the one-token value");
+        }
+        let mut doc = Vec::new();
+        four.render_document(7, &mut doc);
+        assert_eq!(doc.len(), 10 * 6);
+        for (i, r) in four.document_ranks(7).into_iter().enumerate() {
+            let (mut k, mut v) = (Vec::new(), Vec::new());
+            four.key(r, &mut k);
+            four.value(r, &mut v);
+            assert_eq!(&doc[6 * i..6 * i + 2], &k[..]);
+            assert_eq!(&doc[6 * i + 2..6 * i + 6], &v[..]);
+        }
+        let scored: Vec<usize> = (0..12).filter(|&t| four.is_value_position(t)).collect();
+        assert_eq!(scored, vec![2, 3, 4, 5, 8, 9, 10, 11]);
+        let json = serde_json::to_value(&one.config).unwrap();
+        assert!(json.get("value_tokens").is_none(), "{json}");
+        assert_eq!(serde_json::to_value(&c4).unwrap()["value_tokens"], 4);
+        let bad = FactsConfig {
+            value_tokens: 0,
+            ..c4.clone()
+        };
+        assert!(bad.problems().join("; ").contains("data.value_tokens"));
     }
 
     /// Keys are drawn with p_k ∝ k^(−s): over 2,000 documents (20,000 draws) the top key's share is within 5

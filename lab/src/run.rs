@@ -623,9 +623,10 @@ pub fn plan_line_of(p: &Point, pl: &Plan) -> Result<String> {
         };
         let what = if let DataConfig::Facts(f) = dc {
             format!(
-                "facts corpus, {} training facts, ~{:.0} distinct (expected) × log2 {} = {:.0} bits to store",
+                "facts corpus, {} training facts, ~{:.0} distinct (expected) × {} log2 {} = {:.0} bits to store",
                 f.documents * f.facts_per_document,
                 expected_distinct_keys(f),
+                f.value_tokens,
                 f.values,
                 pl.perfect_bits
             )
@@ -1944,7 +1945,7 @@ const VALIDATION_DOCUMENTS: usize = 512;
 pub const EARLY_STOPPING_KEY: &str = "early_stopping";
 
 /// What the held-out facts of a facts corpus are, against its training set: the quanta model's prediction is
-/// that the value loss is about `unseen_fraction` × log2 V when every seen fact is learned.
+/// that the value loss is about `unseen_fraction` × M·log2 V when every seen fact is learned.
 #[derive(Clone, Debug, serde::Serialize)]
 struct FactsHeldOut {
     /// Facts in the training set, and their distinct keys.
@@ -1957,7 +1958,7 @@ struct FactsHeldOut {
     unseen_fraction: f64,
     /// Share whose key occurs exactly once in the training set.
     seen_once_fraction: f64,
-    /// log2 V: a value's cost to a model that never saw its key.
+    /// M·log2 V: a value's cost to a model that never saw its key.
     value_bits: f64,
     /// unseen_fraction × value_bits: the value loss of a model that knows every seen fact and nothing else.
     unseen_value_bits_per_fact: f64,
@@ -2016,9 +2017,11 @@ impl<'c> CorpusRun<'c> {
                 if cfg.train.eval_every > 0 {
                     validation = Some((render(test_end, test_end + VALIDATION_DOCUMENTS), 0.0));
                 }
+                // A fact's value, its M tokens summed, is one scored unit: the figures are per fact.
                 at = Positions {
                     period: c.fact_tokens(),
                     offset: c.key_tokens,
+                    span: c.value_tokens,
                 };
                 let counts = f.key_counts(docs as u64);
                 let (mut n, mut unseen, mut once) = (0u64, 0u64, 0u64);
@@ -2207,7 +2210,7 @@ impl Pipeline for CorpusRun<'_> {
                     m.extend(sp);
                 }
                 table.push_str(&format!(
-                    "facts: value loss {:.4} bits/fact on facts whose key the training set holds, {:.4} on the others (log2 V = {:.3}){}\n",
+                    "facts: value loss {:.4} bits/fact on facts whose key the training set holds, {:.4} on the others (M·log2 V = {:.3}){}\n",
                     split.seen_bits_per_fact,
                     split.unseen_bits_per_fact,
                     f.value_bits,
@@ -2219,7 +2222,7 @@ impl Pipeline for CorpusRun<'_> {
             }
             entries.insert("facts".into(), v);
             table.push_str(&format!(
-                "facts: {} training facts ({} distinct keys); of {} held-out facts {:.2}% have a key never seen in training, {:.2}% one seen once: a model that knows every seen fact and nothing else scores {:.4} bits/fact on the values (log2 V = {:.3})\n",
+                "facts: {} training facts ({} distinct keys); of {} held-out facts {:.2}% have a key never seen in training, {:.2}% one seen once: a model that knows every seen fact and nothing else scores {:.4} bits/fact on the values (M·log2 V = {:.3})\n",
                 f.training_facts,
                 f.distinct_training_keys,
                 f.held_out_facts,
