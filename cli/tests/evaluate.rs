@@ -201,8 +201,9 @@ train.log_every = 2
 /// metrics line has the dropped share in [0, 1) and the gate (the chosen expert's probability, ≥ 1/4 as the row's
 /// largest of 4) in [1/4, 1]; eval.json holds the routing of both mixture layers over every evaluated token;
 /// `evaluate --routing` records the same routing again from the checkpoint (the same model, data and batches)
-/// and keeps every other key. A dense model logs zeros, writes no routing, and `evaluate --routing` refuses it
-/// in one line.
+/// and keeps every other key; its report draws the routing while training (plots/routing.svg, a section in
+/// report.md) and keeps the curves in its run records. A dense model logs zeros, writes no routing, its report
+/// has none, and `evaluate --routing` refuses it in one line.
 #[test]
 fn a_mixture_logs_and_evaluates_its_routing() {
     let d = tempfile::tempdir().unwrap();
@@ -261,8 +262,23 @@ fn a_mixture_logs_and_evaluates_its_routing() {
         }
     }
 
+    // The report draws the routing while training and keeps it in the run records.
+    let (ok, _, err) = physlab_in(d.path(), &["report", "mix", "--runs", "runs"]);
+    assert!(ok, "report: {err}");
+    let md = std::fs::read_to_string(d.path().join("runs/mix/report.md")).unwrap();
+    assert!(md.contains("## Mixture-of-experts routing while training"), "{md}");
+    assert!(d.path().join("runs/mix/plots/routing.svg").is_file());
+    let records = common::lines(&d.path().join("runs/mix/runs.jsonl"));
+    let gate = records[0]["routing"]["gate"].as_array().expect("routing in the record");
+    assert_eq!(gate.len(), lines.len(), "one point a logged interval");
+
     let (ok, _, err) = physlab_in(d.path(), &["run", "dense", "--runs", "runs"]);
     assert!(ok, "training: {err}");
+    let (ok, _, err) = physlab_in(d.path(), &["report", "dense", "--runs", "runs"]);
+    assert!(ok, "report: {err}");
+    let md = std::fs::read_to_string(d.path().join("runs/dense/report.md")).unwrap();
+    assert!(!md.contains("routing while training"), "{md}");
+    assert!(!d.path().join("runs/dense/plots/routing.svg").exists());
     let dense = d.path().join("runs/dense/base/s0");
     assert!(read_json(&dense.join("eval.json")).get("routing").is_none());
     for l in common::lines(&dense.join("metrics.jsonl")) {

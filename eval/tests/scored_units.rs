@@ -42,7 +42,11 @@ fn a_span_is_scored_as_the_sum_of_its_positions() {
             assert!((a - b).abs() < 1e-9, "document {d}: {a} vs {b}");
         }
     }
-    assert_eq!(units[0].len(), 4, "periods 0–3; the fifth's last position is past the end");
+    assert_eq!(
+        units[0].len(),
+        4,
+        "periods 0–3; the fifth's last position is past the end"
+    );
     let one = Positions {
         period: 5,
         offset: 2,

@@ -37,6 +37,10 @@ pub struct Run {
     /// (step, excess in bits/token).
     #[serde(default)]
     pub excess_curve: BTreeMap<String, Vec<(f64, f64)>>,
+    /// A mixture of experts' routing while training (metrics.jsonl's `router_dropped` and `router_gate`):
+    /// "dropped" / "gate" → (step, value); empty for other models and for runs logged before it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub routing: BTreeMap<String, Vec<(f64, f64)>>,
     /// Values of the report's columns that neither eval.json nor the curves here can give, by column label: a
     /// record rebuilt from an earlier report's summary.csv (`records_from_summary`) has no curve, so the loss
     /// drop over the last tenth is kept as that report computed it. Read only where the run cannot compute it.
@@ -103,6 +107,40 @@ fn read_curve(path: &Path) -> Vec<(f64, f64)> {
 
 /// Curves by name: name → (step, value).
 type NamedCurves = BTreeMap<String, Vec<(f64, f64)>>;
+
+/// A mixture of experts' routing from a run's metrics.jsonl: "dropped" (`router_dropped`) and "gate"
+/// (`router_gate`) as (step, value), the last line of each step; empty when every gate is 0 (not a mixture, or
+/// logged before these fields).
+fn read_routing(path: &Path) -> NamedCurves {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return NamedCurves::new();
+    };
+    let mut by: BTreeMap<&str, BTreeMap<u64, f64>> = BTreeMap::new();
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let Some(step) = v.get("step").and_then(Value::as_u64) else {
+            continue;
+        };
+        for (name, key) in [("dropped", "router_dropped"), ("gate", "router_gate")] {
+            if let Some(x) = v.get(key).and_then(Value::as_f64) {
+                by.entry(name).or_default().insert(step, x);
+            }
+        }
+    }
+    if !by.get("gate").is_some_and(|g| g.values().any(|&x| x > 0.0)) {
+        return NamedCurves::new();
+    }
+    by.into_iter()
+        .map(|(k, m)| {
+            (
+                k.to_string(),
+                m.into_iter().map(|(s, x)| (s as f64, x)).collect(),
+            )
+        })
+        .collect()
+}
 
 /// The `<stream>/accuracy` values of a run's curve.jsonl by stream, as (step, accuracy), the last line of each
 /// step; empty when the run made no curve.
@@ -312,6 +350,7 @@ fn collect_runs(dir: &Path) -> Result<Vec<Run>> {
                     &sdir.join(physlab_trainer::train::CURVE_FILE),
                     "/excess_bits_per_token",
                 ),
+                routing: read_routing(&sdir.join("metrics.jsonl")),
                 recorded: BTreeMap::new(),
             });
         }
@@ -1101,6 +1140,8 @@ pub struct Computed {
     pub accuracy: Vec<AccuracyCurve>,
     /// Held-out excess curves per point ("held_out" and "validation"), mean over seeds.
     pub excess_curves: Vec<AccuracyCurve>,
+    /// A mixture of experts' routing while training per point ("dropped", "gate"), mean over seeds.
+    pub routing: Vec<AccuracyCurve>,
     /// summary.csv: (point, seed, one value per column).
     rows: Vec<(String, u64, Vec<Option<f64>>)>,
     /// The records files read beside the folder, each with the number of its runs used (see [`RECORDS_FILE`]).
@@ -1352,6 +1393,7 @@ pub fn records_from_summary(
             curve: Vec::new(),
             accuracy: BTreeMap::new(),
             excess_curve: BTreeMap::new(),
+            routing: BTreeMap::new(),
             recorded,
         });
     }
@@ -1852,6 +1894,7 @@ pub fn compute(
     };
     let accuracy = curves(&|r: &Run| &r.accuracy);
     let excess_curves = curves(&|r: &Run| &r.excess_curve);
+    let routing = curves(&|r: &Run| &r.routing);
 
     let rows = all_runs
         .iter()
@@ -1892,6 +1935,7 @@ pub fn compute(
         loss,
         accuracy,
         excess_curves,
+        routing,
         rows,
         from_records: Vec::new(),
     })
@@ -2085,6 +2129,36 @@ fn accuracy_series(curves: &[AccuracyCurve]) -> Vec<Series> {
         .collect()
 }
 
+/// The routing curves, one colour per point: the share of tokens over capacity solid, the chosen expert's mean
+/// probability (the gate) dashed.
+fn routing_series(curves: &[AccuracyCurve]) -> Vec<Series> {
+    let mut points: Vec<&str> = Vec::new();
+    curves
+        .iter()
+        .map(|a| {
+            let slot = points
+                .iter()
+                .position(|p| *p == a.point)
+                .unwrap_or_else(|| {
+                    points.push(&a.point);
+                    points.len() - 1
+                });
+            let (what, style) = if a.stream == "gate" {
+                ("gate (chosen expert's probability)", Style::Dashed)
+            } else {
+                ("tokens over capacity", Style::Line)
+            };
+            Series {
+                name: format!("{}: {what} (mean of {} seed(s))", a.point, a.seeds),
+                points: a.points.clone(),
+                error: None,
+                style,
+                color: Some(slot),
+            }
+        })
+        .collect()
+}
+
 /// The plots a report draws, by file name under `plots/`, with the series `compute` made (none when empty).
 fn plots(c: &Computed) -> Vec<(&'static str, Plot)> {
     let experiment = &c.experiment;
@@ -2178,6 +2252,21 @@ fn plots(c: &Computed) -> Vec<(&'static str, Plot)> {
                 log_x: false,
                 log_y: false,
                 series: accuracy_series(&c.accuracy),
+                guides: Vec::new(),
+                ..Default::default()
+            },
+        ));
+    }
+    if !c.routing.is_empty() {
+        out.push((
+            "routing.svg",
+            Plot {
+                title: format!("{experiment}: mixture-of-experts routing while training"),
+                x_label: "step".into(),
+                y_label: "share".into(),
+                log_x: false,
+                log_y: false,
+                series: routing_series(&c.routing),
                 guides: Vec::new(),
                 ..Default::default()
             },
@@ -2710,6 +2799,47 @@ pub fn render_md(c: &Computed) -> Result<String> {
             "## Accuracy against the step\n\nGreedy exact match on the first questions of each stream (`eval.curve_questions`), every `train.eval_every` steps; mean over seeds.\n\n![accuracy while training](plots/accuracy.svg)\n\n| point | stream | step: accuracy |\n|---|---|---|\n{curve_rows}"
         )?;
     }
+    if !c.routing.is_empty() {
+        let mut rows = String::new();
+        for a in c.routing.iter().filter(|a| a.stream == "dropped") {
+            let gate = c
+                .routing
+                .iter()
+                .find(|g| g.point == a.point && g.stream == "gate")
+                .and_then(|g| g.points.last())
+                .map_or("-".into(), |&(_, x)| format!("{x:.3}"));
+            let at = |frac: f64| -> String {
+                let last = a.points.last().map_or(0.0, |p| p.0);
+                a.points
+                    .iter()
+                    .find(|(s, _)| *s >= frac * last)
+                    .map_or("-".into(), |&(s, x)| {
+                        format!("{:.1}% (step {s:.0})", 100.0 * x)
+                    })
+            };
+            writeln!(
+                rows,
+                "| {} | {} | {} | {} | {} |",
+                a.point,
+                at(0.0),
+                at(0.1),
+                at(1.0),
+                gate
+            )?;
+        }
+        writeln!(
+            md,
+            "## Mixture-of-experts routing while training
+
+The share of tokens over their expert's capacity (they skip the layer) and the chosen expert's mean router probability (the gate that scales its output; 1/E uniform), over the mixture layers and each logging interval (metrics.jsonl); mean over seeds.
+
+![routing while training](plots/routing.svg)
+
+| point | over capacity, first interval | at 10% of the steps | at the end | gate at the end |
+|---|---|---|---|---|
+{rows}"
+        )?;
+    }
     if c.excess_curves.iter().any(|a| a.stream == "held_out") {
         writeln!(
             md,
@@ -2842,6 +2972,7 @@ mod tests {
             curve: Vec::new(),
             accuracy: Default::default(),
             excess_curve: Default::default(),
+            routing: Default::default(),
             recorded: Default::default(),
         }
     }
@@ -3807,6 +3938,7 @@ mod tests {
             curve,
             accuracy: Default::default(),
             excess_curve: Default::default(),
+            routing: Default::default(),
             recorded: Default::default(),
         };
         let falling: Vec<(f64, f64)> = (1..=20)
