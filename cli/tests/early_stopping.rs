@@ -155,6 +155,7 @@ fn a_facts_run_scores_values_only_and_counts_the_unseen_keys() {
             key_tokens: 2,
             key_alphabet: 20,
             values: 8,
+            value_tokens: 1,
             documents: 40,
             facts_per_document: 6,
         },
