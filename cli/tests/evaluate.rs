@@ -266,10 +266,15 @@ fn a_mixture_logs_and_evaluates_its_routing() {
     let (ok, _, err) = physlab_in(d.path(), &["report", "mix", "--runs", "runs"]);
     assert!(ok, "report: {err}");
     let md = std::fs::read_to_string(d.path().join("runs/mix/report.md")).unwrap();
-    assert!(md.contains("## Mixture-of-experts routing while training"), "{md}");
+    assert!(
+        md.contains("## Mixture-of-experts routing while training"),
+        "{md}"
+    );
     assert!(d.path().join("runs/mix/plots/routing.svg").is_file());
     let records = common::lines(&d.path().join("runs/mix/runs.jsonl"));
-    let gate = records[0]["routing"]["gate"].as_array().expect("routing in the record");
+    let gate = records[0]["routing"]["gate"]
+        .as_array()
+        .expect("routing in the record");
     assert_eq!(gate.len(), lines.len(), "one point a logged interval");
 
     let (ok, _, err) = physlab_in(d.path(), &["run", "dense", "--runs", "runs"]);

@@ -2102,36 +2102,11 @@ fn best_of_series(b: &BestOfSection) -> Option<(Vec<Series>, bool)> {
     Some((series, lo > 0.0 && hi / lo >= 4.0))
 }
 
-/// The accuracy curves, one colour per point: the held-out streams (P_test: `qa_test`, `*_test`) solid, the
-/// trained-on ones dashed, so that a point's over-training (its dashed line climbing away from its solid one)
-/// reads at a glance.
-fn accuracy_series(curves: &[AccuracyCurve]) -> Vec<Series> {
-    let mut points: Vec<&str> = Vec::new();
-    curves
-        .iter()
-        .map(|a| {
-            let slot = match points.iter().position(|p| *p == a.point) {
-                Some(k) => k,
-                None => {
-                    points.push(&a.point);
-                    points.len() - 1
-                }
-            };
-            let trained = a.stream.ends_with("_train");
-            Series {
-                name: format!("{}: {} (mean of {} seed(s))", a.point, a.stream, a.seeds),
-                points: a.points.clone(),
-                error: None,
-                style: if trained { Style::Dashed } else { Style::Line },
-                color: Some(slot),
-            }
-        })
-        .collect()
-}
-
-/// The routing curves, one colour per point: the share of tokens over capacity solid, the chosen expert's mean
-/// probability (the gate) dashed.
-fn routing_series(curves: &[AccuracyCurve]) -> Vec<Series> {
+/// Curves in one colour per point (in order of first appearance), each named and styled by `label`.
+fn per_point_series(
+    curves: &[AccuracyCurve],
+    label: impl Fn(&AccuracyCurve) -> (String, Style),
+) -> Vec<Series> {
     let mut points: Vec<&str> = Vec::new();
     curves
         .iter()
@@ -2143,13 +2118,9 @@ fn routing_series(curves: &[AccuracyCurve]) -> Vec<Series> {
                     points.push(&a.point);
                     points.len() - 1
                 });
-            let (what, style) = if a.stream == "gate" {
-                ("gate (chosen expert's probability)", Style::Dashed)
-            } else {
-                ("tokens over capacity", Style::Line)
-            };
+            let (name, style) = label(a);
             Series {
-                name: format!("{}: {what} (mean of {} seed(s))", a.point, a.seeds),
+                name,
                 points: a.points.clone(),
                 error: None,
                 style,
@@ -2157,6 +2128,35 @@ fn routing_series(curves: &[AccuracyCurve]) -> Vec<Series> {
             }
         })
         .collect()
+}
+
+/// The accuracy curves, one colour per point: the held-out streams (P_test: `qa_test`, `*_test`) solid, the
+/// trained-on ones dashed, so that a point's over-training (its dashed line climbing away from its solid one)
+/// reads at a glance.
+fn accuracy_series(curves: &[AccuracyCurve]) -> Vec<Series> {
+    per_point_series(curves, |a| {
+        let trained = a.stream.ends_with("_train");
+        (
+            format!("{}: {} (mean of {} seed(s))", a.point, a.stream, a.seeds),
+            if trained { Style::Dashed } else { Style::Line },
+        )
+    })
+}
+
+/// The routing curves, one colour per point: the share of tokens over capacity solid, the chosen expert's mean
+/// probability (the gate) dashed.
+fn routing_series(curves: &[AccuracyCurve]) -> Vec<Series> {
+    per_point_series(curves, |a| {
+        let (what, style) = if a.stream == "gate" {
+            ("gate (chosen expert's probability)", Style::Dashed)
+        } else {
+            ("tokens over capacity", Style::Line)
+        };
+        (
+            format!("{}: {what} (mean of {} seed(s))", a.point, a.seeds),
+            style,
+        )
+    })
 }
 
 /// The plots a report draws, by file name under `plots/`, with the series `compute` made (none when empty).
