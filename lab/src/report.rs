@@ -2268,7 +2268,9 @@ fn plots(c: &Computed) -> Vec<(&'static str, Plot)> {
                 log_y: false,
                 series: routing_series(&c.routing),
                 guides: Vec::new(),
-                ..Default::default()
+                // Falling drops and a rising gate cross the whole width: the legend goes above them.
+                legend: Legend::UpperLeft,
+                legend_room: true,
             },
         ));
     }
