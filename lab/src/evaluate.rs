@@ -101,7 +101,8 @@ pub fn evaluate_routing(run: &Path, batch: Option<usize>) -> Result<String> {
         .with_context(|| format!("{}: no {key}.params", eval_path.display()))?;
     let bits_before = section
         .and_then(|b| b.get("bits"))
-        .and_then(serde_json::Value::as_f64);
+        .and_then(serde_json::Value::as_f64)
+        .map_or("none".into(), |b| format!("{b:.0}"));
     let ckpt = run.join("checkpoints").join("final");
     let device = Default::default();
     let (model, _) = load_checkpoint::<Cpu>(&ckpt, &device)
@@ -138,15 +139,13 @@ pub fn evaluate_routing(run: &Path, batch: Option<usize>) -> Result<String> {
     let routing = routing_of(&model, &records, rc.model.capacity_factor)
         .context("the evaluation ran no mixture layer")?;
     info!(
-        "evaluated again in {:.1}s: {bits:.0} bits ({key}.bits in eval.json: {})",
-        t.elapsed().as_secs_f64(),
-        bits_before.map_or("none".into(), |b| format!("{b:.0}"))
+        "evaluated again in {:.1}s: {bits:.0} bits ({key}.bits in eval.json: {bits_before})",
+        t.elapsed().as_secs_f64()
     );
     merge_eval(run, ROUTING_KEY, serde_json::to_value(&routing)?)?;
     Ok(format!(
-        "{}: evaluated again, {bits:.0} bits ({key}.bits in eval.json: {}){}",
+        "{}: evaluated again, {bits:.0} bits ({key}.bits in eval.json: {bits_before}){}",
         run.display(),
-        bits_before.map_or("none".into(), |b| format!("{b:.0}")),
         render_routing(&routing)
     ))
 }

@@ -94,6 +94,19 @@ pub(crate) fn routing_of<B: physlab_trainer::kernels::Kernels>(
     (layers > 0 && !records.is_empty()).then(|| summarize_routing(records, layers, capacity_factor))
 }
 
+/// Puts a mixture's routing (if any) into eval.json's entries and its lines into the run's table.
+fn add_routing(
+    routing: Option<&Vec<LayerRouting>>,
+    entries: &mut serde_json::Map<String, serde_json::Value>,
+    table: &mut String,
+) -> Result<()> {
+    if let Some(r) = routing {
+        entries.insert(ROUTING_KEY.into(), serde_json::to_value(r)?);
+        table.push_str(&render_routing(r));
+    }
+    Ok(())
+}
+
 /// The routing as table lines: per layer, the chosen experts' mean probability (the gate), the busiest expert's
 /// share, the experts used and the share over capacity at the training factor.
 pub(crate) fn render_routing(layers: &[LayerRouting]) -> String {
@@ -1627,10 +1640,7 @@ impl Pipeline for BioSRun<'_> {
             ));
         }
         table.push_str(&render_qa(&qa));
-        if let Some(r) = &routing {
-            entries.insert(ROUTING_KEY.into(), serde_json::to_value(r)?);
-            table.push_str(&render_routing(r));
-        }
+        add_routing(routing.as_ref(), &mut entries, &mut table)?;
         for (q, e) in &quantized {
             table.push_str(&format!(
                 "\n{:<36}{:.0} bits, R = {:.4} (p1 {:.3}, p2 {:.3})",
@@ -2245,10 +2255,7 @@ impl Pipeline for CorpusRun<'_> {
                 if es.best_is_last { " (the best step is the last)" } else { "" }
             ));
         }
-        if let Some(r) = &routing {
-            entries.insert(ROUTING_KEY.into(), serde_json::to_value(r)?);
-            table.push_str(&render_routing(r));
-        }
+        add_routing(routing.as_ref(), &mut entries, &mut table)?;
         entries.insert(
             "data_tokens".into(),
             (docs as f64 * tokens_per_doc as f64).into(),

@@ -49,6 +49,12 @@ fn recording() -> bool {
     ROUTING.with(|r| r.borrow().is_some())
 }
 
+/// Tokens an expert takes from a batch of `tokens`: ⌈factor · tokens / experts⌉ (an infinite factor saturates
+/// to no limit).
+pub fn capacity(capacity_factor: f64, tokens: usize, experts: usize) -> usize {
+    ((capacity_factor * tokens as f64) / experts as f64).ceil() as usize
+}
+
 #[derive(Module, Debug)]
 pub struct Moe<B: Backend> {
     pub router: Linear<B>,
@@ -67,7 +73,7 @@ impl<B: crate::kernels::Kernels> Moe<B> {
         let probs = softmax(self.router.forward(flat.clone()), 1);
         let choice: Vec<i64> = probs.clone().argmax(1).into_data().iter::<i64>().collect();
         // An infinite factor (evaluation: `Gpt::without_token_dropping`) saturates to no limit.
-        let capacity = ((self.capacity_factor * n as f64) / e as f64).ceil() as usize;
+        let capacity = capacity(self.capacity_factor, n, e);
         let mut out = Tensor::<B, 2>::zeros([n, d], &device);
         let mut counts = vec![0usize; e];
         for (k, expert) in self.experts.iter().enumerate() {
@@ -147,7 +153,7 @@ pub fn summarize_routing(
             let mut load = vec![0usize; experts];
             let mut over = 0usize;
             for r in &mine {
-                let cap = ((capacity_factor * r.tokens as f64) / experts as f64).ceil() as usize;
+                let cap = capacity(capacity_factor, r.tokens, experts);
                 for (l, &c) in load.iter_mut().zip(&r.counts) {
                     *l += c;
                     over += c.saturating_sub(cap);

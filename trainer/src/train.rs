@@ -347,6 +347,15 @@ pub struct TrainOutcome {
     pub precision: Precision,
 }
 
+/// `x` per routed token, 0 when nothing was routed (a model without a mixture).
+fn per_routed(x: f64, routed: u64) -> f64 {
+    if routed > 0 {
+        x / routed as f64
+    } else {
+        0.0
+    }
+}
+
 fn fmt_duration(s: f64) -> String {
     let s = s.max(0.0).round() as u64;
     if s >= 3600 {
@@ -868,16 +877,11 @@ pub fn train_with_eval<B: TrainBackend>(
                 lr,
                 grad_norm: st.interval_grad_norm / st.interval_n as f64,
                 router_loss: st.interval_router / st.interval_n as f64,
-                router_dropped: if st.interval_routed > 0 {
-                    1.0 - st.interval_served as f64 / st.interval_routed as f64
-                } else {
-                    0.0
-                },
-                router_gate: if st.interval_routed > 0 {
-                    st.interval_gate / st.interval_routed as f64
-                } else {
-                    0.0
-                },
+                router_dropped: per_routed(
+                    (st.interval_routed - st.interval_served) as f64,
+                    st.interval_routed,
+                ),
+                router_gate: per_routed(st.interval_gate, st.interval_routed),
                 tokens_per_s: tok_s,
                 elapsed_s: elapsed,
             };
