@@ -1221,26 +1221,51 @@ pub fn save_step_checkpoint<B: TrainBackend>(
     let state = tmp.join("state.json");
     atomic_write(&state, &serde_json::to_vec_pretty(st).expect("json")).map_err(io(&state))?;
     finish_checkpoint(&tmp, &dst, &STEP_FILES)?;
-    // Keep the newest `keep` complete step checkpoints; drop older ones and leftovers of interrupted writes.
+    prune_step_checkpoints(&dir, keep)?;
+    Ok(dst)
+}
+
+/// Keeps the newest `keep` complete step checkpoints in `dir` (a run's `checkpoints/`) and removes the rest of
+/// what this writer leaves there: older complete checkpoints, `step-N.tmp` folders of interrupted writes, and
+/// `step-N` folders without their DONE marker. A step folder only ever appears complete (it is renamed into place
+/// with DONE inside), so one without DONE is what an earlier removal left when its process was killed part way.
+/// Each folder is renamed to `step-N.old` before it is removed, so a removal cut short leaves a name the next
+/// call clears, never a half-deleted `step-N`.
+pub fn prune_step_checkpoints(dir: &Path, keep: usize) -> Result<(), TrainError> {
     let mut complete: Vec<(usize, PathBuf)> = Vec::new();
-    for e in std::fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
+    let mut leftovers: Vec<PathBuf> = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(io(dir))?.flatten() {
         let n = e.file_name().to_string_lossy().to_string();
-        if let Some(rest) = n.strip_prefix("step-") {
-            if rest.ends_with(".tmp") {
+        let Some(rest) = n.strip_prefix("step-") else {
+            continue;
+        };
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if let Some(k) = rest.parse::<usize>().ok().filter(|_| number(rest)) {
+            if e.path().join("DONE").exists() {
+                complete.push((k, e.path()));
+            } else {
+                leftovers.push(e.path());
+            }
+        } else if let Some(k) = rest.strip_suffix(".tmp").or(rest.strip_suffix(".old")) {
+            if number(k) {
                 let _ = std::fs::remove_dir_all(e.path());
-            } else if let Ok(k) = rest.parse::<usize>() {
-                if e.path().join("DONE").exists() {
-                    complete.push((k, e.path()));
-                }
             }
         }
     }
     complete.sort();
     let drop = complete.len().saturating_sub(keep);
-    for (_, p) in complete.into_iter().take(drop) {
-        std::fs::remove_dir_all(&p).map_err(io(&p))?;
+    leftovers.extend(complete.into_iter().take(drop).map(|(_, p)| p));
+    for p in leftovers {
+        let mut old = p.clone().into_os_string();
+        old.push(".old");
+        let old = PathBuf::from(old);
+        std::fs::rename(&p, &old).map_err(io(&p))?;
+        std::fs::remove_dir_all(&old).map_err(io(&old))?;
     }
-    Ok(dst)
+    Ok(())
 }
 
 /// Completes the temporary checkpoint folder `tmp` whose `files` are written and flushed: checksums.json, DONE,

@@ -15,7 +15,8 @@ use physlab_trainer::burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use physlab_trainer::burn::tensor::backend::Backend;
 use physlab_trainer::burn::tensor::Tensor;
 use physlab_trainer::train::{
-    load_checkpoint, optimizer, save_checkpoint, save_step_checkpoint, train, TrainError,
+    load_checkpoint, optimizer, prune_step_checkpoints, save_checkpoint, save_step_checkpoint, train,
+    TrainError,
     TrainState, CHECKSUMS, FINAL_FILES, STEP_FILES,
 };
 use physlab_trainer::{Cpu, CpuTrain, GptShape, ModelConfig, TrainConfig, TrainOutcome};
@@ -549,4 +550,56 @@ fn checkpoints_hold_checksums_of_every_file_and_no_temporaries() {
             assert_eq!(listed[f].as_str().unwrap(), digest, "{name}/{f}");
         }
     }
+}
+
+/// A process killed while it removed an old step checkpoint left a `step-N` folder without DONE (the marker
+/// removed, other files not yet): it was never counted as complete, so never pruned, and a run kept three step
+/// checkpoints instead of two (`a_killed_run_resumes_on_the_same_loss_curve` failed once that way under load).
+/// Pruning now clears such folders, interrupted writes (`.tmp`) and interrupted removals (`.old`), keeps the
+/// newest complete ones, and leaves every name it does not write alone.
+#[test]
+fn pruning_clears_what_an_interrupted_removal_left() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("checkpoints");
+    let folder = |name: &str, files: &[&str]| {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        for f in files {
+            std::fs::write(d.join(f), b"x").unwrap();
+        }
+    };
+    let complete = ["model.bin", "optimizer.bin", "state.json", "checksums.json", "DONE"];
+    folder("step-00000004", &complete);
+    folder("step-00000008", &["optimizer.bin", "state.json"]); // DONE and model.bin already removed
+    folder("step-00000012", &complete);
+    folder("step-00000016", &complete);
+    folder("step-00000020.tmp", &["model.bin"]);
+    folder("step-00000002.old", &["state.json"]);
+    folder("final", &["model.safetensors", "DONE"]);
+    folder("step-mine", &["notes.txt"]);
+    folder("step-00000003.bak", &["DONE"]);
+    std::fs::write(dir.join("step-00000001"), b"a file, not a checkpoint").unwrap();
+    prune_step_checkpoints(&dir, 2).unwrap();
+    let mut left: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "final",
+            "step-00000001",
+            "step-00000003.bak",
+            "step-00000012",
+            "step-00000016",
+            "step-mine"
+        ]
+    );
+    for kept in ["step-00000012", "step-00000016"] {
+        assert!(dir.join(kept).join("model.bin").exists(), "{kept}");
+    }
+    // Nothing left to do: a second call changes nothing.
+    prune_step_checkpoints(&dir, 2).unwrap();
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 6);
 }
