@@ -14,7 +14,9 @@ set -u
 # Done at seed 0 (results/capacity-law-cpu/runs.jsonl; the queue skips recorded runs): 1e-3 at every point, 5e-4 /
 # 2e-3 / 4e-3 / 8e-3 at gpt2-2-1 N = 4,000 (4e-3 bracketed), 2e-3 / 4e-3 / 8e-3 at N = 3,000 (4e-3 bracketed), 1e-3 / 2e-3 / 4e-3 at gpt2-3-1
 # (2e-3 bracketed), and the convergence check at 2e-3.
-# Order (2026-11-28, stop 32: row 1's seeds moved before the MoE probes, so row 1 has three seeds at every
+# Order (2026-11-28, stop 33: seed 0 of row 17's parameter half with long values, facts-params-long-cpu, narrowest
+# first (~2 h for the five widths), after GPT2's seeds and before the other convergence checks; otherwise as below)
+# (2026-11-28, stop 32: row 1's seeds moved before the MoE probes, so row 1 has three seeds at every
 # binding point first; GPT2's seeds 1-2 of architecture-law-cpu after the MoE probes, as row 2's rate is
 # bracketed once 5e-4 finishes; otherwise as in stop 31)
 # (2026-11-27, stop 31): the convergence check at the kept rates (capacity-law-conv-kept-cpu, cheapest point
@@ -31,6 +33,7 @@ architecture-law-lr-cpu:0 architecture-law-lr-cpu:1
 capacity-law-cpu:49 capacity-law-cpu:46 capacity-law-cpu:50 capacity-law-cpu:47 capacity-law-cpu:38
 architecture-law-moe-lr-cpu:1 architecture-law-moe-lr-cpu:0
 architecture-law-cpu:1 architecture-law-cpu:2
+facts-params-long-cpu:0 facts-params-long-cpu:3 facts-params-long-cpu:6 facts-params-long-cpu:9 facts-params-long-cpu:12
 capacity-law-conv-kept-cpu:1 capacity-law-conv-kept-cpu:2
 extraction-parity-pretrain-cpu:0 extraction-parity-cpu:0 extraction-parity-cpu:1
 memorization-passes-creep-cpu:0 memorization-passes-creep-cpu:1 memorization-passes-cpu:10 memorization-passes-cpu:11

@@ -15,9 +15,8 @@ use physlab_trainer::burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use physlab_trainer::burn::tensor::backend::Backend;
 use physlab_trainer::burn::tensor::Tensor;
 use physlab_trainer::train::{
-    load_checkpoint, optimizer, prune_step_checkpoints, save_checkpoint, save_step_checkpoint, train,
-    TrainError,
-    TrainState, CHECKSUMS, FINAL_FILES, STEP_FILES,
+    load_checkpoint, optimizer, prune_step_checkpoints, save_checkpoint, save_step_checkpoint,
+    train, TrainError, TrainState, CHECKSUMS, FINAL_FILES, STEP_FILES,
 };
 use physlab_trainer::{Cpu, CpuTrain, GptShape, ModelConfig, TrainConfig, TrainOutcome};
 
@@ -568,7 +567,13 @@ fn pruning_clears_what_an_interrupted_removal_left() {
             std::fs::write(d.join(f), b"x").unwrap();
         }
     };
-    let complete = ["model.bin", "optimizer.bin", "state.json", "checksums.json", "DONE"];
+    let complete = [
+        "model.bin",
+        "optimizer.bin",
+        "state.json",
+        "checksums.json",
+        "DONE",
+    ];
     folder("step-00000004", &complete);
     folder("step-00000008", &["optimizer.bin", "state.json"]); // DONE and model.bin already removed
     folder("step-00000012", &complete);
