@@ -34,6 +34,7 @@ capacity-law-cpu:49 capacity-law-cpu:46 capacity-law-cpu:50 capacity-law-cpu:47 
 architecture-law-moe-lr-cpu:1 architecture-law-moe-lr-cpu:0
 architecture-law-cpu:1 architecture-law-cpu:2
 facts-params-long-cpu:0 facts-params-long-cpu:3 facts-params-long-cpu:6 facts-params-long-cpu:9 facts-params-long-cpu:12
+facts-params-long-conv-cpu:0
 capacity-law-conv-kept-cpu:1 capacity-law-conv-kept-cpu:2
 extraction-parity-pretrain-cpu:0 extraction-parity-cpu:0 extraction-parity-cpu:1
 memorization-passes-creep-cpu:0 memorization-passes-creep-cpu:1 memorization-passes-cpu:10 memorization-passes-cpu:11

@@ -198,6 +198,29 @@ fn a_facts_run_scores_values_only_and_counts_the_unseen_keys() {
     assert!((best - stopped).abs() < 1e-9, "{best} vs {stopped}");
     assert!(f["seen_bits_per_fact"].as_f64() < f["unseen_bits_per_fact"].as_f64());
 
+    // The value loss under the key law (all 300 ranks scored once each, p_k-weighted): what the held-out sample
+    // estimates. The sample's mean of 6,144 costs of 0 to ~5 bits has a standard error of at most ~0.03 bits,
+    // so 0.15 is five of them. The bits held count the facts the model knows, at most all 300 × 3 bits.
+    let expected = f["expected_value_bits_per_fact"].as_f64().unwrap();
+    assert!((expected - end).abs() < 0.15, "{expected} vs {end}");
+    let at_best = f["expected_value_bits_per_fact_at_best"].as_f64().unwrap();
+    assert!((at_best - stopped).abs() < 0.15, "{at_best} vs {stopped}");
+    assert_eq!(f["expected_top_ranks"].as_u64(), Some(300));
+    assert_eq!(f["expected_tail_mass"].as_f64(), Some(0.0));
+    assert!(f["expected_tail_bits_per_fact"].is_null());
+    let held = f["stored_value_bits"].as_f64().unwrap();
+    assert!(held > 0.0 && held <= 300.0 * 3.0, "{held}");
+    assert!((f["stored_facts"].as_f64().unwrap() - held / 3.0).abs() < 1e-9);
+    let params = e["corpus"]["params"]["total"].as_f64().unwrap();
+    assert!((f["stored_bits_per_param"].as_f64().unwrap() - held / params).abs() < 1e-12);
+    let curve = std::fs::read_to_string(runs.join("facts/base/s0/curve.jsonl")).unwrap();
+    // Steps 0, 50, …, 300.
+    assert_eq!(
+        curve.matches("\"expected/value_bits_per_fact\"").count(),
+        7,
+        "{curve}"
+    );
+
     let loss = e["early_stopping"]["excess_bits_per_token"]
         .as_f64()
         .unwrap();

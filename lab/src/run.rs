@@ -21,7 +21,8 @@ use physlab_generators::corpus::{
     mixer, mixture_sources, named_sources, Corpus, Dataset, MixSource,
 };
 use physlab_generators::people::Attribute;
-use physlab_generators::zipf::{Uniform, Zipf};
+use physlab_generators::rng::{stream, Purpose};
+use physlab_generators::zipf::{zipf_probabilities, AliasTable, Uniform, Zipf};
 use physlab_generators::DataConfig;
 use physlab_generators::WindowMixer;
 use physlab_trainer::model::Gpt;
@@ -1675,6 +1676,8 @@ enum CorpusCheck<'a> {
         at: Positions,
         /// Facts: whether each scored position of `docs` (in order) is a fact whose key the training set holds.
         seen: Option<&'a [bool]>,
+        /// Facts: the value loss under the key law itself ([`ExpectedCheck`]).
+        expected: Option<&'a ExpectedCheck>,
     },
     /// Bits of knowledge (Def. 4.1).
     BioD(&'a BioD),
@@ -1694,6 +1697,119 @@ struct FactsSplit {
     /// At the early-stopping step (when the run stopped early).
     seen_bits_per_fact_at_best: Option<f64>,
     unseen_bits_per_fact_at_best: Option<f64>,
+    #[serde(flatten)]
+    expected: Option<ExpectedValueLoss>,
+}
+
+/// Facts: how many of the most frequent facts the expected value loss scores one by one, and how many facts it
+/// draws from the ranks past them.
+const EXPECTED_TOP_RANKS: usize = 16_384;
+const EXPECTED_TAIL_SAMPLES: usize = 1024;
+/// The tail samples' stream index under `Purpose::EvalSampling`.
+const EXPECTED_TAIL_STREAM: u64 = 0x7461_696c;
+
+/// A facts run's value loss under the key law itself rather than on a sample of documents: each of the `top` most
+/// frequent facts scored once (a document of that fact alone), weighted by its probability p_k, plus the mass of
+/// the other ranks times the mean cost of facts drawn from the law past `top`. Given the model it is fixed up to
+/// the tail's share (~0.6% of the mass at K = 2^20, s = 1.5), and it is the same facts whatever the training set's
+/// size, so runs on different data or of different widths compare without the held-out sample's noise (a
+/// held-out sample of 2,048 facts has ~120 facts past a small model's capacity: ±9%).
+struct ExpectedCheck {
+    /// One document a fact: the `top` most frequent in rank order, then the tail's samples.
+    docs: Vec<Vec<u32>>,
+    /// Each document's weight: p_k for the top ranks, the tail's mass over the samples for the others (Σ = 1).
+    weights: Vec<f64>,
+    top: usize,
+    tail_mass: f64,
+    /// M·log2 V.
+    value_bits: f64,
+}
+
+impl ExpectedCheck {
+    fn new(f: &physlab_generators::facts::Facts, seed: u64) -> Self {
+        let c = &f.config;
+        let probs = zipf_probabilities(c.keys, c.exponent);
+        let top = c.keys.min(EXPECTED_TOP_RANKS);
+        let fact = |rank: u64| {
+            let mut v = Vec::with_capacity(c.fact_tokens());
+            f.key(rank, &mut v);
+            f.value(rank, &mut v);
+            v
+        };
+        let mut docs: Vec<Vec<u32>> = (0..top as u64).map(fact).collect();
+        let mut weights = probs[..top].to_vec();
+        let tail_mass: f64 = probs[top..].iter().sum();
+        if top < c.keys {
+            let table = AliasTable::new(&probs[top..]);
+            let mut rng = stream(seed, Purpose::EvalSampling, EXPECTED_TAIL_STREAM);
+            for _ in 0..EXPECTED_TAIL_SAMPLES {
+                docs.push(fact((top + table.sample(&mut rng)) as u64));
+                weights.push(tail_mass / EXPECTED_TAIL_SAMPLES as f64);
+            }
+        }
+        ExpectedCheck {
+            docs,
+            weights,
+            top,
+            tail_mass,
+            value_bits: c.value_bits(),
+        }
+    }
+
+    /// Each document's value cost (bits), in order.
+    fn costs<B: physlab_trainer::kernels::Kernels>(
+        &self,
+        model: &Gpt<B>,
+        at: Positions,
+        context: usize,
+        batch: usize,
+        device: &B::Device,
+    ) -> Vec<f64> {
+        documents_nll_bits_scored(model, &self.docs, at, context, batch, device)
+            .iter()
+            .map(|units| units.iter().sum())
+            .collect()
+    }
+}
+
+/// eval.json `facts.expected_*` and `facts.stored_*` ([`ExpectedCheck`]).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+struct ExpectedValueLoss {
+    /// Σ_k p_k · cost_k: the value loss of a fact drawn from the key law (bits/fact), at the end of training.
+    expected_value_bits_per_fact: f64,
+    /// The same at the early-stopping step (from the curve), when the run evaluated while training.
+    expected_value_bits_per_fact_at_best: Option<f64>,
+    /// The ranks scored one by one, and the probability mass past them.
+    expected_top_ranks: usize,
+    expected_tail_mass: f64,
+    /// The mean cost of the facts drawn past the top ranks (none when the top ranks are all of them).
+    expected_tail_bits_per_fact: Option<f64>,
+    /// Σ over the top ranks of max(0, M·log2 V − cost_k): what the model holds about the most frequent facts'
+    /// values, in bits, in facts' worth (÷ M·log2 V) and per parameter (÷ all parameters).
+    stored_value_bits: f64,
+    stored_facts: f64,
+    stored_bits_per_param: f64,
+}
+
+/// The expected value loss and the bits held from the documents' costs (as [`ExpectedCheck::costs`] gives them).
+fn expected_value_loss(check: &ExpectedCheck, costs: &[f64], params: f64) -> ExpectedValueLoss {
+    let expected = check.weights.iter().zip(costs).map(|(w, c)| w * c).sum();
+    let tail = &costs[check.top.min(costs.len())..];
+    let stored: f64 = costs[..check.top.min(costs.len())]
+        .iter()
+        .map(|c| (check.value_bits - c).max(0.0))
+        .sum();
+    ExpectedValueLoss {
+        expected_value_bits_per_fact: expected,
+        expected_value_bits_per_fact_at_best: None,
+        expected_top_ranks: check.top,
+        expected_tail_mass: check.tail_mass,
+        expected_tail_bits_per_fact: (!tail.is_empty())
+            .then(|| tail.iter().sum::<f64>() / tail.len() as f64),
+        stored_value_bits: stored,
+        stored_facts: stored / check.value_bits,
+        stored_bits_per_param: stored / params,
+    }
 }
 
 /// The mean of `nll` over the positions where `seen` is `want` (NaN when there are none).
@@ -1732,6 +1848,8 @@ const CURVE_TEST: &str = "held_out/excess_bits_per_token";
 /// Facts: the test excess over the facts whose key the training set holds, and over the others.
 const CURVE_SEEN: &str = "held_out_seen/excess_bits_per_token";
 const CURVE_UNSEEN: &str = "held_out_unseen/excess_bits_per_token";
+/// Facts: the value loss under the key law ([`ExpectedCheck`]).
+const CURVE_EXPECTED: &str = "expected/value_bits_per_fact";
 
 /// The lines of a run's curve.jsonl, parsed (an unparsable line is an error naming the file and line).
 fn read_curve_lines(path: &Path) -> Result<Vec<serde_json::Value>> {
@@ -1788,9 +1906,9 @@ fn train_eval_corpus<B: physlab_trainer::kernels::TrainBackend>(
         } if cfg.train.eval_every > 0 => Some((*docs, *test_bits, *vdocs, *vbits, *at)),
         _ => None,
     };
-    let seen = match check {
-        CorpusCheck::Entropy { seen, .. } => *seen,
-        CorpusCheck::BioD(_) => None,
+    let (seen, expected) = match check {
+        CorpusCheck::Entropy { seen, expected, .. } => (*seen, *expected),
+        CorpusCheck::BioD(_) => (None, None),
     };
     let (context, batch) = (cfg.train.context, cfg.eval.batch);
     let mut curve = |_step: usize, model: &Gpt<B::InnerBackend>| -> Vec<(String, f64)> {
@@ -1812,6 +1930,11 @@ fn train_eval_corpus<B: physlab_trainer::kernels::TrainBackend>(
                 ));
                 out.push((CURVE_SEEN.to_string(), split_mean(&nll, seen, true)));
                 out.push((CURVE_UNSEEN.to_string(), split_mean(&nll, seen, false)));
+                if let Some(x) = expected {
+                    let costs = x.costs(model, at, context, batch, &device);
+                    let e = expected_value_loss(x, &costs, params.total as f64);
+                    out.push((CURVE_EXPECTED.to_string(), e.expected_value_bits_per_fact));
+                }
             }
             None => out.push((
                 CURVE_TEST.to_string(),
@@ -1919,11 +2042,28 @@ fn train_eval_corpus<B: physlab_trainer::kernels::TrainBackend>(
                             .filter_map(|v| v.get(key).and_then(serde_json::Value::as_f64))
                             .next_back()
                     };
+                    let expected = expected.map(|x| {
+                        let t = Instant::now();
+                        let costs = x.costs(&model, *at, context, batch, &device);
+                        let e = ExpectedValueLoss {
+                            expected_value_bits_per_fact_at_best: at_best(CURVE_EXPECTED),
+                            ..expected_value_loss(x, &costs, params.total as f64)
+                        };
+                        info!(
+                            "scored the {} most frequent facts once each (and {} past them) in {:.1}s: expected value loss {:.4} bits/fact under the key law",
+                            x.top,
+                            x.docs.len() - x.top,
+                            t.elapsed().as_secs_f64(),
+                            e.expected_value_bits_per_fact
+                        );
+                        e
+                    });
                     FactsSplit {
                         seen_bits_per_fact: split_mean(&nll, seen, true),
                         unseen_bits_per_fact: split_mean(&nll, seen, false),
                         seen_bits_per_fact_at_best: at_best(CURVE_SEEN),
                         unseen_bits_per_fact_at_best: at_best(CURVE_UNSEEN),
+                        expected,
                     }
                 });
                 CorpusResult::Entropy(e, stopped, split)
@@ -1993,6 +2133,8 @@ struct CorpusRun<'c> {
     facts: Option<FactsHeldOut>,
     /// Facts: whether each held-out fact (in document and position order) has a key the training set holds.
     test_seen: Option<Vec<bool>>,
+    /// Facts: the value loss under the key law.
+    expected: Option<ExpectedCheck>,
     built: Instant,
 }
 
@@ -2008,7 +2150,7 @@ impl<'c> CorpusRun<'c> {
         // Uniform: the training set itself (memorization). Zipf / Markov: held-out documents, with their own
         // surprisal under the source (each token's true probability is known).
         let mut validation = None;
-        let (mut at, mut facts, mut test_seen) = (Positions::ALL, None, None);
+        let (mut at, mut facts, mut test_seen, mut expected) = (Positions::ALL, None, None, None);
         let (eval_docs, surprisal): (Vec<Vec<u32>>, Option<f64>) = match dc {
             DataConfig::Facts(c) => {
                 // Held-out and validation documents past the training set; only value tokens are scored, and a
@@ -2048,6 +2190,7 @@ impl<'c> CorpusRun<'c> {
                     }
                 }
                 test_seen = Some(seen);
+                expected = Some(ExpectedCheck::new(&f, cfg.seed));
                 let unseen_fraction = unseen as f64 / n.max(1) as f64;
                 facts = Some(FactsHeldOut {
                     training_facts: docs as u64 * c.facts_per_document as u64,
@@ -2111,6 +2254,7 @@ impl<'c> CorpusRun<'c> {
             at,
             facts,
             test_seen,
+            expected,
             built,
         })
     }
@@ -2181,6 +2325,7 @@ impl Pipeline for CorpusRun<'_> {
                 validation: self.validation.as_ref().map(|(d, b)| (d.as_slice(), *b)),
                 at: self.at,
                 seen: self.test_seen.as_deref(),
+                expected: self.expected.as_ref(),
             },
         };
         let (outcome, e, routing) = on_backend!(
@@ -2229,6 +2374,25 @@ impl Pipeline for CorpusRun<'_> {
                         _ => String::new(),
                     }
                 ));
+                if let Some(x) = &split.expected {
+                    table.push_str(&format!(
+                        "facts: value loss under the key law {:.4} bits/fact{} (the {} most frequent facts scored once each, p_k-weighted; the {:.3}% of the mass past them at {}); the model holds {:.0} bits of those facts' values: {:.1} facts' worth, {:.3} bits/param\n",
+                        x.expected_value_bits_per_fact,
+                        match x.expected_value_bits_per_fact_at_best {
+                            Some(b) => format!(" ({b:.4} at the early-stopping step)"),
+                            None => String::new(),
+                        },
+                        x.expected_top_ranks,
+                        100.0 * x.expected_tail_mass,
+                        match x.expected_tail_bits_per_fact {
+                            Some(t) => format!("{t:.2} bits/fact over {EXPECTED_TAIL_SAMPLES} drawn from it"),
+                            None => "nothing: there is none".into(),
+                        },
+                        x.stored_value_bits,
+                        x.stored_facts,
+                        x.stored_bits_per_param
+                    ));
+                }
             }
             entries.insert("facts".into(), v);
             table.push_str(&format!(
@@ -2282,6 +2446,84 @@ mod tests {
             seed,
         )
         .unwrap()
+    }
+
+    /// The expected value loss weighs each cost by its document's weight, the bits held count only the top ranks
+    /// and only what a cost leaves of M·log2 V (hand numbers: three top facts of weights 0.5, 0.3, 0.1 costing 0,
+    /// 2 and 7 bits of 6; two tail facts of weight 0.05 costing 6 and 8).
+    #[test]
+    fn the_expected_value_loss_weighs_the_costs_and_counts_the_top_facts_held() {
+        let check = ExpectedCheck {
+            docs: vec![Vec::new(); 5],
+            weights: vec![0.5, 0.3, 0.1, 0.05, 0.05],
+            top: 3,
+            tail_mass: 0.1,
+            value_bits: 6.0,
+        };
+        let e = expected_value_loss(&check, &[0.0, 2.0, 7.0, 6.0, 8.0], 5.0);
+        assert!(
+            (e.expected_value_bits_per_fact - 2.0).abs() < 1e-12,
+            "{e:?}"
+        );
+        assert_eq!(e.expected_tail_bits_per_fact, Some(7.0));
+        assert!((e.stored_value_bits - 10.0).abs() < 1e-12, "{e:?}");
+        assert!((e.stored_facts - 10.0 / 6.0).abs() < 1e-12, "{e:?}");
+        assert!((e.stored_bits_per_param - 2.0).abs() < 1e-12, "{e:?}");
+        assert_eq!((e.expected_top_ranks, e.expected_tail_mass), (3, 0.1));
+        // No tail: no tail figure.
+        let all = ExpectedCheck {
+            docs: vec![Vec::new(); 2],
+            weights: vec![0.75, 0.25],
+            top: 2,
+            tail_mass: 0.0,
+            value_bits: 6.0,
+        };
+        let e = expected_value_loss(&all, &[1.0, 3.0], 1.0);
+        assert_eq!(e.expected_tail_bits_per_fact, None);
+        assert!((e.expected_value_bits_per_fact - 1.5).abs() < 1e-12);
+    }
+
+    /// The expected value loss's documents: the top ranks are the facts of ranks 0, 1, … in order (key and value as
+    /// the generator renders them), weighted by p_k; the tail's samples are facts past the top ranks, weighted by
+    /// the tail's mass over their number; the weights sum to 1. With K at most the top ranks there is no tail.
+    #[test]
+    fn the_expected_check_scores_the_top_ranks_once_and_samples_the_tail() {
+        use physlab_generators::facts::{Facts, FactsConfig};
+        let c = FactsConfig {
+            keys: 20_000,
+            key_tokens: 3,
+            key_alphabet: 30,
+            values: 7,
+            value_tokens: 2,
+            documents: 10,
+            facts_per_document: 4,
+            ..FactsConfig::default()
+        };
+        let f = Facts::build(&c, 3).unwrap();
+        let x = ExpectedCheck::new(&f, 3);
+        assert_eq!(x.top, EXPECTED_TOP_RANKS);
+        assert_eq!(x.docs.len(), EXPECTED_TOP_RANKS + EXPECTED_TAIL_SAMPLES);
+        let probs = zipf_probabilities(c.keys, c.exponent);
+        for r in [0usize, 1, 77, EXPECTED_TOP_RANKS - 1] {
+            let mut v = Vec::new();
+            f.key(r as u64, &mut v);
+            f.value(r as u64, &mut v);
+            assert_eq!(x.docs[r], v, "rank {r}");
+            assert_eq!(x.weights[r], probs[r]);
+        }
+        let tail: f64 = probs[EXPECTED_TOP_RANKS..].iter().sum();
+        assert!((x.tail_mass - tail).abs() < 1e-15 && tail > 0.0);
+        assert!((x.weights.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        let top_keys: std::collections::HashSet<&[u32]> =
+            x.docs[..x.top].iter().map(|d| &d[..3]).collect();
+        assert!(x.docs[x.top..]
+            .iter()
+            .all(|d| d.len() == 5 && !top_keys.contains(&d[..3])));
+        // The same seed draws the same tail.
+        assert_eq!(ExpectedCheck::new(&f, 3).docs, x.docs);
+        let small = Facts::build(&FactsConfig { keys: 300, ..c }, 3).unwrap();
+        let x = ExpectedCheck::new(&small, 3);
+        assert_eq!((x.top, x.docs.len(), x.tail_mass), (300, 300, 0.0));
     }
 
     /// The dry run's expected distinct keys of a facts corpus, Σ_k 1 − (1 − p_k)^n, agrees with what the generator
