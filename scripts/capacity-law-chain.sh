@@ -15,7 +15,9 @@ set -u
 # 2e-3 / 4e-3 / 8e-3 at gpt2-2-1 N = 4,000 (4e-3 bracketed), 2e-3 / 4e-3 / 8e-3 at N = 3,000 (4e-3 bracketed), 1e-3 / 2e-3 / 4e-3 at gpt2-3-1
 # (2e-3 bracketed), and the convergence check at 2e-3.
 # Order (2026-11-28, stop 33: seed 0 of row 17's parameter half with long values, facts-params-long-cpu, narrowest
-# first (~2 h for the five widths), after GPT2's seeds and before the other convergence checks; otherwise as below)
+# first (~2 h for the five widths), after GPT2's seeds; then rows 14-15 (the parity pretraining and its finetunes):
+# the rows with no run in the regime yet go before the checks of rows that have one; then row 17's check that the
+# data is not the limit (facts-params-long-conv-cpu), then row 1's other two convergence checks; otherwise as below)
 # (2026-11-28, stop 32: row 1's seeds moved before the MoE probes, so row 1 has three seeds at every
 # binding point first; GPT2's seeds 1-2 of architecture-law-cpu after the MoE probes, as row 2's rate is
 # bracketed once 5e-4 finishes; otherwise as in stop 31)
@@ -34,9 +36,9 @@ capacity-law-cpu:49 capacity-law-cpu:46 capacity-law-cpu:50 capacity-law-cpu:47 
 architecture-law-moe-lr-cpu:1 architecture-law-moe-lr-cpu:0
 architecture-law-cpu:1 architecture-law-cpu:2
 facts-params-long-cpu:0 facts-params-long-cpu:3 facts-params-long-cpu:6 facts-params-long-cpu:9 facts-params-long-cpu:12
+extraction-parity-pretrain-cpu:0 extraction-parity-cpu:0 extraction-parity-cpu:1
 facts-params-long-conv-cpu:0
 capacity-law-conv-kept-cpu:1 capacity-law-conv-kept-cpu:2
-extraction-parity-pretrain-cpu:0 extraction-parity-cpu:0 extraction-parity-cpu:1
 memorization-passes-creep-cpu:0 memorization-passes-creep-cpu:1 memorization-passes-cpu:10 memorization-passes-cpu:11
 extraction-pretrain-cpu:1 extraction-full-cpu:1 extraction-full-cpu:16 extraction-full-cpu:31 extraction-lora-narrow-cpu:1
 extraction-pretrain-cpu:4 extraction-full-cpu:4 extraction-full-cpu:19 extraction-full-cpu:34 extraction-lora-narrow-cpu:4
