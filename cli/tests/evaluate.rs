@@ -176,7 +176,7 @@ fn probe_out_is_a_folder_or_a_json_file() {
 
 const MOE_WORKSPACE: &str = r#"
 [experiment.mix]
-corpus = { kind = "bioD", people = 40, attributes = 3, chunks = 2, values = 20, value_tokens = 2, vocab = 50 }
+corpus = { kind = "bioD", people = 40, attributes = 3, chunks = 2, values = 20, value_tokens = 2, vocab = 50, multi = 3, permute = true }
 model.preset = "moe-2-1"
 model.d_model = 16
 model.experts = 4
@@ -260,6 +260,35 @@ fn a_mixture_logs_and_evaluates_its_routing() {
             let (x, y) = (a[k].as_f64().unwrap(), b[k].as_f64().unwrap());
             assert!((x - y).abs() <= 1e-6, "{k}: {x} vs {y}");
         }
+    }
+
+    // The routing consistency: each person in its 3 training orders, at the 3 × 2 × 2 = 12 positions that
+    // predict a value token; the shares lie between their floors (1/3 of a fact's 3 orders; 1/4 of a slot's 120
+    // choices over 4 experts) and 1.
+    assert!(out.contains("routing consistency"), "{out}");
+    let cons = merged["routing_consistency"]
+        .as_array()
+        .expect("routing_consistency");
+    assert_eq!(cons.len(), 2, "{cons:?}");
+    for (i, c) in cons.iter().enumerate() {
+        assert_eq!(c["layer"], i as u64);
+        assert_eq!(
+            (c["people"].as_u64(), c["orders"].as_u64()),
+            (Some(40), Some(3))
+        );
+        assert_eq!(c["positions"].as_u64(), Some(12));
+        for (k, floor) in [
+            ("consistency", 1.0 / 3.0),
+            ("independent", 1.0 / 3.0),
+            ("slot_consistency", 0.25),
+        ] {
+            let v = c[k].as_f64().unwrap();
+            assert!((floor - 1e-9..=1.0 + 1e-9).contains(&v), "{k}: {c}");
+        }
+        assert!(
+            (1..=4).contains(&c["value_experts"].as_u64().unwrap()),
+            "{c}"
+        );
     }
 
     // The report draws the routing while training and keeps it in the run records.

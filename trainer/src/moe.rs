@@ -29,6 +29,8 @@ pub struct Routing {
     pub served: usize,
     /// Σ over the batch of the chosen expert's router probability (the gate that scales its output).
     pub gate_sum: f64,
+    /// Each token's chosen expert, in the batch's order (row-major over [batch, T]).
+    pub choices: Vec<u32>,
 }
 
 thread_local! {
@@ -101,6 +103,7 @@ impl<B: crate::kernels::Kernels> Moe<B> {
                 counts: counts.clone(),
                 served,
                 gate_sum: gate_sum as f64,
+                choices: choice.iter().map(|&c| c as u32).collect(),
             };
             ROUTING.with(|log| {
                 if let Some(v) = log.borrow_mut().as_mut() {

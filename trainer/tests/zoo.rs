@@ -238,6 +238,14 @@ fn routing_is_recorded_per_layer_call() {
         .chunks(4)
         .map(|p| p.iter().copied().fold(0.0f32, f32::max) as f64)
         .sum();
+    // Each token's choice is its router row's largest probability, and the choices add up to the counts.
+    assert_eq!(r.choices.len(), 64);
+    for (p, &c) in rows.chunks(4).zip(&r.choices) {
+        assert!(p.iter().all(|&q| q <= p[c as usize]), "{p:?} chose {c}");
+    }
+    for (k, &n) in r.counts.iter().enumerate() {
+        assert_eq!(r.choices.iter().filter(|&&c| c as usize == k).count(), n);
+    }
     assert!(
         (r.gate_sum - maxima).abs() < 1e-4,
         "{} vs {maxima}",
@@ -258,6 +266,7 @@ fn routing_summary_matches_hand_counts() {
         counts: counts.to_vec(),
         served: 8,
         gate_sum,
+        choices: Vec::new(),
     };
     let recs = [
         r([6, 2, 0, 0], 4.0),
