@@ -213,6 +213,9 @@ fn a_facts_run_scores_values_only_and_counts_the_unseen_keys() {
     assert!((f["stored_facts"].as_f64().unwrap() - held / 3.0).abs() < 1e-9);
     let params = e["corpus"]["params"]["total"].as_f64().unwrap();
     assert!((f["stored_bits_per_param"].as_f64().unwrap() - held / params).abs() < 1e-12);
+    // Held as the most frequent facts, those bits would leave at most the whole mass's cost and at least nothing.
+    let quanta = f["quanta_value_bits_per_fact"].as_f64().unwrap();
+    assert!((0.0..3.0).contains(&quanta), "{quanta}");
     let curve = std::fs::read_to_string(runs.join("facts/base/s0/curve.jsonl")).unwrap();
     // Steps 0, 50, …, 300.
     assert_eq!(

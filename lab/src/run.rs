@@ -1789,6 +1789,10 @@ struct ExpectedValueLoss {
     stored_value_bits: f64,
     stored_facts: f64,
     stored_bits_per_param: f64,
+    /// The quanta model's value loss for a model holding `stored_facts` facts' worth as the most frequent facts:
+    /// M·log2 V × the probability mass past rank `stored_facts` (the fractional rank interpolated). Beside the
+    /// measured loss it says whether the bits held are the frequent facts (equal) or spread thinner (measured above).
+    quanta_value_bits_per_fact: f64,
 }
 
 /// The expected value loss and the bits held from the documents' costs (as [`ExpectedCheck::costs`] gives them).
@@ -1799,6 +1803,12 @@ fn expected_value_loss(check: &ExpectedCheck, costs: &[f64], params: f64) -> Exp
         .iter()
         .map(|c| (check.value_bits - c).max(0.0))
         .sum();
+    let stored_facts = stored / check.value_bits;
+    let top = &check.weights[..check.top.min(check.weights.len())];
+    let whole = (stored_facts.floor() as usize).min(top.len());
+    let past: f64 = top[whole..].iter().sum::<f64>()
+        - (stored_facts - whole as f64) * top.get(whole).copied().unwrap_or(0.0)
+        + check.tail_mass;
     ExpectedValueLoss {
         expected_value_bits_per_fact: expected,
         expected_value_bits_per_fact_at_best: None,
@@ -1807,8 +1817,9 @@ fn expected_value_loss(check: &ExpectedCheck, costs: &[f64], params: f64) -> Exp
         expected_tail_bits_per_fact: (!tail.is_empty())
             .then(|| tail.iter().sum::<f64>() / tail.len() as f64),
         stored_value_bits: stored,
-        stored_facts: stored / check.value_bits,
+        stored_facts,
         stored_bits_per_param: stored / params,
+        quanta_value_bits_per_fact: check.value_bits * past.max(0.0),
     }
 }
 
@@ -2376,7 +2387,7 @@ impl Pipeline for CorpusRun<'_> {
                 ));
                 if let Some(x) = &split.expected {
                     table.push_str(&format!(
-                        "facts: value loss under the key law {:.4} bits/fact{} (the {} most frequent facts scored once each, p_k-weighted; the {:.3}% of the mass past them at {}); the model holds {:.0} bits of those facts' values: {:.1} facts' worth, {:.3} bits/param\n",
+                        "facts: value loss under the key law {:.4} bits/fact{} (the {} most frequent facts scored once each, p_k-weighted; the {:.3}% of the mass past them at {}); the model holds {:.0} bits of those facts' values: {:.1} facts' worth, {:.3} bits/param; held as the most frequent facts they would leave {:.4} bits/fact (the quanta model)\n",
                         x.expected_value_bits_per_fact,
                         match x.expected_value_bits_per_fact_at_best {
                             Some(b) => format!(" ({b:.4} at the early-stopping step)"),
@@ -2390,7 +2401,8 @@ impl Pipeline for CorpusRun<'_> {
                         },
                         x.stored_value_bits,
                         x.stored_facts,
-                        x.stored_bits_per_param
+                        x.stored_bits_per_param,
+                        x.quanta_value_bits_per_fact
                     ));
                 }
             }
@@ -2470,6 +2482,11 @@ mod tests {
         assert!((e.stored_facts - 10.0 / 6.0).abs() < 1e-12, "{e:?}");
         assert!((e.stored_bits_per_param - 2.0).abs() < 1e-12, "{e:?}");
         assert_eq!((e.expected_top_ranks, e.expected_tail_mass), (3, 0.1));
+        // 10/6 facts' worth as the most frequent: the mass past rank 1.667 is 0.3 + 0.1 − 0.667 · 0.3 + 0.1 = 0.3.
+        assert!(
+            (e.quanta_value_bits_per_fact - 6.0 * 0.3).abs() < 1e-12,
+            "{e:?}"
+        );
         // No tail: no tail figure.
         let all = ExpectedCheck {
             docs: vec![Vec::new(); 2],
