@@ -17,8 +17,8 @@ set -u
 # Order (2026-11-28, stop 33: seed 0 of row 17's parameter half with long values, facts-params-long-cpu, narrowest
 # first (~2 h for the five widths), after GPT2's seeds; then rows 14-15 (the parity pretraining and its finetunes):
 # the rows with no run in the regime yet go before the checks of rows that have one; then row 17's check that the
-# data is not the limit (facts-params-long-conv-cpu; the MoE's ×0.5 rate, if 2e-3 stored less than 1e-3, and LLaMA's
-# ×2 and ×0.5 rates, architecture-law-llama-lr-cpu, before it: rows 4 and 7 compare models at their best rates),
+# data is not the limit (facts-params-long-conv-cpu; LLaMA's ×2 and ×0.5 rates (the MoE's ×0.5 is not needed: 2e-3
+# stored most, bracketed), architecture-law-llama-lr-cpu, before it: rows 4 and 7 compare models at their best rates),
 # then row 1's other two convergence checks; otherwise as below)
 # (2026-11-28, stop 32: row 1's seeds moved before the MoE probes, so row 1 has three seeds at every
 # binding point first; GPT2's seeds 1-2 of architecture-law-cpu after the MoE probes, as row 2's rate is
@@ -39,7 +39,7 @@ architecture-law-moe-lr-cpu:1 architecture-law-moe-lr-cpu:0
 architecture-law-cpu:1 architecture-law-cpu:2
 facts-params-long-cpu:0 facts-params-long-cpu:3 facts-params-long-cpu:6 facts-params-long-cpu:9 facts-params-long-cpu:12
 extraction-parity-pretrain-cpu:0 extraction-parity-cpu:0 extraction-parity-cpu:1
-architecture-law-moe-lr-cpu:2 architecture-law-llama-lr-cpu:0 architecture-law-llama-lr-cpu:1
+architecture-law-llama-lr-cpu:0 architecture-law-llama-lr-cpu:1
 facts-params-long-conv-cpu:0
 capacity-law-conv-kept-cpu:1 capacity-law-conv-kept-cpu:2
 memorization-passes-creep-cpu:0 memorization-passes-creep-cpu:1 memorization-passes-cpu:10 memorization-passes-cpu:11
