@@ -41,19 +41,22 @@ fn read_eval(path: &Path) -> Result<JsonMap> {
     }
 }
 
-/// Merges `key` into the run's eval.json, read again under the run's lease so that nothing written meanwhile is
-/// lost, and replaces the file atomically.
-fn merge_eval(run: &Path, key: &str, value: serde_json::Value) -> Result<()> {
+/// Merges the `(key, value)` entries into the run's eval.json, read again under the run's lease so that nothing
+/// written meanwhile is lost, and replaces the file atomically, once.
+fn merge_eval(run: &Path, entries: Vec<(&str, serde_json::Value)>) -> Result<()> {
     let path = run.join("eval.json");
     let _lease = crate::lease::RunLease::acquire(run, false)?;
     let mut merged = read_eval(&path)?;
-    merged.insert(key.into(), value);
+    let keys: Vec<&str> = entries.iter().map(|(k, _)| *k).collect();
+    for (key, value) in entries {
+        merged.insert(key.into(), value);
+    }
     atomic_write(
         &path,
         &serde_json::to_vec_pretty(&serde_json::Value::Object(merged))?,
     )
     .with_context(|| format!("writing {}", path.display()))?;
-    info!("merged {key} into {}", path.display());
+    info!("merged {} into {}", keys.join(", "), path.display());
     Ok(())
 }
 
@@ -125,18 +128,20 @@ pub fn evaluate_routing(run: &Path, batch: Option<usize>) -> Result<String> {
         )
     };
     let t = std::time::Instant::now();
-    let (bits, records) = match &rc.corpus {
+    // bioD: also the routing consistency, on the same dataset (None: its people were trained in one order).
+    let (bits, records, consistency) = match &rc.corpus {
         Some(DataConfig::BioD(c)) => {
             let data = BioD::build(c, rc.seed).with_context(rebuilt)?;
             let (e, r) =
                 record_routing(|| evaluate_biod::<Cpu>(&model, &data, params, batch, &device));
-            (e.bits, r)
+            let cons = routing_consistency::<Cpu>(&model, &data, batch, &device);
+            (e.bits, r, Some((cons, c.multi)))
         }
         _ => {
             let data = BioS::build(&rc.data, rc.seed).with_context(rebuilt)?;
             let (e, r) =
                 record_routing(|| evaluate_bios::<Cpu>(&model, &data, params, batch, &device));
-            (e.bits, r)
+            (e.bits, r, None)
         }
     };
     let routing = routing_of(&model, &records, rc.model.capacity_factor)
@@ -145,28 +150,18 @@ pub fn evaluate_routing(run: &Path, batch: Option<usize>) -> Result<String> {
         "evaluated again in {:.1}s: {bits:.0} bits ({key}.bits in eval.json: {bits_before})",
         t.elapsed().as_secs_f64()
     );
-    merge_eval(run, ROUTING_KEY, serde_json::to_value(&routing)?)?;
-    let mut consistency_table = String::new();
-    if let Some(DataConfig::BioD(c)) = &rc.corpus {
-        let data = BioD::build(c, rc.seed).with_context(rebuilt)?;
-        let t = std::time::Instant::now();
-        let cons = routing_consistency::<Cpu>(&model, &data, batch, &device);
-        if cons.is_empty() {
-            consistency_table = format!(
-                "\nrouting consistency: not measured (each person trained in {} sentence order(s); it needs 2)\n",
-                c.multi
-            );
-        } else {
-            info!(
-                "routing consistency over {} people × {} orders in {:.1}s",
-                cons[0].people,
-                cons[0].orders,
-                t.elapsed().as_secs_f64()
-            );
-            merge_eval(run, CONSISTENCY_KEY, serde_json::to_value(&cons)?)?;
-            consistency_table = render_consistency(&cons);
+    let mut entries = vec![(ROUTING_KEY, serde_json::to_value(&routing)?)];
+    let consistency_table = match consistency {
+        Some((cons, multi)) if cons.is_empty() => format!(
+            "\nrouting consistency: not measured (each person trained in {multi} sentence order(s); it needs 2)\n"
+        ),
+        Some((cons, _)) => {
+            entries.push((CONSISTENCY_KEY, serde_json::to_value(&cons)?));
+            render_consistency(&cons)
         }
-    }
+        None => String::new(),
+    };
+    merge_eval(run, entries)?;
     Ok(format!(
         "{}: evaluated again, {bits:.0} bits ({key}.bits in eval.json: {bits_before}){}{consistency_table}",
         run.display(),
@@ -408,7 +403,7 @@ pub fn evaluate_run(run: &Path, batch: Option<usize>) -> Result<String> {
         own.bits
     );
 
-    merge_eval(run, OWN_ORDERS_KEY, serde_json::to_value(&own)?)?;
+    merge_eval(run, vec![(OWN_ORDERS_KEY, serde_json::to_value(&own)?)])?;
     let title = format!(
         "{} / {} / seed {}",
         before
