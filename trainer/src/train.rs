@@ -582,6 +582,32 @@ fn curve_line(step: usize, values: &[(String, f64)]) -> String {
     s
 }
 
+/// The log line's view of a [`StepEval`]'s scalars: accuracies (`…/accuracy`) in percent without the suffix,
+/// every other scalar (losses in bits, …) with four significant digits.
+fn eval_summary(values: &[(String, f64)]) -> String {
+    values
+        .iter()
+        .map(|(k, v)| match k.strip_suffix("/accuracy") {
+            Some(name) => format!("{name} {:.1}%", 100.0 * v),
+            None => format!("{k} {}", significant(*v, 4)),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `v` with `digits` significant digits, in fixed notation (no exponent between 1e-4 and 1e6).
+fn significant(v: f64, digits: usize) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let magnitude = v.abs().log10().floor() as i64;
+    if !(-4..6).contains(&magnitude) {
+        return format!("{v:.prec$e}", prec = digits.saturating_sub(1));
+    }
+    let decimals = (digits as i64 - 1 - magnitude).max(0) as usize;
+    format!("{v:.decimals$}")
+}
+
 /// [`train`], calling `eval` (when given and `cfg.eval_every > 0`) at step 0, every `cfg.eval_every` steps and at
 /// the last step; its values go to `run_dir/curve.jsonl` (one JSON line per evaluation, cut back like
 /// `metrics.jsonl` on resume) and to TensorBoard as `eval/<name>`.
@@ -799,14 +825,9 @@ pub fn train_with_eval<B: TrainBackend>(
                 *tb = None;
             }
         }
-        let shown: Vec<String> = values
-            .iter()
-            .filter(|(k, _)| k.ends_with("/accuracy"))
-            .map(|(k, v)| format!("{} {:.1}%", k.trim_end_matches("/accuracy"), 100.0 * v))
-            .collect();
         tracing::info!(
             "eval at step {step}: {} ({:.1}s)",
-            shown.join(", "),
+            eval_summary(&values),
             t.elapsed().as_secs_f64()
         );
         Ok(())
@@ -1495,5 +1516,34 @@ impl<B: burn::tensor::backend::Backend> burn::module::ModuleMapper<B> for ToF32 
                     .set_require_grad(trainable)
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_eval_log_line_shows_accuracies_in_percent_and_other_scalars_rounded() {
+        let values = vec![
+            ("qa_test/accuracy".to_string(), 0.4721),
+            (
+                "expected/value_bits_per_fact".to_string(),
+                104.93287595937932,
+            ),
+            ("held_out/excess_bits_per_token".to_string(), 0.0123456),
+            ("validation/loss".to_string(), 0.0),
+            ("tiny".to_string(), 1.5e-7),
+            ("huge".to_string(), 2.5e9),
+        ];
+        assert_eq!(
+            eval_summary(&values),
+            "qa_test 47.2%, expected/value_bits_per_fact 104.9, held_out/excess_bits_per_token 0.01235, \
+             validation/loss 0, tiny 1.500e-7, huge 2.500e9"
+        );
+        assert_eq!(eval_summary(&[]), "");
+        assert_eq!(significant(-3.14159, 3), "-3.14");
+        assert_eq!(significant(123456.0, 4), "123456");
+        assert_eq!(significant(f64::NAN, 4), "NaN");
     }
 }
