@@ -409,6 +409,18 @@ fn bad_recipes_name_the_key() {
             "same number",
         ),
         (
+            "[experiment.x]\nreport = { fit = \"capacity\", also_fit = [{ path = \"facts.stored_facts\" }] }\n",
+            "report.also_fit fits other metrics",
+        ),
+        (
+            "[experiment.x]\nreport = { fit = \"params\", also_fit = [{ path = \" \" }] }\n",
+            "report.also_fit: an entry has an empty path",
+        ),
+        (
+            "[experiment.x]\nreport = { fit = \"params\", also_fit = [{ path = \"a.b\", slope = 1.0 }] }\n",
+            "slope",
+        ),
+        (
             "[experiment.x]\nreport = { fit = \"data\", best_of = \"train.lr\" }\n",
             "best_of takes each point's best run",
         ),

@@ -154,6 +154,24 @@ pub struct ReportSpec {
     /// One metric's ratio between two points of the sweep, seed by seed (Part 3.3's comparisons: "LLaMA stores
     /// 1.3× less than GPT2"), with the published ratio beside it.
     pub ratios: Vec<RatioSpec>,
+    /// With `fit = "data"` / `"params"`: other eval.json metrics fitted as power laws of the same x, y ∝ x^b (b
+    /// signed: a count that grows with x has b > 0), each with its interval and the theory's b beside it, e.g. the
+    /// facts a model holds against its parameters (the quanta model assumes b = 1) beside the loss it pays.
+    pub also_fit: Vec<AlsoFitSpec>,
+}
+
+/// `report.also_fit`: one metric fitted as y ∝ x^b against the power-law fit's x.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AlsoFitSpec {
+    /// The eval.json path of y.
+    pub path: String,
+    /// What y is, in words; empty: the path.
+    #[serde(default)]
+    pub label: String,
+    /// The slope b theory predicts (printed beside the fitted one).
+    #[serde(default)]
+    pub expected_slope: Option<f64>,
 }
 
 /// `report.ratios`: `metric` at point `numerator` over the same metric at point `denominator`.
@@ -274,6 +292,20 @@ impl ReportSpec {
             bail!(
                 "report.fit_params names the parameter count of the fit: it needs fit = \"params\""
             );
+        }
+        if !spec.also_fit.is_empty() && !matches!(spec.fit, Fit::Data | Fit::Params) {
+            bail!("report.also_fit fits other metrics against the power-law fit's x: it needs fit = \"data\" or \"params\"");
+        }
+        for a in &spec.also_fit {
+            if a.path.trim().is_empty() {
+                bail!("report.also_fit: an entry has an empty path");
+            }
+            if a.expected_slope.is_some_and(|b| !b.is_finite()) {
+                bail!(
+                    "report.also_fit `{}`: expected_slope must be a finite number",
+                    a.path
+                );
+            }
         }
         if spec.fit_min_rmax.is_some() && spec.fit != Fit::Capacity {
             bail!("report.fit_min_rmax selects the runs of the capacity fit: it needs fit = \"capacity\"");

@@ -629,6 +629,8 @@ struct ReportJson<'a> {
     memorization_plateau: Option<&'a PlateauSection>,
     best_of: Option<&'a BestOfSection>,
     excess_power_law: Option<&'a physlab_eval::fit::PowerLawFit>,
+    #[serde(skip_serializing_if = "<[AlsoFitRow]>::is_empty")]
+    also_power_laws: &'a [AlsoFitRow],
     #[serde(skip_serializing_if = "Option::is_none")]
     reference: Option<&'a ReferenceSection>,
     #[serde(skip_serializing_if = "<[RatioRow]>::is_empty")]
@@ -1101,6 +1103,53 @@ pub struct ExcessSection {
     expected: Option<f64>,
     /// The runs, the fitted line and the theory's line.
     series: Vec<Series>,
+    /// `report.also_fit`: other metrics against the same x.
+    pub also: Vec<AlsoFitRow>,
+}
+
+/// `report.also_fit`: one metric as a power law y ∝ x^b of the excess fit's x.
+#[derive(Clone, Debug, Serialize)]
+pub struct AlsoFitRow {
+    pub label: String,
+    pub path: String,
+    /// Runs with both x and y positive: the fit's points.
+    pub runs: usize,
+    /// b of y ∝ x^b with its standard error and 95% interval; None with fewer than 3 such runs.
+    pub slope: Option<physlab_eval::fit::Estimate>,
+    pub r2: Option<f64>,
+    pub expected_slope: Option<f64>,
+}
+
+/// Fits each `report.also_fit` metric against `xpath` over the runs that have both, positive.
+fn also_fits(runs: &[Run], xpath: &str, specs: &[crate::recipe::AlsoFitSpec]) -> Vec<AlsoFitRow> {
+    specs
+        .iter()
+        .map(|a| {
+            let (x, y): (Vec<f64>, Vec<f64>) = runs
+                .iter()
+                .filter_map(|r| Some((lookup(&r.eval, xpath)?, lookup(&r.eval, &a.path)?)))
+                .filter(|(x, y)| *x > 0.0 && *y > 0.0)
+                .unzip();
+            let fit = physlab_eval::fit::power_law(&x, &y);
+            AlsoFitRow {
+                label: if a.label.is_empty() {
+                    a.path.clone()
+                } else {
+                    a.label.clone()
+                },
+                path: a.path.clone(),
+                runs: x.len(),
+                // power_law gives the decay exponent a of y ∝ x^−a; b = −a.
+                slope: fit.as_ref().map(|f| physlab_eval::fit::Estimate {
+                    value: -f.exponent.value,
+                    std_error: f.exponent.std_error,
+                    ci95: (-f.exponent.ci95.1, -f.exponent.ci95.0),
+                }),
+                r2: fit.as_ref().map(|f| f.r2),
+                expected_slope: a.expected_slope,
+            }
+        })
+        .collect()
 }
 
 /// One accuracy curve (`train.eval_every`): a stream of one point, the mean over its seeds.
@@ -2030,6 +2079,7 @@ fn excess_section(runs: &[Run], spec: &ReportSpec) -> ExcessSection {
         fit,
         expected: spec.expected_exponent,
         series,
+        also: also_fits(runs, xpath, &spec.also_fit),
     }
 }
 
@@ -2777,6 +2827,39 @@ pub fn render_md(c: &Computed) -> Result<String> {
                 "No power-law fit: it needs ≥ 3 runs with a positive excess loss.\n"
             )?,
         }
+        if !e.also.is_empty() {
+            writeln!(
+                md,
+                "Other metrics against the same x (`{}`), y ∝ x^b by least squares on logs:\n\n\
+                 | metric | b | 95% CI | R² | runs | theory: b |\n|---|---|---|---|---|---|",
+                e.paths.0
+            )?;
+            for a in &e.also {
+                let (b, ci, r2) = match (&a.slope, a.r2) {
+                    (Some(b), Some(r2)) => (
+                        format!("**{:.4}** (standard error {:.4})", b.value, b.std_error),
+                        format!("{:.4} – {:.4}", b.ci95.0, b.ci95.1),
+                        format!("{r2:.3}"),
+                    ),
+                    _ => (
+                        "no fit (needs ≥ 3 runs with both positive)".into(),
+                        "-".into(),
+                        "-".into(),
+                    ),
+                };
+                writeln!(
+                    md,
+                    "| {} (`{}`) | {b} | {ci} | {r2} | {} | {} |",
+                    a.label,
+                    a.path,
+                    a.runs,
+                    a.expected_slope
+                        .map(|b| format!("{b:.4}"))
+                        .unwrap_or_else(|| "-".into())
+                )?;
+            }
+            writeln!(md)?;
+        }
     }
     if !c.loss.is_empty() {
         writeln!(md, "![training loss](plots/loss.svg)\n")?;
@@ -2885,6 +2968,7 @@ pub fn render_json(c: &Computed) -> Result<Vec<u8>> {
         memorization_plateau: c.plateau.as_ref(),
         best_of: c.best_of.as_ref(),
         excess_power_law: c.excess.as_ref().and_then(|e| e.fit.as_ref()),
+        also_power_laws: c.excess.as_ref().map_or(&[], |e| e.also.as_slice()),
         reference: c.reference.as_ref(),
         ratios: &c.ratios,
     };
@@ -3892,6 +3976,111 @@ mod tests {
             (a - 0.5).abs() > 0.05,
             "the capacity count is not the non-embedding one: {a}"
         );
+    }
+
+    /// `also_fit`: other metrics as power laws y ∝ x^b of the excess fit's x, the slope signed (a count that grows
+    /// with the parameters has b > 0), runs with a missing or non-positive y left out of that fit only, fewer
+    /// than 3 usable runs no fit; in report.md's table and report.json's `also_power_laws`.
+    #[test]
+    fn also_fit_fits_other_metrics_against_the_same_x() {
+        let runs: Vec<Run> = [1e3, 4e3, 1.6e4, 6.4e4]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                // `held` grows as n^1 (and is 0 at the last run: left out), `loss` falls as n^-0.5 times a
+                // scatter that makes the fit inexact; `sparse` exists on two runs only.
+                let wobble = [1.0, 1.1, 0.95, 1.05][i];
+                let mut facts = json!({ "held": if i == 3 { 0.0 } else { 0.02 * n },
+                                        "loss": 300.0 * f64::powf(n, -0.5) * wobble });
+                if i < 2 {
+                    facts["sparse"] = json!(n);
+                }
+                run(
+                    &format!("n={i}"),
+                    0,
+                    json!({ "corpus": { "excess_bits_per_token": 10.0 * f64::powf(n, -0.5), "params": { "total": n } },
+                            "facts": facts }),
+                )
+            })
+            .collect();
+        let also = |path: &str, expected: Option<f64>| crate::recipe::AlsoFitSpec {
+            path: path.into(),
+            label: if path == "facts.held" {
+                "facts held".into()
+            } else {
+                String::new()
+            },
+            expected_slope: expected,
+        };
+        let spec = ReportSpec {
+            fit: Fit::Params,
+            fit_params: Some("corpus.params.total".into()),
+            also_fit: vec![
+                also("facts.held", Some(1.0)),
+                also("facts.loss", None),
+                also("facts.sparse", None),
+            ],
+            ..Default::default()
+        };
+        let c = compute("x", Path::new("runs/x"), &runs, &spec, "").unwrap();
+        let a = &c.excess.as_ref().unwrap().also;
+        assert_eq!(a.len(), 3);
+        let held = a[0].slope.as_ref().unwrap();
+        assert_eq!(a[0].runs, 3);
+        assert!((held.value - 1.0).abs() < 1e-9, "{}", held.value);
+        assert!(held.ci95.0 <= held.value && held.value <= held.ci95.1);
+        // The loss's slope by hand: least squares of ln y on ln x over the four runs.
+        let lx: Vec<f64> = [1e3f64, 4e3, 1.6e4, 6.4e4].iter().map(|v| v.ln()).collect();
+        let ly: Vec<f64> = [1e3f64, 4e3, 1.6e4, 6.4e4]
+            .iter()
+            .zip([1.0, 1.1, 0.95, 1.05])
+            .map(|(n, w)| (300.0 * n.powf(-0.5) * w).ln())
+            .collect();
+        let (mx, my) = (lx.iter().sum::<f64>() / 4.0, ly.iter().sum::<f64>() / 4.0);
+        let b = lx
+            .iter()
+            .zip(&ly)
+            .map(|(x, y)| (x - mx) * (y - my))
+            .sum::<f64>()
+            / lx.iter().map(|x| (x - mx).powi(2)).sum::<f64>();
+        let loss = a[1].slope.as_ref().unwrap();
+        assert!((loss.value - b).abs() < 1e-9, "{} against {b}", loss.value);
+        assert!(loss.value < 0.0 && loss.std_error > 0.0 && a[1].r2.unwrap() < 1.0);
+        assert_eq!(a[1].label, "facts.loss");
+        assert_eq!((a[2].runs, a[2].slope.is_none()), (2, true));
+        let md = render_md(&c).unwrap();
+        assert!(
+            md.contains("Other metrics against the same x (`corpus.params.total`)"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| facts held (`facts.held`) | **1.0000**"),
+            "{md}"
+        );
+        assert!(md.contains("| 3 | 1.0000 |"), "{md}");
+        assert!(
+            md.contains("| facts.sparse (`facts.sparse`) | no fit"),
+            "{md}"
+        );
+        let json: serde_json::Value = serde_json::from_slice(&render_json(&c).unwrap()).unwrap();
+        assert_eq!(json["also_power_laws"].as_array().unwrap().len(), 3);
+        assert!(
+            (json["also_power_laws"][0]["slope"]["value"]
+                .as_f64()
+                .unwrap()
+                - 1.0)
+                .abs()
+                < 1e-9
+        );
+        assert_eq!(json["also_power_laws"][0]["expected_slope"], json!(1.0));
+        // Without also_fit, report.json has no such key.
+        let plain = ReportSpec {
+            also_fit: Vec::new(),
+            ..spec
+        };
+        let c = compute("x", Path::new("runs/x"), &runs, &plain, "").unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&render_json(&c).unwrap()).unwrap();
+        assert!(json.get("also_power_laws").is_none());
     }
 
     /// The held-out excess curves of early stopping: averaged over seeds per point and step, plotted (test curve
