@@ -15,7 +15,8 @@ set -u
 # 2e-3 / 4e-3 / 8e-3 at gpt2-2-1 N = 4,000 (4e-3 bracketed), 2e-3 / 4e-3 / 8e-3 at N = 3,000 (4e-3 bracketed), 1e-3 / 2e-3 / 4e-3 at gpt2-3-1
 # (2e-3 bracketed), and the convergence check at 2e-3.
 # Order (2026-11-28, stop 34: no-MLP's ×2 and ×0.5 rates (architecture-law-mlp0-lr-cpu, ~27 min each) after row 17's
-# widths: row 5's only open question is whether its 1e-3 run, which stored nothing, was at a bad rate)
+# widths: row 5's only open question is whether its 1e-3 run, which stored nothing, was at a bad rate; row 17's
+# data check before LLaMA's rates: it decides whether the widths' slope is the parameters')
 # (2026-11-28, stop 33: seed 0 of row 17's parameter half with long values, facts-params-long-cpu, narrowest
 # first (~2 h for the five widths), after GPT2's seeds; then rows 14-15 (the parity pretraining and its finetunes):
 # the rows with no run in the regime yet go before the checks of rows that have one; then row 17's check that the
@@ -42,8 +43,8 @@ architecture-law-cpu:1 architecture-law-cpu:2
 facts-params-long-cpu:0 facts-params-long-cpu:3 facts-params-long-cpu:6 facts-params-long-cpu:9 facts-params-long-cpu:12
 architecture-law-mlp0-lr-cpu:0 architecture-law-mlp0-lr-cpu:1
 extraction-parity-pretrain-cpu:0 extraction-parity-cpu:0 extraction-parity-cpu:1
-architecture-law-llama-lr-cpu:0 architecture-law-llama-lr-cpu:1
 facts-params-long-conv-cpu:0
+architecture-law-llama-lr-cpu:0 architecture-law-llama-lr-cpu:1
 capacity-law-conv-kept-cpu:1 capacity-law-conv-kept-cpu:2
 memorization-passes-creep-cpu:0 memorization-passes-creep-cpu:1 memorization-passes-cpu:10 memorization-passes-cpu:11
 extraction-pretrain-cpu:1 extraction-full-cpu:1 extraction-full-cpu:16 extraction-full-cpu:31 extraction-lora-narrow-cpu:1
