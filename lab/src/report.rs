@@ -2268,7 +2268,12 @@ fn plots(c: &Computed) -> Vec<(&'static str, Plot)> {
             Plot {
                 title: format!("{experiment}: excess loss over the entropy"),
                 x_label: e.what.into(),
-                y_label: "excess loss (bits/token)".into(),
+                // Facts experiments fit a loss per fact (`…_per_fact`), the others per token.
+                y_label: if e.paths.1.ends_with("_per_fact") {
+                    "excess loss (bits/fact)".into()
+                } else {
+                    "excess loss (bits/token)".into()
+                },
                 log_x: true,
                 log_y: true,
                 series: e.series.clone(),
