@@ -16,7 +16,8 @@ set -u
 # (2e-3 bracketed), and the convergence check at 2e-3.
 # Order (2026-11-28, stop 34: no-MLP's ×2 and ×0.5 rates (architecture-law-mlp0-lr-cpu, ~27 min each) after row 17's
 # widths: row 5's only open question is whether its 1e-3 run, which stored nothing, was at a bad rate; row 17's
-# data check before LLaMA's rates: it decides whether the widths' slope is the parameters')
+# data check before LLaMA's rates: it decides whether the widths' slope is the parameters'; row 17's seeds 1-2
+# (facts-params-long-cpu, ~1.6 h a seed) after row 16's runs)
 # (2026-11-28, stop 33: seed 0 of row 17's parameter half with long values, facts-params-long-cpu, narrowest
 # first (~2 h for the five widths), after GPT2's seeds; then rows 14-15 (the parity pretraining and its finetunes):
 # the rows with no run in the regime yet go before the checks of rows that have one; then row 17's check that the
@@ -47,6 +48,8 @@ facts-params-long-conv-cpu:0
 architecture-law-llama-lr-cpu:0 architecture-law-llama-lr-cpu:1
 capacity-law-conv-kept-cpu:1 capacity-law-conv-kept-cpu:2
 memorization-passes-creep-cpu:0 memorization-passes-creep-cpu:1 memorization-passes-cpu:10 memorization-passes-cpu:11
+facts-params-long-cpu:1 facts-params-long-cpu:4 facts-params-long-cpu:7 facts-params-long-cpu:10 facts-params-long-cpu:13
+facts-params-long-cpu:2 facts-params-long-cpu:5 facts-params-long-cpu:8 facts-params-long-cpu:11 facts-params-long-cpu:14
 extraction-pretrain-cpu:1 extraction-full-cpu:1 extraction-full-cpu:16 extraction-full-cpu:31 extraction-lora-narrow-cpu:1
 extraction-pretrain-cpu:4 extraction-full-cpu:4 extraction-full-cpu:19 extraction-full-cpu:34 extraction-lora-narrow-cpu:4
 architecture-law-cpu:4 architecture-law-cpu:7 architecture-law-cpu:10
