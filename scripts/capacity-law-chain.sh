@@ -7,6 +7,7 @@
 # (QUEUE_DEADLINE, optional: the point running then is checkpointed and stopped, none starts after; run-queue.sh.)
 # Logs: /work/runs/logs/<experiment>-p<index>.log (appended), this script's own lines in capacity-law-chain.log.
 # `scripts/capacity-law-chain.sh --plan` prints where the order stands (physlab plan over its runs) and runs nothing.
+# The running queue reads ORDER anew before each point (`--order` prints it): edit it here to reorder.
 # The queue itself is scripts/run-queue.sh.
 set -u
 # capacity-law-cpu's index = lr (0: 5e-4, 1: 1e-3, 2: 2e-3, 3: 4e-3, 4: 8e-3) × 15 + point (0: gpt2-2-1 N 4,000,
@@ -14,7 +15,13 @@ set -u
 # Done at seed 0 (results/capacity-law-cpu/runs.jsonl; the queue skips recorded runs): 1e-3 at every point, 5e-4 /
 # 2e-3 / 4e-3 / 8e-3 at gpt2-2-1 N = 4,000 (4e-3 bracketed), 2e-3 / 4e-3 / 8e-3 at N = 3,000 (4e-3 bracketed), 1e-3 / 2e-3 / 4e-3 at gpt2-3-1
 # (2e-3 bracketed), and the convergence check at 2e-3.
-# Order (2026-11-28, stop 34: no-MLP's ×2 and ×0.5 rates (architecture-law-mlp0-lr-cpu, ~27 min each) after row 17's
+# Order (2026-11-28, stop 35: this session's machine was fresh (/work/runs gone), so the parity pretraining's
+# checkpoint at step 17,056 was lost; from scratch it needs ~2.6-3 h alone, more than a session holds beside its
+# build, so it moves after the runs that fit in one session (each under ~2 h); it runs when a machine is kept
+# between sessions (it resumes) or a session can give it all its time; row 5's 1000-exposure half
+# (architecture-law-mlp0-1000-cpu, seed 0 at its three rates, ~20 min each) right after row 17's data check: with it
+# row 5 has both halves)
+# (2026-11-28, stop 34: no-MLP's ×2 and ×0.5 rates (architecture-law-mlp0-lr-cpu, ~27 min each) after row 17's
 # widths: row 5's only open question is whether its 1e-3 run, which stored nothing, was at a bad rate; row 17's
 # data check before LLaMA's rates: it decides whether the widths' slope is the parameters'; row 17's seeds 1-2
 # (facts-params-long-cpu, ~1.6 h a seed) after row 16's runs)
@@ -43,11 +50,12 @@ architecture-law-moe-lr-cpu:1 architecture-law-moe-lr-cpu:0
 architecture-law-cpu:1 architecture-law-cpu:2
 facts-params-long-cpu:0 facts-params-long-cpu:3 facts-params-long-cpu:6 facts-params-long-cpu:9 facts-params-long-cpu:12
 architecture-law-mlp0-lr-cpu:0 architecture-law-mlp0-lr-cpu:1
-extraction-parity-pretrain-cpu:0 extraction-parity-cpu:0 extraction-parity-cpu:1
 facts-params-long-conv-cpu:0
+architecture-law-mlp0-1000-cpu:0 architecture-law-mlp0-1000-cpu:3 architecture-law-mlp0-1000-cpu:6
 architecture-law-llama-lr-cpu:0 architecture-law-llama-lr-cpu:1
 capacity-law-conv-kept-cpu:1 capacity-law-conv-kept-cpu:2
 memorization-passes-creep-cpu:0 memorization-passes-creep-cpu:1 memorization-passes-cpu:10 memorization-passes-cpu:11
+extraction-parity-pretrain-cpu:0 extraction-parity-cpu:0 extraction-parity-cpu:1
 facts-params-long-cpu:1 facts-params-long-cpu:4 facts-params-long-cpu:7 facts-params-long-cpu:10 facts-params-long-cpu:13
 facts-params-long-cpu:2 facts-params-long-cpu:5 facts-params-long-cpu:8 facts-params-long-cpu:11 facts-params-long-cpu:14
 extraction-pretrain-cpu:1 extraction-full-cpu:1 extraction-full-cpu:16 extraction-full-cpu:31 extraction-lora-narrow-cpu:1
@@ -59,4 +67,11 @@ if [ "${1:-}" = "--plan" ]; then
   cd "$(dirname "$0")/.."
   exec "${PHYSLAB:-target/release/physlab}" plan $ORDER --runs "${RUNS:-/work/runs}" --results results --time
 fi
-exec "$(dirname "$0")/run-queue.sh" $ORDER
+if [ "${1:-}" = "--order" ]; then
+  # The order alone, a point a line: run-queue.sh reads it anew before each point, so an edit here takes effect at
+  # the next point of a running queue.
+  printf '%s\n' $ORDER
+  exit 0
+fi
+self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+exec "$(dirname "$0")/run-queue.sh" --order-from "$(printf %q "$self") --order"

@@ -10,8 +10,35 @@
 # and the point running at it gets SIGTERM then (a complete step checkpoint; rerunning continues it): a session or
 # a job that ends at a known time loses nothing.
 #   QUEUE_DEADLINE="now + 150 minutes" nohup scripts/run-queue.sh ... &
+# With --order-from CMD first (instead of the points), the order is CMD's output, read anew before each point: the
+# first point in it not yet started by this queue runs next, so editing the order takes effect at the next point
+# without restarting the queue (a CMD that fails keeps the order last read).
+#   scripts/run-queue.sh --order-from "scripts/capacity-law-chain.sh --order"
 # Logs: $RUNS/logs/<experiment>-p<index>.log (appended); this script's own lines go to its standard output.
 set -u
+order_cmd=
+if [ "${1:-}" = "--order-from" ]; then
+  [ -n "${2:-}" ] || { echo "--order-from needs a command that prints the points" >&2; exit 2; }
+  order_cmd=$2; shift 2
+fi
+order=("$@")
+started=" "
+# The next point of the order not yet started by this queue (empty when none is left).
+next_point() {
+  if [ -n "$order_cmd" ]; then
+    local fresh
+    if fresh=$(bash -c "$order_cmd"); then
+      read -r -a order <<< "$(echo $fresh)"
+    else
+      echo "$(date -u +%FT%TZ) --order-from \"$order_cmd\" failed: keeping the order last read" >&2
+    fi
+  fi
+  local item
+  for item in "${order[@]}"; do
+    case "$started" in *" $item "*) continue ;; esac
+    echo "$item"; return
+  done
+}
 P=${PHYSLAB:-target/release/physlab}
 RUNS=${RUNS:-/work/runs}
 cd "$(dirname "$0")/.."
@@ -24,7 +51,8 @@ if [ -n "${QUEUE_DEADLINE:-}" ]; then
   echo "$(date -u +%FT%TZ) deadline $(date -u -d "@$deadline" +%FT%TZ)"
 fi
 mkdir -p "$RUNS/logs"
-for item in "$@"; do
+while item=$(next_point) && [ -n "$item" ]; do
+  started="$started$item "
   if [ -e "$RUNS/queue.stop" ]; then
     rm -f "$RUNS/queue.stop"
     echo "$(date -u +%FT%TZ) stopped before $item ($RUNS/queue.stop)"
