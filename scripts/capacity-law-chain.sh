@@ -20,7 +20,8 @@ set -u
 # build, so it moves after the runs that fit in one session (each under ~2 h); it runs when a machine is kept
 # between sessions (it resumes) or a session can give it all its time; row 5's 1000-exposure half
 # (architecture-law-mlp0-1000-cpu, seed 0 at its three rates, ~20 min each) right after row 17's data check: with it
-# row 5 has both halves)
+# row 5 has both halves); then row 15 on a pretraining that fits a session (extraction-inverse-cpu from
+# extraction-pretrain-cpu's multi5+permute seed 1, ~65 min, which also gives row 10 its seed 1: its finetunes follow))
 # (2026-11-28, stop 34: no-MLP's ×2 and ×0.5 rates (architecture-law-mlp0-lr-cpu, ~27 min each) after row 17's
 # widths: row 5's only open question is whether its 1e-3 run, which stored nothing, was at a bad rate; row 17's
 # data check before LLaMA's rates: it decides whether the widths' slope is the parameters'; row 17's seeds 1-2
@@ -52,6 +53,8 @@ facts-params-long-cpu:0 facts-params-long-cpu:3 facts-params-long-cpu:6 facts-pa
 architecture-law-mlp0-lr-cpu:0 architecture-law-mlp0-lr-cpu:1
 facts-params-long-conv-cpu:0
 architecture-law-mlp0-1000-cpu:0 architecture-law-mlp0-1000-cpu:3 architecture-law-mlp0-1000-cpu:6
+extraction-pretrain-cpu:4 extraction-inverse-cpu:0 extraction-inverse-cpu:2 extraction-inverse-cpu:1
+extraction-full-cpu:4 extraction-full-cpu:19 extraction-full-cpu:34 extraction-lora-narrow-cpu:4
 architecture-law-llama-lr-cpu:0 architecture-law-llama-lr-cpu:1
 capacity-law-conv-kept-cpu:1 capacity-law-conv-kept-cpu:2
 memorization-passes-creep-cpu:0 memorization-passes-creep-cpu:1 memorization-passes-cpu:10 memorization-passes-cpu:11
@@ -59,7 +62,6 @@ extraction-parity-pretrain-cpu:0 extraction-parity-cpu:0 extraction-parity-cpu:1
 facts-params-long-cpu:1 facts-params-long-cpu:4 facts-params-long-cpu:7 facts-params-long-cpu:10 facts-params-long-cpu:13
 facts-params-long-cpu:2 facts-params-long-cpu:5 facts-params-long-cpu:8 facts-params-long-cpu:11 facts-params-long-cpu:14
 extraction-pretrain-cpu:1 extraction-full-cpu:1 extraction-full-cpu:16 extraction-full-cpu:31 extraction-lora-narrow-cpu:1
-extraction-pretrain-cpu:4 extraction-full-cpu:4 extraction-full-cpu:19 extraction-full-cpu:34 extraction-lora-narrow-cpu:4
 architecture-law-cpu:4 architecture-law-cpu:7 architecture-law-cpu:10
 architecture-law-cpu:5 architecture-law-cpu:8 architecture-law-cpu:11"
 if [ "${1:-}" = "--plan" ]; then

@@ -869,3 +869,40 @@ fn render_training_is_the_stored_training_document() {
         );
     }
 }
+
+/// `qa.train_fraction` moves people between P_train and P_test and nothing else: the biographies and the vocabulary
+/// are the same bytes at 0.5 and 0.8, so a finetune at one fraction may start from a pretraining at the other
+/// (extraction-inverse-cpu finetunes at 0.8 from extraction-pretrain-cpu's 0.5), while the question streams follow
+/// the split (P_train 300 → 480 of 600 people).
+#[test]
+fn the_train_fraction_changes_the_split_not_the_biographies() {
+    let config = |fraction: f64| BioSConfig {
+        qa: QaConfig {
+            enabled: true,
+            train_fraction: fraction,
+            ..QaConfig::default()
+        },
+        ..rich(600)
+    };
+    let (half, most) = (
+        BioS::build(&config(0.5), 21).unwrap(),
+        BioS::build(&config(0.8), 21).unwrap(),
+    );
+    assert_eq!(half.tokenizer, most.tokenizer);
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let m_half = write_corpus(&half, dirs[0].path(), 256, |_| {}).unwrap();
+    let m_most = write_corpus(&most, dirs[1].path(), 256, |_| {}).unwrap();
+    let stream = |m: &physlab_generators::corpus::Manifest, name: &str| {
+        m.streams
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no stream {name}"))
+            .clone()
+    };
+    assert_eq!(stream(&m_half, "bio"), stream(&m_most, "bio"));
+    assert_ne!(m_half.dataset_hash, m_most.dataset_hash);
+    // Six questions a person: P_train's questions follow the fraction.
+    assert_eq!(stream(&m_half, "qa_train").documents, 6 * 300);
+    assert_eq!(stream(&m_most, "qa_train").documents, 6 * 480);
+    assert_eq!(stream(&m_most, "qa_test").documents, 6 * 120);
+}
