@@ -104,7 +104,15 @@ fn entry(experiment: &str, j: &Value) -> Entry {
     }
     let reference = &j["reference"];
     for r in reference["rows"].as_array().into_iter().flatten() {
+        let experiment = reference["experiment"].as_str().unwrap_or("?");
         let Some(change) = num(&r["change_pct"]) else {
+            // A reference ≤ 0 has no percent and no verdict: the difference alone (report.rs's ReferenceRow).
+            if let Some(d) = num(&r["difference"]) {
+                law.push(format!(
+                    "against {experiment} (s{}): {d:+.3} (the reference is ≤ 0: no percent)",
+                    r["seed"]
+                ));
+            }
             continue;
         };
         let verdict = match r["within"].as_bool() {
@@ -113,8 +121,7 @@ fn entry(experiment: &str, j: &Value) -> Entry {
             None => "-",
         };
         law.push(format!(
-            "against {} (s{}): {change:+.2}%, within ±{}%: {verdict}",
-            reference["experiment"].as_str().unwrap_or("?"),
+            "against {experiment} (s{}): {change:+.2}%, within ±{}%: {verdict}",
             r["seed"],
             num(&reference["tolerance_pct"]).unwrap_or(f64::NAN),
         ));
@@ -260,7 +267,8 @@ mod tests {
             &json!({ "row": "1 (convergence check)", "runs": 1, "headline": [], "reference": {
                 "experiment": "cap", "tolerance_pct": 5.0, "rows": [
                     { "seed": 0, "change_pct": 5.29, "within": false },
-                    { "seed": 1, "change_pct": null, "within": null } ] } }),
+                    { "seed": 1, "change_pct": null, "within": null },
+                    { "seed": 2, "difference": 821.0, "change_pct": null, "within": null } ] } }),
         );
         put(
             r,
@@ -282,7 +290,7 @@ mod tests {
         let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| ")).collect();
         assert_eq!(rows.len(), 5, "{md}"); // the header and four experiments
         assert!(rows[1].starts_with("| 1 | [cap](cap/report.md) | 16 | R (bits/param): 1.800 ± 0.050 (n = 2) (published 2) | capacity law R = 1.800 (95% CI 1.651–1.949) bits/param, 5 runs |"), "{md}");
-        assert!(rows[2].starts_with("| 1 (convergence check) | [cap-check](cap-check/report.md) | 1 | - | against cap (s0): +5.29%, within ±5%: not met |"), "{md}");
+        assert!(rows[2].starts_with("| 1 (convergence check) | [cap-check](cap-check/report.md) | 1 | - | against cap (s0): +5.29%, within ±5%: not met<br>against cap (s2): +821.000 (the reference is ≤ 0: no percent) |"), "{md}");
         // A `|` inside a cell is escaped; bits get separators.
         assert!(rows[3].contains("bits \\| stored: 243,522 (n = 1)<br>QA `lr=1`: 0.5000 (n = 1)<br>QA `lr=2`: 0.2500 (n = 1) |"), "{md}");
         assert!(

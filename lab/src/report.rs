@@ -661,9 +661,12 @@ pub struct ReferenceRow {
     pub value: Option<f64>,
     /// The reference run's value (None: no finished run of that point and seed, or no such value).
     pub reference: Option<f64>,
-    /// 100 · (value − reference) / |reference|.
+    /// value − reference, in the metric's own unit.
+    pub difference: Option<f64>,
+    /// 100 · (value − reference) / reference; None where the reference is ≤ 0, where a percent of it is no
+    /// relative change (a model that stored −3,516 bits: +821 bits is not "+23%").
     pub change_pct: Option<f64>,
-    /// |change| ≤ tolerance.
+    /// |change| ≤ tolerance (None without a percent).
     pub within: Option<bool>,
 }
 
@@ -689,8 +692,9 @@ pub fn reference_section(
                         }
                 })
                 .and_then(|q| lookup(&q.eval, &spec.metric));
+            let difference = value.zip(refv).map(|(v, q)| v - q);
             let change_pct = match (value, refv) {
-                (Some(v), Some(q)) if q != 0.0 => Some(100.0 * (v - q) / q.abs()),
+                (Some(v), Some(q)) if q > 0.0 => Some(100.0 * (v - q) / q),
                 _ => None,
             };
             ReferenceRow {
@@ -698,6 +702,7 @@ pub fn reference_section(
                 seed: r.seed,
                 value,
                 reference: refv,
+                difference,
                 change_pct,
                 within: change_pct.map(|c| c.abs() <= spec.tolerance_pct),
             }
@@ -2510,7 +2515,19 @@ pub fn render_md(c: &Computed) -> Result<String> {
                 num(row.value),
                 row.reference
                     .map_or("no finished reference run".to_string(), |v| num(Some(v))),
-                row.change_pct.map_or("-".into(), |c| format!("{c:+.2}%")),
+                match (row.change_pct, row.difference) {
+                    (Some(c), _) => format!("{c:+.2}%"),
+                    // A reference at or below zero: the difference itself (a percent of it means nothing).
+                    (None, Some(d)) => format!(
+                        "{} (the reference is ≤ 0: no percent)",
+                        if d >= 0.0 {
+                            format!("+{}", num(Some(d)))
+                        } else {
+                            num(Some(d))
+                        }
+                    ),
+                    (None, None) => "-".into(),
+                },
                 match row.within {
                     Some(true) => "**met**",
                     Some(false) => "**not met**",
@@ -3148,6 +3165,26 @@ mod tests {
         );
         let json: serde_json::Value = serde_json::from_slice(&render_json(&c).unwrap()).unwrap();
         assert_eq!(json["reference"]["rows"][1]["within"], json!(false));
+        assert_eq!(json["reference"]["rows"][1]["difference"], json!(100.0));
+
+        // A reference at or below zero (a model that stored nothing): the difference, no percent, no verdict.
+        let ours = [run("base", 0, bios(1000.0, -2695.0, 2.0))];
+        let theirs = [run("lr=2", 0, bios(1000.0, -3516.0, 2.0))];
+        let sec = super::reference_section(&spec, &ours, &theirs, vec!["runs/base".into()]);
+        let row = &sec.rows[0];
+        assert_eq!(
+            (row.difference, row.change_pct, row.within),
+            (Some(821.0), None, None)
+        );
+        let mut c = compute("x", Path::new("runs/x"), &ours, &ReportSpec::default(), "").unwrap();
+        c.reference = Some(sec);
+        let md = render_md(&c).unwrap();
+        assert!(
+            md.contains(
+                "| `base` | 0 | -2695 | -3516 | +821 (the reference is ≤ 0: no percent) | - |"
+            ),
+            "{md}"
+        );
 
         // No `point`: each run against the reference run of its own point (its segments in any order) and seed.
         let same = ReferenceSpec {
