@@ -70,6 +70,19 @@ while item=$(next_point) && [ -n "$item" ]; do
   fi
   exp=${item%%:*}; k=${item##*:}
   log="$RUNS/logs/$exp-p$k.log"
+  # A point whose recipe does not resolve (an unknown key: a binary older than workspace.toml; a typo) is skipped
+  # with its error here; three such points in a row stop the queue, as the file or the binary is then broken, and
+  # skipping would run through the whole order in seconds.
+  if ! err=$("$P" run "$exp" --runs "$RUNS" --point "$k" --dry-run 2>&1 > /dev/null); then
+    bad=$(( ${bad:-0} + 1 ))
+    echo "$(date -u +%FT%TZ) skipped $exp --point $k: its recipe does not resolve: $(echo "$err" | grep -v '^\s*$' | tail -n 3 | tr '\n' ' ')"
+    if [ "$bad" -ge 3 ]; then
+      echo "$(date -u +%FT%TZ) three points in a row do not resolve: queue stopped (check workspace.toml and the binary $P)"
+      exit 1
+    fi
+    continue
+  fi
+  bad=0
   echo "$(date -u +%FT%TZ) start $exp --point $k -> $log"
   # A point whose run is in the committed records was measured already (on another machine): not run again.
   rec=(); [ -f "results/$exp/runs.jsonl" ] && rec=(--records "results/$exp/runs.jsonl")
