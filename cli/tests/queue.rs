@@ -1,5 +1,7 @@
-//! `scripts/run-queue.sh` with `QUEUE_DEADLINE`: no point starts after the deadline and the one running at it gets
-//! SIGTERM then (physlab writes a step checkpoint and exits; the queue stops and says so). A stand-in for physlab
+//! `scripts/run-queue.sh`: with `QUEUE_DEADLINE` no point starts after the deadline and the one running at it gets
+//! SIGTERM then (physlab writes a step checkpoint and exits; the queue stops and says so); with `--order-from` an
+//! edited order is followed at the next point; a point whose recipe does not resolve is skipped, three in a row stop
+//! the queue. A stand-in for physlab
 //! records how it was called and how it ended, so the script's own logic is what is tested (the checkpoint on
 //! SIGTERM is tested in resume.rs).
 
@@ -8,8 +10,12 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 /// A stand-in for physlab: logs its arguments, sleeps `STUB_SLEEP` seconds, and on SIGTERM logs "stopped" and
-/// exits 3 as physlab does after its checkpoint.
+/// exits 3 as physlab does after its checkpoint. Its `--dry-run` (the queue's check that a point's recipe resolves)
+/// answers at once: an error for an experiment named `bad…`, success otherwise.
 const STUB: &str = r#"#!/bin/sh
+case " $* " in
+  *" --dry-run "*) case "$2" in bad*) echo "error: unknown field \`also_fit\`" >&2; exit 1;; esac; exit 0;;
+esac
 echo "args: $*" >> "$STUB_LOG"
 trap 'kill $pid 2>/dev/null; echo stopped >> "$STUB_LOG"; exit 3' TERM
 sleep "$STUB_SLEEP" & pid=$!
@@ -18,6 +24,16 @@ echo finished >> "$STUB_LOG"
 "#;
 
 fn queue(dir: &Path, deadline: Option<&str>, sleep: u32, items: &[&str]) -> (Output, String) {
+    queue_with(dir, deadline, sleep, items, &[])
+}
+
+fn queue_with(
+    dir: &Path,
+    deadline: Option<&str>,
+    sleep: u32,
+    items: &[&str],
+    env: &[(&str, String)],
+) -> (Output, String) {
     let stub = dir.join("physlab-stub");
     std::fs::write(&stub, STUB).unwrap();
     std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -33,7 +49,8 @@ fn queue(dir: &Path, deadline: Option<&str>, sleep: u32, items: &[&str]) -> (Out
     .env("RUNS", dir.join("runs"))
     .env("STUB_LOG", &log)
     .env("STUB_SLEEP", sleep.to_string())
-    .env_remove("QUEUE_DEADLINE");
+    .env_remove("QUEUE_DEADLINE")
+    .envs(env.iter().map(|(k, v)| (k, v)));
     if let Some(d) = deadline {
         c.env("QUEUE_DEADLINE", d);
     }
@@ -105,4 +122,81 @@ fn without_a_deadline_every_point_runs_and_a_bad_deadline_runs_nothing() {
         assert_eq!(said.lines().count(), 1, "one line: {said}");
         assert!(log.is_empty(), "{deadline}: nothing may run: {log}");
     }
+}
+
+/// With `--order-from CMD` the order is read anew before each point: a point added to the order while the queue
+/// runs is run, in its new place; a point already started is not started again, and one taken out is not run.
+#[test]
+fn an_order_edited_while_the_queue_runs_is_followed_at_the_next_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let order = dir.path().join("order");
+    std::fs::write(&order, "exp-a:0\nexp-a:1\nexp-a:2\n").unwrap();
+    // The order command rewrites the order when it is read the second time, i.e. after the first point started
+    // (as a person editing it while the queue runs): exp-a:1 out, exp-b:7 in.
+    let edit = dir.path().join("edit.sh");
+    std::fs::write(
+        &edit,
+        format!(
+            "#!/bin/sh\nn=$(cat {c} 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {c}\n\
+             [ $n = 2 ] && printf 'exp-a:0\\nexp-b:7\\nexp-a:2\\n' > {o}\ncat {o}\n",
+            c = dir.path().join("calls").display(),
+            o = order.display()
+        ),
+    )
+    .unwrap();
+    let (out, log) = queue_with(
+        dir.path(),
+        None,
+        0,
+        &["--order-from", &format!("sh {}", edit.display())],
+        &[],
+    );
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    let points: Vec<String> = log
+        .lines()
+        .filter(|l| l.starts_with("args: run "))
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let k = w.iter().position(|x| *x == "--point").unwrap();
+            format!("{}:{}", w[2], w[k + 1])
+        })
+        .collect();
+    assert_eq!(points, ["exp-a:0", "exp-b:7", "exp-a:2"], "{log}");
+    // A command that fails keeps the order last read, and says so.
+    let (out, _) = queue_with(dir.path(), None, 0, &["--order-from", "false"], &[]);
+    assert!(
+        text(&out).contains("--order-from \"false\" failed"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// A point whose recipe does not resolve is skipped with its error; three in a row stop the queue (exit 1) rather
+/// than run through the rest of the order in seconds.
+#[test]
+fn unresolvable_points_are_skipped_and_three_in_a_row_stop_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, log) = queue(
+        dir.path(),
+        None,
+        0,
+        &[
+            "exp-a:0", "bad-x:0", "exp-a:1", "bad-x:1", "bad-y:0", "bad-z:0", "exp-a:2",
+        ],
+    );
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(
+            "skipped bad-x --point 0: its recipe does not resolve: error: unknown field `also_fit`"
+        ),
+        "{said}"
+    );
+    assert!(
+        said.contains("three points in a row do not resolve: queue stopped"),
+        "{said}"
+    );
+    assert_eq!(log.matches("finished").count(), 2, "{log}");
+    assert!(!log.contains("--point 2"), "{log}");
 }
