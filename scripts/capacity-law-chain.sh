@@ -21,7 +21,8 @@ set -u
 # between sessions (it resumes) or a session can give it all its time; row 5's 1000-exposure half
 # (architecture-law-mlp0-1000-cpu, seed 0 at its three rates, ~20 min each) right after row 17's data check: with it
 # row 5 has both halves); then row 15 on a pretraining that fits a session (extraction-inverse-cpu from
-# extraction-pretrain-cpu's multi5+permute seed 1, ~65 min, which also gives row 10 its seed 1: its finetunes follow))
+# extraction-pretrain-cpu's multi5+permute seed 1, ~65 min, which also gives row 10 its seed 1: its finetunes follow);
+# LLaMA's ×2 rate before it, as the no-MLP runs took ~14 min each, not ~20, and ~26 min fit before this session's end)
 # (2026-11-28, stop 34: no-MLP's ×2 and ×0.5 rates (architecture-law-mlp0-lr-cpu, ~27 min each) after row 17's
 # widths: row 5's only open question is whether its 1e-3 run, which stored nothing, was at a bad rate; row 17's
 # data check before LLaMA's rates: it decides whether the widths' slope is the parameters'; row 17's seeds 1-2
@@ -53,9 +54,10 @@ facts-params-long-cpu:0 facts-params-long-cpu:3 facts-params-long-cpu:6 facts-pa
 architecture-law-mlp0-lr-cpu:0 architecture-law-mlp0-lr-cpu:1
 facts-params-long-conv-cpu:0
 architecture-law-mlp0-1000-cpu:0 architecture-law-mlp0-1000-cpu:3 architecture-law-mlp0-1000-cpu:6
+architecture-law-llama-lr-cpu:0
 extraction-pretrain-cpu:4 extraction-inverse-cpu:0 extraction-inverse-cpu:2 extraction-inverse-cpu:1
 extraction-full-cpu:4 extraction-full-cpu:19 extraction-full-cpu:34 extraction-lora-narrow-cpu:4
-architecture-law-llama-lr-cpu:0 architecture-law-llama-lr-cpu:1
+architecture-law-llama-lr-cpu:1
 capacity-law-conv-kept-cpu:1 capacity-law-conv-kept-cpu:2
 memorization-passes-creep-cpu:0 memorization-passes-creep-cpu:1 memorization-passes-cpu:10 memorization-passes-cpu:11
 extraction-parity-pretrain-cpu:0 extraction-parity-cpu:0 extraction-parity-cpu:1
