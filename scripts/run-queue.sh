@@ -10,6 +10,9 @@
 # and the point running at it gets SIGTERM then (a complete step checkpoint; rerunning continues it): a session or
 # a job that ends at a known time loses nothing.
 #   QUEUE_DEADLINE="now + 150 minutes" nohup scripts/run-queue.sh ... &
+# $RUNS/queue.deadline, when it exists, holds a time that replaces QUEUE_DEADLINE (or sets one): it is read before
+# each point and every few seconds while one runs, so a running queue's deadline can be moved either way
+# (`echo 14:45 > /work/runs/queue.deadline`); an unreadable one is said in the log and the deadline last read kept.
 # With --order-from CMD first (instead of the points), the order is CMD's output, read anew before each point: the
 # first point in it not yet started by this queue runs next, so editing the order takes effect at the next point
 # without restarting the queue (a CMD that fails keeps the order last read).
@@ -51,6 +54,23 @@ if [ -n "${QUEUE_DEADLINE:-}" ]; then
   echo "$(date -u +%FT%TZ) deadline $(date -u -d "@$deadline" +%FT%TZ)"
 fi
 mkdir -p "$RUNS/logs"
+deadline_said=
+# The deadline now: $RUNS/queue.deadline's time when the file exists and reads, else the one last known.
+current_deadline() {
+  local f="$RUNS/queue.deadline" d
+  if [ -f "$f" ]; then
+    if d=$(date -d "$(head -c 200 "$f")" +%s 2> /dev/null); then
+      deadline=$d
+      if [ "$deadline_said" != "$d" ]; then
+        deadline_said=$d
+        echo "$(date -u +%FT%TZ) deadline $(date -u -d "@$d" +%FT%TZ) (from $f)"
+      fi
+    elif [ "$deadline_said" != bad ]; then
+      deadline_said=bad
+      echo "$(date -u +%FT%TZ) $f: not a time date -d reads; keeping the deadline ${deadline:+$(date -u -d "@$deadline" +%FT%TZ)}"
+    fi
+  fi
+}
 while item=$(next_point) && [ -n "$item" ]; do
   started="$started$item "
   if [ -e "$RUNS/queue.stop" ]; then
@@ -58,15 +78,10 @@ while item=$(next_point) && [ -n "$item" ]; do
     echo "$(date -u +%FT%TZ) stopped before $item ($RUNS/queue.stop)"
     exit 0
   fi
-  limit=()
-  if [ -n "$deadline" ]; then
-    left=$(( deadline - $(date +%s) ))
-    if [ "$left" -le 0 ]; then
-      echo "$(date -u +%FT%TZ) deadline reached: stopped before $item"
-      exit 0
-    fi
-    # SIGTERM at the deadline; SIGKILL only if the checkpoint has not been written 5 minutes later.
-    limit=(timeout -s TERM -k 300 "$left")
+  current_deadline
+  if [ -n "$deadline" ] && [ "$(date +%s)" -ge "$deadline" ]; then
+    echo "$(date -u +%FT%TZ) deadline reached: stopped before $item"
+    exit 0
   fi
   exp=${item%%:*}; k=${item##*:}
   log="$RUNS/logs/$exp-p$k.log"
@@ -86,10 +101,25 @@ while item=$(next_point) && [ -n "$item" ]; do
   echo "$(date -u +%FT%TZ) start $exp --point $k -> $log"
   # A point whose run is in the committed records was measured already (on another machine): not run again.
   rec=(); [ -f "results/$exp/runs.jsonl" ] && rec=(--records "results/$exp/runs.jsonl")
-  nice -n 19 "${limit[@]}" "$P" run "$exp" --runs "$RUNS" --point "$k" --resume "${rec[@]}" >> "$log" 2>&1
-  rc=$?  # before $(date) below, which would reset it
+  nice -n 19 "$P" run "$exp" --runs "$RUNS" --point "$k" --resume "${rec[@]}" >> "$log" 2>&1 &
+  pid=$!
+  # SIGTERM at the deadline (physlab writes a step checkpoint and exits); SIGKILL only if it has not ended 5
+  # minutes later. The deadline is read again while the point runs.
+  termed=
+  while kill -0 "$pid" 2> /dev/null; do
+    current_deadline
+    now=$(date +%s)
+    if [ -z "$termed" ] && [ -n "$deadline" ] && [ "$now" -ge "$deadline" ]; then
+      kill -TERM "$pid" 2> /dev/null; termed=$now
+    elif [ -n "$termed" ] && [ $(( now - termed )) -ge 300 ]; then
+      kill -KILL "$pid" 2> /dev/null
+    fi
+    sleep 1
+  done
+  wait "$pid"; rc=$?  # before $(date) below, which would reset it
+  [ -n "$termed" ] && rc=124
   echo "$(date -u +%FT%TZ) end $exp --point $k rc=$rc"
-  if [ "${#limit[@]}" -gt 0 ] && [ "$rc" = 124 ]; then
+  if [ "$rc" = 124 ]; then
     echo "$(date -u +%FT%TZ) deadline reached: $exp --point $k stopped (rerun to continue it)"
     exit 0
   fi

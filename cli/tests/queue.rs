@@ -200,3 +200,53 @@ fn unresolvable_points_are_skipped_and_three_in_a_row_stop_the_queue() {
     assert_eq!(log.matches("finished").count(), 2, "{log}");
     assert!(!log.contains("--point 2"), "{log}");
 }
+
+/// `$RUNS/queue.deadline` moves a running queue's deadline, for the point running too: written while the first
+/// point runs (an hour before QUEUE_DEADLINE), it stops that point then and starts no other. An unreadable one is
+/// said and changes nothing.
+#[test]
+fn the_deadline_file_moves_the_deadline_of_a_running_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("runs").join("queue.deadline");
+    let writer = {
+        let file = file.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(2));
+            std::fs::write(&file, "now").unwrap();
+        })
+    };
+    let t0 = Instant::now();
+    let (out, log) = queue(
+        dir.path(),
+        Some("now + 1 hour"),
+        60,
+        &["exp-a:0", "exp-a:1"],
+    );
+    writer.join().unwrap();
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        said.contains("(from ") && said.contains("queue.deadline)"),
+        "{said}"
+    );
+    assert!(
+        said.contains("deadline reached: exp-a --point 0 stopped (rerun to continue it)"),
+        "{said}"
+    );
+    assert!(
+        log.contains("stopped") && !log.contains("--point 1"),
+        "{log}"
+    );
+
+    std::fs::write(&file, "not a time").unwrap();
+    let (out, log) = queue(dir.path(), None, 0, &["exp-a:0", "exp-a:1"]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("not a time date -d reads"), "{said}");
+    assert_eq!(log.matches("finished").count(), 2, "{log}");
+}
