@@ -26,7 +26,8 @@ if [ "${1:-}" = "--order-from" ]; then
 fi
 order=("$@")
 started=" "
-# The next point of the order not yet started by this queue (empty when none is left).
+# Sets item to the next point of the order not yet started by this queue (empty when none is left). Called in
+# this shell, not in $( ), so that the order it reads is kept for the next call when CMD fails.
 next_point() {
   if [ -n "$order_cmd" ]; then
     local fresh
@@ -36,10 +37,11 @@ next_point() {
       echo "$(date -u +%FT%TZ) --order-from \"$order_cmd\" failed: keeping the order last read" >&2
     fi
   fi
-  local item
-  for item in "${order[@]}"; do
-    case "$started" in *" $item "*) continue ;; esac
-    echo "$item"; return
+  local candidate
+  item=
+  for candidate in "${order[@]}"; do
+    case "$started" in *" $candidate "*) continue ;; esac
+    item=$candidate; return
   done
 }
 P=${PHYSLAB:-target/release/physlab}
@@ -71,7 +73,7 @@ current_deadline() {
     fi
   fi
 }
-while item=$(next_point) && [ -n "$item" ]; do
+while next_point && [ -n "$item" ]; do
   started="$started$item "
   if [ -e "$RUNS/queue.stop" ]; then
     rm -f "$RUNS/queue.stop"
