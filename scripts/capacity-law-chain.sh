@@ -56,6 +56,7 @@ facts-params-long-conv-cpu:0
 architecture-law-mlp0-1000-cpu:0 architecture-law-mlp0-1000-cpu:3 architecture-law-mlp0-1000-cpu:6 architecture-law-mlp0-1000-cpu:9
 architecture-law-llama-lr-cpu:0 architecture-law-mlp0-1000-cpu:12
 extraction-pretrain-cpu:4 extraction-inverse-cpu:0 extraction-inverse-cpu:2 extraction-inverse-cpu:1
+architecture-law-mlp0-1000-cpu:10 architecture-law-mlp0-1000-cpu:11
 extraction-full-cpu:4 extraction-full-cpu:19 extraction-full-cpu:34 extraction-lora-narrow-cpu:4
 architecture-law-llama-lr-cpu:1
 capacity-law-conv-kept-cpu:1 capacity-law-conv-kept-cpu:2

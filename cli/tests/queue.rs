@@ -163,12 +163,31 @@ fn an_order_edited_while_the_queue_runs_is_followed_at_the_next_point() {
         })
         .collect();
     assert_eq!(points, ["exp-a:0", "exp-b:7", "exp-a:2"], "{log}");
-    // A command that fails keeps the order last read, and says so.
-    let (out, _) = queue_with(dir.path(), None, 0, &["--order-from", "false"], &[]);
+    // A command that fails keeps the order last read, and says so: this one prints the order at its first call
+    // and fails at every later one, so the three points run from the order read first.
+    let flaky = dir.path().join("flaky.sh");
+    std::fs::write(
+        &flaky,
+        format!(
+            "#!/bin/sh\n[ -e {m} ] && exit 1\ntouch {m}\nprintf 'exp-c:0\\nexp-c:1\\nexp-c:2\\n'\n",
+            m = dir.path().join("read-once").display()
+        ),
+    )
+    .unwrap();
+    let cmd = format!("sh {}", flaky.display());
+    let (out, log) = queue_with(dir.path(), None, 0, &["--order-from", &cmd], &[]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
     assert!(
-        text(&out).contains("--order-from \"false\" failed"),
-        "{}",
-        text(&out)
+        said.contains(&format!(
+            "--order-from \"{cmd}\" failed: keeping the order last read"
+        )),
+        "{said}"
+    );
+    assert_eq!(log.matches("finished").count(), 3, "{log}");
+    assert!(
+        log.contains("exp-c --runs") && log.contains("--point 2"),
+        "{log}"
     );
 }
 
