@@ -39,6 +39,10 @@ pub struct BioDEval {
     pub capacity_ratio_used_rows: f64,
     #[serde(default = "crate::nan")]
     pub capacity_ratio_max_used_rows: f64,
+    /// bits / perfect_recall_bits: the share of what there is to store that the model holds (NaN in an eval.json
+    /// written before it was added; the report derives it there).
+    #[serde(default = "crate::nan")]
+    pub stored_fraction: f64,
     /// Share of (person, attribute) whose first value token is the argmax.
     pub first_token_accuracy: f64,
     /// Share of (person, attribute) whose every value token is the argmax given the true prefix.
@@ -120,6 +124,7 @@ pub fn evaluate_biod<B: Kernels>(
         capacity_ratio_max: perfect / params.total as f64,
         capacity_ratio_used_rows: bits / params.capacity as f64,
         capacity_ratio_max_used_rows: perfect / params.capacity as f64,
+        stored_fraction: bits / perfect,
         first_token_accuracy: first as f64 / values.max(1) as f64,
         whole_value_accuracy: whole as f64 / values.max(1) as f64,
     }
@@ -161,7 +166,12 @@ pub fn render_biod(title: &str, e: &BioDEval, exposures: f64) -> String {
     }
     row(
         "bits of knowledge (Def. 4.1)",
-        format!("{:.0}   (perfect {:.0})", e.bits, e.perfect_recall_bits),
+        format!(
+            "{:.0}   (perfect {:.0}: {:.1}% stored)",
+            e.bits,
+            e.perfect_recall_bits,
+            100.0 * e.stored_fraction
+        ),
     );
     row(
         "capacity ratio R (bits/param)",

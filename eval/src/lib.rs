@@ -81,6 +81,10 @@ pub struct BioSEval {
     /// R^max with the used embedding rows only.
     #[serde(default = "nan")]
     pub capacity_ratio_max_used_rows: f64,
+    /// bits / perfect_recall_bits: the share of what there is to store that the model holds (NaN in an eval.json
+    /// written before it was added; the report derives it there).
+    #[serde(default = "nan")]
+    pub stored_fraction: f64,
     pub attributes: Vec<AttributeEval>,
 }
 
@@ -366,6 +370,7 @@ fn evaluate_people<B: Kernels>(
         capacity_ratio_max: perfect / params.total as f64,
         capacity_ratio_used_rows: bits / params.capacity as f64,
         capacity_ratio_max_used_rows: perfect / params.capacity as f64,
+        stored_fraction: bits / perfect,
         attributes,
     }
 }

@@ -276,16 +276,41 @@ pub fn upgrade_counts(eval: &mut Value) {
             o.insert("bits_per_param".into(), Value::Null);
         }
     }
+    for_each_section(eval, section);
+}
+
+/// Applies `f` to each section of an eval.json that holds bits or a capacity: bios, its own-orders twin, biod,
+/// corpus and each quantized copy.
+fn for_each_section(eval: &mut Value, f: fn(&mut Value)) {
     for key in ["bios", "bios_own_orders", "biod", "corpus"] {
         if let Some(v) = eval.get_mut(key) {
-            section(v);
+            f(v);
         }
     }
     if let Some(q) = eval.get_mut("quantized").and_then(Value::as_object_mut) {
         for v in q.values_mut() {
-            section(v);
+            f(v);
         }
     }
+}
+
+/// `stored_fraction` (bits / perfect_recall_bits) in each knowledge section that has both but not it: an eval.json
+/// or a record written before the field existed. Runs read from folders and from records alike.
+pub fn derive_stored_fraction(eval: &mut Value) {
+    for_each_section(eval, |v| {
+        let Some(o) = v.as_object_mut() else { return };
+        if o.get("stored_fraction").is_some_and(|x| !x.is_null()) {
+            return;
+        }
+        if let (Some(bits), Some(perfect)) = (
+            o.get("bits").and_then(Value::as_f64),
+            o.get("perfect_recall_bits").and_then(Value::as_f64),
+        ) {
+            if perfect > 0.0 {
+                o.insert("stored_fraction".into(), serde_json::json!(bits / perfect));
+            }
+        }
+    });
 }
 
 fn collect_runs(dir: &Path) -> Result<Vec<Run>> {
@@ -340,6 +365,7 @@ fn collect_runs(dir: &Path) -> Result<Vec<Run>> {
             }
             let mut eval = eval;
             upgrade_counts(&mut eval);
+            derive_stored_fraction(&mut eval);
             runs.push(Run {
                 point: point.clone(),
                 seed,
@@ -1278,7 +1304,9 @@ pub fn read_records(path: &Path, experiment: &str) -> Result<Vec<Run>> {
                 rec.run.seed
             );
         }
-        runs.push(rec.run);
+        let mut run = rec.run;
+        derive_stored_fraction(&mut run.eval);
+        runs.push(run);
     }
     Ok(runs)
 }
@@ -3059,8 +3087,9 @@ pub fn report(
 #[cfg(test)]
 mod tests {
     use super::{
-        accuracy_series, best_of_series, capacity_series, compute, loss_drop_last_tenth,
-        natural_key, plots, render_csv, render_json, render_md, upgrade_counts, Run,
+        accuracy_series, best_of_series, capacity_series, compute, derive_stored_fraction,
+        loss_drop_last_tenth, natural_key, plots, read_records, render_csv, render_json, render_md,
+        upgrade_counts, Record, Run, RECORDS_FILE,
     };
     use crate::recipe::{Fit, MetricSpec, ReportSpec};
     use physlab_eval::plot::Style;
@@ -3686,6 +3715,43 @@ mod tests {
         let mut again = current.clone();
         upgrade_counts(&mut again);
         assert_eq!(again, current);
+    }
+
+    /// `stored_fraction` is derived as bits / perfect_recall_bits where an older eval.json or record lacks it (or
+    /// holds null, a NaN written out), in every knowledge section; a value present is kept, and a section without
+    /// both counts, or with no perfect-recall bits, gets none.
+    #[test]
+    fn the_stored_fraction_is_derived_where_an_older_evaluation_lacks_it() {
+        let mut old = json!({
+            "bios": { "bits": 300.0, "perfect_recall_bits": 600.0 },
+            "biod": { "bits": 90.0, "perfect_recall_bits": 120.0, "stored_fraction": null },
+            "quantized": { "int8": { "bits": 100.0, "perfect_recall_bits": 400.0 } },
+            "bios_own_orders": { "bits": 10.0, "perfect_recall_bits": 0.0 },
+            "corpus": { "memorized_bits": 50.0 }
+        });
+        derive_stored_fraction(&mut old);
+        assert_eq!(old["bios"]["stored_fraction"], json!(0.5));
+        assert_eq!(old["biod"]["stored_fraction"], json!(0.75));
+        assert_eq!(old["quantized"]["int8"]["stored_fraction"], json!(0.25));
+        assert!(old["bios_own_orders"].get("stored_fraction").is_none());
+        assert!(old["corpus"].get("stored_fraction").is_none());
+        let mut current = json!({ "biod": { "bits": 90.0, "perfect_recall_bits": 120.0, "stored_fraction": 0.7 } });
+        derive_stored_fraction(&mut current);
+        assert_eq!(current["biod"]["stored_fraction"], json!(0.7));
+        // Records are read the same way.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(RECORDS_FILE);
+        let rec = Record {
+            experiment: "e".into(),
+            run: run(
+                "lr=0.001",
+                0,
+                json!({ "biod": { "bits": 30.0, "perfect_recall_bits": 40.0 } }),
+            ),
+        };
+        std::fs::write(&path, serde_json::to_string(&rec).unwrap() + "\n").unwrap();
+        let runs = read_records(&path, "e").unwrap();
+        assert_eq!(runs[0].eval["biod"]["stored_fraction"], json!(0.75));
     }
 
     /// The capacity law is least squares through the origin, R = Σxy / Σx² (closed form), over the runs where
