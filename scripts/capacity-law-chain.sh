@@ -17,7 +17,9 @@ set -u
 # (2e-3 bracketed), and the convergence check at 2e-3.
 # Order (2026-11-28, stop 36: the machine was kept, so the multi5+permute pretraining resumed at step 29; no-MLP's
 # 1000-exposure seeds 1-2 at its best rate (8e-3, ~14 min each) after row 15's finetunes; row 7's 1000-exposure
-# half (architecture-law-moe-1000-cpu, ~50 min a rate) after LLaMA's ×0.5: row 7 has no run at 1000 exposures yet)
+# half (architecture-law-moe-1000-cpu, ~50 min a rate) after LLaMA's ×0.5: row 7 has no run at 1000 exposures yet;
+# row 14's parity pretraining (~3.4 h, resumable across kept machines) before row 16's creep checks: row 14 has no
+# run in the regime, row 16 has its verdict)
 # (2026-11-28, stop 35: this session's machine was fresh (/work/runs gone), so the parity pretraining's
 # checkpoint at step 17,056 was lost; from scratch it needs ~2.6-3 h alone, more than a session holds beside its
 # build, so it moves after the runs that fit in one session (each under ~2 h); it runs when a machine is kept
@@ -63,8 +65,8 @@ architecture-law-mlp0-1000-cpu:10 architecture-law-mlp0-1000-cpu:11
 extraction-full-cpu:4 extraction-full-cpu:19 extraction-full-cpu:34 extraction-lora-narrow-cpu:4
 architecture-law-llama-lr-cpu:1 architecture-law-moe-1000-cpu:0
 capacity-law-conv-kept-cpu:1 capacity-law-conv-kept-cpu:2
-memorization-passes-creep-cpu:0 memorization-passes-creep-cpu:1 memorization-passes-cpu:10 memorization-passes-cpu:11
 extraction-parity-pretrain-cpu:0 extraction-parity-cpu:0 extraction-parity-cpu:1
+memorization-passes-creep-cpu:0 memorization-passes-creep-cpu:1 memorization-passes-cpu:10 memorization-passes-cpu:11
 facts-params-long-cpu:1 facts-params-long-cpu:4 facts-params-long-cpu:7 facts-params-long-cpu:10 facts-params-long-cpu:13
 facts-params-long-cpu:2 facts-params-long-cpu:5 facts-params-long-cpu:8 facts-params-long-cpu:11 facts-params-long-cpu:14
 extraction-pretrain-cpu:1 extraction-full-cpu:1 extraction-full-cpu:16 extraction-full-cpu:31 extraction-lora-narrow-cpu:1
