@@ -19,8 +19,10 @@ set -u
 # 1000-exposure seeds 1-2 at its best rate (8e-3, ~14 min each) after row 15's finetunes; row 7's 1000-exposure
 # half (architecture-law-moe-1000-cpu, ~50 min a rate) after LLaMA's ×0.5: row 7 has no run at 1000 exposures yet;
 # row 14's parity pretraining (~3.4 h, resumable across kept machines) before row 16's creep checks: row 14 has no
-# run in the regime, row 16 has its verdict; LLaMA's seeds 1-2 (architecture-law-cpu:4, :5, ~26 min each) right
-# after the MoE: row 4 waits only for them and LLaMA's ×0.5)
+# run in the regime, row 16 has its verdict; LLaMA's ×0.5 (5e-4) stored twice its 1e-3 run, so its ×0.25 probe
+# and seeds 1-2 at 5e-4 (architecture-law-llama-lr-cpu:6, :4, :5, ~26 min each; its index renumbered when seeds
+# were added: 5e-4 seed 0 is :3 now) right after the MoE, and LLaMA's 1e-3 seeds (architecture-law-cpu:4, :5) back
+# to the end: row 4 compares the models at their best rates)
 # (2026-11-28, stop 35: this session's machine was fresh (/work/runs gone), so the parity pretraining's
 # checkpoint at step 17,056 was lost; from scratch it needs ~2.6-3 h alone, more than a session holds beside its
 # build, so it moves after the runs that fit in one session (each under ~2 h); it runs when a machine is kept
@@ -64,15 +66,16 @@ architecture-law-llama-lr-cpu:0 architecture-law-mlp0-1000-cpu:12
 extraction-pretrain-cpu:4 extraction-inverse-cpu:0 extraction-inverse-cpu:2 extraction-inverse-cpu:1
 architecture-law-mlp0-1000-cpu:10 architecture-law-mlp0-1000-cpu:11
 extraction-full-cpu:4 extraction-full-cpu:19 extraction-full-cpu:34 extraction-lora-narrow-cpu:4
-architecture-law-llama-lr-cpu:1 architecture-law-moe-1000-cpu:0 architecture-law-cpu:4 architecture-law-cpu:5
+architecture-law-llama-lr-cpu:3 architecture-law-moe-1000-cpu:0
+architecture-law-llama-lr-cpu:6 architecture-law-llama-lr-cpu:4 architecture-law-llama-lr-cpu:5
 capacity-law-conv-kept-cpu:1 capacity-law-conv-kept-cpu:2
 extraction-parity-pretrain-cpu:0 extraction-parity-cpu:0 extraction-parity-cpu:1
 memorization-passes-creep-cpu:0 memorization-passes-creep-cpu:1 memorization-passes-cpu:10 memorization-passes-cpu:11
 facts-params-long-cpu:1 facts-params-long-cpu:4 facts-params-long-cpu:7 facts-params-long-cpu:10 facts-params-long-cpu:13
 facts-params-long-cpu:2 facts-params-long-cpu:5 facts-params-long-cpu:8 facts-params-long-cpu:11 facts-params-long-cpu:14
 extraction-pretrain-cpu:1 extraction-full-cpu:1 extraction-full-cpu:16 extraction-full-cpu:31 extraction-lora-narrow-cpu:1
-architecture-law-cpu:7 architecture-law-cpu:10
-architecture-law-cpu:8 architecture-law-cpu:11"
+architecture-law-cpu:4 architecture-law-cpu:7 architecture-law-cpu:10
+architecture-law-cpu:5 architecture-law-cpu:8 architecture-law-cpu:11"
 if [ "${1:-}" = "--plan" ]; then
   # Where the order stands: each run's state, progress and the training time left in all (reads only).
   cd "$(dirname "$0")/.."
