@@ -15,6 +15,10 @@ set -u
 # Done at seed 0 (results/capacity-law-cpu/runs.jsonl; the queue skips recorded runs): 1e-3 at every point, 5e-4 /
 # 2e-3 / 4e-3 / 8e-3 at gpt2-2-1 N = 4,000 (4e-3 bracketed), 2e-3 / 4e-3 / 8e-3 at N = 3,000 (4e-3 bracketed), 1e-3 / 2e-3 / 4e-3 at gpt2-3-1
 # (2e-3 bracketed), and the convergence check at 2e-3.
+# Order (2026-11-28, stop 37: the machine was kept again; the MoE at 1000 exposures, 2e-3, stored 89.8% of the
+# bits with its loss still 4.2% lower over the last 10%, at the criterion's line and not converged, so its ×2 rate
+# (4e-3, architecture-law-moe-1000-cpu:3, ~43 min) right after LLaMA's ×0.25 probe, and its ×0.5 (1e-3, :6) after
+# LLaMA's seeds)
 # Order (2026-11-28, stop 36: the machine was kept, so the multi5+permute pretraining resumed at step 29; no-MLP's
 # 1000-exposure seeds 1-2 at its best rate (8e-3, ~14 min each) after row 15's finetunes; row 7's 1000-exposure
 # half (architecture-law-moe-1000-cpu, ~50 min a rate) after LLaMA's ×0.5: row 7 has no run at 1000 exposures yet;
@@ -67,7 +71,8 @@ extraction-pretrain-cpu:4 extraction-inverse-cpu:0 extraction-inverse-cpu:2 extr
 architecture-law-mlp0-1000-cpu:10 architecture-law-mlp0-1000-cpu:11
 extraction-full-cpu:4 extraction-full-cpu:19 extraction-full-cpu:34 extraction-lora-narrow-cpu:4
 architecture-law-llama-lr-cpu:3 architecture-law-moe-1000-cpu:0
-architecture-law-llama-lr-cpu:6 architecture-law-llama-lr-cpu:4 architecture-law-llama-lr-cpu:5
+architecture-law-llama-lr-cpu:6 architecture-law-moe-1000-cpu:3 architecture-law-llama-lr-cpu:4 architecture-law-llama-lr-cpu:5
+architecture-law-moe-1000-cpu:6
 capacity-law-conv-kept-cpu:1 capacity-law-conv-kept-cpu:2
 extraction-parity-pretrain-cpu:0 extraction-parity-cpu:0 extraction-parity-cpu:1
 memorization-passes-creep-cpu:0 memorization-passes-creep-cpu:1 memorization-passes-cpu:10 memorization-passes-cpu:11
