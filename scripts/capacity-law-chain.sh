@@ -17,8 +17,10 @@ set -u
 # (2e-3 bracketed), and the convergence check at 2e-3.
 # Order (2026-11-28, stop 37: the machine was kept again; the MoE at 1000 exposures, 2e-3, stored 89.8% of the
 # bits with its loss still 4.2% lower over the last 10%, at the criterion's line and not converged, so its ×2 rate
-# (4e-3, architecture-law-moe-1000-cpu:3, ~43 min) right after LLaMA's ×0.25 probe, and its ×0.5 (1e-3, :6) after
-# LLaMA's seeds)
+# (4e-3, architecture-law-moe-1000-cpu:3, ~43 min) and LLaMA's seeds, then its ×0.5 (1e-3, :6); but first, after
+# LLaMA's ×0.25 probe, row 14's parity pretraining (~2.9 h at the 27k tokens/s the N = 4,000 run measured): it is
+# the only run issue 14 still lacks and cannot finish inside one session, so it starts while this machine is known
+# to be kept (~2 h now; it resumes from its checkpoint if the next session keeps the machine, and is lost if not))
 # Order (2026-11-28, stop 36: the machine was kept, so the multi5+permute pretraining resumed at step 29; no-MLP's
 # 1000-exposure seeds 1-2 at its best rate (8e-3, ~14 min each) after row 15's finetunes; row 7's 1000-exposure
 # half (architecture-law-moe-1000-cpu, ~50 min a rate) after LLaMA's ×0.5: row 7 has no run at 1000 exposures yet;
@@ -71,10 +73,11 @@ extraction-pretrain-cpu:4 extraction-inverse-cpu:0 extraction-inverse-cpu:2 extr
 architecture-law-mlp0-1000-cpu:10 architecture-law-mlp0-1000-cpu:11
 extraction-full-cpu:4 extraction-full-cpu:19 extraction-full-cpu:34 extraction-lora-narrow-cpu:4
 architecture-law-llama-lr-cpu:3 architecture-law-moe-1000-cpu:0
-architecture-law-llama-lr-cpu:6 architecture-law-moe-1000-cpu:3 architecture-law-llama-lr-cpu:4 architecture-law-llama-lr-cpu:5
+architecture-law-llama-lr-cpu:6
+extraction-parity-pretrain-cpu:0 extraction-parity-cpu:0 extraction-parity-cpu:1
+architecture-law-moe-1000-cpu:3 architecture-law-llama-lr-cpu:4 architecture-law-llama-lr-cpu:5
 architecture-law-moe-1000-cpu:6
 capacity-law-conv-kept-cpu:1 capacity-law-conv-kept-cpu:2
-extraction-parity-pretrain-cpu:0 extraction-parity-cpu:0 extraction-parity-cpu:1
 memorization-passes-creep-cpu:0 memorization-passes-creep-cpu:1 memorization-passes-cpu:10 memorization-passes-cpu:11
 facts-params-long-cpu:1 facts-params-long-cpu:4 facts-params-long-cpu:7 facts-params-long-cpu:10 facts-params-long-cpu:13
 facts-params-long-cpu:2 facts-params-long-cpu:5 facts-params-long-cpu:8 facts-params-long-cpu:11 facts-params-long-cpu:14
