@@ -265,6 +265,10 @@ enum Command {
         /// the 1st … 6th value), each cell scored over the people whose value is not yet in the text there.
         #[arg(long)]
         own_order: bool,
+        /// With --own-order: also drop each target's own position (right before its value, where the model
+        /// predicts it as the next token), so every cell reads storage ahead of the text.
+        #[arg(long, requires = "own_order")]
+        strict: bool,
         /// A checkpoint folder other than the run's checkpoints/final (e.g. checkpoints/step-00020000).
         #[arg(long)]
         checkpoint: Option<PathBuf>,
@@ -825,6 +829,7 @@ fn real_main() -> Result<()> {
             rank,
             seed,
             own_order,
+            strict,
             checkpoint,
             out,
         } => {
@@ -857,6 +862,7 @@ fn real_main() -> Result<()> {
                     embedding_rank: rank,
                     seed,
                     own_order,
+                    strict,
                 },
                 checkpoint.as_deref(),
                 out.as_deref(),

@@ -172,6 +172,33 @@ fn probe_out_is_a_folder_or_a_json_file() {
         assert_eq!(tested[0], test_people, "{t}");
         assert!(tested.windows(2).all(|w| w[0] >= w[1]), "{t}");
     }
+    // Strictly, each target's own position is dropped too: fewer people at P@v1 for some target (those whose
+    // first value it is), none at P@v6 for any, where the table then shows '-'; the flag is recorded. Without
+    // --own-order the flag is refused in one line.
+    let strict = |extra: &[&str]| {
+        let mut args = vec!["probe", run_s, "--epochs", "1", "--kind", "p", "--strict"];
+        args.extend_from_slice(extra);
+        physlab_in(d.path(), &args)
+    };
+    let (ok, out, err) = strict(&["--own-order", "--out", "strict.json"]);
+    assert!(ok, "probe --own-order --strict: {err}");
+    assert!(out.contains("strict:"), "{out}");
+    let p = &read_json(&d.path().join("strict.json"))["probes"][0];
+    assert_eq!(p["config"]["strict"], true);
+    let tested = |t: &serde_json::Value, k: usize| t["tested"][k].as_u64().unwrap();
+    let targets = p["targets"].as_array().unwrap();
+    assert!(targets.iter().all(|t| tested(t, 5) == 0), "{p}");
+    assert!(targets.iter().any(|t| tested(t, 0) < test_people), "{p}");
+    let v6 = out
+        .lines()
+        .find(|l| l.starts_with("birth_city"))
+        .expect("a birth_city row");
+    assert_eq!(v6.split_whitespace().nth(6), Some("-"), "{out}");
+    let train = out.lines().find(|l| l.starts_with("mean train")).unwrap();
+    assert_eq!(train.split_whitespace().nth(7), Some("-"), "{out}");
+    let (ok, _, err) = strict(&["--out", "loose.json"]);
+    assert!(!ok && err.contains("--own-order"), "{err}");
+    assert!(!d.path().join("loose.json").exists());
 }
 
 const MOE_WORKSPACE: &str = r#"

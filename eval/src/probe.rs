@@ -190,6 +190,12 @@ pub struct ProbeConfig {
     /// whose value (for the employer's city: the employer's too) is not yet in the text there.
     #[serde(default)]
     pub own_order: bool,
+    /// With `own_order`: also drop each target's own position (the token right before its value, where the
+    /// model predicts that value as its next token), so a cell counts only the people whose value comes strictly
+    /// later: every cell then reads storage ahead of the text, as the canonical P@date column does for every
+    /// target but the birth date. Without it, a sixth of P@v1's people are read at their own position.
+    #[serde(default)]
+    pub strict: bool,
 }
 
 impl Default for ProbeConfig {
@@ -203,6 +209,7 @@ impl Default for ProbeConfig {
             embedding_rank: 0,
             seed: 0,
             own_order: false,
+            strict: false,
         }
     }
 }
@@ -280,7 +287,9 @@ fn read_from(t: Target) -> &'static [Attribute] {
     }
 }
 
-fn examples(data: &BioS, kind: ProbeKind, own_order: bool) -> Vec<Example> {
+/// With `strict` (own order only), a cell also drops the person where the probed position is its target's own
+/// (right before the target's value).
+fn examples(data: &BioS, kind: ProbeKind, own_order: bool, strict: bool) -> Vec<Example> {
     (0..data.n_people())
         .map(|p| {
             let bio = if own_order {
@@ -299,14 +308,22 @@ fn examples(data: &BioS, kind: ProbeKind, own_order: bool) -> Vec<Example> {
                     let mut at: Vec<usize> = Attribute::ALL.iter().map(|&a| start(a)).collect();
                     if own_order {
                         // Ordinal positions; a cell tests storage while none of its target's values is in the
-                        // text yet (every token fed is before the probed position's value).
+                        // text yet (every token fed is before the probed position's value); strictly, while
+                        // none is next either.
                         at.sort_unstable();
+                        let unseen = |a: Attribute, k: usize| {
+                            if strict {
+                                start(a) > k
+                            } else {
+                                start(a) >= k
+                            }
+                        };
                         tests = at
                             .iter()
                             .map(|&k| {
                                 Target::ALL
                                     .iter()
-                                    .map(|&t| read_from(t).iter().all(|&a| start(a) >= k))
+                                    .map(|&t| read_from(t).iter().all(|&a| unseen(a, k)))
                                     .collect()
                             })
                             .collect();
@@ -737,7 +754,7 @@ pub fn probe<B: TrainBackend>(
     progress: &mut dyn FnMut(&str),
 ) -> ProbeEval {
     let own = cfg.own_order && kind == ProbeKind::P;
-    let mut all = examples(data, kind, own);
+    let mut all = examples(data, kind, own, own && cfg.strict);
     // The cells each person's example tests, moved out of the examples (nothing else reads them there).
     let masks: Option<Vec<Vec<Vec<bool>>>> = own.then(|| {
         all.iter_mut()
@@ -851,7 +868,7 @@ mod tests {
             3,
         )
         .unwrap();
-        for (p, e) in examples(&d, ProbeKind::P, false).iter().enumerate() {
+        for (p, e) in examples(&d, ProbeKind::P, false, false).iter().enumerate() {
             let bio = d.render_eval(p);
             assert_eq!(e.tokens[0], EOT);
             assert_eq!(e.at.len(), 6);
@@ -865,7 +882,7 @@ mod tests {
             // (the model is causal), and the biography is cut there.
             assert_eq!(*e.at.iter().max().unwrap(), e.tokens.len() - 1);
         }
-        for (p, e) in examples(&d, ProbeKind::Q, false).iter().enumerate() {
+        for (p, e) in examples(&d, ProbeKind::Q, false, false).iter().enumerate() {
             let bio = d.render_eval(p);
             assert_eq!(e.at, vec![e.tokens.len() - 1]);
             assert_eq!(
@@ -891,7 +908,7 @@ mod tests {
         )
         .unwrap();
         let mut orders = std::collections::BTreeSet::new();
-        for (p, e) in examples(&d, ProbeKind::P, true).iter().enumerate() {
+        for (p, e) in examples(&d, ProbeKind::P, true, false).iter().enumerate() {
             let bio = d.render_training(p, 0);
             let start = |a: Attribute| bio.values[a.index()].start;
             assert!(
@@ -915,6 +932,47 @@ mod tests {
         }
         // The permuted biographies do not all share one order (else this would test the canonical case only).
         assert!(orders.len() > 1);
+    }
+
+    /// Strictly, a cell is the non-strict cell less the target's own position: at each position exactly the
+    /// targets read from the value there are dropped (both for the employer's city at the employer's and its
+    /// own), and at the last position no cell is left.
+    #[test]
+    fn a_strict_own_order_mask_drops_exactly_each_targets_own_position() {
+        let d = BioS::build(
+            &BioSConfig {
+                people: 40,
+                permute: true,
+                ..BioSConfig::default()
+            },
+            5,
+        )
+        .unwrap();
+        let loose = examples(&d, ProbeKind::P, true, false);
+        let strict = examples(&d, ProbeKind::P, true, true);
+        let mut dropped_at_first = 0;
+        for (p, (l, s)) in loose.iter().zip(&strict).enumerate() {
+            assert_eq!((&l.tokens, &l.at), (&s.tokens, &s.at), "person {p}");
+            let bio = d.render_training(p, 0);
+            let start = |a: Attribute| bio.values[a.index()].start;
+            for (k, &at) in l.at.iter().enumerate() {
+                for (t, target) in Target::ALL.iter().enumerate() {
+                    let own = read_from(*target).iter().any(|&a| start(a) == at);
+                    assert_eq!(
+                        s.tests[k][t],
+                        l.tests[k][t] && !own,
+                        "person {p} position {k} {target:?}"
+                    );
+                    if k == 0 && own {
+                        dropped_at_first += 1;
+                    }
+                }
+            }
+            assert!(s.tests[5].iter().all(|&c| !c), "person {p}: nothing after the last value");
+            // At the first position only the first value's targets are dropped, and at least one is.
+            assert!(s.tests[0].iter().any(|&c| !c) && s.tests[0].iter().any(|&c| c));
+        }
+        assert!(dropped_at_first >= 40);
     }
 
     #[test]

@@ -156,8 +156,14 @@ fn render(ckpt: &Path, evals: &[ProbeEval], walls: &[f64]) -> String {
     for (t, target) in first.targets.iter().enumerate() {
         s.push_str(&format!("{:<14}", target.target));
         for e in evals {
-            for a in &e.targets[t].accuracy {
-                s.push_str(&format!("{:>8.1}%", 100.0 * a));
+            let scored = &e.targets[t];
+            for (p, a) in scored.accuracy.iter().enumerate() {
+                // A cell no test person is scored in (an own-order mask left none) has no accuracy.
+                if scored.tested.get(p) == Some(&0) {
+                    s.push_str(&format!("{:>9}", "-"));
+                } else {
+                    s.push_str(&format!("{:>8.1}%", 100.0 * a));
+                }
             }
         }
         s.push_str(&format!(
@@ -175,9 +181,19 @@ fn render(ckpt: &Path, evals: &[ProbeEval], walls: &[f64]) -> String {
     s.push_str(&format!("{:<14}", "mean train"));
     for e in evals {
         for p in 0..e.positions.len() {
-            let m =
-                e.targets.iter().map(|t| t.train_accuracy[p]).sum::<f64>() / e.targets.len() as f64;
-            s.push_str(&format!("{:>8.1}%", 100.0 * m));
+            // Over the targets scored at this position (an own-order mask may leave a cell no one).
+            let scored: Vec<f64> = e
+                .targets
+                .iter()
+                .filter(|t| t.tested.get(p) != Some(&0))
+                .map(|t| t.train_accuracy[p])
+                .collect();
+            if scored.is_empty() {
+                s.push_str(&format!("{:>9}", "-"));
+            } else {
+                let m = scored.iter().sum::<f64>() / scored.len() as f64;
+                s.push_str(&format!("{:>8.1}%", 100.0 * m));
+            }
         }
     }
     s.push('\n');
@@ -186,6 +202,9 @@ fn render(ckpt: &Path, evals: &[ProbeEval], walls: &[f64]) -> String {
         .any(|e| e.kind == ProbeKind::P && e.config.own_order);
     if own {
         s.push_str("P positions (own order): P@vK is the token right before the K-th value of the person's own first training biography (its templates and sentence order); each cell scores only the test people whose value (for the employer's city, the employer's too) is not yet in the text there: every cell tests stored knowledge\n");
+        if evals.iter().any(|e| e.config.own_order && e.config.strict) {
+            s.push_str("strict: a target's own position (right before its value, where the model predicts it next) is dropped too, so each cell reads only values that come later in the text; '-': no test person left in the cell\n");
+        }
         if let Some(e) = evals.iter().find(|e| e.kind == ProbeKind::P) {
             s.push_str("test people scored per cell (target: P@v1 … P@v6):");
             for t in &e.targets {
