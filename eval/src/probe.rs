@@ -968,7 +968,10 @@ mod tests {
                     }
                 }
             }
-            assert!(s.tests[5].iter().all(|&c| !c), "person {p}: nothing after the last value");
+            assert!(
+                s.tests[5].iter().all(|&c| !c),
+                "person {p}: nothing after the last value"
+            );
             // At the first position only the first value's targets are dropped, and at least one is.
             assert!(s.tests[0].iter().any(|&c| !c) && s.tests[0].iter().any(|&c| c));
         }
