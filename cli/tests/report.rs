@@ -749,8 +749,10 @@ fn a_convergence_check_is_reported_against_its_reference_run() {
         );
         let verdict = if change.abs() <= 5.0 {
             "| **met** |"
+        } else if change > 0.0 {
+            "| **not met: more** |"
         } else {
-            "| **not met** |"
+            "| **not met: less** |"
         };
         assert!(row.ends_with(verdict), "{row}");
     };

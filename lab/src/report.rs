@@ -2514,7 +2514,7 @@ pub fn render_md(c: &Computed) -> Result<String> {
         writeln!(
             md,
             "`{}` of each run beside that of `{}` {which} at the same seed; within ±{}% of it counts as met \
-             (fixed in the recipe). Reference runs looked for in {}.\n",
+             (fixed in the recipe; outside it, the last column says on which side). Reference runs looked for in {}.\n",
             r.metric,
             r.experiment,
             r.tolerance_pct,
@@ -2556,10 +2556,13 @@ pub fn render_md(c: &Computed) -> Result<String> {
                     ),
                     (None, None) => "-".into(),
                 },
-                match row.within {
-                    Some(true) => "**met**",
-                    Some(false) => "**not met**",
-                    None => "-",
+                // Outside the line, which side: a convergence check that stored more and a rate that stored
+                // less are different findings.
+                match (row.within, row.change_pct) {
+                    (Some(true), _) => "**met**",
+                    (Some(false), Some(c)) if c > 0.0 => "**not met: more**",
+                    (Some(false), _) => "**not met: less**",
+                    (None, _) => "-",
                 }
             )?;
         }
@@ -3150,11 +3153,13 @@ mod tests {
             run("base", 0, bios(1000.0, 1050.0, 2.0)), // +5%: within, the edge counts
             run("base", 1, bios(1000.0, 1100.0, 2.0)), // +10%
             run("base", 2, bios(1000.0, 900.0, 2.0)),  // no reference of seed 2
+            run("base", 3, bios(1000.0, 940.0, 2.0)),  // −6%
         ];
         let theirs = [
             run("lr=2", 0, bios(1000.0, 1000.0, 2.0)),
             run("lr=2", 1, bios(1000.0, 1000.0, 2.0)),
             run("lr=1", 2, bios(1000.0, 950.0, 2.0)), // another point: not the reference
+            run("lr=2", 3, bios(1000.0, 1000.0, 2.0)),
         ];
         let sec = super::reference_section(&spec, &ours, &theirs, vec!["runs/base".into()]);
         let got: Vec<_> = sec
@@ -3175,6 +3180,7 @@ mod tests {
                 (0, Some(1000.0), Some(5.0), Some(true)),
                 (1, Some(1000.0), Some(10.0), Some(false)),
                 (2, None, None, None),
+                (3, Some(1000.0), Some(-6.0), Some(false)),
             ]
         );
         let mut c = compute("x", Path::new("runs/x"), &ours, &ReportSpec::default(), "").unwrap();
@@ -3185,11 +3191,15 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| `base` | 1 | 1100 | 1000 | +10.00% | **not met** |"),
+            md.contains("| `base` | 1 | 1100 | 1000 | +10.00% | **not met: more** |"),
             "{md}"
         );
         assert!(
             md.contains("| `base` | 2 | 900 | no finished reference run | - | - |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| `base` | 3 | 940 | 1000 | -6.00% | **not met: less** |"),
             "{md}"
         );
         let json: serde_json::Value = serde_json::from_slice(&render_json(&c).unwrap()).unwrap();
