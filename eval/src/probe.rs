@@ -894,11 +894,9 @@ mod tests {
         assert!((0..24).all(|p| d.render_eval(p).name.start == 0));
     }
 
-    /// In the own order the positions are the person's first training biography's values in order, and a cell
-    /// tests storage exactly while none of its target's values (the employer's too, for its city) is in the text.
-    #[test]
-    fn own_order_positions_follow_the_training_biography_and_mask_what_the_text_shows() {
-        let d = BioS::build(
+    /// 40 people whose training biographies come in permuted sentence orders.
+    fn permuted_people() -> BioS {
+        BioS::build(
             &BioSConfig {
                 people: 40,
                 permute: true,
@@ -906,7 +904,14 @@ mod tests {
             },
             5,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// In the own order the positions are the person's first training biography's values in order, and a cell
+    /// tests storage exactly while none of its target's values (the employer's too, for its city) is in the text.
+    #[test]
+    fn own_order_positions_follow_the_training_biography_and_mask_what_the_text_shows() {
+        let d = permuted_people();
         let mut orders = std::collections::BTreeSet::new();
         for (p, e) in examples(&d, ProbeKind::P, true, false).iter().enumerate() {
             let bio = d.render_training(p, 0);
@@ -939,15 +944,7 @@ mod tests {
     /// own), and at the last position no cell is left.
     #[test]
     fn a_strict_own_order_mask_drops_exactly_each_targets_own_position() {
-        let d = BioS::build(
-            &BioSConfig {
-                people: 40,
-                permute: true,
-                ..BioSConfig::default()
-            },
-            5,
-        )
-        .unwrap();
+        let d = permuted_people();
         let loose = examples(&d, ProbeKind::P, true, false);
         let strict = examples(&d, ProbeKind::P, true, true);
         let mut dropped_at_first = 0;
