@@ -6,7 +6,8 @@
 #   QUEUE_DEADLINE="now + 160 minutes" nohup scripts/capacity-law-chain.sh >> /work/runs/logs/queue.log 2>&1 &
 # (QUEUE_DEADLINE, optional: the point running then is checkpointed and stopped, none starts after; run-queue.sh.)
 # Logs: /work/runs/logs/<experiment>-p<index>.log (appended), this script's own lines in capacity-law-chain.log.
-# `scripts/capacity-law-chain.sh --plan` prints where the order stands (physlab plan over its runs) and runs nothing.
+# `scripts/capacity-law-chain.sh --plan` prints where the order stands (physlab plan over its runs: a table per
+# experiment, then the runs left in this order with the UTC clock at which each would end) and runs nothing.
 # The running queue reads ORDER anew before each point (`--order` prints it): edit it here to reorder.
 # The queue itself is scripts/run-queue.sh.
 set -u

@@ -616,6 +616,28 @@ fn real_main() -> Result<()> {
             }
             if asked.len() > 1 || asked.iter().any(|(_, only)| only.is_some()) {
                 println!("\n{}", sweep::plan_total_line(asked.len(), &totals));
+                // The runs left in the order named (a queue's order), with the clock at which each would end.
+                let mut seen = std::collections::HashSet::new();
+                let mut order = Vec::new();
+                for item in &experiments {
+                    let (experiment, only) = sweep::parse_plan_item(item)?;
+                    let Some(i) = asked.iter().position(|(e, _)| *e == experiment) else {
+                        continue;
+                    };
+                    let left = &totals[i].left_by_index;
+                    let indices = only.unwrap_or_else(|| left.keys().copied().collect());
+                    for k in indices {
+                        if let Some(l) = left.get(&k) {
+                            if seen.insert((experiment, k)) {
+                                order.push((format!("{experiment}:{k}"), *l));
+                            }
+                        }
+                    }
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                print!("{}", sweep::plan_order_lines(&order, now));
             }
             Ok(())
         }

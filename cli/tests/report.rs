@@ -654,12 +654,44 @@ fn run_records_carry_the_runs_to_a_report_without_their_folders() {
             && out.contains("not counting 2 run(s) with no step time yet"),
         "{out}"
     );
+    // Then the runs left in the order named (done and recorded ones skipped), each with its projected end.
+    let order: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("in the order named"))
+        .skip(1)
+        .collect();
+    assert_eq!(order.len(), 2, "{out}");
+    assert!(
+        order[0].trim_start().starts_with("zdata:0")
+            && order[1].trim_start().starts_with("zdata:2")
+    );
+    assert!(
+        order.iter().all(|l| l.contains("no step time yet")),
+        "{out}"
+    );
     let (ok, out, err) = physlab(&ws, &["plan", "zdata:1", "--runs", runs_s, "--time"]);
     assert!(ok, "{err}");
     assert!(
         out.contains("at the step times timed here") && !out.contains("not counting"),
         "{out}"
     );
+    // The table is in index order; the timeline in the order named, each end after the one before.
+    let (ok, out, err) = physlab(
+        &ws,
+        &["plan", "zdata:2", "zdata:0", "--runs", runs_s, "--time"],
+    );
+    assert!(ok, "{err}");
+    let order: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("in the order named"))
+        .skip(1)
+        .collect();
+    assert_eq!(order.len(), 2, "{out}");
+    assert!(
+        order[0].trim_start().starts_with("zdata:2")
+            && order[1].trim_start().starts_with("zdata:0")
+    );
+    assert!(order.iter().all(|l| l.contains("ends ~")), "{out}");
     let (ok, _, err) = physlab(
         &ws,
         &["plan", "mem", "zdata", "--runs", runs_s, "--records", rec_s],

@@ -93,6 +93,9 @@ pub struct PlanTotals {
     pub unknown: usize,
     /// Whether `left_s` uses a step time timed on this machine (`--time`) rather than one measured by a run.
     pub timed_here: bool,
+    /// Each run with training left (running, unfinished or pending), by index: its seconds left (None: no step
+    /// time known), for the queue-order timeline.
+    pub left_by_index: std::collections::BTreeMap<usize, Option<f64>>,
 }
 
 /// Prints index → point, seed, run folder, tokens, steps and state; for running and unfinished runs their
@@ -113,6 +116,8 @@ pub fn print_plan(
     let mut pending_steps = 0.0;
     // The runs still to train (not running), with their steps left.
     let mut pending: Vec<(&Point, f64)> = Vec::new();
+    // The running runs, with their own ETAs.
+    let mut running: Vec<(usize, f64)> = Vec::new();
     let (mut measured_steps, mut measured_s) = (0.0, 0.0);
     println!(
         "{:>5}  {:<10} {:>12} {:>9}  {:<44} point / seed",
@@ -138,6 +143,7 @@ pub fn print_plan(
                 let left = el / step * (pl.steps as f64 - step);
                 if st == State::Running {
                     remaining += left;
+                    running.push((p.index, left));
                 } else {
                     pending_steps += pl.steps as f64 - step;
                     pending.push((p, pl.steps as f64 - step));
@@ -173,8 +179,14 @@ pub fn print_plan(
         left_s: remaining,
         ..Default::default()
     };
+    totals.left_by_index = running.iter().map(|&(k, s)| (k, Some(s))).collect();
     let rest = if measured_steps > 0.0 {
         totals.left_s += pending_steps * measured_s / measured_steps;
+        for (p, steps) in &pending {
+            totals
+                .left_by_index
+                .insert(p.index, Some(steps * measured_s / measured_steps));
+        }
         format!(
             "; about {} of training left on one machine at the {:.1} ms/step measured so far",
             hms(totals.left_s),
@@ -182,7 +194,9 @@ pub fn print_plan(
         )
     } else if let Some(time_step) = time_step.filter(|_| !pending.is_empty()) {
         for (p, steps) in &pending {
-            totals.left_s += steps * time_step(p)?;
+            let left = steps * time_step(p)?;
+            totals.left_s += left;
+            totals.left_by_index.insert(p.index, Some(left));
         }
         totals.timed_here = true;
         format!(
@@ -191,6 +205,9 @@ pub fn print_plan(
         )
     } else {
         totals.unknown = pending.len();
+        for (p, _) in &pending {
+            totals.left_by_index.insert(p.index, None);
+        }
         String::new()
     };
     println!(
@@ -247,6 +264,45 @@ pub fn plan_total_line(experiments: usize, totals: &[PlanTotals]) -> String {
         summary.join(", "),
         hms(left)
     )
+}
+
+/// The runs with training left in the order a queue runs them (`items`: "EXPERIMENT:INDEX" and the seconds left,
+/// None without a step time), one at a time from `now` (Unix seconds): per run its time left and the UTC clock at
+/// which it would end; after a run with no step time the later ends are unknown. Empty when no run is left.
+pub fn plan_order_lines(items: &[(String, Option<f64>)], now: u64) -> String {
+    if items.is_empty() {
+        return String::new();
+    }
+    let day = now / 86_400;
+    let clock = |t: f64| {
+        let t = t.max(0.0) as u64;
+        let days = t / 86_400 - day;
+        let hm = format!("{:02}:{:02}", t % 86_400 / 3600, t % 3600 / 60);
+        if days > 0 {
+            format!("{hm} (+{days}d)")
+        } else {
+            hm
+        }
+    };
+    let width = items.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    let mut out = format!(
+        "in the order named, one run at a time from {} UTC:\n",
+        clock(now as f64)
+    );
+    let mut end = Some(now as f64);
+    for (name, left) in items {
+        end = end.zip(*left).map(|(e, l)| e + l);
+        let (left, at) = match (left, end) {
+            (Some(l), Some(e)) => (hms(*l), format!("ends ~{}", clock(e))),
+            (Some(l), None) => (hms(*l), "ends after a run with no step time".to_string()),
+            (None, _) => (
+                "?".to_string(),
+                "no step time yet (--time times one here)".to_string(),
+            ),
+        };
+        out.push_str(&format!("  {name:<width$}  {left:>9}  {at}\n"));
+    }
+    out
 }
 
 /// Claims and runs the runs of `points` that are not done and not held by a live process, one after another
@@ -402,4 +458,45 @@ fi
 exit "$rc"
 "#;
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Ends accumulate in the order named from the clock given (2026-11-28 20:00 UTC = 1795896000, by Python's
+    /// calendar.timegm), past midnight with the day added; a run with no step time stops the projection.
+    #[test]
+    fn the_queue_order_projects_each_runs_end_from_now() {
+        let now = 1_795_896_000;
+        let items = [
+            ("a:0".to_string(), Some(1800.0)),
+            ("b:3".to_string(), Some(13_500.0)),
+            ("c:1".to_string(), None),
+            ("a:2".to_string(), Some(600.0)),
+        ];
+        let out = super::plan_order_lines(&items, now);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0],
+            "in the order named, one run at a time from 20:00 UTC:"
+        );
+        assert!(
+            lines[1].contains("a:0") && lines[1].ends_with("0:30:00  ends ~20:30"),
+            "{out}"
+        );
+        // 20:30 + 3:45 = 00:15 the next day.
+        assert!(
+            lines[2].contains("b:3") && lines[2].ends_with("3:45:00  ends ~00:15 (+1d)"),
+            "{out}"
+        );
+        assert!(
+            lines[3].contains("c:1") && lines[3].contains("no step time yet"),
+            "{out}"
+        );
+        assert!(
+            lines[4].ends_with("0:10:00  ends after a run with no step time"),
+            "{out}"
+        );
+        assert_eq!(lines.len(), 5);
+        assert_eq!(super::plan_order_lines(&[], now), "");
+    }
 }
