@@ -21,7 +21,10 @@ set -u
 # (4e-3, architecture-law-moe-1000-cpu:3, ~43 min) and LLaMA's seeds, then its ×0.5 (1e-3, :6); but first, after
 # LLaMA's ×0.25 probe, row 14's parity pretraining (~2.9 h at the 27k tokens/s the N = 4,000 run measured): it is
 # the only run issue 14 still lacks and cannot finish inside one session, so it starts while this machine is known
-# to be kept (~2 h now; it resumes from its checkpoint if the next session keeps the machine, and is lost if not))
+# to be kept (~2 h now; it resumes from its checkpoint if the next session keeps the machine, and is lost if not);
+# at the end, row 11's seed 1 of single+permute1 and single+permute5 (extraction-pretrain-cpu:10, :13, ~55 min each,
+# and their finetunes): row 11 has one seed, and `physlab probe --own-order --strict` needs those models to read the
+# paper's P-probe contrast in the clean own-order column (their seed-0 folders are gone))
 # Order (2026-11-28, stop 36: the machine was kept, so the multi5+permute pretraining resumed at step 29; no-MLP's
 # 1000-exposure seeds 1-2 at its best rate (8e-3, ~14 min each) after row 15's finetunes; row 7's 1000-exposure
 # half (architecture-law-moe-1000-cpu, ~50 min a rate) after LLaMA's ×0.5: row 7 has no run at 1000 exposures yet;
@@ -84,7 +87,9 @@ facts-params-long-cpu:1 facts-params-long-cpu:4 facts-params-long-cpu:7 facts-pa
 facts-params-long-cpu:2 facts-params-long-cpu:5 facts-params-long-cpu:8 facts-params-long-cpu:11 facts-params-long-cpu:14
 extraction-pretrain-cpu:1 extraction-full-cpu:1 extraction-full-cpu:16 extraction-full-cpu:31 extraction-lora-narrow-cpu:1
 architecture-law-cpu:4 architecture-law-cpu:7 architecture-law-cpu:10
-architecture-law-cpu:5 architecture-law-cpu:8 architecture-law-cpu:11"
+architecture-law-cpu:5 architecture-law-cpu:8 architecture-law-cpu:11
+extraction-pretrain-cpu:10 extraction-full-cpu:40 extraction-full-cpu:25 extraction-full-cpu:10 extraction-lora-narrow-cpu:10
+extraction-pretrain-cpu:13 extraction-full-cpu:43 extraction-full-cpu:28 extraction-full-cpu:13 extraction-lora-narrow-cpu:13"
 if [ "${1:-}" = "--plan" ]; then
   # Where the order stands: each run's state, progress and the training time left in all (reads only).
   cd "$(dirname "$0")/.."
