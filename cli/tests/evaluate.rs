@@ -188,6 +188,7 @@ fn probe_out_is_a_folder_or_a_json_file() {
     let tested = |t: &serde_json::Value, k: usize| t["tested"][k].as_u64().unwrap();
     let targets = p["targets"].as_array().unwrap();
     assert!(targets.iter().all(|t| tested(t, 5) == 0), "{p}");
+    assert!(targets.iter().all(|t| t["accuracy"][5].is_null()), "{p}");
     assert!(targets.iter().any(|t| tested(t, 0) < test_people), "{p}");
     let v6 = out
         .lines()

@@ -214,6 +214,21 @@ impl Default for ProbeConfig {
     }
 }
 
+/// hits / counted, NaN where no one is counted (a cell with no person has no accuracy, not 0).
+fn share(hits: usize, counted: usize) -> f64 {
+    if counted == 0 {
+        f64::NAN
+    } else {
+        hits as f64 / counted as f64
+    }
+}
+
+/// Accuracies as JSON writes them: a NaN is written as `null` (serde_json), read back as NaN.
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    let v: Vec<Option<f64>> = serde::Deserialize::deserialize(d)?;
+    Ok(v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect())
+}
+
 /// One target's scores, per probe position.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TargetScore {
@@ -226,9 +241,12 @@ pub struct TargetScore {
     pub train_per_class: f64,
     /// Share of the test people in the training people's majority class: what an uninformed probe scores.
     pub chance: f64,
-    /// Test accuracy per position (in `ProbeEval::positions` order).
+    /// Test accuracy per position (in `ProbeEval::positions` order); NaN (`null` in JSON) where no test person
+    /// is scored (an own-order mask left the cell none).
+    #[serde(deserialize_with = "null_as_nan")]
     pub accuracy: Vec<f64>,
     /// Accuracy on the training people per position.
+    #[serde(deserialize_with = "null_as_nan")]
     pub train_accuracy: Vec<f64>,
     /// With `own_order`: the test people each position's accuracy counts (those whose value is not yet in the
     /// text there); empty: every test person.
@@ -623,10 +641,10 @@ fn score<B: Kernels>(
                 train_per_class: n_train as f64 / labels.classes[t].max(1) as f64,
                 chance: majority_chance(train, &labels.y[t][n_train..]),
                 accuracy: (0..k)
-                    .map(|p| test_hits[p][t] as f64 / counted(n_train..n, p, t).max(1) as f64)
+                    .map(|p| share(test_hits[p][t], counted(n_train..n, p, t)))
                     .collect(),
                 train_accuracy: (0..k)
-                    .map(|p| train_hits[p][t] as f64 / counted(0..n_train, p, t).max(1) as f64)
+                    .map(|p| share(train_hits[p][t], counted(0..n_train, p, t)))
                     .collect(),
                 tested: match masks {
                     Some(_) => (0..k).map(|p| counted(n_train..n, p, t)).collect(),

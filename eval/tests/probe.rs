@@ -105,6 +105,28 @@ fn masked_cells_count_only_the_people_their_mask_holds() {
     );
     assert_eq!(scores[0].tested, vec![200, 200]);
     assert!(scores[0].accuracy[0] <= 0.2, "{:?}", scores[0]);
+    // A cell with no test person in its mask has no accuracy: NaN, written `null` in JSON and read back as NaN
+    // (not 0%, which would read as a probe that failed); its training accuracy is still measured.
+    let untested: Vec<Vec<Vec<bool>>> = (0..800)
+        .map(|i| vec![vec![i < 600, true], vec![true, true]])
+        .collect();
+    let (scores, _, _) = probe_states_masked::<CpuTrain>(
+        synthetic(800, 5).0,
+        &labels,
+        600,
+        Some(&untested),
+        &cfg(),
+        &device,
+        &mut |_| {},
+    );
+    assert_eq!(scores[0].tested, vec![0, 200]);
+    assert!(scores[0].accuracy[0].is_nan(), "{:?}", scores[0]);
+    assert!(scores[0].accuracy[1].is_finite() && scores[0].train_accuracy[0] >= 0.98);
+    let json = serde_json::to_value(&scores[0]).unwrap();
+    assert!(json["accuracy"][0].is_null(), "{json}");
+    let back: physlab_eval::probe::TargetScore = serde_json::from_value(json).unwrap();
+    assert!(back.accuracy[0].is_nan());
+    assert_eq!(back.accuracy[1], scores[0].accuracy[1]);
 }
 
 #[test]

@@ -156,10 +156,9 @@ fn render(ckpt: &Path, evals: &[ProbeEval], walls: &[f64]) -> String {
     for (t, target) in first.targets.iter().enumerate() {
         s.push_str(&format!("{:<14}", target.target));
         for e in evals {
-            let scored = &e.targets[t];
-            for (p, a) in scored.accuracy.iter().enumerate() {
-                // A cell no test person is scored in (an own-order mask left none) has no accuracy.
-                if scored.tested.get(p) == Some(&0) {
+            for a in &e.targets[t].accuracy {
+                // A cell no test person is scored in (an own-order mask left none) has no accuracy (NaN).
+                if a.is_nan() {
                     s.push_str(&format!("{:>9}", "-"));
                 } else {
                     s.push_str(&format!("{:>8.1}%", 100.0 * a));
@@ -185,8 +184,8 @@ fn render(ckpt: &Path, evals: &[ProbeEval], walls: &[f64]) -> String {
             let scored: Vec<f64> = e
                 .targets
                 .iter()
-                .filter(|t| t.tested.get(p) != Some(&0))
                 .map(|t| t.train_accuracy[p])
+                .filter(|a| !a.is_nan())
                 .collect();
             if scored.is_empty() {
                 s.push_str(&format!("{:>9}", "-"));
