@@ -655,20 +655,7 @@ fn run_records_carry_the_runs_to_a_report_without_their_folders() {
         "{out}"
     );
     // Then the runs left in the order named (done and recorded ones skipped), each with its projected end.
-    let order: Vec<&str> = out
-        .lines()
-        .skip_while(|l| !l.starts_with("in the order named"))
-        .skip(1)
-        .collect();
-    assert_eq!(order.len(), 2, "{out}");
-    assert!(
-        order[0].trim_start().starts_with("zdata:0")
-            && order[1].trim_start().starts_with("zdata:2")
-    );
-    assert!(
-        order.iter().all(|l| l.contains("no step time yet")),
-        "{out}"
-    );
+    timeline(&out, ["zdata:0", "zdata:2"], "no step time yet");
     let (ok, out, err) = physlab(&ws, &["plan", "zdata:1", "--runs", runs_s, "--time"]);
     assert!(ok, "{err}");
     assert!(
@@ -681,17 +668,7 @@ fn run_records_carry_the_runs_to_a_report_without_their_folders() {
         &["plan", "zdata:2", "zdata:0", "--runs", runs_s, "--time"],
     );
     assert!(ok, "{err}");
-    let order: Vec<&str> = out
-        .lines()
-        .skip_while(|l| !l.starts_with("in the order named"))
-        .skip(1)
-        .collect();
-    assert_eq!(order.len(), 2, "{out}");
-    assert!(
-        order[0].trim_start().starts_with("zdata:2")
-            && order[1].trim_start().starts_with("zdata:0")
-    );
-    assert!(order.iter().all(|l| l.contains("ends ~")), "{out}");
+    timeline(&out, ["zdata:2", "zdata:0"], "ends ~");
     let (ok, _, err) = physlab(
         &ws,
         &["plan", "mem", "zdata", "--runs", runs_s, "--records", rec_s],
@@ -818,4 +795,19 @@ fn a_convergence_check_is_reported_against_its_reference_run() {
         md.contains("| `base` | 0 |") && md.contains("no finished reference run"),
         "{md}"
     );
+}
+
+/// `physlab plan`'s closing timeline: the runs named, in this order, each line saying `says`.
+fn timeline<const N: usize>(out: &str, runs: [&str; N], says: &str) {
+    let order: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("in the order named"))
+        .skip(1)
+        .collect();
+    let named: Vec<&str> = order
+        .iter()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(named, runs, "{out}");
+    assert!(order.iter().all(|l| l.contains(says)), "{out}");
 }
